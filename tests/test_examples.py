@@ -1,0 +1,24 @@
+"""Smoke tests: each example runs quickly and does what its docstring says."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_loss_falls(capsys):
+    demo = load("demo")
+    demo.main(["--steps", "60"])
+    printed = capsys.readouterr().out
+    assert "loss fell from" in printed
+    losses = demo.train(steps=60, out=None)
+    assert np.mean(losses[-10:]) < 0.25 * losses[0]

@@ -1,0 +1,514 @@
+"""Every op: forward against the NumPy expression, backward against finite differences.
+
+``check_op`` does both, so each property below is one call. Shapes and values are drawn
+by hypothesis; values stay away from kinks (|x| at 0 for abs/relu, ties for max) so
+that finite differences are meaningful. Failures hypothesis found are pinned with
+``@example``.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinyseq as ts
+from tinyseq import Tensor, gradcheck
+
+
+def check_op(op, ref, *arrays, mode="full", grad=True):
+    """op(*tensors) equals ref(*arrays) in float64, and its backward passes gradcheck."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    tensors = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    out = op(*tensors)
+    expected = np.asarray(ref(*arrays))
+    assert out.dtype == np.float64
+    assert out.shape == expected.shape, (out.shape, expected.shape)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-12)
+    if grad:
+        assert gradcheck(op, tensors, mode=mode)
+
+
+# ---------------------------------------------------------------- strategies
+
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+nonempty_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+broadcast_pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3)
+
+
+def floats(shape, lo=-2.0, hi=2.0):
+    return hnp.arrays(np.float64, shape, elements=st.floats(lo, hi, allow_nan=False, allow_infinity=False))
+
+
+def away_from_zero(shape, lo=0.3, hi=2.0):
+    """Values with lo <= |x| <= hi and random signs."""
+    return st.tuples(floats(shape, lo, hi), hnp.arrays(np.bool_, shape)).map(lambda t: np.where(t[1], t[0], -t[0]))
+
+
+@st.composite
+def distinct(draw, shape, spacing=0.1):
+    """Values at least ``spacing`` apart (no ties), in random order."""
+    n = int(np.prod(shape))
+    order = draw(st.permutations(range(n)))
+    shift = draw(st.floats(-1, 1))
+    return (np.asarray(order, dtype=np.float64) * spacing * 3 + shift).reshape(shape) / max(n, 1) * 2
+
+
+@st.composite
+def shape_and_axis(draw, shape_strategy=nonempty_shapes):
+    """A shape and an axis argument for a reduction: None, an int, or a tuple."""
+    shape = draw(shape_strategy)
+    nd = len(shape)
+    axis = draw(
+        st.one_of(
+            st.none(),
+            st.integers(-nd, nd - 1),
+            st.lists(st.integers(0, nd - 1), min_size=1, max_size=nd, unique=True).map(tuple),
+        )
+    )
+    return shape, axis
+
+
+# ---------------------------------------------------------------- elementwise binary
+
+BINARY = [
+    (ts.add, np.add),
+    (ts.sub, np.subtract),
+    (ts.mul, np.multiply),
+    (lambda a, b: a + b, np.add),
+    (lambda a, b: a - b, np.subtract),
+    (lambda a, b: a * b, np.multiply),
+]
+
+
+@pytest.mark.parametrize("op,ref", BINARY)
+@given(data=st.data(), shapes=broadcast_pairs)
+@example(data=None, shapes=hnp.BroadcastableShapes(input_shapes=((), (2, 3)), result_shape=(2, 3)))
+def test_binary(op, ref, data, shapes):
+    sa, sb = shapes.input_shapes
+    if data is None:
+        a, b = np.full(sa, 0.5), np.arange(6.0).reshape(sb)
+    else:
+        a, b = data.draw(floats(sa)), data.draw(floats(sb))
+    check_op(op, ref, a, b)
+
+
+@given(data=st.data(), shapes=broadcast_pairs)
+def test_div(data, shapes):
+    sa, sb = shapes.input_shapes
+    check_op(lambda a, b: a / b, np.divide, data.draw(floats(sa)), data.draw(away_from_zero(sb, 0.5, 2)))
+
+
+@given(data=st.data(), shapes=broadcast_pairs)
+def test_pow_tensor_exponent(data, shapes):
+    sa, sb = shapes.input_shapes
+    check_op(lambda a, b: a**b, np.power, data.draw(floats(sa, 0.5, 2)), data.draw(floats(sb, -2, 2)))
+
+
+@given(a=floats((2, 3), 0.5, 2), p=st.sampled_from([2, 3, -1, 0.5, -1.5, 2.5]))
+def test_pow_scalar_exponent(a, p):
+    check_op(lambda x: x**p, lambda x: x**p, a)
+
+
+def test_rpow_and_reflected_scalars():
+    a = np.array([0.5, 1.0, 1.5])
+    check_op(lambda x: 2.0**x, lambda x: 2.0**x, a)
+    check_op(lambda x: 3.0 - x, lambda x: 3.0 - x, a)
+    check_op(lambda x: 3.0 / x, lambda x: 3.0 / x, a)
+
+
+@pytest.mark.parametrize("op,ref", [(ts.maximum, np.maximum), (ts.minimum, np.minimum)])
+@given(data=st.data(), shape=shapes)
+def test_maximum_minimum(op, ref, data, shape):
+    a = data.draw(floats(shape))
+    b = a + data.draw(away_from_zero(shape, 0.05, 1.0))
+    check_op(op, ref, a, b)
+
+
+@pytest.mark.parametrize("op,ref", [(ts.maximum, np.maximum), (ts.minimum, np.minimum)])
+def test_maximum_minimum_ties_split_gradient(op, ref):
+    a = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = Tensor(np.array([1.0, 3.0]), requires_grad=True)
+    op(a, b).sum().backward()
+    assert a.grad[0] == b.grad[0] == 0.5
+
+
+@given(data=st.data(), shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3))
+def test_where(data, shapes):
+    sc, sa, sb = shapes.input_shapes
+    cond = data.draw(hnp.arrays(np.bool_, sc))
+    check_op(lambda a, b: ts.where(cond, a, b), lambda a, b: np.where(cond, a, b), data.draw(floats(sa)), data.draw(floats(sb)))
+
+
+# ---------------------------------------------------------------- elementwise unary
+
+UNARY = [
+    ("neg", lambda x: -x, np.negative, floats),
+    ("exp", ts.exp, np.exp, floats),
+    ("log", ts.log, np.log, lambda s: floats(s, 0.2, 3)),
+    ("sqrt", ts.sqrt, np.sqrt, lambda s: floats(s, 0.2, 3)),
+    ("abs", ts.abs, np.abs, away_from_zero),
+    ("tanh", ts.tanh, np.tanh, floats),
+    ("sigmoid", ts.sigmoid, lambda x: 1 / (1 + np.exp(-x)), lambda s: floats(s, -6, 6)),
+    ("relu", ts.relu, lambda x: np.maximum(x, 0), away_from_zero),
+    ("leaky_relu", lambda x: ts.leaky_relu(x, 0.2), lambda x: np.where(x > 0, x, 0.2 * x), away_from_zero),
+    ("clip", lambda x: ts.clip(x, -1.0, 1.0), lambda x: np.clip(x, -1, 1), lambda s: floats(s, -2, 2).map(lambda a: np.where(np.abs(np.abs(a) - 1) < 0.05, 0.5, a))),
+    ("clamp_min", lambda x: ts.clamp(x, min=0.5), lambda x: np.maximum(x, 0.5), lambda s: floats(s, -2, 2).map(lambda a: np.where(np.abs(a - 0.5) < 0.05, 0.0, a))),
+]
+
+
+@pytest.mark.parametrize("name,op,ref,values", UNARY, ids=[u[0] for u in UNARY])
+@given(data=st.data(), shape=shapes)
+def test_unary(name, op, ref, values, data, shape):
+    check_op(op, ref, data.draw(values(shape)))
+
+
+def test_methods_match_functions():
+    x = np.linspace(0.2, 1.8, 6).reshape(2, 3)
+    for name in ["exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu"]:
+        np.testing.assert_array_equal(getattr(Tensor(x), name)().data, getattr(ts, name)(Tensor(x)).data)
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for dtype in (np.float32, np.float64):
+            x = Tensor(np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], dtype=dtype), requires_grad=True)
+            y = ts.sigmoid(x)
+            y.sum().backward()
+            assert np.all(np.isfinite(y.data)) and np.all(np.isfinite(x.grad))
+            assert y.data[0] == 0 and y.data[2] == 0.5 and y.data[-1] == 1
+
+
+@given(a=floats((3, 2)))
+def test_cast_round_trip(a):
+    x = Tensor(a, requires_grad=True)
+    y = x.astype(np.float32)
+    assert y.dtype == np.float32
+    (y * 2).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_array_equal(x.grad, np.full((3, 2), 2.0))
+
+
+# ---------------------------------------------------------------- matmul
+
+matmul_shapes = st.sampled_from(
+    [
+        ((3,), (3,)),
+        ((3,), (3, 2)),
+        ((2, 3), (3,)),
+        ((2, 3), (3, 4)),
+        ((4, 2, 3), (3, 2)),
+        ((2, 3), (4, 3, 2)),
+        ((3,), (2, 3, 4)),
+        ((2, 2, 3), (3,)),
+        ((2, 1, 2, 3), (3, 3, 2)),
+        ((1, 2, 3), (4, 3, 2)),
+    ]
+)
+
+
+@given(data=st.data(), pair=matmul_shapes)
+@example(data=None, pair=((1,), (1,)))
+def test_matmul(data, pair):
+    sa, sb = pair
+    if data is None:
+        a, b = np.array([2.0]), np.array([3.0])
+    else:
+        a, b = data.draw(floats(sa)), data.draw(floats(sb))
+    check_op(ts.matmul, np.matmul, a, b)
+    check_op(lambda x, y: x @ y, np.matmul, a, b)
+
+
+def test_matmul_shape_error_names_op_and_shapes():
+    with pytest.raises(ValueError, match=r"matmul: shapes \(3, 4\) and \(5, 2\) are not aligned \(4 != 5\)"):
+        ts.matmul(Tensor(np.ones((3, 4))), Tensor(np.ones((5, 2))))
+    with pytest.raises(ValueError, match="matmul: batch dimensions"):
+        ts.matmul(Tensor(np.ones((2, 3, 4))), Tensor(np.ones((3, 4, 2))))
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        ts.matmul(Tensor(2.0), Tensor(np.ones(3)))
+
+
+# ---------------------------------------------------------------- reductions
+
+REDUCTIONS = [
+    ("sum", ts.sum, np.sum, floats),
+    ("mean", ts.mean, np.mean, floats),
+    ("max", ts.max, np.max, distinct),
+    ("min", ts.min, np.min, distinct),
+    ("logsumexp", ts.logsumexp, lambda x, axis, keepdims: np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims)), floats),
+]
+
+
+@pytest.mark.parametrize("name,op,ref,values", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
+@given(data=st.data(), sa=shape_and_axis(), keepdims=st.booleans())
+def test_reduction(name, op, ref, values, data, sa, keepdims):
+    shape, axis = sa
+    check_op(lambda x: op(x, axis=axis, keepdims=keepdims), lambda x: ref(x, axis=axis, keepdims=keepdims), data.draw(values(shape)))
+
+
+@given(data=st.data(), sa=shape_and_axis(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4)), keepdims=st.booleans(), correction=st.sampled_from([0, 1]))
+def test_var(data, sa, keepdims, correction):
+    shape, axis = sa
+    check_op(
+        lambda x: ts.var(x, axis=axis, keepdims=keepdims, correction=correction),
+        lambda x: np.var(x, axis=axis, keepdims=keepdims, ddof=correction),
+        data.draw(floats(shape)),
+    )
+
+
+def test_reductions_of_a_scalar():
+    check_op(ts.sum, np.sum, np.array(1.5))
+    check_op(ts.max, np.max, np.array(1.5))
+
+
+def test_max_ties_share_gradient():
+    x = Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]), requires_grad=True)
+    ts.max(x, axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 0.5, 0.5], [1, 0, 0]])
+
+
+def test_reduction_errors():
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="sum: axis 2 is out of range"):
+        x.sum(axis=2)
+    with pytest.raises(ValueError, match="max: cannot reduce over an empty axis"):
+        Tensor(np.ones((0, 3))).max(axis=0)
+    with pytest.raises(ValueError, match="var: need more than 1 elements"):
+        Tensor(np.ones((1, 3))).var(axis=0)
+
+
+def test_logsumexp_is_stable():
+    x = Tensor(np.array([[1e4, 1e4 - 1.0], [-1e4, -1e4 + 1.0]]), requires_grad=True)
+    y = ts.logsumexp(x, axis=1)
+    np.testing.assert_allclose(y.data, [1e4 + np.log1p(np.exp(-1.0)), -1e4 + 1.0 + np.log1p(np.exp(-1.0))])
+    y.sum().backward()
+    assert np.all(np.isfinite(x.grad))
+    assert ts.logsumexp(Tensor(np.array([-np.inf, -np.inf]))).item() == -np.inf
+
+
+# ---------------------------------------------------------------- softmax family
+
+
+@pytest.mark.parametrize(
+    "op,ref",
+    [
+        (ts.softmax, lambda x, axis: np.exp(x) / np.exp(x).sum(axis=axis, keepdims=True)),
+        (ts.log_softmax, lambda x, axis: x - np.log(np.exp(x).sum(axis=axis, keepdims=True))),
+    ],
+    ids=["softmax", "log_softmax"],
+)
+@given(data=st.data(), shape=nonempty_shapes)
+def test_softmax_family(op, ref, data, shape):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    check_op(lambda x: op(x, axis=axis), lambda x: ref(x, axis), data.draw(floats(shape, -3, 3)))
+
+
+def test_softmax_family_is_stable():
+    x = np.array([[1000.0, 0.0, -1000.0]])
+    with np.errstate(over="raise"):
+        np.testing.assert_allclose(ts.softmax(Tensor(x)).data, [[1, 0, 0]])
+        np.testing.assert_allclose(ts.log_softmax(Tensor(x)).data, [[0, -1000, -2000]])
+
+
+# ---------------------------------------------------------------- shape
+
+
+@given(data=st.data(), shape=shapes)
+def test_reshape(data, shape):
+    n = int(np.prod(shape))
+    target = data.draw(st.sampled_from([(n,), (1, n), (n, 1), (-1,), (1, -1)]))
+    check_op(lambda x: x.reshape(target), lambda x: x.reshape(target), data.draw(floats(shape)))
+
+
+@given(data=st.data(), shape=shapes)
+def test_permute_and_transpose(data, shape):
+    axes = tuple(data.draw(st.permutations(range(len(shape)))))
+    a = data.draw(floats(shape))
+    check_op(lambda x: ts.permute(x, axes), lambda x: np.transpose(x, axes), a)
+    check_op(lambda x: x.T, lambda x: x.T, a)
+    if len(shape) >= 2:
+        check_op(lambda x: x.transpose(0, -1), lambda x: np.swapaxes(x, 0, -1), a)
+
+
+@given(data=st.data(), shapes=broadcast_pairs)
+def test_expand(data, shapes):
+    sa, _ = shapes.input_shapes
+    check_op(lambda x: ts.expand(x, shapes.result_shape), lambda x: np.broadcast_to(x, shapes.result_shape), data.draw(floats(sa)))
+
+
+def test_expand_keeps_minus_one():
+    check_op(lambda x: x.expand(4, -1, 3), lambda x: np.broadcast_to(x, (4, 2, 3)), np.ones((2, 1)))
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=3))
+def test_squeeze_unsqueeze(data, shape):
+    a = data.draw(floats(shape))
+    check_op(ts.squeeze, np.squeeze, a)
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape)))
+    check_op(lambda x: ts.unsqueeze(x, axis), lambda x: np.expand_dims(x, axis), a)
+    ones = [i for i, n in enumerate(shape) if n == 1]
+    if ones:
+        check_op(lambda x: x.squeeze(ones[0]), lambda x: np.squeeze(x, ones[0]), a)
+
+
+def test_shape_errors():
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"reshape: cannot reshape a tensor of shape \(2, 3\) into \(4, 2\)"):
+        x.reshape(4, 2)
+    with pytest.raises(ValueError, match="reshape"):
+        x.reshape(-1, -1)
+    with pytest.raises(ValueError, match="permute"):
+        x.permute(0, 0)
+    with pytest.raises(ValueError, match=r"expand: cannot expand shape \(2, 3\) to \(2, 4\)"):
+        x.expand(2, 4)
+    with pytest.raises(ValueError, match="squeeze: axis 1 of shape"):
+        x.squeeze(1)
+    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
+        x + Tensor(np.ones(4))
+    with pytest.raises(ValueError, match=r"mul: shapes"):
+        np.ones(4) * x
+
+
+# ---------------------------------------------------------------- indexing
+
+BASIC_INDICES = [
+    (0,),
+    (-1,),
+    (slice(1, None),),
+    (slice(None, None, 2),),
+    (Ellipsis, 0),
+    (None, slice(None)),
+    (slice(None), None, 1),
+]
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=2, max_side=4), index=st.sampled_from(BASIC_INDICES))
+def test_getitem_basic(data, shape, index):
+    check_op(lambda x: x[index], lambda x: x[index], data.draw(floats(shape)))
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+def test_getitem_integer_arrays_with_repeats(data, shape):
+    idx = np.asarray(data.draw(st.lists(st.integers(-shape[0], shape[0] - 1), min_size=1, max_size=6)))
+    a = data.draw(floats(shape))
+    check_op(lambda x: x[idx], lambda x: x[idx], a)
+    if len(shape) >= 2:
+        cols = np.asarray(data.draw(st.lists(st.integers(0, shape[1] - 1), min_size=len(idx), max_size=len(idx))))
+        check_op(lambda x: x[idx, cols], lambda x: x[idx, cols], a)
+        check_op(lambda x: x[:, cols], lambda x: x[:, cols], a)
+
+
+def test_getitem_repeated_index_accumulates():
+    x = Tensor(np.arange(3.0), requires_grad=True)
+    x[np.array([0, 2, 0, 0])].sum().backward()
+    np.testing.assert_array_equal(x.grad, [3, 0, 1])
+
+
+def test_getitem_bool_mask_and_errors():
+    a = np.arange(6.0).reshape(2, 3)
+    mask = a > 2
+    check_op(lambda x: x[mask], lambda x: x[mask], a)
+    with pytest.raises(IndexError, match="getitem"):
+        Tensor(a)[5]
+    with pytest.raises(TypeError, match="getitem: index arrays must be integer"):
+        Tensor(a)[np.array([0.5])]
+
+
+@given(data=st.data(), n=st.integers(1, 5), dim=st.integers(1, 3), idx_shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=5))
+def test_embedding(data, n, dim, idx_shape):
+    idx = data.draw(hnp.arrays(np.int64, idx_shape, elements=st.integers(0, n - 1)))
+    check_op(lambda w: ts.embedding(idx, w), lambda w: w[idx], data.draw(floats((n, dim))))
+
+
+def test_embedding_repeats_accumulate_and_errors():
+    w = Tensor(np.ones((3, 2)), requires_grad=True)
+    ts.embedding(np.array([[1, 1], [1, 2]]), w).sum().backward()
+    np.testing.assert_array_equal(w.grad, [[0, 0], [3, 3], [1, 1]])
+    with pytest.raises(ValueError, match=r"embedding: indices must lie in \[0, 3\)"):
+        ts.embedding(np.array([3]), w)
+    with pytest.raises(TypeError, match="embedding: indices must be integers"):
+        ts.embedding(np.array([0.0]), w)
+
+
+def test_one_hot():
+    out = ts.one_hot(np.array([[0, 2], [1, 1]]), 3)
+    assert out.dtype == np.float32 and not out.requires_grad
+    np.testing.assert_array_equal(out.data, np.eye(3)[[[0, 2], [1, 1]]])
+    with pytest.raises(ValueError, match="one_hot"):
+        ts.one_hot(np.array([3]), 3)
+
+
+# ---------------------------------------------------------------- joining and splitting
+
+
+@given(data=st.data(), shape=nonempty_shapes, sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3))
+def test_concatenate(data, shape, sizes):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    parts = [data.draw(floats(shape[: axis % len(shape)] + (s,) + shape[axis % len(shape) + 1 :])) for s in sizes]
+    check_op(lambda *xs: ts.concatenate(xs, axis=axis), lambda *xs: np.concatenate(xs, axis=axis), *parts)
+
+
+@given(data=st.data(), shape=shapes, count=st.integers(1, 3))
+def test_stack(data, shape, count):
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape)))
+    parts = [data.draw(floats(shape)) for _ in range(count)]
+    check_op(lambda *xs: ts.stack(xs, axis=axis), lambda *xs: np.stack(xs, axis=axis), *parts)
+
+
+@given(data=st.data(), shape=nonempty_shapes, size=st.integers(1, 4))
+def test_split_and_chunk(data, shape, size):
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    a = data.draw(floats(shape))
+    n = shape[axis]
+    bounds = list(range(size, n, size))
+    # Weight each piece differently so a mix-up of pieces shows in the gradient.
+    check_op(
+        lambda x: ts.stack([p.sum() * (i + 1) for i, p in enumerate(ts.split(x, size, axis=axis))]),
+        lambda x: np.stack([p.sum() * (i + 1) for i, p in enumerate(np.split(x, bounds, axis=axis))]),
+        a,
+    )
+    pieces = x_pieces = ts.chunk(Tensor(a), size, axis=axis)
+    assert len(pieces) <= size and sum(p.shape[axis] for p in x_pieces) == n
+
+
+def test_split_sections_and_errors():
+    a = np.arange(12.0).reshape(2, 6)
+    check_op(lambda x: ts.concatenate(ts.split(x, [1, 3, 2], axis=1)[::-1], axis=1), lambda x: np.concatenate(np.split(x, [1, 4], axis=1)[::-1], axis=1), a)
+    assert [p.shape for p in Tensor(a).chunk(4, axis=1)] == [(2, 2), (2, 2), (2, 2)]
+    with pytest.raises(ValueError, match="split: sizes"):
+        ts.split(Tensor(a), [1, 2], axis=1)
+    with pytest.raises(ValueError, match=r"concatenate: tensor 0 has shape \(2, 6\) but tensor 1 has shape \(3, 5\)"):
+        ts.concatenate([Tensor(a), Tensor(np.ones((3, 5)))], axis=1)
+    with pytest.raises(ValueError, match="stack"):
+        ts.stack([Tensor(a), Tensor(np.ones((2, 5)))])
+
+
+# ---------------------------------------------------------------- dropout
+
+
+@given(a=floats((3, 4)), seed=st.integers(0, 2**16), p=st.sampled_from([0.2, 0.5, 0.9]))
+def test_dropout_with_generator(a, seed, p):
+    x = Tensor(a, requires_grad=True)
+    y = ts.dropout(x, p, generator=np.random.default_rng(seed))
+    keep = np.random.default_rng(seed).random(a.shape) >= p
+    np.testing.assert_allclose(y.data, np.where(keep, a / (1 - p), 0))
+    check_op(lambda t: ts.dropout(t, p, generator=np.random.default_rng(seed)), lambda t: np.where(keep, t / (1 - p), 0), a)
+
+
+@given(a=floats((2, 3, 4)), mask=hnp.arrays(np.bool_, (1, 3, 4)))
+def test_dropout_with_given_mask_broadcasts(a, mask):
+    m = mask / 0.5
+    check_op(lambda t: ts.dropout(t, mask=m), lambda t: t * m, a)
+
+
+def test_dropout_edge_cases():
+    x = Tensor(np.ones((2, 2)))
+    assert ts.dropout(x, 0.5, training=False) is x
+    assert ts.dropout(x, 0.0) is x
+    np.testing.assert_array_equal(ts.dropout(x, 1.0).data, 0)
+    with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\]"):
+        ts.dropout(x, 1.5)
+    with pytest.raises(ValueError, match="dropout: mask of shape"):
+        ts.dropout(x, mask=np.ones(3))
+    rate = np.mean(ts.dropout(Tensor(np.ones(20000)), 0.3, generator=np.random.default_rng(0)).data == 0)
+    assert abs(rate - 0.3) < 0.02

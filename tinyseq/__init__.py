@@ -1,0 +1,18 @@
+"""tinyseq: a small reverse-mode autodiff framework for recurrent networks.
+
+``Tensor`` wraps a NumPy array and records the ops applied to it; ``loss.backward()``
+fills ``.grad`` on every leaf that requires it. The ops are in ``tinyseq.ops`` and are
+re-exported here (``tinyseq.tanh(x)``, ``tinyseq.matmul(a, b)``, ...).
+"""
+
+from . import config, ops
+from .gradcheck import GradcheckError, gradcheck
+from .ops import (
+    abs, add, broadcast_to, cast, cat, chunk, clamp, clip, concatenate, div, dropout, embedding,
+    exp, expand, leaky_relu, log, log_softmax, logsumexp, matmul, max, maximum, mean, min,
+    minimum, mul, neg, one_hot, permute, pow, relu, reshape, sigmoid, softmax, split, sqrt,
+    squeeze, stack, sub, sum, tanh, transpose, unsqueeze, var, where,
+)
+from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""Neural-network building blocks. ``tinyseq.nn.functional`` holds the losses."""
+
+from . import functional

@@ -1,0 +1,979 @@
+"""Every differentiable primitive, one class per op, forward and backward side by side.
+
+Forwards take and return NumPy arrays; backwards take the gradient of the output and
+return one gradient per tensor input (``None`` where none is needed). ``unbroadcast``
+is the only place that sums a gradient back down to an input's shape. The lower-case
+functions at the end of each group are the public surface (also reached through
+``Tensor`` methods and Python operators); they validate arguments so that a bad shape
+is reported by op name instead of by a NumPy traceback.
+"""
+
+import builtins
+import numbers
+
+import numpy as np
+
+from . import config
+from .tensor import Function, Tensor
+
+# ---------------------------------------------------------------- helpers
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _tensor(x, like=None):
+    """Wrap ``x`` as a Tensor; a Python number takes ``like``'s float dtype."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number) and like is not None and like.dtype.kind == "f":
+        return Tensor(np.asarray(x, dtype=like.dtype))
+    return Tensor(x)
+
+
+def _pair(a, b):
+    a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
+    if a_is and b_is:
+        return a, b
+    if a_is:
+        return a, _tensor(b, a)
+    b = _tensor(b)
+    return _tensor(a, b), b
+
+
+def _binary(op, name, a, b):
+    a, b = _pair(a, b)
+    try:
+        return op.apply(a, b)
+    except ValueError:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+        raise
+
+
+def _axes(axis, ndim, name):
+    """Normalise ``axis`` (None, int or sequence) to a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    raw = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    out = []
+    for a in raw:
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"{name}: axis {a} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _axis(axis, ndim, name):
+    """One axis, normalised to be non-negative."""
+    if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
+        raise ValueError(f"{name}: axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+# ---------------------------------------------------------------- elementwise binary
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.save(a.shape, b.shape)
+        return a + b
+
+    def backward(self, g):
+        sa, sb = self.saved
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.save(a.shape, b.shape)
+        return a - b
+
+    def backward(self, g):
+        sa, sb = self.saved
+        return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.save(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved
+        ga = unbroadcast(g * b, a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(g * a, b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        out = a / b
+        self.save(a.shape, b, out)
+        return out
+
+    def backward(self, g):
+        sa, b, out = self.saved
+        ga = unbroadcast(g / b, sa) if self.needs_input_grad[0] else None
+        gb = unbroadcast(-g * out / b, b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """``a ** b`` with both tensors. NOTE: d/db needs a > 0 (it uses log a)."""
+
+    def forward(self, a, b):
+        out = a**b
+        self.save(a, b, out)
+        return out
+
+    def backward(self, g):
+        a, b, out = self.saved
+        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
+        gb = None
+        if self.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = unbroadcast(g * out * np.log(a), b.shape)
+        return ga, gb
+
+
+class PowScalar(Function):
+    """``a ** p`` for a constant number ``p``."""
+
+    def forward(self, a, p):
+        self.save(a, p)
+        return a**p
+
+    def backward(self, g):
+        a, p = self.saved
+        return g * p * a ** (p - 1)
+
+
+class Maximum(Function):
+    """Elementwise max; NOTE: on ties the gradient is split equally between a and b."""
+
+    def forward(self, a, b):
+        self.save(a, b)
+        return np.maximum(a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        share = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(g.dtype)
+        return unbroadcast(g * share, a.shape), unbroadcast(g * (1 - share), b.shape)
+
+
+class Minimum(Function):
+    """Elementwise min; NOTE: on ties the gradient is split equally between a and b."""
+
+    def forward(self, a, b):
+        self.save(a, b)
+        return np.minimum(a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        share = np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)).astype(g.dtype)
+        return unbroadcast(g * share, a.shape), unbroadcast(g * (1 - share), b.shape)
+
+
+class Where(Function):
+    """``cond ? a : b`` elementwise; ``cond`` is a constant bool array."""
+
+    def forward(self, a, b, cond):
+        self.save(cond, a.shape, b.shape)
+        return np.where(cond, a, b)
+
+    def backward(self, g):
+        cond, sa, sb = self.saved
+        zero = np.zeros((), dtype=g.dtype)
+        return unbroadcast(np.where(cond, g, zero), sa), unbroadcast(np.where(cond, zero, g), sb)
+
+
+def add(a, b):
+    """a + b with broadcasting."""
+    return _binary(Add, "add", a, b)
+
+
+def sub(a, b):
+    """a - b with broadcasting."""
+    return _binary(Sub, "sub", a, b)
+
+
+def mul(a, b):
+    """a * b with broadcasting."""
+    return _binary(Mul, "mul", a, b)
+
+
+def div(a, b):
+    """a / b with broadcasting."""
+    return _binary(Div, "div", a, b)
+
+
+def pow(a, b):
+    """a ** b: a constant Python number exponent, or a tensor exponent (then a must be > 0)."""
+    if isinstance(b, numbers.Number) and not isinstance(b, bool):
+        return PowScalar.apply(_tensor(a), p=b)
+    return _binary(Pow, "pow", a, b)
+
+
+def maximum(a, b):
+    """Elementwise maximum with broadcasting."""
+    return _binary(Maximum, "maximum", a, b)
+
+
+def minimum(a, b):
+    """Elementwise minimum with broadcasting."""
+    return _binary(Minimum, "minimum", a, b)
+
+
+def where(cond, a, b):
+    """Pick ``a`` where ``cond`` is true, else ``b`` (all three broadcast together)."""
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: cond must be a bool array, got dtype {cond.dtype}")
+    a, b = _pair(a, b)
+    try:
+        np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"where: shapes {cond.shape} (cond), {a.shape} and {b.shape} cannot be broadcast together"
+        ) from None
+    return Where.apply(a, b, cond=cond)
+
+
+# ---------------------------------------------------------------- elementwise unary
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    def forward(self, a):
+        out = np.exp(a)
+        self.save(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g * out
+
+
+class Log(Function):
+    def forward(self, a):
+        self.save(a)
+        return np.log(a)
+
+    def backward(self, g):
+        (a,) = self.saved
+        return g / a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        out = np.sqrt(a)
+        self.save(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g * 0.5 / out
+
+
+class Abs(Function):
+    """|a|; NOTE: the gradient at 0 is taken as 0."""
+
+    def forward(self, a):
+        self.save(a)
+        return np.abs(a)
+
+    def backward(self, g):
+        (a,) = self.saved
+        return g * np.sign(a)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        out = np.tanh(a)
+        self.save(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """1 / (1 + e^-a), computed from e^-|a| so that no exp overflows."""
+
+    def forward(self, a):
+        e = np.exp(-np.abs(a))
+        r = 1 / (1 + e)
+        out = np.where(a >= 0, r, e * r)
+        self.save(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g * out * (1 - out)
+
+
+class Relu(Function):
+    def forward(self, a):
+        out = np.maximum(a, 0)
+        self.save(out)
+        return out
+
+    def backward(self, g):
+        (out,) = self.saved
+        return g * (out > 0)
+
+
+class LeakyRelu(Function):
+    def forward(self, a, negative_slope):
+        positive = a > 0
+        self.save(positive, negative_slope)
+        return np.where(positive, a, a * negative_slope)
+
+    def backward(self, g):
+        positive, slope = self.saved
+        return np.where(positive, g, g * slope)
+
+
+class Clip(Function):
+    """Clamp into [lo, hi]; the gradient passes where lo <= a <= hi (as PyTorch)."""
+
+    def forward(self, a, lo, hi):
+        inside = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            inside &= a >= lo
+        if hi is not None:
+            inside &= a <= hi
+        self.save(inside)
+        return np.clip(a, lo, hi)
+
+    def backward(self, g):
+        (inside,) = self.saved
+        return g * inside
+
+
+class Cast(Function):
+    def forward(self, a, dtype):
+        self.save(a.dtype)
+        return a.astype(dtype)
+
+    def backward(self, g):
+        (dtype,) = self.saved
+        return g.astype(dtype)
+
+
+def neg(a):
+    """-a."""
+    return Neg.apply(_tensor(a))
+
+
+def exp(a):
+    """e ** a."""
+    return Exp.apply(_tensor(a))
+
+
+def log(a):
+    """Natural logarithm."""
+    return Log.apply(_tensor(a))
+
+
+def sqrt(a):
+    """Square root."""
+    return Sqrt.apply(_tensor(a))
+
+
+def abs(a):
+    """Absolute value."""
+    return Abs.apply(_tensor(a))
+
+
+def tanh(a):
+    """Hyperbolic tangent."""
+    return Tanh.apply(_tensor(a))
+
+
+def sigmoid(a):
+    """Logistic sigmoid, stable for large |a|."""
+    return Sigmoid.apply(_tensor(a))
+
+
+def relu(a):
+    """max(a, 0)."""
+    return Relu.apply(_tensor(a))
+
+
+def leaky_relu(a, negative_slope=0.01):
+    """a where a > 0, else negative_slope * a."""
+    return LeakyRelu.apply(_tensor(a), negative_slope=negative_slope)
+
+
+def clip(a, min=None, max=None):
+    """Clamp into [min, max]; either bound may be None."""
+    if min is None and max is None:
+        raise ValueError("clip: at least one of min and max must be given")
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"clip: min ({min}) is greater than max ({max})")
+    return Clip.apply(_tensor(a), lo=min, hi=max)
+
+
+clamp = clip
+
+
+def cast(a, dtype):
+    """Convert to ``dtype``; the gradient is converted back."""
+    return Cast.apply(_tensor(a), dtype=np.dtype(dtype))
+
+
+# ---------------------------------------------------------------- matmul
+
+
+class MatMul(Function):
+    """``a @ b`` as NumPy defines it: 1-D operands are promoted, batch dims broadcast."""
+
+    def forward(self, a, b):
+        self.save(a, b)
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved
+        # Give 1-D operands (and the output) the matrix axes NumPy added, then drop them.
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g[..., None] if b.ndim == 1 else g
+        g2 = g2[..., None, :] if a.ndim == 1 else g2
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = g2 @ np.swapaxes(b2, -1, -2)
+            ga = unbroadcast(ga[..., 0, :] if a.ndim == 1 else ga, a.shape)
+        if self.needs_input_grad[1]:
+            gb = np.swapaxes(a2, -1, -2) @ g2
+            gb = unbroadcast(gb[..., 0] if b.ndim == 1 else gb, b.shape)
+        return ga, gb
+
+
+def matmul(a, b):
+    """Matrix product with NumPy's rules (1-D, 2-D and broadcast batched N-D)."""
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k_a} != {k_b})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together") from None
+    return MatMul.apply(a, b)
+
+
+# ---------------------------------------------------------------- reductions
+
+
+class Sum(Function):
+    def forward(self, a, axes, keepdims):
+        self.save(a.shape, axes)
+        return a.sum(axis=axes, keepdims=keepdims)
+
+    def backward(self, g):
+        shape, axes = self.saved
+        return np.broadcast_to(g.reshape(_keepdims_shape(shape, axes)), shape)
+
+
+class Mean(Function):
+    def forward(self, a, axes, keepdims):
+        self.save(a.shape, axes)
+        return a.mean(axis=axes, keepdims=keepdims)
+
+    def backward(self, g):
+        shape, axes = self.saved
+        n = int(np.prod([shape[i] for i in axes]))
+        return np.broadcast_to(g.reshape(_keepdims_shape(shape, axes)) / n, shape)
+
+
+class Max(Function):
+    """Max over axes; NOTE: tied maxima share the gradient equally."""
+
+    def forward(self, a, axes, keepdims):
+        out = a.max(axis=axes, keepdims=True)
+        self.save(a == out, axes)
+        return out if keepdims else out.squeeze(axis=axes)
+
+    def backward(self, g):
+        hit, axes = self.saved
+        share = hit / hit.sum(axis=axes, keepdims=True)
+        return g.reshape(_keepdims_shape(hit.shape, axes)) * share
+
+
+class Min(Function):
+    """Min over axes; NOTE: tied minima share the gradient equally."""
+
+    def forward(self, a, axes, keepdims):
+        out = a.min(axis=axes, keepdims=True)
+        self.save(a == out, axes)
+        return out if keepdims else out.squeeze(axis=axes)
+
+    def backward(self, g):
+        hit, axes = self.saved
+        share = hit / hit.sum(axis=axes, keepdims=True)
+        return g.reshape(_keepdims_shape(hit.shape, axes)) * share
+
+
+class Var(Function):
+    """Variance with ``correction`` (1 = unbiased, PyTorch's default; 0 = NumPy's)."""
+
+    def forward(self, a, axes, keepdims, correction):
+        centred = a - a.mean(axis=axes, keepdims=True)
+        n = int(np.prod([a.shape[i] for i in axes])) - correction
+        self.save(centred, axes, n)
+        return (centred * centred).sum(axis=axes, keepdims=keepdims) / n
+
+    def backward(self, g):
+        centred, axes, n = self.saved
+        return g.reshape(_keepdims_shape(centred.shape, axes)) * (2 / n) * centred
+
+
+def _reduce(op, name, a, axis, keepdims, **extra):
+    a = _tensor(a)
+    return op.apply(a, axes=_axes(axis, a.ndim, name), keepdims=keepdims, **extra)
+
+
+def sum(a, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all axes; int or tuple)."""
+    return _reduce(Sum, "sum", a, axis, keepdims)
+
+
+def mean(a, axis=None, keepdims=False):
+    """Mean over ``axis``."""
+    return _reduce(Mean, "mean", a, axis, keepdims)
+
+
+def _nonempty(name, a, axis):
+    a = _tensor(a)
+    if builtins.any(a.shape[i] == 0 for i in _axes(axis, a.ndim, name)):
+        raise ValueError(f"{name}: cannot reduce over an empty axis (shape {a.shape}, axis {axis})")
+    return a
+
+
+def max(a, axis=None, keepdims=False):
+    """Maximum over ``axis``; ties share the gradient."""
+    return _reduce(Max, "max", _nonempty("max", a, axis), axis, keepdims)
+
+
+def min(a, axis=None, keepdims=False):
+    """Minimum over ``axis``; ties share the gradient."""
+    return _reduce(Min, "min", _nonempty("min", a, axis), axis, keepdims)
+
+
+def var(a, axis=None, keepdims=False, correction=1):
+    """Variance over ``axis``, divided by N - correction (PyTorch's default correction=1)."""
+    a = _tensor(a)
+    n = int(np.prod([a.shape[i] for i in _axes(axis, a.ndim, "var")]))
+    if n - correction <= 0:
+        raise ValueError(f"var: need more than {correction} elements to reduce, got {n} (shape {a.shape})")
+    return _reduce(Var, "var", a, axis, keepdims, correction=correction)
+
+
+# ---------------------------------------------------------------- shape
+
+
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.save(a.shape)
+        return a.reshape(shape)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        return g.reshape(shape)
+
+
+class Permute(Function):
+    def forward(self, a, axes):
+        self.save(axes)
+        return a.transpose(axes)
+
+    def backward(self, g):
+        (axes,) = self.saved
+        return g.transpose(np.argsort(axes))
+
+
+class Expand(Function):
+    def forward(self, a, shape):
+        self.save(a.shape)
+        return np.broadcast_to(a, shape)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        return unbroadcast(g, shape)
+
+
+def reshape(a, shape):
+    """View with a new shape (one entry may be -1)."""
+    a = _tensor(a)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(int(n) for n in shape)
+    known = int(np.prod([n for n in shape if n != -1]))
+    if shape.count(-1) == 0:
+        fits = known == a.size
+    else:
+        fits = shape.count(-1) == 1 and known > 0 and a.size % known == 0
+    if not fits or builtins.any(n < -1 for n in shape):
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} into {shape}")
+    return Reshape.apply(a, shape=shape)
+
+
+def permute(a, axes):
+    """Reorder the axes: ``axes`` is a permutation of range(ndim)."""
+    a = _tensor(a)
+    axes = tuple(int(x) for x in axes)
+    if sorted(x % builtins.max(a.ndim, 1) for x in axes) != list(range(a.ndim)) or builtins.any(
+        not -a.ndim <= x < a.ndim for x in axes
+    ):
+        raise ValueError(f"permute: {axes} is not a permutation of the {a.ndim} axes of shape {a.shape}")
+    return Permute.apply(a, axes=tuple(x % a.ndim for x in axes))
+
+
+def transpose(a, *axes):
+    """``transpose(a)`` reverses the axes; ``transpose(a, d0, d1)`` swaps two (as PyTorch)."""
+    a = _tensor(a)
+    if not axes:
+        return Permute.apply(a, axes=tuple(range(a.ndim))[::-1])
+    if len(axes) != 2:
+        raise ValueError(f"transpose: expected no axes or two axes to swap, got {axes}; use permute for more")
+    d0, d1 = _axis(axes[0], a.ndim, "transpose"), _axis(axes[1], a.ndim, "transpose")
+    order = list(range(a.ndim))
+    order[d0], order[d1] = order[d1], order[d0]
+    return Permute.apply(a, axes=tuple(order))
+
+
+def expand(a, shape):
+    """Broadcast to ``shape`` without copying; -1 keeps a dimension's size (as PyTorch)."""
+    a = _tensor(a)
+    shape = tuple(int(n) for n in shape)
+    lead = len(shape) - a.ndim
+    if lead < 0:
+        raise ValueError(f"expand: cannot expand shape {a.shape} to fewer dimensions {shape}")
+    shape = tuple(a.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
+    if builtins.any(n != m and n != 1 for n, m in zip(a.shape, shape[lead:])) or builtins.any(n < 0 for n in shape):
+        raise ValueError(f"expand: cannot expand shape {a.shape} to {shape}")
+    return Expand.apply(a, shape=shape)
+
+
+broadcast_to = expand
+
+
+def squeeze(a, axis=None):
+    """Drop size-1 axes (all of them, or the given ones, which must have size 1)."""
+    a = _tensor(a)
+    if axis is None:
+        axes = tuple(i for i, n in enumerate(a.shape) if n == 1)
+    else:
+        axes = _axes(axis, a.ndim, "squeeze")
+        bad = [i for i in axes if a.shape[i] != 1]
+        if bad:
+            raise ValueError(f"squeeze: axis {bad[0]} of shape {a.shape} has size {a.shape[bad[0]]}, not 1")
+    return Reshape.apply(a, shape=tuple(n for i, n in enumerate(a.shape) if i not in axes))
+
+
+def unsqueeze(a, axis):
+    """Insert a size-1 axis at ``axis`` (negative counts from the end of the result)."""
+    a = _tensor(a)
+    axis = _axis(axis, a.ndim + 1, "unsqueeze")
+    return Reshape.apply(a, shape=a.shape[:axis] + (1,) + a.shape[axis:])
+
+
+# ---------------------------------------------------------------- indexing
+
+
+def _is_basic(index):
+    return builtins.all(
+        x is None or x is Ellipsis or isinstance(x, slice) or (isinstance(x, numbers.Integral) and not isinstance(x, bool))
+        for x in index
+    )
+
+
+class GetItem(Function):
+    """``a[index]``: basic slicing, or integer-array indexing (repeats accumulate in backward)."""
+
+    def forward(self, a, index):
+        self.save(a.shape, index)
+        return a[index]
+
+    def backward(self, g):
+        shape, index = self.saved
+        grad = np.zeros(shape, dtype=g.dtype)
+        if _is_basic(index):
+            grad[index] = g
+        else:
+            np.add.at(grad, index, g)
+        return grad
+
+
+def getitem(a, index):
+    """``a[index]`` with slices, ints, None, Ellipsis and integer (or bool) index arrays."""
+    a = _tensor(a)
+    index = index if isinstance(index, tuple) else (index,)
+    index = tuple(np.asarray(x.data if isinstance(x, Tensor) else x) if isinstance(x, (Tensor, list)) else x for x in index)
+    for x in index:
+        if isinstance(x, np.ndarray) and x.dtype.kind not in "iub":
+            raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {x.dtype}")
+    try:
+        return GetItem.apply(a, index=index)
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor shape {a.shape})") from None
+
+
+class Embedding(Function):
+    """Rows of ``weight`` gathered by an integer index array; repeated rows accumulate."""
+
+    def forward(self, weight, indices):
+        self.save(weight.shape, indices)
+        return weight[indices]
+
+    def backward(self, g):
+        shape, indices = self.saved
+        grad = np.zeros(shape, dtype=g.dtype)
+        np.add.at(grad, indices, g)
+        return grad
+
+
+def embedding(indices, weight):
+    """``weight[indices]``: (num, dim) weight and integer indices of any shape -> (*indices.shape, dim)."""
+    weight = _tensor(weight)
+    idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got shape {weight.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
+        raise ValueError(
+            f"embedding: indices must lie in [0, {weight.shape[0]}), got values from {idx.min()} to {idx.max()}"
+        )
+    return Embedding.apply(weight, indices=idx)
+
+
+def one_hot(indices, num_classes, dtype=None):
+    """Float one-hot encoding (not differentiable): (*indices.shape, num_classes)."""
+    idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: indices must be integers, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
+        raise ValueError(f"one_hot: indices must lie in [0, {num_classes}), got values from {idx.min()} to {idx.max()}")
+    out = np.zeros(idx.shape + (num_classes,), dtype=dtype or config.DEFAULT_DTYPE)
+    np.put_along_axis(out, idx[..., None].astype(np.intp), 1, axis=-1)
+    return Tensor(out)
+
+
+# ---------------------------------------------------------------- joining and splitting
+
+
+class Concatenate(Function):
+    def forward(self, *arrays, axis):
+        self.save(axis, np.cumsum([x.shape[axis] for x in arrays])[:-1])
+        return np.concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        axis, bounds = self.saved
+        return tuple(np.split(g, bounds, axis=axis))
+
+
+class Stack(Function):
+    def forward(self, *arrays, axis):
+        self.save(axis)
+        return np.stack(arrays, axis=axis)
+
+    def backward(self, g):
+        (axis,) = self.saved
+        return tuple(np.moveaxis(g, axis, 0))
+
+
+def _check_same(name, tensors, skip_axis=None):
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    ref = tensors[0].shape
+    for i, t in enumerate(tensors):
+        same = len(t.shape) == len(ref) and builtins.all(
+            n == m for k, (n, m) in enumerate(zip(t.shape, ref)) if k != skip_axis
+        )
+        if not same:
+            what = f"all but axis {skip_axis}" if skip_axis is not None else "all"
+            raise ValueError(f"{name}: tensor 0 has shape {ref} but tensor {i} has shape {t.shape} ({what} must match)")
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = [_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate: expected a non-empty sequence of tensors")
+    if tensors[0].ndim == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated; use stack")
+    axis = _axis(axis, tensors[0].ndim, "concatenate")
+    _check_same("concatenate", tensors, skip_axis=axis)
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+cat = concatenate
+
+
+def stack(tensors, axis=0):
+    """Join same-shaped tensors along a new axis."""
+    tensors = [_tensor(t) for t in tensors]
+    _check_same("stack", tensors)
+    axis = _axis(axis, tensors[0].ndim + 1, "stack")
+    return Stack.apply(*tensors, axis=axis)
+
+
+def split(a, split_size_or_sections, axis=0):
+    """Split along ``axis`` as PyTorch: an int is the size of each piece (the last may be
+    smaller); a list gives every piece's size and must add up to the axis length."""
+    a = _tensor(a)
+    axis = _axis(axis, a.ndim, "split")
+    n = a.shape[axis]
+    if isinstance(split_size_or_sections, numbers.Integral):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split size must be positive, got {size}")
+        sizes = [builtins.min(size, n - start) for start in range(0, n, size)]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != n or builtins.any(s < 0 for s in sizes):
+            raise ValueError(f"split: sizes {sizes} do not add up to the length {n} of axis {axis}")
+    pieces, start = [], 0
+    lead = (slice(None),) * axis
+    for s in sizes:
+        pieces.append(GetItem.apply(a, index=lead + (slice(start, start + s),)))
+        start += s
+    return pieces
+
+
+def chunk(a, chunks, axis=0):
+    """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
+    a = _tensor(a)
+    if not isinstance(chunks, numbers.Integral) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    n = a.shape[_axis(axis, a.ndim, "chunk")]
+    return split(a, builtins.max(-(-n // chunks), 1), axis)
+
+
+# ---------------------------------------------------------------- softmax family
+
+
+class Softmax(Function):
+    def forward(self, a, axis):
+        e = np.exp(a - a.max(axis=axis, keepdims=True))
+        out = e / e.sum(axis=axis, keepdims=True)
+        self.save(out, axis)
+        return out
+
+    def backward(self, g):
+        out, axis = self.saved
+        return out * (g - (g * out).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    def forward(self, a, axis):
+        shifted = a - a.max(axis=axis, keepdims=True)
+        out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        self.save(out, axis)
+        return out
+
+    def backward(self, g):
+        out, axis = self.saved
+        return g - np.exp(out) * g.sum(axis=axis, keepdims=True)
+
+
+class LogSumExp(Function):
+    def forward(self, a, axes, keepdims):
+        m = a.max(axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)  # NOTE: all -inf rows give -inf, not nan
+        with np.errstate(divide="ignore"):
+            out = m + np.log(np.exp(a - m).sum(axis=axes, keepdims=True))
+        self.save(a, out, axes)
+        return out if keepdims else out.squeeze(axis=axes)
+
+    def backward(self, g):
+        a, out, axes = self.saved
+        return g.reshape(out.shape) * np.exp(a - out)
+
+
+def softmax(a, axis=-1):
+    """exp(a) / sum(exp(a)) along ``axis``, shifted by the max for stability."""
+    a = _tensor(a)
+    return Softmax.apply(a, axis=_axis(axis, a.ndim, "softmax"))
+
+
+def log_softmax(a, axis=-1):
+    """log(softmax(a)) computed stably."""
+    a = _tensor(a)
+    return LogSoftmax.apply(a, axis=_axis(axis, a.ndim, "log_softmax"))
+
+
+def logsumexp(a, axis=None, keepdims=False):
+    """log(sum(exp(a))) over ``axis``, computed stably."""
+    a = _tensor(a)
+    return LogSumExp.apply(a, axes=_axes(axis, a.ndim, "logsumexp"), keepdims=keepdims)
+
+
+# ---------------------------------------------------------------- dropout
+
+
+class Dropout(Function):
+    """Multiply by a constant mask (already scaled by 1 / (1 - p))."""
+
+    def forward(self, a, mask):
+        self.save(mask, a.shape)
+        return a * mask
+
+    def backward(self, g):
+        mask, shape = self.saved
+        return unbroadcast(g * mask, shape)
+
+
+def dropout(a, p=0.5, training=True, generator=None, mask=None):
+    """Zero elements with probability ``p`` and scale the rest by 1 / (1 - p).
+
+    Pass ``mask`` (already scaled, broadcastable to ``a``) to reuse a mask, e.g. the same
+    one at every time step; otherwise one is drawn from ``generator`` (a
+    ``numpy.random.Generator``; a fresh unseeded one if None). Identity when not training.
+    """
+    a = _tensor(a)
+    if mask is not None:
+        mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=a.dtype)
+        try:
+            if np.broadcast_shapes(a.shape, mask.shape) != a.shape:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"dropout: mask of shape {mask.shape} does not broadcast to input shape {a.shape}") from None
+        return Dropout.apply(a, mask=mask)
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return a
+    rng = generator if generator is not None else np.random.default_rng()
+    keep = rng.random(a.shape) >= p
+    scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
+    return Dropout.apply(a, mask=(keep * scale).astype(a.dtype))

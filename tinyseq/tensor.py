@@ -1,0 +1,510 @@
+"""Tensor and the reverse-mode engine.
+
+A ``Tensor`` wraps a NumPy array. Every differentiable operation is a ``Function``
+subclass (see ``ops.py``): ``apply`` runs its ``forward`` on arrays and, when a gradient
+is wanted, records the function as the output's ``_ctx`` together with its input tensors.
+``Tensor.backward`` walks that graph from the output back to the leaves in reverse
+topological order, calling each function's ``backward`` once with the summed gradient
+of its output.
+"""
+
+import contextlib
+
+import numpy as np
+
+from . import config
+
+# ---------------------------------------------------------------- grad mode
+
+_grad_enabled = True
+
+
+def is_grad_enabled():
+    """True unless inside ``no_grad()``."""
+    return _grad_enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: operations inside it record no graph.
+
+    >>> with tinyseq.no_grad():
+    ...     y = model(x)          # y.requires_grad is False
+
+    NOTE: grad mode is one switch for the whole process, not one per thread.
+    """
+
+    _mode = False
+
+    def __init__(self):
+        self._prev = []  # a stack, so one instance can be re-entered (recursive decorated calls)
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev.append(_grad_enabled)
+        _grad_enabled = self._mode
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev.pop()
+        return False
+
+
+class enable_grad(no_grad):
+    """The opposite of ``no_grad``: record the graph even inside a ``no_grad`` block."""
+
+    _mode = True
+
+
+# ---------------------------------------------------------------- Function
+
+
+class Function:
+    """One differentiable operation: ``forward`` on arrays, ``backward`` right under it.
+
+    Subclasses implement ``forward(self, *arrays, **params) -> array`` and
+    ``backward(self, grad) -> gradient or tuple of gradients``, one per tensor input
+    (``None`` where an input needs none). ``self.save(...)`` keeps what backward needs;
+    ``self.needs_input_grad`` says which inputs want a gradient.
+    Use ``Op.apply(*tensors, **params)``; never call ``forward`` directly.
+    """
+
+    def save(self, *values):
+        """Keep values for backward; read them back as ``self.saved``."""
+        self.saved = values
+
+    def forward(self, *args, **params):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run the op on tensors (arrays and scalars are wrapped) and record it if needed."""
+        tensors = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
+        fn = cls()
+        fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        data = fn.forward(*[t.data for t in tensors], **params)
+        out = Tensor.__new__(Tensor)
+        out.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        out.grad = None
+        out._hooks = None
+        out._retain = False
+        if _grad_enabled and any(fn.needs_input_grad):
+            fn.parents = tensors
+            fn.released = False
+            out.requires_grad = True
+            out._ctx = fn
+        else:
+            out.requires_grad = False
+            out._ctx = None
+        return out
+
+
+# ---------------------------------------------------------------- Tensor
+
+
+def _to_array(data, dtype):
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    if isinstance(data, np.ndarray):
+        return data
+    if isinstance(data, np.generic):
+        return np.asarray(data)
+    arr = np.asarray(data)
+    if arr.dtype.kind in "iufb" and arr.dtype != np.bool_:
+        # Python scalars and lists become the default float dtype, as the README says.
+        return arr.astype(config.DEFAULT_DTYPE)
+    return arr
+
+
+class _HookHandle:
+    """Returned by ``register_hook``; ``remove()`` takes the hook off again."""
+
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    ``Tensor(data, requires_grad=False, dtype=None)``: a float NumPy array keeps its
+    dtype (and is not copied); Python scalars and lists become float32; integer and
+    bool arrays are allowed as data (indices, masks) but cannot require a gradient.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retain", "__weakref__")
+    __array_ufunc__ = None  # so `ndarray <op> Tensor` defers to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+        self.data = _to_array(data, dtype)
+        if self.data.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: expected numeric data, got an array of dtype object from {type(data).__name__}")
+        self.grad = None
+        self._ctx = None
+        self._hooks = None
+        self._retain = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def is_leaf(self):
+        """True for tensors made by the user rather than by an op."""
+        return self._ctx is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({body}, dtype={self.dtype}{extra})"
+
+    def numpy(self):
+        """The underlying NumPy array (shared, not copied)."""
+        return self.data
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item: expected a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    # ------------------------------------------------------------ autograd flags
+
+    def requires_grad_(self, requires_grad=True):
+        """Mark a leaf tensor as wanting a gradient (in place); returns self."""
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(
+                f"requires_grad: only floating-point tensors can require a gradient, got dtype {self.dtype}"
+            )
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False): only leaf tensors can be changed; use detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        """A new leaf tensor sharing this data, cut from the graph (no gradient flows back)."""
+        return Tensor(self.data)
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep it)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: tensor does not require grad")
+        self._retain = True
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` with this tensor's gradient during backward.
+
+        ``fn`` gets the NumPy gradient array; if it returns an array, that replaces the
+        gradient passed on. Returns a handle whose ``remove()`` takes the hook off.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        return _HookHandle(self._hooks, fn)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # ------------------------------------------------------------ backward
+
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``+=``, until zeroed).
+
+        ``grad`` is the gradient of some scalar with respect to this tensor; it may be
+        left out only when this tensor has one element. Unless ``retain_graph=True``,
+        the graph's saved arrays are freed afterwards and a second backward through it
+        raises an error.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph to backpropagate")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be left out only for a one-element output, got shape {self.shape}; "
+                    "pass grad= of the same shape"
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {grad.shape}, expected the output's shape {self.shape}")
+
+        order = _topological_order(self)
+        grads = {id(self): grad}
+        for node in order:
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._hooks:
+                for hook in tuple(node._hooks):
+                    replaced = hook(g)
+                    if replaced is not None:
+                        g = np.asarray(replaced, dtype=node.dtype)
+            fn = node._ctx
+            if fn is None or node._retain:
+                g = g if g.dtype == node.dtype else g.astype(node.dtype)
+                node.grad = g.copy() if node.grad is None else node.grad + g
+            if fn is None:
+                continue
+            if fn.released:
+                raise RuntimeError(
+                    f"backward: the graph through {type(fn).__name__} was already freed by an earlier backward; "
+                    "pass retain_graph=True to the first backward to go through it again"
+                )
+            parent_grads = fn.backward(g)
+            if isinstance(parent_grads, list):
+                parent_grads = tuple(parent_grads)
+            elif not isinstance(parent_grads, tuple):
+                parent_grads = (parent_grads,)
+            if len(parent_grads) != len(fn.parents):
+                raise RuntimeError(
+                    f"{type(fn).__name__}.backward returned {len(parent_grads)} gradients for {len(fn.parents)} inputs"
+                )
+            for parent, pg in zip(fn.parents, parent_grads):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.data.shape:
+                    raise RuntimeError(
+                        f"{type(fn).__name__}.backward returned a gradient of shape {pg.shape} "
+                        f"for an input of shape {parent.data.shape}"
+                    )
+                key = id(parent)
+                prev = grads.get(key)
+                grads[key] = pg if prev is None else prev + pg
+            if not retain_graph:
+                fn.saved = None
+                fn.parents = ()
+                fn.released = True
+
+    # ------------------------------------------------------------ operators
+    # Thin wrappers over ops.py; the maths lives there.
+
+    def __add__(self, other):
+        return _ops.add(self, other)
+
+    def __radd__(self, other):
+        return _ops.add(other, self)
+
+    def __sub__(self, other):
+        return _ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops.sub(other, self)
+
+    def __mul__(self, other):
+        return _ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops.div(other, self)
+
+    def __pow__(self, other):
+        return _ops.pow(self, other)
+
+    def __rpow__(self, other):
+        return _ops.pow(other, self)
+
+    def __matmul__(self, other):
+        return _ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops.matmul(other, self)
+
+    def __neg__(self):
+        return _ops.neg(self)
+
+    def __abs__(self):
+        return _ops.abs(self)
+
+    def __getitem__(self, index):
+        return _ops.getitem(self, index)
+
+    # Comparisons give plain (non-differentiable) bool tensors, handy for masks.
+    def __lt__(self, other):
+        return Tensor(self.data < _data(other))
+
+    def __le__(self, other):
+        return Tensor(self.data <= _data(other))
+
+    def __gt__(self, other):
+        return Tensor(self.data > _data(other))
+
+    def __ge__(self, other):
+        return Tensor(self.data >= _data(other))
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ methods
+
+    def exp(self):
+        return _ops.exp(self)
+
+    def log(self):
+        return _ops.log(self)
+
+    def sqrt(self):
+        return _ops.sqrt(self)
+
+    def abs(self):
+        return _ops.abs(self)
+
+    def tanh(self):
+        return _ops.tanh(self)
+
+    def sigmoid(self):
+        return _ops.sigmoid(self)
+
+    def relu(self):
+        return _ops.relu(self)
+
+    def leaky_relu(self, negative_slope=0.01):
+        return _ops.leaky_relu(self, negative_slope)
+
+    def clip(self, min=None, max=None):
+        return _ops.clip(self, min, max)
+
+    clamp = clip
+
+    def maximum(self, other):
+        return _ops.maximum(self, other)
+
+    def minimum(self, other):
+        return _ops.minimum(self, other)
+
+    def sum(self, axis=None, keepdims=False):
+        return _ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return _ops.max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return _ops.min(self, axis, keepdims)
+
+    def var(self, axis=None, keepdims=False, correction=1):
+        return _ops.var(self, axis, keepdims, correction)
+
+    def reshape(self, *shape):
+        return _ops.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    view = reshape
+
+    def flatten(self):
+        return _ops.reshape(self, (-1,))
+
+    def transpose(self, *axes):
+        return _ops.transpose(self, *axes)
+
+    def permute(self, *axes):
+        return _ops.permute(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+
+    @property
+    def T(self):
+        return _ops.permute(self, tuple(range(self.ndim))[::-1])
+
+    def expand(self, *shape):
+        return _ops.expand(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    def broadcast_to(self, shape):
+        return _ops.expand(self, shape)
+
+    def squeeze(self, axis=None):
+        return _ops.squeeze(self, axis)
+
+    def unsqueeze(self, axis):
+        return _ops.unsqueeze(self, axis)
+
+    def split(self, split_size_or_sections, axis=0):
+        return _ops.split(self, split_size_or_sections, axis)
+
+    def chunk(self, chunks, axis=0):
+        return _ops.chunk(self, chunks, axis)
+
+    def softmax(self, axis=-1):
+        return _ops.softmax(self, axis)
+
+    def log_softmax(self, axis=-1):
+        return _ops.log_softmax(self, axis)
+
+    def logsumexp(self, axis=None, keepdims=False):
+        return _ops.logsumexp(self, axis, keepdims)
+
+    def astype(self, dtype):
+        return _ops.cast(self, dtype)
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _topological_order(root):
+    """Nodes that need a gradient, root first, every node before its inputs (no recursion)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        fn = node._ctx
+        if fn is not None:
+            for parent in fn.parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """A new tensor holding a copy of ``data`` (as ``torch.tensor``)."""
+    arr = _to_array(data, None if dtype is None else np.dtype(dtype))
+    return Tensor(np.array(arr, copy=True), requires_grad=requires_grad)
+
+
+from . import ops as _ops  # noqa: E402  (ops imports Function and Tensor from here)
