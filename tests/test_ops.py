@@ -191,28 +191,24 @@ def test_cast_round_trip(a):
 
 # ---------------------------------------------------------------- matmul
 
-matmul_shapes = st.sampled_from(
-    [
-        ((3,), (3,)),
-        ((3,), (3, 2)),
-        ((2, 3), (3,)),
-        ((2, 3), (3, 4)),
-        ((4, 2, 3), (3, 2)),
-        ((2, 3), (4, 3, 2)),
-        ((3,), (2, 3, 4)),
-        ((2, 2, 3), (3,)),
-        ((2, 1, 2, 3), (3, 3, 2)),
-        ((1, 2, 3), (4, 3, 2)),
-    ]
-)
+@st.composite
+def matmul_shapes(draw):
+    """Operand shapes NumPy's matmul accepts: 1-D or matrices with broadcast batch dims."""
+    m, k, n = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3))
+    ba, bb = batch.input_shapes
+    sa = (k,) if draw(st.booleans()) else ba + (m, k)
+    sb = (k,) if draw(st.booleans()) else bb + (k, n)
+    return sa, sb
 
 
-@given(data=st.data(), pair=matmul_shapes)
+@given(data=st.data(), pair=matmul_shapes())
 @example(data=None, pair=((1,), (1,)))
+@example(data=None, pair=((3,), (2, 3, 4)))
 def test_matmul(data, pair):
     sa, sb = pair
     if data is None:
-        a, b = np.array([2.0]), np.array([3.0])
+        a, b = np.linspace(-1, 1, int(np.prod(sa))).reshape(sa), np.linspace(0.5, 2, int(np.prod(sb))).reshape(sb)
     else:
         a, b = data.draw(floats(sa)), data.draw(floats(sb))
     check_op(ts.matmul, np.matmul, a, b)
@@ -428,6 +424,12 @@ def test_embedding_repeats_accumulate_and_errors():
         ts.embedding(np.array([3]), w)
     with pytest.raises(TypeError, match="embedding: indices must be integers"):
         ts.embedding(np.array([0.0]), w)
+
+
+@given(idx=hnp.arrays(np.int64, hnp.array_shapes(min_dims=0, max_dims=2, max_side=4), elements=st.integers(0, 4)))
+def test_one_hot_property(idx):
+    out = ts.one_hot(idx, 5, dtype=np.float64)
+    np.testing.assert_array_equal(out.data, np.eye(5)[idx])
 
 
 def test_one_hot():
