@@ -170,27 +170,22 @@ class PowScalar(Function):
 class Maximum(Function):
     """Elementwise max; NOTE: on ties the gradient is split equally between a and b."""
 
+    pick, wins = staticmethod(np.maximum), staticmethod(np.greater)
+
     def forward(self, a, b):
         self.save(a, b)
-        return np.maximum(a, b)
+        return self.pick(a, b)
 
     def backward(self, g):
         a, b = self.saved
-        share = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(g.dtype)
+        share = np.where(self.wins(a, b), 1.0, np.where(a == b, 0.5, 0.0)).astype(g.dtype)
         return unbroadcast(g * share, a.shape), unbroadcast(g * (1 - share), b.shape)
 
 
-class Minimum(Function):
+class Minimum(Maximum):
     """Elementwise min; NOTE: on ties the gradient is split equally between a and b."""
 
-    def forward(self, a, b):
-        self.save(a, b)
-        return np.minimum(a, b)
-
-    def backward(self, g):
-        a, b = self.saved
-        share = np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)).astype(g.dtype)
-        return unbroadcast(g * share, a.shape), unbroadcast(g * (1 - share), b.shape)
+    pick, wins = staticmethod(np.minimum), staticmethod(np.less)
 
 
 class Where(Function):
@@ -519,8 +514,10 @@ class Mean(Function):
 class Max(Function):
     """Max over axes; NOTE: tied maxima share the gradient equally."""
 
+    reduce = staticmethod(np.max)
+
     def forward(self, a, axes, keepdims):
-        out = a.max(axis=axes, keepdims=True)
+        out = self.reduce(a, axis=axes, keepdims=True)
         self.save(a == out, axes)
         return out if keepdims else out.squeeze(axis=axes)
 
@@ -530,18 +527,10 @@ class Max(Function):
         return g.reshape(_keepdims_shape(hit.shape, axes)) * share
 
 
-class Min(Function):
+class Min(Max):
     """Min over axes; NOTE: tied minima share the gradient equally."""
 
-    def forward(self, a, axes, keepdims):
-        out = a.min(axis=axes, keepdims=True)
-        self.save(a == out, axes)
-        return out if keepdims else out.squeeze(axis=axes)
-
-    def backward(self, g):
-        hit, axes = self.saved
-        share = hit / hit.sum(axis=axes, keepdims=True)
-        return g.reshape(_keepdims_shape(hit.shape, axes)) * share
+    reduce = staticmethod(np.min)
 
 
 class Var(Function):
