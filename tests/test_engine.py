@@ -710,3 +710,19 @@ def test_repr_shows_requires_grad():
     assert "requires_grad=True" in repr(Tensor(np.ones(2), requires_grad=True))
     assert "requires_grad" not in repr(Tensor(np.ones(2)))
     assert "float64" in repr(Tensor(np.ones(2)))
+
+
+def test_sliced_gradients_accumulate_without_touching_caller_arrays():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    g = np.array([10.0, 20.0])
+    (x + x[0]).backward(g)
+    np.testing.assert_array_equal(g, [10.0, 20.0])
+    np.testing.assert_array_equal(x.grad, [40.0, 20.0])
+
+
+def test_every_row_sliced_and_used_densely():
+    x = Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    w = x * 1.0
+    out = sum((w[t] * (t + 1)).sum() for t in range(3)) + (w * 5.0).sum() + w[np.array([2, 2])].sum()
+    out.backward()
+    np.testing.assert_array_equal(x.grad, [[6, 6], [7, 7], [10, 10]])

@@ -5,7 +5,7 @@ fills ``.grad`` on every leaf that requires it. The ops are in ``tinyseq.ops`` a
 re-exported here (``tinyseq.tanh(x)``, ``tinyseq.matmul(a, b)``, ...).
 """
 
-from . import config, ops
+from . import config, nn, ops, optim
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (
     abs, add, broadcast_to, cast, cat, chunk, clamp, clip, concatenate, div, dropout, embedding,
@@ -13,6 +13,7 @@ from .ops import (
     minimum, mul, neg, one_hot, permute, pow, relu, reshape, sigmoid, softmax, split, sqrt,
     squeeze, stack, sub, sum, tanh, transpose, unsqueeze, var, where,
 )
+from .serialization import CheckpointError, load, save
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"

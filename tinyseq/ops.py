@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from . import config
-from .tensor import Function, Tensor
+from .tensor import Function, IndexedGrad, Tensor
 
 # ---------------------------------------------------------------- helpers
 
@@ -714,12 +714,7 @@ class GetItem(Function):
 
     def backward(self, g):
         shape, index = self.saved
-        grad = np.zeros(shape, dtype=g.dtype)
-        if _is_basic(index):
-            grad[index] = g
-        else:
-            np.add.at(grad, index, g)
-        return grad
+        return IndexedGrad(index, g, shape, basic=_is_basic(index))
 
 
 def getitem(a, index):
@@ -745,9 +740,7 @@ class Embedding(Function):
 
     def backward(self, g):
         shape, indices = self.saved
-        grad = np.zeros(shape, dtype=g.dtype)
-        np.add.at(grad, indices, g)
-        return grad
+        return IndexedGrad(indices, g, shape, basic=False)
 
 
 def embedding(indices, weight):

@@ -1,3 +1,7 @@
-"""Neural-network building blocks. ``tinyseq.nn.functional`` holds the losses."""
+"""Neural-network building blocks: modules, cells, recurrent layers, losses, init."""
 
-from . import functional
+from . import functional, init, utils
+from .module import Module, Parameter
+from .layers import Dropout, Embedding, LayerNorm, Linear, Sequential
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .loss import CrossEntropyLoss, MSELoss

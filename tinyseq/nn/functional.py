@@ -70,8 +70,12 @@ def cross_entropy(logits, target, ignore_index=-100, mask=None, reduction="mean"
         return total / np.asarray(weight.sum(), dtype=logits.dtype)
 
 
-def mse_loss(input, target, reduction="mean"):
-    """Mean (or sum, or none) of the squared differences; shapes must match."""
+def mse_loss(input, target, reduction="mean", mask=None):
+    """Mean (or sum, or none) of the squared differences; shapes must match.
+
+    ``mask`` (optional, broadcastable to ``input``) weights each element; the mean then
+    divides by the mask's total weight over the input's shape.
+    """
     _check_reduction("mse_loss", reduction)
     input = input if isinstance(input, Tensor) else Tensor(input)
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
@@ -79,6 +83,18 @@ def mse_loss(input, target, reduction="mean"):
         raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} differ")
     diff = input - target
     sq = diff * diff
+    if mask is not None:
+        m = np.asarray(mask.data if isinstance(mask, Tensor) else mask).astype(input.dtype)
+        try:
+            m = np.broadcast_to(m, input.shape)
+        except ValueError:
+            raise ValueError(f"mse_loss: mask of shape {m.shape} does not broadcast to input shape {input.shape}") from None
+        sq = sq * m
     if reduction == "none":
         return sq
-    return sq.sum() if reduction == "sum" else sq.mean()
+    if reduction == "sum":
+        return sq.sum()
+    if mask is None:
+        return sq.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sq.sum() / np.asarray(m.sum(), dtype=input.dtype)

@@ -1,0 +1,336 @@
+"""Recurrent cells and layers of the graph backend: gradients, semantics, errors, training.
+
+Gradients are checked in float64 against finite differences, with respect to the input,
+the initial states and every parameter at once. Cells use the full Jacobian check;
+layers (many more parameters) the directional one, plus a few full checks pinned below.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import tinyseq as ts
+from tinyseq import Tensor, gradcheck, nn
+
+CELL_OPTIONS = [
+    ("RNNCell", {}),
+    ("RNNCell", {"nonlinearity": "relu"}),
+    ("RNNCell", {"bias": False}),
+    ("LSTMCell", {}),
+    ("LSTMCell", {"peephole": True}),
+    ("LSTMCell", {"coupled": True}),
+    ("LSTMCell", {"peephole": True, "coupled": True, "bias": False}),
+    ("GRUCell", {}),
+    ("GRUCell", {"reset_after": False}),
+    ("GRUCell", {"reset_after": False, "bias": False}),
+]
+
+
+def weighted_sum(outputs, seed=1):
+    """A scalar touching every output with a different fixed weight."""
+    rng = np.random.default_rng(seed)
+    total = 0
+    for out in outputs:
+        if out is not None:
+            total = total + (out * rng.standard_normal(out.shape)).sum()
+    return total
+
+
+def randn(rng, *shape):
+    return Tensor(rng.standard_normal(shape), requires_grad=True)
+
+
+# ---------------------------------------------------------------- cells
+
+
+@pytest.mark.parametrize("cls,options", CELL_OPTIONS, ids=[f"{c}-{o}" for c, o in CELL_OPTIONS])
+@given(batch=st.integers(1, 3), input_size=st.integers(1, 3), hidden=st.integers(1, 3), seed=st.integers(0, 2**16),
+       given_state=st.booleans())
+def test_cell_gradients(cls, options, batch, input_size, hidden, seed, given_state):
+    rng = np.random.default_rng(seed)
+    cell = getattr(nn, cls)(input_size, hidden, **options).double()
+    x = randn(rng, batch, input_size)
+    states = [randn(rng, batch, hidden) for _ in range(2 if cls == "LSTMCell" else 1)] if given_state else []
+
+    def f(x, *rest):
+        s = rest[: len(states)]
+        if cls == "LSTMCell":
+            out = cell(x, tuple(s) if s else None)
+        else:
+            out = [cell(x, s[0] if s else None)]
+        return weighted_sum(out, seed)
+
+    assert gradcheck(f, [x, *states, *cell.parameters()], mode="full")
+
+
+def test_cell_equations_by_hand():
+    rng = np.random.default_rng(0)
+    x, h, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+
+    lstm = nn.LSTMCell(3, 4, peephole=True).double()
+    p = {k: v.data for k, v in lstm.named_parameters()}
+    i, f, g, o = np.split(x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"], 4, axis=1)
+    i, f = sig(i + p["weight_ci"] * c), sig(f + p["weight_cf"] * c)
+    c_new = f * c + i * np.tanh(g)
+    h_new = sig(o + p["weight_co"] * c_new) * np.tanh(c_new)
+    out_h, out_c = lstm(Tensor(x), (Tensor(h), Tensor(c)))
+    np.testing.assert_allclose(out_h.data, h_new, atol=1e-12)
+    np.testing.assert_allclose(out_c.data, c_new, atol=1e-12)
+
+    coupled = nn.LSTMCell(3, 4, coupled=True).double()
+    p = {k: v.data for k, v in coupled.named_parameters()}
+    assert p["weight_ih"].shape == (12, 3)
+    f, g, o = np.split(x @ p["weight_ih"].T + p["bias_ih"] + h @ p["weight_hh"].T + p["bias_hh"], 3, axis=1)
+    c_new = sig(f) * c + (1 - sig(f)) * np.tanh(g)
+    np.testing.assert_allclose(coupled(Tensor(x), (Tensor(h), Tensor(c)))[1].data, c_new, atol=1e-12)
+
+    gru = nn.GRUCell(3, 4, reset_after=False).double()
+    p = {k: v.data for k, v in gru.named_parameters()}
+    xr, xz, xn = np.split(x @ p["weight_ih"].T + p["bias_ih"], 3, axis=1)
+    wr, wz, wn = np.split(p["weight_hh"], 3)
+    br, bz, bn = np.split(p["bias_hh"], 3)
+    r, z = sig(xr + h @ wr.T + br), sig(xz + h @ wz.T + bz)
+    n = np.tanh(xn + (r * h) @ wn.T + bn)
+    np.testing.assert_allclose(gru(Tensor(x), Tensor(h)).data, (1 - z) * n + z * h, atol=1e-12)
+
+
+def test_cells_default_state_is_zero_and_unbatched_input_works():
+    for cell in (nn.RNNCell(3, 2), nn.GRUCell(3, 2)):
+        x = np.ones((1, 3), dtype=np.float32)
+        np.testing.assert_array_equal(cell(x).data, cell(x, np.zeros((1, 2), np.float32)).data)
+        assert cell(np.ones(3, np.float32)).shape == (2,)
+    h, c = nn.LSTMCell(3, 2)(np.ones(3, np.float32))
+    assert h.shape == c.shape == (2,)
+
+
+# ---------------------------------------------------------------- layers
+
+
+@st.composite
+def layer_configs(draw):
+    mode = draw(st.sampled_from(["RNN", "LSTM", "GRU"]))
+    options = {
+        "num_layers": draw(st.integers(1, 3)),
+        "bidirectional": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "batch_first": draw(st.booleans()),
+    }
+    if mode == "RNN":
+        options["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))
+    if mode == "LSTM":
+        options["peephole"] = draw(st.booleans())
+        options["coupled"] = draw(st.booleans())
+    if mode == "GRU":
+        options["reset_after"] = draw(st.booleans())
+    steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    sizes = {"steps": steps, "batch": batch, "input_size": draw(st.integers(1, 3)), "hidden": draw(st.integers(1, 3))}
+    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    return mode, options, sizes, lengths, draw(st.booleans()), draw(st.integers(0, 2**16))
+
+
+def layer_loss_and_inputs(mode, options, sizes, lengths, given_state, seed):
+    rng = np.random.default_rng(seed)
+    layer = getattr(nn, mode)(sizes["input_size"], sizes["hidden"], **options).double()
+    steps, batch = sizes["steps"], sizes["batch"]
+    shape = (batch, steps) if options.get("batch_first") else (steps, batch)
+    x = randn(rng, *shape, sizes["input_size"])
+    n_states = (2 if mode == "LSTM" else 1) if given_state else 0
+    state_shape = (options["num_layers"] * (2 if options["bidirectional"] else 1), batch, sizes["hidden"])
+    states = [randn(rng, *state_shape) for _ in range(n_states)]
+    lengths = None if lengths is None else np.asarray(lengths)
+
+    def f(x, *rest):
+        s = rest[:n_states]
+        hx = (tuple(s) if mode == "LSTM" else s[0]) if s else None
+        out, h_n = layer(x, hx, lengths=lengths)
+        return weighted_sum([out, *(h_n if mode == "LSTM" else [h_n])], seed)
+
+    return layer, f, [x, *states, *layer.parameters()]
+
+
+@given(config=layer_configs())
+def test_layer_gradients(config):
+    _, f, inputs = layer_loss_and_inputs(*config)
+    assert gradcheck(f, inputs, mode="directional")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ("LSTM", {"num_layers": 2, "bidirectional": True, "bias": True, "batch_first": False, "peephole": True,
+                  "coupled": False}, {"steps": 3, "batch": 2, "input_size": 2, "hidden": 2}, [3, 1], True, 0),
+        ("GRU", {"num_layers": 1, "bidirectional": True, "bias": True, "batch_first": True, "reset_after": False},
+         {"steps": 4, "batch": 3, "input_size": 2, "hidden": 2}, [2, 4, 1], True, 1),
+        ("RNN", {"num_layers": 2, "bidirectional": False, "bias": False, "batch_first": False,
+                 "nonlinearity": "tanh"}, {"steps": 3, "batch": 2, "input_size": 3, "hidden": 2}, None, False, 2),
+    ],
+    ids=["lstm-peephole-bidir-lengths", "gru-classic-bidir-batch-first", "rnn-2-layers"],
+)
+def test_layer_gradients_full_jacobian(config):
+    _, f, inputs = layer_loss_and_inputs(*config)
+    assert gradcheck(f, inputs, mode="full")
+
+
+def test_layer_equals_its_cell_unrolled():
+    rng = np.random.default_rng(0)
+    for mode, cell_cls in (("RNN", nn.RNNCell), ("LSTM", nn.LSTMCell), ("GRU", nn.GRUCell)):
+        layer = getattr(nn, mode)(3, 4).double()
+        cell = cell_cls(3, 4).double()
+        cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+        x = rng.standard_normal((5, 2, 3))
+        out, _ = layer(Tensor(x))
+        state = None
+        for t in range(5):
+            state = cell(Tensor(x[t]), state)
+            h = state[0] if mode == "LSTM" else state
+            np.testing.assert_allclose(out.data[t], h.data, atol=1e-12)
+
+
+@given(config=layer_configs())
+@example(config=("LSTM", {"num_layers": 1, "bidirectional": True, "bias": True, "batch_first": False,
+                          "peephole": False, "coupled": False}, {"steps": 4, "batch": 2, "input_size": 2, "hidden": 3},
+                 [4, 2], True, 0))
+def test_lengths_match_running_each_sequence_alone(config):
+    mode, options, sizes, lengths, given_state, seed = config
+    if lengths is None:
+        lengths = [sizes["steps"]] * sizes["batch"]
+    layer, _, inputs = layer_loss_and_inputs(mode, options, sizes, lengths, given_state, seed)
+    x = inputs[0].data
+    states = [s.data for s in inputs[1 : 1 + ((2 if mode == "LSTM" else 1) if given_state else 0)]]
+    hx = (tuple(Tensor(s) for s in states) if mode == "LSTM" else Tensor(states[0])) if states else None
+    out, h_n = layer(Tensor(x), hx, lengths=np.array(lengths))
+    h_n = h_n if mode == "LSTM" else (h_n,)
+    time_axis = 1 if options["batch_first"] else 0
+    for b, n in enumerate(lengths):
+        xb = np.take(x, [b], axis=1 - time_axis)
+        xb = xb[:, :n] if options["batch_first"] else xb[:n]
+        hb = tuple(Tensor(s[:, b : b + 1]) for s in states)
+        hb = (hb if mode == "LSTM" else hb[0]) if states else None
+        out_b, h_b = layer(Tensor(xb), hb)
+        h_b = h_b if mode == "LSTM" else (h_b,)
+        got = np.take(out.data, [b], axis=1 - time_axis)
+        np.testing.assert_allclose(np.take(got, range(n), axis=time_axis), out_b.data, atol=1e-12)
+        assert np.all(np.take(got, range(n, sizes["steps"]), axis=time_axis) == 0)
+        for mine, alone in zip(h_n, h_b):
+            np.testing.assert_allclose(mine.data[:, b : b + 1], alone.data, atol=1e-12)
+
+
+def test_layer_shapes_and_batch_first():
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    out, (h, c) = lstm(np.ones((2, 5, 3), np.float32))
+    assert out.shape == (2, 5, 8) and h.shape == c.shape == (4, 2, 4)
+    out, h = nn.GRU(3, 4)(np.ones((5, 3), np.float32))
+    assert out.shape == (5, 4) and h.shape == (1, 4)
+
+
+def test_dropout_between_layers_only_in_training():
+    gru = nn.GRU(3, 4, num_layers=2, dropout=0.5, generator=np.random.default_rng(0))
+    x = np.ones((4, 2, 3), np.float32)
+    a, b = gru(x)[0].data, gru(x)[0].data
+    assert not np.array_equal(a, b)
+    gru.eval()
+    np.testing.assert_array_equal(gru(x)[0].data, gru(x)[0].data)
+    single = nn.GRU(3, 4, num_layers=1, dropout=0.5)
+    np.testing.assert_array_equal(single(x)[0].data, single(x)[0].data)
+
+
+def test_parameter_names_and_repr():
+    lstm = nn.LSTM(10, 20, num_layers=2, bidirectional=True)
+    names = [n for n, _ in lstm.named_parameters()]
+    assert names[:4] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+    assert names[4] == "weight_ih_l0_reverse" and len(names) == 16
+    assert lstm.weight_ih_l1.shape == (80, 40)
+    assert repr(lstm) == "LSTM(10, 20, num_layers=2, bidirectional=True)"
+    assert repr(nn.GRU(3, 4, reset_after=False)) == "GRU(3, 4, reset_after=False)"
+    assert [n for n, _ in nn.LSTM(2, 3, peephole=True, coupled=True).named_parameters()] == [
+        "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_cf_l0", "weight_co_l0"]
+    bound = 1 / np.sqrt(20)
+    assert all(np.abs(p.data).max() <= bound for p in lstm.parameters())
+
+
+def test_truncated_bptt_with_detach():
+    lstm = nn.LSTM(2, 3).double()
+    x = np.random.default_rng(0).standard_normal((6, 1, 2))
+    out, (h, c) = lstm(Tensor(x[:3]))
+    out2, _ = lstm(Tensor(x[3:]), (h.detach(), c.detach()))
+    out2.sum().backward()
+    grads = [p.grad.copy() for p in lstm.parameters()]
+    lstm.zero_grad()
+    out2, _ = lstm(Tensor(x[3:]), (Tensor(h.data), Tensor(c.data)))
+    out2.sum().backward()
+    for g, p in zip(grads, lstm.parameters()):
+        np.testing.assert_array_equal(g, p.grad)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda m: m(np.ones((2, 3, 4, 5), np.float32)), r"LSTM: expected a 3-D input"),
+        (lambda m: m(np.ones((2, 3, 5), np.float32)), r"LSTM: expected input feature size 4, got 5"),
+        (lambda m: m(np.ones((2, 3, 4), np.float32), (np.zeros((1, 3, 6), np.float32),) * 2), r"expected h0 of shape \(2, 3, 6\)"),
+        (lambda m: m(np.ones((2, 3, 4), np.float32), np.zeros((2, 3, 6), np.float32)), r"hx must be a tuple \(h0, c0\)"),
+        (lambda m: m(np.ones((2, 3, 4), np.float32), lengths=[1, 2, 3]), r"lengths must lie in \[1, 2\]"),
+        (lambda m: m(np.ones((2, 3, 4), np.float32), lengths=[1, 0, 2]), r"lengths must lie in \[1, 2\]"),
+        (lambda m: m(np.ones((2, 3, 4), np.float32), lengths=[1, 2]), r"lengths must be 3 integers"),
+        (lambda m: m(np.ones((2, 3, 4), np.float32), lengths=[1.0, 2.0, 2.0]), r"lengths must be 3 integers"),
+        (lambda m: m(np.ones((0, 3, 4), np.float32)), r"no time steps"),
+    ],
+)
+def test_layer_input_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(nn.LSTM(4, 6, num_layers=2))
+
+
+def test_construction_and_dtype_errors():
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
+        nn.RNN(2, 3, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="hidden_size must be an int >= 1"):
+        nn.LSTM(2, 0)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        nn.LSTM(2, 3, backend="tpu")
+    with pytest.raises(TypeError, match="LSTM: input has dtype float64 but the parameters are float32"):
+        nn.LSTM(2, 3)(np.ones((2, 1, 2)))
+    with pytest.raises(ValueError, match=r"GRUCell: expected input of shape \(batch, 2\)"):
+        nn.GRUCell(2, 3)(np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"GRUCell: expected h of shape \(1, 3\)"):
+        nn.GRUCell(2, 3)(np.ones((1, 2), np.float32), np.ones((2, 3), np.float32))
+
+
+def test_mismatched_state_dict_is_rejected_whole():
+    lstm = nn.LSTM(3, 4)
+    before = lstm.state_dict()
+    bad = nn.LSTM(3, 5).state_dict()
+    with pytest.raises(ValueError, match=r"shape mismatch for weight_ih_l0: expected \(16, 3\), got \(20, 3\)"):
+        lstm.load_state_dict(bad)
+    for k, v in lstm.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(ValueError, match=r"missing keys: \['weight_ih_l0_reverse'"):
+        nn.LSTM(3, 4, bidirectional=True).load_state_dict(before)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_lstm_learns_to_echo():
+    """Output at step t is the symbol seen at t - 2 (steps 0 and 1 ignored)."""
+    nn.init.manual_seed(0)
+    rng = np.random.default_rng(0)
+    vocab, steps, batch, delay = 4, 10, 16, 2
+    lstm, head = nn.LSTM(vocab, 24), nn.Linear(24, vocab)
+    opt = ts.optim.Adam(lstm.parameters() + head.parameters(), lr=0.03)
+    loss_fn = nn.CrossEntropyLoss()
+    for step in range(300):
+        symbols = rng.integers(0, vocab, size=(steps, batch))
+        target = np.full_like(symbols, -100)
+        target[delay:] = symbols[:-delay]
+        out, _ = lstm(ts.one_hot(symbols, vocab))
+        loss = loss_fn(head(out), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05, loss.item()

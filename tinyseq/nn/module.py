@@ -1,0 +1,163 @@
+"""Module and Parameter: the containers every layer is built from.
+
+A ``Module`` finds its parameters and sub-modules by looking at its own attributes, in
+the order they were set: a ``Parameter`` attribute is a parameter, a ``Module``
+attribute (or a list/tuple of them) is a child. So names come out as PyTorch's do:
+``weight_ih_l0``, ``encoder.weight``, ``layers.1.bias``.
+"""
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that is a model's weight: requires grad and is found by ``Module.parameters``."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad=True, dtype=None):
+        super().__init__(data, requires_grad=requires_grad, dtype=dtype)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Module:
+    """Base class of layers and models: subclasses set attributes and define ``forward``."""
+
+    training = True
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ traversal
+
+    def named_children(self):
+        """(name, module) for each direct sub-module; list/tuple entries are named ``attr.i``."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix=""):
+        """(dotted name, module) for this module and every module below it."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) in definition order, each parameter once."""
+        seen = set()
+        for mod_name, module in self.named_modules(prefix):
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    # ------------------------------------------------------------ modes and dtype
+
+    def train(self, mode=True):
+        """Set training mode (dropout active) on this module and all below; returns self."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        """Set every parameter's ``.grad`` to None."""
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, dtype):
+        """Convert every parameter to ``dtype`` (e.g. ``np.float64`` for gradient checks)."""
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype}")
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = None if p.grad is None else p.grad.astype(dtype)
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    # ------------------------------------------------------------ state
+
+    def state_dict(self):
+        """Ordered name -> NumPy array (a copy) for every parameter."""
+        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into the parameters (cast to each parameter's dtype).
+
+        Everything is checked before anything is written, so a failed load leaves the
+        module unchanged. With ``strict=True`` missing or unexpected keys are errors; shape
+        mismatches always are. Returns ``(missing_keys, unexpected_keys)``.
+        """
+        params = OrderedDict(self.named_parameters())
+        missing = [k for k in params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in params]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {unexpected}")
+        arrays = {}
+        for name, p in params.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if arr.shape != p.shape:
+                problems.append(f"shape mismatch for {name}: expected {p.shape}, got {arr.shape}")
+            elif arr.dtype.kind not in "fiu":
+                problems.append(f"dtype of {name}: expected a numeric array, got {arr.dtype}")
+            else:
+                arrays[name] = arr
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for name, arr in arrays.items():
+            params[name].data[...] = arr  # in place: whoever holds the array sees the new values
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------ repr
+
+    def extra_repr(self):
+        """The text inside the parentheses of this module's repr."""
+        return ""
+
+    def __repr__(self):
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in children:
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"

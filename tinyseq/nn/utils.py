@@ -1,0 +1,57 @@
+"""Gradient clipping and sequence masks."""
+
+import math
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+def _with_grads(parameters):
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    return [p for p in parameters if p.grad is not None]
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    """Scale all gradients together so their joint norm is at most ``max_norm``.
+
+    Returns the total norm before clipping (a float), as PyTorch. ``norm_type`` may be
+    ``float("inf")``. With ``error_if_nonfinite=True`` a nan/inf norm raises instead.
+    """
+    if max_norm < 0:
+        raise ValueError(f"clip_grad_norm_: max_norm must be >= 0, got {max_norm}")
+    params = _with_grads(parameters)
+    if not params:
+        return 0.0
+    norm_type = float(norm_type)
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(p.grad))) if p.grad.size else 0.0 for p in params)
+    else:
+        total = float(sum(np.sum(np.abs(p.grad.astype(np.float64)) ** norm_type) for p in params) ** (1 / norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for p in params:
+            p.grad *= p.grad.dtype.type(scale)
+    return total
+
+
+def clip_grad_value_(parameters, clip_value):
+    """Clamp every gradient element into [-clip_value, clip_value] in place."""
+    if clip_value < 0:
+        raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
+    for p in _with_grads(parameters):
+        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+
+
+def sequence_mask(lengths, max_len=None, batch_first=False):
+    """Bool mask of valid steps: (T, B) (or (B, T) with ``batch_first``), True where t < length."""
+    lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise ValueError(f"sequence_mask: lengths must be a 1-D integer array, got shape {lengths.shape} "
+                         f"and dtype {lengths.dtype}")
+    max_len = int(lengths.max()) if max_len is None else max_len
+    mask = np.arange(max_len)[:, None] < lengths[None, :]
+    return mask.T if batch_first else mask

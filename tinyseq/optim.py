@@ -1,0 +1,492 @@
+"""Optimizers and learning-rate schedules, with PyTorch's names, defaults and equations.
+
+An optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and
+``state`` (one dict per parameter, keyed by the parameter's position counted across groups).
+``step()`` reads each parameter's ``.grad`` and updates ``.data`` in place; parameters whose
+grad is None are skipped. ``state_dict()`` holds only dicts, lists, numbers, strings, bools,
+None and NumPy arrays, so it can be saved without pickle.
+
+In the equations below ``g`` is the gradient (negated when ``maximize=True``), ``p`` the
+parameter, ``t`` the step count starting at 1, and ``lr`` the group's learning rate.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from .tensor import Tensor
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_number(owner, name, value, low=0.0, high=math.inf, high_open=False):
+    """Raise a ValueError unless ``value`` is a real number in [low, high] (or [low, high))."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{owner}: invalid {name} {value!r}, expected a number in {interval}")
+
+
+def _check_betas(owner, betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{owner}: invalid betas {betas!r}, expected a pair (beta1, beta2)")
+    for i, beta in enumerate(betas):
+        _check_number(owner, f"betas[{i}]", beta, 0.0, 1.0, high_open=True)
+
+
+def _check_param(owner, p):
+    if not isinstance(p, Tensor):
+        raise TypeError(f"{owner}: expected parameters to be Tensors, got {type(p).__name__}")
+    if p.dtype.kind != "f":
+        raise TypeError(f"{owner}: can only optimize floating-point parameters, got dtype {p.dtype}")
+    if not p.requires_grad:
+        raise ValueError(f"{owner}: a parameter of shape {p.shape} does not require grad")
+    if not p.is_leaf:
+        raise ValueError(f"{owner}: can only optimize leaf tensors, got one made by an op")
+
+
+def _plain(value):
+    """Tuples become lists, so a state dict holds only JSON-like values and arrays."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ---------------------------------------------------------------- Optimizer base
+
+
+class Optimizer:
+    """Base class: keeps parameter groups and per-parameter state; subclasses define ``step``.
+
+    ``params`` is an iterable of tensors, or a list of dicts ``{"params": [...], "lr": ...}``
+    whose missing hyperparameters come from ``defaults``. Subclasses implement
+    ``_check_group(group)`` (validate hyperparameters) and ``_update(p, grad, state, group)``
+    (one parameter's update, in place).
+    """
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        self.state = {}
+        if isinstance(params, (Tensor, dict)):
+            raise TypeError(
+                f"{type(self).__name__}: params should be an iterable of Tensors or of dicts, "
+                f"got a single {type(params).__name__}"
+            )
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{type(self).__name__}: params should be an ordered iterable, not a set")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in group.items() if k != "params"]
+        return "\n".join(lines) + "\n)"
+
+    def add_param_group(self, group):
+        """Append a group ``{"params": [...], **hyperparameters}`` (defaults fill the gaps)."""
+        owner = type(self).__name__
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{owner}: a parameter group must be a dict with a 'params' entry")
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in params:
+            _check_param(owner, p)
+            if id(p) in seen:
+                raise ValueError(f"{owner}: a parameter appears more than once in the parameter groups")
+            seen.add(id(p))
+        new = {**self.defaults, **group, "params": params}
+        self._check_group(new)
+        self.param_groups.append(new)
+
+    def _check_group(self, group):
+        pass
+
+    def _indexed_params(self):
+        """(position, parameter, group) for every parameter, in order across groups."""
+        index = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield index, p, group
+                index += 1
+
+    def zero_grad(self, set_to_none=True):
+        """Set every parameter's ``.grad`` to None (or to zeros, in place, if not set_to_none)."""
+        for _, p, _ in self._indexed_params():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad[...] = 0
+
+    def step(self, closure=None):
+        """Update every parameter that has a grad; returns ``closure()`` if one is given."""
+        loss = None if closure is None else closure()
+        for index, p, group in self._indexed_params():
+            if p.grad is None:
+                continue
+            grad = np.asarray(p.grad)
+            if grad.shape != p.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.step: grad of shape {grad.shape} "
+                    f"for a parameter of shape {p.shape}"
+                )
+            if group.get("maximize", False):
+                grad = -grad
+            self._update(p, grad, self.state.setdefault(index, {}), group)
+        return loss
+
+    def _update(self, p, grad, state, group):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ state dict
+
+    def state_dict(self):
+        """``{"state": {index: {name: array or number}}, "param_groups": [...]}`` (copies)."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            saved = {k: _plain(v) for k, v in group.items() if k != "params"}
+            saved["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(saved)
+        state = {
+            index: {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in s.items()}
+            for index, s in self.state.items()
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load a dict from ``state_dict()``: groups, params and shapes must match (copied)."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError(f"{owner}: expected a dict with 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"{owner}: the dict has {len(saved_groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
+        index_map = {}  # saved position -> (our position, parameter)
+        ours = iter(self._indexed_params())
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"{owner}: group {i} has {len(saved['params'])} parameters in the dict, "
+                    f"{len(group['params'])} in this optimizer"
+                )
+            for saved_index in saved["params"]:
+                index, p, _ = next(ours)
+                index_map[int(saved_index)] = (index, p)
+            new = {k: tuple(v) if isinstance(group.get(k), tuple) else v for k, v in saved.items()}
+            new = {**self.defaults, **new, "params": group["params"]}
+            self._check_group(new)
+            new_groups.append(new)
+        new_state = {}
+        for saved_index, saved_state in state_dict["state"].items():
+            if int(saved_index) not in index_map:
+                raise ValueError(f"{owner}: state for parameter {saved_index}, which no group holds")
+            index, p = index_map[int(saved_index)]
+            entry = {}
+            for name, value in saved_state.items():
+                if name == "step":
+                    value = int(value)  # also a 0-d array, after a trip through an .npz file
+                elif isinstance(value, np.ndarray):
+                    if value.shape != p.shape:
+                        raise ValueError(
+                            f"{owner}: state {name!r} of parameter {saved_index} has shape "
+                            f"{value.shape}, expected {p.shape}"
+                        )
+                    value = value.astype(p.dtype, copy=True)
+                entry[name] = value
+            new_state[index] = entry
+        self.param_groups = new_groups
+        self.state = new_state
+
+
+# ---------------------------------------------------------------- optimizers
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov and weight decay.
+
+    ``g += weight_decay * p``; with momentum ``b = g`` at the first step, afterwards
+    ``b = momentum * b + (1 - dampening) * g``, and ``g = g + momentum * b`` (nesterov) or
+    ``g = b``; finally ``p -= lr * g``.
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        for name in ("lr", "momentum", "dampening", "weight_decay"):
+            _check_number("SGD", name, group[name])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: nesterov momentum requires momentum > 0 and dampening = 0")
+
+    def _update(self, p, grad, state, group):
+        momentum = group["momentum"]
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.astype(p.dtype, copy=True)
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        p.data -= group["lr"] * grad
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide the gradient by a running root mean square of recent gradients.
+
+    ``g += weight_decay * p``; ``v = alpha * v + (1 - alpha) * g**2``; centered:
+    ``a = alpha * a + (1 - alpha) * g`` and ``v~ = v - a**2`` (else ``v~ = v``);
+    ``d = g / (sqrt(v~) + eps)``; with momentum ``b = momentum * b + d`` and ``p -= lr * b``,
+    otherwise ``p -= lr * d``.
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, *, maximize=False):
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        for name in ("lr", "eps", "weight_decay", "momentum", "alpha"):
+            _check_number("RMSprop", name, group[name])
+
+    def _update(self, p, grad, state, group):
+        alpha = group["alpha"]
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = np.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = np.zeros_like(p.data)
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        v = state["square_avg"]
+        v *= alpha
+        v += (1 - alpha) * grad * grad
+        if group["centered"]:
+            a = state["grad_avg"]
+            a *= alpha
+            a += (1 - alpha) * grad
+            denom = np.sqrt(v - a * a) + group["eps"]
+        else:
+            denom = np.sqrt(v) + group["eps"]
+        if group["momentum"] > 0:
+            buf = state["momentum_buffer"]
+            buf *= group["momentum"]
+            buf += grad / denom
+            p.data -= group["lr"] * buf
+        else:
+            p.data -= group["lr"] * (grad / denom)
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-coordinate steps shrink with the sum of squared gradients.
+
+    ``g += weight_decay * p``; ``clr = lr / (1 + (t - 1) * lr_decay)``;
+    ``s = s + g**2`` (``s`` starts at ``initial_accumulator_value``);
+    ``p -= clr * g / (sqrt(s) + eps)``.
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                 eps=1e-10, *, maximize=False):
+        defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, eps=eps,
+                        maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+            _check_number("Adagrad", name, group[name])
+
+    def _update(self, p, grad, state, group):
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full_like(p.data, group["initial_accumulator_value"])
+        state["step"] += 1
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * p.data
+        clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+        s = state["sum"]
+        s += grad * grad
+        p.data -= clr * (grad / (np.sqrt(s) + group["eps"]))
+
+
+class Adam(Optimizer):
+    """Adam, with L2 weight decay added to the gradient (see AdamW for the decoupled kind).
+
+    ``g += weight_decay * p``; ``m = beta1 * m + (1 - beta1) * g``;
+    ``v = beta2 * v + (1 - beta2) * g**2``; amsgrad: ``v_max = max(v_max, v)`` is used for
+    ``v`` below; ``m^ = m / (1 - beta1**t)``, ``v^ = v / (1 - beta2**t)``;
+    ``p -= lr * m^ / (sqrt(v^) + eps)``.
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, *, maximize=False):
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        owner = type(self).__name__
+        for name in ("lr", "eps", "weight_decay"):
+            _check_number(owner, name, group[name])
+        _check_betas(owner, group["betas"])
+
+    def _update(self, p, grad, state, group):
+        beta1, beta2 = group["betas"]
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        if weight_decay != 0:
+            if self._decoupled:
+                p.data *= 1 - lr * weight_decay
+            else:
+                grad = grad + weight_decay * p.data
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        if group["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        # NOTE: as PyTorch, sqrt(v) / sqrt(1 - beta2**t) rather than sqrt(v / (1 - beta2**t)).
+        denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + group["eps"]
+        p.data -= (lr / (1 - beta1**t)) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p *= 1 - lr * weight_decay`` before the Adam step.
+
+    The gradient itself is not changed by the decay; otherwise the update is ``Adam``'s.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+
+
+# ---------------------------------------------------------------- LR schedules
+
+
+class LRScheduler:
+    """Base class: sets each group's ``lr`` from a closed form in ``last_epoch``.
+
+    Call ``scheduler.step()`` once after each ``optimizer.step()``. Construction stores
+    ``initial_lr`` in every group (unless resuming with ``last_epoch >= 0``, which needs it)
+    and sets the lrs for epoch 0. Subclasses implement ``_lr_at(base_lr, epoch)``.
+    """
+
+    def __init__(self, optimizer, last_epoch=-1):
+        owner = type(self).__name__
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{owner}: expected an Optimizer, got {type(optimizer).__name__}")
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
+            raise ValueError(f"{owner}: invalid last_epoch {last_epoch!r}, expected an int >= -1")
+        self.optimizer = optimizer
+        for i, group in enumerate(optimizer.param_groups):
+            if last_epoch == -1:
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                raise KeyError(f"{owner}: param_groups[{i}] has no 'initial_lr' to resume from")
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = int(last_epoch)
+        self.step()
+
+    def _lr_at(self, base_lr, epoch):
+        raise NotImplementedError
+
+    def get_lr(self):
+        """The learning rates for ``last_epoch``, one per parameter group."""
+        return [self._lr_at(base_lr, self.last_epoch) for base_lr in self.base_lrs]
+
+    def step(self):
+        """Advance one epoch and write the new lrs into the optimizer's groups."""
+        self.last_epoch += 1
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        """The lrs the last ``step()`` set (a new list)."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer, as plain values."""
+        return {k: list(v) if isinstance(v, list) else v
+                for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        """Restore from ``state_dict()``; the optimizer's lrs come from its own state dict."""
+        unknown = set(state_dict) - set(vars(self))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected keys {sorted(unknown)}")
+        if len(state_dict.get("base_lrs", self.base_lrs)) != len(self.base_lrs):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: {len(state_dict['base_lrs'])} base lrs "
+                f"for {len(self.base_lrs)} parameter groups"
+            )
+        for k, v in state_dict.items():
+            setattr(self, k, list(v) if isinstance(v, list) else v)
+
+
+class StepLR(LRScheduler):
+    """Decay every ``step_size`` epochs: ``lr = base_lr * gamma ** (epoch // step_size)``."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
+            raise ValueError(f"StepLR: invalid step_size {step_size!r}, expected an int >= 1")
+        _check_number("StepLR", "gamma", gamma)
+        self.step_size, self.gamma = int(step_size), gamma
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base_lr, epoch):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Cosine annealing: ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
+
+    Past ``T_max`` the cosine continues, so the lr rises again (as PyTorch's).
+    """
+
+    def __init__(self, optimizer, T_max, eta_min=0, last_epoch=-1):
+        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Integral) or T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: invalid T_max {T_max!r}, expected an int >= 1")
+        _check_number("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max, self.eta_min = int(T_max), eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, base_lr, epoch):
+        cosine = 1 + math.cos(math.pi * epoch / self.T_max)
+        return self.eta_min + (base_lr - self.eta_min) * cosine / 2

@@ -1,0 +1,160 @@
+"""Save and load state dicts and training checkpoints without pickle.
+
+A checkpoint is one ``.npz`` file: every array is an entry ``a0, a1, ...`` and the entry
+``header`` holds UTF-8 JSON (as a uint8 array) describing the nested structure, e.g.
+``{"format": "tinyseq-checkpoint", "version": 1, "root": {"dict": [["step", 12], ...]}}``.
+In the header a list is a JSON list; every JSON object is a tagged node with one key:
+``{"dict": [[key, node], ...]}``, ``{"odict": ...}`` (an OrderedDict), ``{"array": "a3"}``,
+or ``{"float": "nan" | "inf" | "-inf"}``, so the header is strict JSON.
+
+``load`` reads with ``allow_pickle=False``: loading a file never runs code from it.
+"""
+
+import collections
+import contextlib
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from .tensor import Tensor
+
+FORMAT = "tinyseq-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not a readable tinyseq checkpoint (truncated, corrupted, foreign, newer)."""
+
+
+# ---------------------------------------------------------------- encode
+
+
+def _encode(x, arrays, path):
+    """Return the JSON node for ``x``, appending its arrays to ``arrays``."""
+    if isinstance(x, Tensor):
+        x = x.data
+    if isinstance(x, np.generic) and x.dtype.kind in "biufc":
+        x = np.asarray(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biufc":
+            raise TypeError(f"save: cannot store an array of dtype {x.dtype} at {_where(path)}")
+        arrays.append(x)
+        return {"array": f"a{len(arrays) - 1}"}
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else {"float": repr(x)}
+    if isinstance(x, (list, tuple)):
+        return [_encode(v, arrays, path + [str(i)]) for i, v in enumerate(x)]
+    if isinstance(x, dict):
+        items = []
+        for k, v in x.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"save: dict keys must be str or int, got {type(k).__name__} key {k!r} at {_where(path)}")
+            items.append([k, _encode(v, arrays, path + [str(k)])])
+        return {"odict" if isinstance(x, collections.OrderedDict) else "dict": items}
+    raise TypeError(f"save: cannot store value of type {type(x).__name__} at {_where(path)}")
+
+
+def _where(path):
+    return repr(".".join(path)) if path else "the top level"
+
+
+def save(obj, path, compress=False):
+    """Write ``obj`` (a state dict or a nested checkpoint dict) to ``path`` atomically.
+
+    ``obj`` may nest dicts (str or int keys), lists, tuples, NumPy arrays of numeric or bool
+    dtype, ``Tensor`` (saved as its ``.data``), NumPy scalars, int (any size), float
+    (nan/inf too), str, bool and None; anything else raises ``TypeError`` naming its key path.
+
+    The file is written to ``path`` exactly as given (no ``.npz`` is appended). It is first
+    written to a temporary file in the same directory, flushed to disk and then renamed onto
+    ``path``, so a failure part-way leaves any previous file at ``path`` untouched.
+    ``compress=True`` uses ``np.savez_compressed``.
+    """
+    path = os.fspath(path)
+    arrays = []
+    root = _encode(obj, arrays, [])
+    header = json.dumps({"format": FORMAT, "version": VERSION, "root": root}, allow_nan=False)
+    entries = {f"a{i}": a for i, a in enumerate(arrays)}
+    entries["header"] = np.frombuffer(header.encode("utf-8"), dtype=np.uint8)
+
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            (np.savez_compressed if compress else np.savez)(f, **entries)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _umask():
+    # NOTE: reading the umask means setting it; another thread creating a file in this
+    # instant would get umask 0o077 (private), which errs on the safe side.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------- decode
+
+
+def _decode(node, arrays):
+    if isinstance(node, list):
+        return [_decode(v, arrays) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if len(node) != 1:
+        raise ValueError(f"malformed header node {node!r}")
+    (tag, value), = node.items()
+    if tag == "array":
+        if value not in arrays:
+            raise ValueError(f"the header refers to a missing array entry {value!r}")
+        return arrays[value]
+    if tag == "float" and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if tag in ("dict", "odict"):
+        pairs = ((k, _decode(v, arrays)) for k, v in value)
+        return collections.OrderedDict(pairs) if tag == "odict" else dict(pairs)
+    raise ValueError(f"unknown header node {tag!r}")
+
+
+def load(path):
+    """Read a checkpoint written by ``save`` and return the stored object.
+
+    Arrays come back with their exact dtype and shape (a ``Tensor`` as its array, a NumPy
+    scalar as a 0-d array); an OrderedDict comes back as an OrderedDict and any other dict
+    as a dict, both in their saved order; integer keys stay ints; tuples come back as lists.
+
+    Raises ``FileNotFoundError`` if ``path`` does not exist and ``CheckpointError`` (a
+    ``ValueError``) naming the file if it is not a readable checkpoint of this version or older.
+    Never unpickles: ``np.load(..., allow_pickle=False)``.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:  # FileNotFoundError / IsADirectoryError name the path
+        try:
+            if f.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz (zip) archive")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as npz:
+                header = json.loads(bytes(npz["header"]).decode("utf-8"))
+                if not isinstance(header, dict) or header.get("format") != FORMAT:
+                    raise ValueError("no tinyseq format marker")
+                version = header.get("version")
+                if type(version) is not int or not 1 <= version <= VERSION:
+                    raise ValueError(f"format version {version!r} is not supported (this tinyseq reads versions <= {VERSION})")
+                arrays = {k: npz[k] for k in npz.files if k != "header"}
+            return _decode(header["root"], arrays)
+        # NOTE: broad on purpose: whatever goes wrong parsing these bytes (a bad zip, a bad .npy
+        # header, a pickled entry, bad JSON, a missing entry, ...) means it is not a checkpoint.
+        except Exception as e:
+            raise CheckpointError(f"load: {path!r} is not a valid tinyseq checkpoint: {e}") from e
