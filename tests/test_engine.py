@@ -726,3 +726,10 @@ def test_every_row_sliced_and_used_densely():
     out = sum((w[t] * (t + 1)).sum() for t in range(3)) + (w * 5.0).sum() + w[np.array([2, 2])].sum()
     out.backward()
     np.testing.assert_array_equal(x.grad, [[6, 6], [7, 7], [10, 10]])
+
+
+def test_zero_dim_node_used_many_times_accumulates_every_use():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    s = x.sum()
+    (s * 2.0 + s * 3.0 + s * 4.0 + s).backward()
+    np.testing.assert_array_equal(x.grad, [10.0, 10.0])

@@ -5,7 +5,9 @@ fills ``.grad`` on every leaf that requires it. The ops are in ``tinyseq.ops`` a
 re-exported here (``tinyseq.tanh(x)``, ``tinyseq.matmul(a, b)``, ...).
 """
 
-from . import config, nn, ops, optim
+import os as _os
+
+from . import _malloc, config, nn, ops, optim
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (
     abs, add, broadcast_to, cast, cat, chunk, clamp, clip, concatenate, div, dropout, embedding,
@@ -17,3 +19,6 @@ from .serialization import CheckpointError, load, save
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
+
+if _os.environ.get("TINYSEQ_MALLOC_TUNING", "1") != "0":
+    _malloc.tune()

@@ -316,22 +316,31 @@ class Tanh(Function):
 
     def backward(self, g):
         (out,) = self.saved
-        return g * (1 - out * out)
+        d = 1 - out * out
+        d *= g
+        return d
 
 
 class Sigmoid(Function):
-    """1 / (1 + e^-a), computed from e^-|a| so that no exp overflows."""
+    """1 / (1 + e^-a), computed as (1 + tanh(a / 2)) / 2, which cannot overflow.
+
+    NOTE: for a < -20 or so the result keeps its absolute accuracy (~1e-17) but not its
+    relative one; use log_softmax / logsumexp where the log of a tiny probability matters.
+    """
 
     def forward(self, a):
-        e = np.exp(-np.abs(a))
-        r = 1 / (1 + e)
-        out = np.where(a >= 0, r, e * r)
+        out = np.tanh(a * 0.5)
+        out *= 0.5
+        out += 0.5
         self.save(out)
         return out
 
     def backward(self, g):
         (out,) = self.saved
-        return g * out * (1 - out)
+        d = 1 - out
+        d *= out
+        d *= g
+        return d
 
 
 class Relu(Function):
@@ -453,21 +462,31 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save(a, b)
+        if a.ndim > 2 and b.ndim == 2:  # one GEMM over all leading axes, not a batched loop
+            return np.dot(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
         return a @ b
 
     def backward(self, g):
         a, b = self.saved
+        if a.ndim > 2 and b.ndim == 2:
+            g2 = g.reshape(-1, g.shape[-1])
+            ga = np.dot(g2, b.T).reshape(a.shape) if self.needs_input_grad[0] else None
+            gb = np.dot(a.reshape(-1, a.shape[-1]).T, g2) if self.needs_input_grad[1] else None
+            return ga, gb
         # Give 1-D operands (and the output) the matrix axes NumPy added, then drop them.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g[..., None] if b.ndim == 1 else g
         g2 = g2[..., None, :] if a.ndim == 1 else g2
+        # NOTE: np.dot for plain matrices: np.matmul takes a slow non-BLAS path for some
+        # transposed operands (e.g. the (H, 1) @ (1, G) outer product of a batch of one).
+        mm = np.dot if g2.ndim == 2 else np.matmul
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = g2 @ np.swapaxes(b2, -1, -2)
+            ga = mm(g2, np.swapaxes(b2, -1, -2))
             ga = unbroadcast(ga[..., 0, :] if a.ndim == 1 else ga, a.shape)
         if self.needs_input_grad[1]:
-            gb = np.swapaxes(a2, -1, -2) @ g2
+            gb = mm(np.swapaxes(a2, -1, -2), g2)
             gb = unbroadcast(gb[..., 0] if b.ndim == 1 else gb, b.shape)
         return ga, gb
 
@@ -481,10 +500,9 @@ def matmul(a, b):
     if k_a != k_b:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k_a} != {k_b})")
     try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        return MatMul.apply(a, b)
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together") from None
-    return MatMul.apply(a, b)
 
 
 # ---------------------------------------------------------------- reductions

@@ -88,12 +88,12 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         """Run the op on tensors (arrays and scalars are wrapped) and record it if needed."""
-        tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        tensors = [x if x.__class__ is Tensor or isinstance(x, Tensor) else Tensor(x) for x in inputs]
         fn = cls()
         fn.needs_input_grad = needs = [t.requires_grad for t in tensors]
         data = fn.forward(*[t.data for t in tensors], **params)
-        out = Tensor.__new__(Tensor)
-        out.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        out = _new_tensor(Tensor)
+        out.data = data if data.__class__ is np.ndarray else np.asarray(data)
         out.grad = out._hooks = None
         out._retain = False
         out._seq = next(_creation_order)
@@ -295,12 +295,13 @@ class Tensor:
 
         # Pop nodes newest first: by then every consumer of a node has passed its gradient on.
         heap = [(-self._seq, self)]
+        pop, push = heapq.heappop, heapq.heappush
         grads = {id(self): grad}
         owned = set()  # keys of gradient buffers the engine allocated, so it may add into them in place
         while heap:
-            node = heapq.heappop(heap)[1]
+            node = pop(heap)[1]
             g = grads.pop(id(node))
-            if isinstance(g, IndexedGrad):
+            if g.__class__ is IndexedGrad:
                 g = g.add_into(np.zeros(node.data.shape, g.values.dtype))
             if node._hooks:
                 for hook in tuple(node._hooks):
@@ -311,23 +312,22 @@ class Tensor:
             if fn is None or node._retain:
                 g = g if g.dtype == node.dtype else g.astype(node.dtype)
                 node.grad = g.copy() if node.grad is None else node.grad + g
-            if fn is None:
-                continue
+                if fn is None:
+                    continue
             if fn.released:
                 raise RuntimeError(
                     f"backward: the graph through {type(fn).__name__} was already freed by an earlier backward; "
                     "pass retain_graph=True to the first backward to go through it again"
                 )
             parent_grads = fn.backward(g)
-            if isinstance(parent_grads, list):
-                parent_grads = tuple(parent_grads)
-            elif not isinstance(parent_grads, tuple):
-                parent_grads = (parent_grads,)
-            if len(parent_grads) != len(fn.parents):
+            if parent_grads.__class__ is not tuple:
+                parent_grads = tuple(parent_grads) if isinstance(parent_grads, list) else (parent_grads,)
+            parents = fn.parents
+            if len(parent_grads) != len(parents):
                 raise RuntimeError(
-                    f"{type(fn).__name__}.backward returned {len(parent_grads)} gradients for {len(fn.parents)} inputs"
+                    f"{type(fn).__name__}.backward returned {len(parent_grads)} gradients for {len(parents)} inputs"
                 )
-            for parent, pg in zip(fn.parents, parent_grads):
+            for parent, pg in zip(parents, parent_grads):
                 if pg is None or not parent.requires_grad:
                     continue
                 if pg.shape != parent.data.shape:
@@ -338,18 +338,23 @@ class Tensor:
                 key = id(parent)
                 prev = grads.get(key)
                 if prev is None:
-                    heapq.heappush(heap, (-parent._seq, parent))
-                if isinstance(pg, IndexedGrad):
+                    push(heap, (-parent._seq, parent))
+                    if pg.__class__ is IndexedGrad:
+                        grads[key] = pg.add_into(np.zeros(parent.data.shape, pg.values.dtype))
+                        owned.add(key)
+                    else:
+                        grads[key] = pg
+                elif pg.__class__ is IndexedGrad:
                     if key not in owned:
-                        prev = np.zeros(parent.data.shape, pg.values.dtype) if prev is None else prev.copy()
+                        prev = prev.copy()
                         owned.add(key)
                     grads[key] = pg.add_into(prev)
-                elif prev is None:
-                    grads[key] = pg
                 elif key in owned:
                     prev += pg
                 else:
-                    grads[key] = prev + pg
+                    total = prev + pg
+                    # NOTE: 0-d sums come back as NumPy scalars, which cannot be added into in place.
+                    grads[key] = total if total.__class__ is np.ndarray else np.asarray(total)
                     owned.add(key)
             if not retain_graph:
                 fn.saved = None
@@ -518,6 +523,9 @@ class Tensor:
 
     def astype(self, dtype):
         return _ops.cast(self, dtype)
+
+
+_new_tensor = object.__new__
 
 
 def _data(x):

@@ -40,8 +40,7 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table of ``num_embeddings`` rows of size ``embedding_dim``, initialised N(0, 1).
 
-    ``padding_idx`` (optional): that row starts at zero, its output is zero and it gets
-    no gradient, as in PyTorch.
+    ``padding_idx`` (optional): that row starts at zero and gets no gradient, as in PyTorch.
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32):
@@ -54,11 +53,11 @@ class Embedding(Module):
             self.weight.data[self.padding_idx] = 0
 
     def forward(self, indices):
-        out = ops.embedding(indices, self.weight)
         if self.padding_idx is None:
-            return out
-        idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
-        return out * (idx != self.padding_idx)[..., None].astype(out.dtype)
+            return ops.embedding(indices, self.weight)
+        # The padding row is read from a detached copy, so it keeps its value but gets no gradient.
+        is_pad = (np.arange(self.num_embeddings) == self.padding_idx)[:, None]
+        return ops.embedding(indices, ops.where(is_pad, self.weight.detach(), self.weight))
 
     def extra_repr(self):
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
@@ -131,7 +130,11 @@ class Sequential(Module):
         self.layers = list(modules)
 
     def named_children(self):
-        return ((str(i), m) for i, m in enumerate(self.layers))
+        seen = set()
+        for i, m in enumerate(self.layers):
+            if id(m) not in seen:
+                seen.add(id(m))
+                yield str(i), m
 
     def __getitem__(self, i):
         return self.layers[i]

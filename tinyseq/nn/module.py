@@ -42,23 +42,29 @@ class Module:
     # ------------------------------------------------------------ traversal
 
     def named_children(self):
-        """(name, module) for each direct sub-module; list/tuple entries are named ``attr.i``."""
+        """(name, module) for each direct sub-module, each once; list/tuple entries are named ``attr.i``."""
+        seen = set()
         for name, value in vars(self).items():
-            if isinstance(value, Module):
-                yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, Module):
-                        yield f"{name}.{i}", item
+            items = [(name, value)] if isinstance(value, Module) else []
+            if isinstance(value, (list, tuple)):
+                items = [(f"{name}.{i}", item) for i, item in enumerate(value) if isinstance(item, Module)]
+            for child_name, child in items:
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    yield child_name, child
 
     def children(self):
         return (m for _, m in self.named_children())
 
-    def named_modules(self, prefix=""):
-        """(dotted name, module) for this module and every module below it."""
+    def named_modules(self, prefix="", memo=None):
+        """(dotted name, module) for this module and every module below it, each module once."""
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
         yield prefix, self
         for name, child in self.named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self):
         return (m for _, m in self.named_modules())

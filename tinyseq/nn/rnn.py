@@ -47,38 +47,42 @@ def lstm_step(xp, h, c, w, peephole=False, coupled=False):
     gates = xp + ops.matmul(h, w.hh_t)
     if w.b_hh is not None:
         gates = gates + w.b_hh
+    H = h.shape[-1]
     if coupled:
-        f, g, o = ops.chunk(gates, 3, axis=-1)
+        f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
         f = ops.sigmoid(f + c * w.cf if peephole else f)
         i = 1 - f
-    else:
+    elif peephole:
         i, f, g, o = ops.chunk(gates, 4, axis=-1)
-        if peephole:
-            i, f = i + c * w.ci, f + c * w.cf
-        i, f = ops.sigmoid(i), ops.sigmoid(f)
+        i, f = ops.sigmoid(i + c * w.ci), ops.sigmoid(f + c * w.cf)
+    else:
+        # One sigmoid over all gates (g's quarter goes unused) is fewer graph nodes than three.
+        act = ops.sigmoid(gates)
+        i, f, g, o = act[:, :H], act[:, H : 2 * H], gates[:, 2 * H : 3 * H], act[:, 3 * H :]
     c = f * c + i * ops.tanh(g)
-    o = ops.sigmoid(o + c * w.co if peephole else o)
+    if peephole:
+        o = ops.sigmoid(o + c * w.co)
+    elif coupled:
+        o = ops.sigmoid(o)
     return o * ops.tanh(c), c
 
 
 def gru_step(xp, h, w, reset_after=True):
     """GRU step: h' = (1 - z) * n + z * h, gates r, z, n."""
-    x_r, x_z, x_n = ops.chunk(xp, 3, axis=-1)
+    H = h.shape[-1]
     if reset_after:
         hp = ops.matmul(h, w.hh_t)
         if w.b_hh is not None:
             hp = hp + w.b_hh
-        h_r, h_z, h_n = ops.chunk(hp, 3, axis=-1)
-        r, z = ops.sigmoid(x_r + h_r), ops.sigmoid(x_z + h_z)
-        n = ops.tanh(x_n + r * h_n)
+        r, z = ops.chunk(ops.sigmoid(xp[:, : 2 * H] + hp[:, : 2 * H]), 2, axis=-1)
+        n = ops.tanh(xp[:, 2 * H :] + r * hp[:, 2 * H :])
     else:
         hp = ops.matmul(h, w.hh_rz_t)
         if w.b_hh is not None:
             hp = hp + w.b_hh_rz
-        h_r, h_z = ops.chunk(hp, 2, axis=-1)
-        r, z = ops.sigmoid(x_r + h_r), ops.sigmoid(x_z + h_z)
+        r, z = ops.chunk(ops.sigmoid(xp[:, : 2 * H] + hp), 2, axis=-1)
         hn = ops.matmul(r * h, w.hh_n_t)
-        n = ops.tanh(x_n + hn + w.b_hh_n if w.b_hh is not None else x_n + hn)
+        n = ops.tanh(xp[:, 2 * H :] + hn + w.b_hh_n if w.b_hh is not None else xp[:, 2 * H :] + hn)
     return n + z * (h - n)
 
 
@@ -362,19 +366,19 @@ class RNNBase(Module):
 
     # ------------------------------------------------------------ forward
 
-    def _cell_weights(self, suffix):
-        get = lambda n: getattr(self, f"{n}{suffix}", None)  # noqa: E731
-        peep = (get("weight_ci"), get("weight_cf"), get("weight_co"))
-        return _StepWeights(get("weight_hh"), get("bias_hh"), peep,
-                            gru_classic=self.mode == "GRU" and not self.reset_after)
-
     def _run_direction(self, x, suffix, h, c, mask, reverse):
         """One layer, one direction over all steps; returns (outputs (T, B, H), h_T, c_T)."""
-        xp = ops.matmul(x, getattr(self, f"weight_ih{suffix}").T)
-        b_ih = getattr(self, f"bias_ih{suffix}")
+        get = lambda n: getattr(self, f"{n}{suffix}", None)  # noqa: E731
+        b_ih, b_hh = get("bias_ih"), get("bias_hh")
+        # RNN and LSTM add both biases outside any product, so they join the input
+        # projection (one add for all steps); GRU's b_hn sits inside r * (...).
+        fold = self.mode != "GRU" and b_hh is not None
+        xp = ops.matmul(x, get("weight_ih").T)
         if b_ih is not None:
-            xp = xp + b_ih
-        w = self._cell_weights(suffix)
+            xp = xp + (b_ih + b_hh if fold else b_ih)
+        peep = (get("weight_ci"), get("weight_cf"), get("weight_co"))
+        w = _StepWeights(get("weight_hh"), None if fold else b_hh, peep,
+                         gru_classic=self.mode == "GRU" and not self.reset_after)
         steps = x.shape[0]
         outputs = [None] * steps
         for t in reversed(range(steps)) if reverse else range(steps):

@@ -52,6 +52,7 @@ def sequence_mask(lengths, max_len=None, batch_first=False):
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
         raise ValueError(f"sequence_mask: lengths must be a 1-D integer array, got shape {lengths.shape} "
                          f"and dtype {lengths.dtype}")
-    max_len = int(lengths.max()) if max_len is None else max_len
+    if max_len is None:
+        max_len = int(lengths.max()) if lengths.size else 0
     mask = np.arange(max_len)[:, None] < lengths[None, :]
     return mask.T if batch_first else mask
