@@ -351,6 +351,7 @@ def test_training_loop_memory_does_not_grow():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # isinstance on every live object pokes deprecated modules
 def test_training_loop_keeps_no_tensors_or_functions_alive():
     def live():
         gc.collect()

@@ -14,5 +14,6 @@ def test_readme_has_python_examples():
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(code):
+def test_readme_example_runs(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may write files (checkpoints)
     exec(compile(code, str(README), "exec"), {})

@@ -277,3 +277,37 @@ def test_saved_file_has_default_permissions(tmp_path):
     with open(tmp_path / "q", "w"):
         pass
     assert (tmp_path / "p.npz").stat().st_mode == (tmp_path / "q").stat().st_mode
+
+
+def test_training_resumes_identically_from_a_checkpoint(tmp_path):
+    from tinyseq import Tensor, nn, optim
+
+    def make():
+        nn.init.manual_seed(3)
+        model = nn.GRU(2, 3).double()
+        return model, optim.Adam(model.parameters(), lr=0.05)
+
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, 2, 2)) for _ in range(6)]
+
+    def train(model, opt, data):
+        for x in data:
+            out, _ = model(Tensor(x))
+            loss = (out * out).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    model, opt = make()
+    train(model, opt, batches[:3])
+    tinyseq.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 3}, tmp_path / "ckpt.npz")
+    train(model, opt, batches[3:])
+
+    resumed, resumed_opt = make()
+    ckpt = tinyseq.load(tmp_path / "ckpt.npz")
+    resumed.load_state_dict(ckpt["model"])
+    resumed_opt.load_state_dict(ckpt["optimizer"])
+    assert ckpt["step"] == 3
+    train(resumed, resumed_opt, batches[3:])
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)

@@ -717,10 +717,13 @@ def unsqueeze(a, axis):
 
 
 def _is_basic(index):
-    return builtins.all(
-        x is None or x is Ellipsis or isinstance(x, slice) or (isinstance(x, numbers.Integral) and not isinstance(x, bool))
-        for x in index
-    )
+    """True when ``index`` (a tuple) holds only slices, ints, None and Ellipsis: a view, no repeats."""
+    for x in index:
+        if x.__class__ is slice or x is None or x is Ellipsis:
+            continue
+        if not isinstance(x, numbers.Integral) or isinstance(x, (bool, np.bool_)):
+            return False
+    return True
 
 
 class GetItem(Function):
@@ -739,10 +742,12 @@ def getitem(a, index):
     """``a[index]`` with slices, ints, None, Ellipsis and integer (or bool) index arrays."""
     a = _tensor(a)
     index = index if isinstance(index, tuple) else (index,)
-    index = tuple(np.asarray(x.data if isinstance(x, Tensor) else x) if isinstance(x, (Tensor, list)) else x for x in index)
-    for x in index:
-        if isinstance(x, np.ndarray) and x.dtype.kind not in "iub":
-            raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {x.dtype}")
+    if not _is_basic(index):
+        index = tuple(np.asarray(x.data if isinstance(x, Tensor) else x) if isinstance(x, (Tensor, list)) else x
+                      for x in index)
+        for x in index:
+            if isinstance(x, np.ndarray) and x.dtype.kind not in "iub":
+                raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {x.dtype}")
     try:
         return GetItem.apply(a, index=index)
     except IndexError as e:

@@ -382,12 +382,13 @@ class RNNBase(Module):
         steps = x.shape[0]
         outputs = [None] * steps
         for t in reversed(range(steps)) if reverse else range(steps):
+            xp_t = xp[t]
             if self.mode == "LSTM":
-                h_new, c_new = lstm_step(xp[t], h, c, w, self.peephole, self.coupled)
+                h_new, c_new = lstm_step(xp_t, h, c, w, self.peephole, self.coupled)
             elif self.mode == "GRU":
-                h_new, c_new = gru_step(xp[t], h, w, self.reset_after), None
+                h_new, c_new = gru_step(xp_t, h, w, self.reset_after), None
             else:
-                h_new, c_new = rnn_step(xp[t], h, w, self.nonlinearity), None
+                h_new, c_new = rnn_step(xp_t, h, w, self.nonlinearity), None
             if mask is None or mask[t].all():
                 h, c = h_new, c_new
                 outputs[t] = h
