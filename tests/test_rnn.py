@@ -11,7 +11,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import tinyseq as ts
-from tinyseq import Tensor, gradcheck, nn
+from tinyseq import Tensor, backend, gradcheck, nn
+
+
+@pytest.fixture(autouse=True)
+def graph_backend():
+    """These tests are about the unrolled graph; test_backends.py holds the fused kernels to it."""
+    with backend.use_backend("graph"):
+        yield
 
 CELL_OPTIONS = [
     ("RNNCell", {}),

@@ -12,7 +12,7 @@ Run with ``pytest -m torch``; every test is skipped when torch is not installed.
 import numpy as np
 import pytest
 
-from tinyseq import Tensor, nn
+from tinyseq import Tensor, backend, nn
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
@@ -33,6 +33,15 @@ MODES = {
     "lstm": ("LSTM", {}),
     "gru": ("GRU", {}),
 }
+
+
+
+
+@pytest.fixture(autouse=True, params=["graph", "numba"])
+def layer_backend(request):
+    """Every parity test runs on both backends (cells are always graph)."""
+    with backend.use_backend(request.param):
+        yield request.param
 
 
 # ---------------------------------------------------------------- helpers

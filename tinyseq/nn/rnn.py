@@ -23,6 +23,7 @@ import numbers
 
 import numpy as np
 
+from .. import backend as _backend
 from .. import ops
 from ..tensor import Tensor
 from . import init
@@ -263,7 +264,6 @@ class GRUCell(_CellBase):
 
 # ---------------------------------------------------------------- layers
 
-BACKENDS = ("auto", "graph")
 
 
 class RNNBase(Module):
@@ -291,8 +291,10 @@ class RNNBase(Module):
         _check_options(name, self.mode, nonlinearity, peephole, coupled, reset_after)
         if not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
-        if backend not in BACKENDS:
-            raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in _backend.BACKENDS:
+            raise ValueError(f"{name}: backend must be one of {_backend.BACKENDS}, got {backend!r}")
+        if backend != "auto":
+            _backend.resolve(backend)  # fail now, not at the first forward, if it cannot run
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional, self.nonlinearity = bidirectional, nonlinearity
@@ -362,7 +364,9 @@ class RNNBase(Module):
                                  f"got values from {lengths.min()} to {lengths.max()}")
             if lengths.min() < steps:
                 mask = (np.arange(steps)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
-        return x, states, mask, unbatched
+            else:
+                lengths = None
+        return x, states, mask, lengths, unbatched
 
     # ------------------------------------------------------------ forward
 
@@ -400,7 +404,8 @@ class RNNBase(Module):
         return ops.stack(outputs, axis=0), h, c
 
     def forward(self, x, hx=None, lengths=None):
-        x, states, mask, unbatched = self._check_input(x, hx, lengths)
+        x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
+        fused = _backend.resolve(self.backend) == "numba"
         h0 = states[0]
         c0 = states[1] if self.mode == "LSTM" else None
         h_n, c_n = [], []
@@ -409,8 +414,11 @@ class RNNBase(Module):
             outs = []
             for d, suffix in enumerate(self._suffixes(layer)):
                 k = layer * self.num_directions + d
-                out, h, c = self._run_direction(layer_input, suffix, h0[k], None if c0 is None else c0[k],
-                                                mask, reverse=d == 1)
+                c0_k = None if c0 is None else c0[k]
+                if fused:
+                    out, h, c = _backend.fused_direction(self, layer_input, suffix, h0[k], c0_k, lengths, d == 1)
+                else:
+                    out, h, c = self._run_direction(layer_input, suffix, h0[k], c0_k, mask, reverse=d == 1)
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)

@@ -1,0 +1,195 @@
+"""The contract between the backends: the fused Numba kernels equal the unrolled graph.
+
+For drawn configurations (cell, options, layers, directions, lengths, h0, bias,
+batch_first) the numba backend's outputs, final states and the gradients of the input,
+the initial states and every parameter equal the graph backend's (float64, rtol 1e-9;
+float32 within 1e-4). Plus gradcheck on the fused op itself, backend selection, and the
+kernels' argument checks.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import tinyseq as ts
+from tinyseq import Tensor, backend, gradcheck, nn
+from tinyseq.backend import FusedRecurrence
+
+from test_rnn import layer_configs, layer_loss_and_inputs
+
+
+def run(layer, backend_name, x, states, lengths, weights, mode):
+    """Forward + backward of a weighted sum on one backend; returns (values, grads)."""
+    layer.backend = backend_name
+    layer.zero_grad()
+    xt = Tensor(x.copy(), requires_grad=True)
+    st_t = [Tensor(s.copy(), requires_grad=True) for s in states]
+    hx = (tuple(st_t) if mode == "LSTM" else st_t[0]) if st_t else None
+    out, h_n = layer(xt, hx, lengths=lengths)
+    finals = list(h_n) if mode == "LSTM" else [h_n]
+    total = 0
+    for t, w in zip([out, *finals], weights):
+        total = total + (t * w).sum()
+    total.backward()
+    values = [t.data for t in [out, *finals]]
+    grads = [xt.grad, *(s.grad for s in st_t), *(p.grad for p in layer.parameters())]
+    return values, grads
+
+
+def compare(config, dtype=np.float64, rtol=1e-9, atol=1e-12):
+    mode, options, sizes, lengths, given_state, seed = config
+    layer, _, inputs = layer_loss_and_inputs(*config)
+    layer.to(dtype)
+    x = inputs[0].data.astype(dtype)
+    n_states = (2 if mode == "LSTM" else 1) if given_state else 0
+    states = [s.data.astype(dtype) for s in inputs[1 : 1 + n_states]]
+    lengths = None if lengths is None else np.asarray(lengths)
+    rng = np.random.default_rng(seed)
+    with ts.no_grad():
+        probe, _ = layer(Tensor(x), None, lengths=lengths)
+    n_dirs = 2 if options["bidirectional"] else 1
+    final_shape = (options["num_layers"] * n_dirs, sizes["batch"], sizes["hidden"])
+    weights = [rng.standard_normal(probe.shape).astype(dtype)] + [
+        rng.standard_normal(final_shape).astype(dtype) for _ in range(2 if mode == "LSTM" else 1)]
+    graph = run(layer, "graph", x, states, lengths, weights, mode)
+    fused = run(layer, "numba", x, states, lengths, weights, mode)
+    for kind, ref, got in (("value", graph[0], fused[0]), ("grad", graph[1], fused[1])):
+        for k, (a, b) in enumerate(zip(ref, got)):
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{kind} {k} of {config}")
+
+
+@given(config=layer_configs())
+@example(config=("LSTM", {"num_layers": 2, "bidirectional": True, "bias": True, "batch_first": True,
+                          "peephole": True, "coupled": True}, {"steps": 4, "batch": 3, "input_size": 2, "hidden": 3},
+                 [4, 1, 2], True, 7))
+@example(config=("GRU", {"num_layers": 1, "bidirectional": True, "bias": False, "batch_first": False,
+                         "reset_after": False}, {"steps": 3, "batch": 2, "input_size": 1, "hidden": 2},
+                 [1, 3], False, 3))
+def test_numba_equals_graph_float64(config):
+    compare(config)
+
+
+@given(config=layer_configs())
+def test_numba_equals_graph_float32(config):
+    compare(config, dtype=np.float32, rtol=1e-4, atol=1e-5)
+
+
+@given(config=layer_configs())
+def test_fused_layer_passes_gradcheck(config):
+    layer, f, inputs = layer_loss_and_inputs(*config)
+    layer.backend = "numba"
+    assert gradcheck(f, inputs, mode="directional")
+
+
+@pytest.mark.parametrize("mode,options", [("LSTM", {"peephole": True}), ("LSTM", {"coupled": True}),
+                                          ("GRU", {"reset_after": False}), ("RNN", {"nonlinearity": "tanh"})])
+def test_fused_layer_full_jacobian(mode, options):
+    config = (mode, dict(num_layers=1, bidirectional=True, bias=True, batch_first=False, **options),
+              {"steps": 3, "batch": 2, "input_size": 2, "hidden": 2}, [3, 2], True, 0)
+    layer, f, inputs = layer_loss_and_inputs(*config)
+    layer.backend = "numba"
+    assert gradcheck(f, inputs, mode="full")
+
+
+def test_a_fused_layer_direction_is_one_graph_node():
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, backend="numba")
+    out, _ = lstm(np.ones((5, 2, 3), np.float32))
+    seen, stack, fused = set(), [out], 0
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node._ctx is None:
+            continue
+        seen.add(id(node))
+        fused += isinstance(node._ctx, FusedRecurrence)
+        stack.extend(node._ctx.parents)
+    assert fused == 4
+
+
+def test_fused_layer_mixes_with_other_ops():
+    def model_loss(backend_name):
+        nn.init.manual_seed(0)
+        emb, gru, head = nn.Embedding(7, 3), nn.GRU(3, 5, backend=backend_name), nn.Linear(5, 7)
+        for m in (emb, gru, head):
+            m.double()
+        tokens = np.array([[1, 2, 3], [4, 5, 6]]).T
+        out, _ = gru(emb(tokens), lengths=np.array([3, 2]))
+        loss = nn.functional.cross_entropy(head(out), tokens, mask=nn.utils.sequence_mask([3, 2]))
+        loss.backward()
+        return loss.item(), [p.grad for m in (emb, gru, head) for p in m.parameters()]
+
+    (l_graph, g_graph), (l_fused, g_fused) = model_loss("graph"), model_loss("numba")
+    assert abs(l_graph - l_fused) < 1e-12
+    for a, b in zip(g_graph, g_fused):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_forward_under_no_grad_records_nothing():
+    lstm = nn.LSTM(2, 3, backend="numba")
+    with ts.no_grad():
+        out, (h, c) = lstm(np.ones((4, 1, 2), np.float32))
+    assert not out.requires_grad and out._ctx is None
+
+
+# ---------------------------------------------------------------- backend selection
+
+
+def test_auto_picks_numba_and_the_global_setting_applies():
+    assert backend.resolve("auto") == "numba"
+    with backend.use_backend("graph"):
+        assert backend.resolve("auto") == "graph"
+        assert backend.resolve("numba") == "numba"
+    assert backend.resolve("auto") == "numba"
+
+
+def test_environment_variable_and_set_backend(monkeypatch):
+    monkeypatch.setattr(backend, "_default", None)
+    monkeypatch.setenv("TINYSEQ_BACKEND", "graph")
+    assert backend.resolve("auto") == "graph"
+    monkeypatch.setenv("TINYSEQ_BACKEND", "tpu")
+    with pytest.raises(ValueError, match="TINYSEQ_BACKEND: backend must be one of"):
+        backend.resolve("auto")
+    backend.set_backend("graph")
+    assert backend.get_backend() == "graph"
+    with pytest.raises(ValueError, match="set_backend: backend must be one of"):
+        backend.set_backend("fast")
+
+
+def test_missing_numba_falls_back_for_auto_and_explains_for_numba(monkeypatch):
+    monkeypatch.setattr(backend, "_jit", None)
+    monkeypatch.setattr(backend, "_jit_error", ImportError("No module named 'numba'"))
+    assert backend.resolve("auto") == "graph"
+    with pytest.raises(RuntimeError, match=r"backend 'numba' is not available.*pip install numba scipy"):
+        nn.LSTM(2, 3, backend="numba")
+    out, _ = nn.GRU(2, 3)(np.ones((2, 1, 2), np.float32))
+    assert out.shape == (2, 1, 3)
+
+
+def test_cuda_backend_explains_it_is_not_available():
+    with pytest.raises(RuntimeError, match="backend 'cuda' is not available"):
+        nn.RNN(2, 3, backend="cuda")
+
+
+# ---------------------------------------------------------------- kernel argument checks
+
+
+def test_kernel_argument_errors():
+    from tinyseq_jit import cpu
+
+    x, h0 = np.ones((3, 2, 4)), np.zeros((2, 5))
+    w_ih, w_hh = np.ones((20, 4)), np.ones((20, 5))
+    c0 = np.zeros((2, 5))
+    with pytest.raises(TypeError, match="lstm_forward: w_ih has dtype float32, expected float64"):
+        cpu.lstm_forward(x, h0, c0, w_ih.astype(np.float32), w_hh)
+    with pytest.raises(ValueError, match=r"lstm_forward: h0 has shape \(3, 5\), expected \(2, 5\)"):
+        cpu.lstm_forward(x, np.zeros((3, 5)), c0, w_ih, w_hh)
+    with pytest.raises(ValueError, match=r"lstm_forward: lengths must lie in \[1, 3\]"):
+        cpu.lstm_forward(x, h0, c0, w_ih, w_hh, lengths=np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"gru_forward: w_hh must have shape \(3\*H, H\)"):
+        cpu.gru_forward(x, h0, w_ih, w_hh)
+    with pytest.raises(TypeError, match="rnn_forward: x must be float32 or float64"):
+        cpu.rnn_forward(x.astype(np.int64), h0, np.ones((5, 4)), np.ones((5, 5)))
+    with pytest.raises(ValueError, match="rnn_forward: nonlinearity must be 'tanh' or 'relu'"):
+        cpu.rnn_forward(x, h0, np.ones((5, 4)), np.ones((5, 5)), nonlinearity="gelu")
+    with pytest.raises(ValueError, match="a coupled LSTM has no input gate"):
+        cpu.lstm_forward(x, h0, c0, np.ones((15, 4)), np.ones((15, 5)), peephole=(np.ones(5),) * 3, coupled=True)

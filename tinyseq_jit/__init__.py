@@ -1,0 +1,10 @@
+"""tinyseq_jit: a whole recurrent layer's forward and BPTT backward as fused Numba kernels.
+
+``tinyseq_jit.cpu`` holds ``@njit`` kernels for RNN (tanh, relu), LSTM (also peephole and
+coupled) and GRU (both ``reset_after`` forms). They take and return NumPy arrays and know
+nothing of ``tinyseq.Tensor``; ``tinyseq.backend`` wraps them as single graph nodes.
+"""
+
+from . import cpu
+
+__all__ = ["cpu"]

@@ -1,0 +1,103 @@
+"""Shared pieces of the CPU kernels: argument checks, the input projection, the sigmoid.
+
+Every public kernel has the same shape: check and allocate in Python, project the input
+for all T steps with one GEMM, run the recurrence in one compiled call, and (backward)
+turn the per-step gate gradients into dx, dW_ih, dW_hh and the bias gradients with a few
+large GEMMs after the loop.
+"""
+
+import math
+
+import numpy as np
+
+from .._jit import jit
+
+FLOATS = (np.float32, np.float64)
+
+
+@jit
+def sigmoid(x):
+    """(1 + tanh(x / 2)) / 2: the graph backend's formula, so both round alike."""
+    return math.tanh(x * 0.5) * 0.5 + 0.5
+
+
+def _array(name, what, value, dtype, shape):
+    arr = np.asarray(value)
+    if arr.dtype != dtype:
+        raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {np.dtype(dtype)} like x")
+    if arr.shape != shape:
+        raise ValueError(f"{name}: {what} has shape {arr.shape}, expected {shape}")
+    return np.ascontiguousarray(arr)
+
+
+def check_inputs(name, gates, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, c0=None):
+    """Validate a layer-direction's arguments; return them contiguous, plus int64 lengths.
+
+    x (T, B, I) float32/float64; h0 (and c0) (B, H); w_ih (gates*H, I); w_hh (gates*H, H);
+    biases (gates*H,) or None; lengths (B,) ints in [1, T] or None (all T).
+    """
+    x = np.asarray(x)
+    if x.dtype not in FLOATS:
+        raise TypeError(f"{name}: x must be float32 or float64, got {x.dtype}")
+    if x.ndim != 3:
+        raise ValueError(f"{name}: x must be 3-D (T, B, I), got shape {x.shape}")
+    steps, batch, inputs = x.shape
+    if steps == 0:
+        raise ValueError(f"{name}: x has no time steps (shape {x.shape})")
+    w_hh = np.asarray(w_hh)
+    if w_hh.ndim != 2 or w_hh.shape[0] != gates * w_hh.shape[1]:
+        raise ValueError(f"{name}: w_hh must have shape ({gates}*H, H), got {w_hh.shape}")
+    hidden = w_hh.shape[1]
+    gh = gates * hidden
+    out = [
+        np.ascontiguousarray(x),
+        _array(name, "h0", h0, x.dtype, (batch, hidden)),
+        _array(name, "w_ih", w_ih, x.dtype, (gh, inputs)),
+        _array(name, "w_hh", w_hh, x.dtype, (gh, hidden)),
+        None if b_ih is None else _array(name, "b_ih", b_ih, x.dtype, (gh,)),
+        None if b_hh is None else _array(name, "b_hh", b_hh, x.dtype, (gh,)),
+    ]
+    if lengths is None:
+        lengths = np.full(batch, steps, dtype=np.int64)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
+            raise ValueError(f"{name}: lengths must be {batch} integers, got shape {lengths.shape} "
+                             f"and dtype {lengths.dtype}")
+        if batch and (lengths.min() < 1 or lengths.max() > steps):
+            raise ValueError(f"{name}: lengths must lie in [1, {steps}], got values from {lengths.min()} "
+                             f"to {lengths.max()}")
+        lengths = lengths.astype(np.int64)
+    out.append(lengths)
+    if c0 is not None:
+        out.append(_array(name, "c0", c0, x.dtype, (batch, hidden)))
+    return out
+
+
+def project(x, w_ih, bias):
+    """x W_ih^T + bias for all steps at once: (T, B, I) -> (T, B, G*H), one GEMM."""
+    steps, batch, inputs = x.shape
+    xp = np.dot(x.reshape(steps * batch, inputs), w_ih.T)
+    if bias is not None:
+        xp += bias
+    return xp.reshape(steps, batch, -1)
+
+
+def add_biases(b_ih, b_hh):
+    """b_ih + b_hh where both are added outside any product (RNN, LSTM); None if neither."""
+    if b_ih is None:
+        return b_hh
+    return b_ih if b_hh is None else b_ih + b_hh
+
+
+def input_grads(x, w_ih, d_xp, need_dx):
+    """dx, dW_ih and the summed bias gradient from the per-step input-projection gradients."""
+    steps, batch, inputs = x.shape
+    flat = d_xp.reshape(steps * batch, -1)
+    dx = np.dot(flat, w_ih).reshape(x.shape) if need_dx else None
+    return dx, np.dot(flat.T, x.reshape(steps * batch, inputs)), flat.sum(axis=0)
+
+
+def weight_grad(d_gates, h_in):
+    """Sum over steps of d_gates[t]^T h_in[t]: (T, B, G) x (T, B, H) -> (G, H), one GEMM."""
+    return np.dot(d_gates.reshape(-1, d_gates.shape[-1]).T, h_in.reshape(-1, h_in.shape[-1]))
