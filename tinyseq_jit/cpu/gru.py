@@ -10,12 +10,10 @@ two matmuls per step (the second waits for r). A sequence past its length keeps 
 and outputs zeros.
 """
 
-import math
-
 import numpy as np
 
 from .._jit import jit
-from ._common import check_inputs, input_grads, project, sigmoid, weight_grad
+from ._common import check_inputs, input_grads, project, sigmoid, tanh, weight_grad
 
 
 @jit
@@ -35,7 +33,7 @@ def _gru_forward(xp, w_hh_t, b_hh, h0, lengths, reverse, out, acts, hp_n, h_prev
                 r = sigmoid(xp[t, b, j] + (hp[b, j] + b_hh[j]))
                 z = sigmoid(xp[t, b, hidden + j] + (hp[b, hidden + j] + b_hh[hidden + j]))
                 hn = hp[b, 2 * hidden + j] + b_hh[2 * hidden + j]
-                n = math.tanh(xp[t, b, 2 * hidden + j] + r * hn)
+                n = tanh(xp[t, b, 2 * hidden + j] + r * hn)
                 h_t = n + z * (h[b, j] - n)
                 acts[t, b, j], acts[t, b, hidden + j], acts[t, b, 2 * hidden + j] = r, z, n
                 hp_n[t, b, j] = hn
@@ -98,7 +96,7 @@ def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, out, act
                 acts[t, b] = 0.0
                 continue
             for j in range(hidden):
-                n = math.tanh(xp[t, b, 2 * hidden + j] + hn[b, j] + b_hh[2 * hidden + j])
+                n = tanh(xp[t, b, 2 * hidden + j] + hn[b, j] + b_hh[2 * hidden + j])
                 z = acts[t, b, hidden + j]
                 h_t = n + z * (h[b, j] - n)
                 acts[t, b, 2 * hidden + j] = n

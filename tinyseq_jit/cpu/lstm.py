@@ -10,12 +10,10 @@ Per step t (x-projection xp_t = x_t W_ih^T + b_ih + b_hh made before the loop):
 A sequence past its length keeps its state and outputs zeros.
 """
 
-import math
-
 import numpy as np
 
 from .._jit import jit
-from ._common import add_biases, check_inputs, input_grads, project, sigmoid, weight_grad
+from ._common import add_biases, check_inputs, input_grads, project, sigmoid, tanh, weight_grad
 
 
 @jit
@@ -56,12 +54,12 @@ def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, re
                         f_pre += cp * cf[j]
                     i = sigmoid(i_pre)
                     f = sigmoid(f_pre)
-                g = math.tanh(g_pre)
+                g = tanh(g_pre)
                 c_t = f * cp + i * g
                 if peephole:
                     o_pre += c_t * co[j]
                 o = sigmoid(o_pre)
-                h_t = o * math.tanh(c_t)
+                h_t = o * tanh(c_t)
                 if coupled:
                     acts[t, b, j], acts[t, b, hidden + j], acts[t, b, 2 * hidden + j] = f, g, o
                 else:
@@ -95,7 +93,7 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, len
                 else:
                     i, f = acts[t, b, j], acts[t, b, hidden + j]
                     g, o = acts[t, b, 2 * hidden + j], acts[t, b, 3 * hidden + j]
-                tanh_c = math.tanh(c_t)
+                tanh_c = tanh(c_t)
                 do_pre = dh_t * tanh_c * o * (1.0 - o)
                 dc_t = dc[b, j] + dh_t * o * (1.0 - tanh_c * tanh_c)
                 if peephole:

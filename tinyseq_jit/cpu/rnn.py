@@ -3,12 +3,10 @@
 ``act`` is tanh or relu. A sequence past its length keeps its state and outputs zeros.
 """
 
-import math
-
 import numpy as np
 
 from .._jit import jit
-from ._common import add_biases, check_inputs, input_grads, project, weight_grad
+from ._common import add_biases, check_inputs, input_grads, project, tanh, weight_grad
 
 _NONLINEARITIES = ("tanh", "relu")
 
@@ -28,7 +26,7 @@ def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, out, h_prev):
                 continue
             for j in range(hidden):
                 pre = xp[t, b, j] + hw[b, j]
-                h_t = max(pre, 0.0) if relu else math.tanh(pre)
+                h_t = max(pre, 0.0) if relu else tanh(pre)
                 out[t, b, j] = h_t
                 h[b, j] = h_t
     return h
