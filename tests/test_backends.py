@@ -193,3 +193,22 @@ def test_kernel_argument_errors():
         cpu.rnn_forward(x, h0, np.ones((5, 4)), np.ones((5, 5)), nonlinearity="gelu")
     with pytest.raises(ValueError, match="a coupled LSTM has no input gate"):
         cpu.lstm_forward(x, h0, c0, np.ones((15, 4)), np.ones((15, 5)), peephole=(np.ones(5),) * 3, coupled=True)
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_matmul_into_equals_numpy(small):
+    from tinyseq_jit.cpu._common import matmul_into
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 5)), rng.standard_normal((5, 7))
+    out = np.empty((3, 7))
+    matmul_into(a, b, out, small)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-13)
+
+
+@given(config=layer_configs())
+def test_small_batch_product_path_equals_graph(config):
+    """The hand-written recurrent product (normally only for large W_hh) holds the contract too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("tinyseq_jit._jit.SMALL_MIN_WEIGHT_BYTES", 0)
+        compare(config)

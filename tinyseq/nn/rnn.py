@@ -277,6 +277,10 @@ class RNNBase(Module):
     each sequence's state at its own last valid step.
     Returns ``(output, h_n)`` or, for LSTM, ``(output, (h_n, c_n))``; output is
     (T, B, directions*H).
+
+    ``backend``: "graph" unrolls the step functions below as ops; "numba" runs each
+    layer-direction as one fused kernel pair (``tinyseq_jit``); "auto" (default) follows
+    ``tinyseq.backend`` (numba when it imports). Both give the same numbers.
     """
 
     mode = None

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .. import _jit
 from .._jit import jit
 
 FLOATS = (np.float32, np.float64)
@@ -34,6 +35,30 @@ def tanh(x):
         e = math.expm1(2.0 * x)
         return e / (e + 2.0)
     return 1.0 - 2.0 / (math.exp(2.0 * x) + 1.0)
+
+
+@jit
+def matmul_into(a, b, out, small):
+    """out = a @ b. With ``small`` (a few rows) a plain loop over b's rows, vectorised over
+    its columns: for a batch of a few sequences it beats OpenBLAS, which repacks b on every
+    call, and it keeps the step off a second BLAS thread pool."""
+    if not small:
+        np.dot(a, b, out)
+        return
+    rows, inner = a.shape
+    out[:] = 0.0
+    for k in range(inner):
+        b_k = b[k]
+        for r in range(rows):
+            a_rk = a[r, k]
+            o_r = out[r]
+            for n in range(b_k.shape[0]):
+                o_r[n] += a_rk * b_k[n]
+
+
+def small_product(batch, w_hh):
+    """Whether the recurrent product should take ``matmul_into``'s loop (see ``_jit``)."""
+    return batch <= _jit.SMALL_BATCH and w_hh.nbytes >= _jit.SMALL_MIN_WEIGHT_BYTES
 
 
 def _array(name, what, value, dtype, shape):

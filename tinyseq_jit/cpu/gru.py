@@ -13,18 +13,20 @@ and outputs zeros.
 import numpy as np
 
 from .._jit import jit
-from ._common import check_inputs, input_grads, project, sigmoid, tanh, weight_grad
+from ._common import (
+    check_inputs, input_grads, matmul_into, project, sigmoid, small_product, tanh, weight_grad,
+)
 
 
 @jit
-def _gru_forward(xp, w_hh_t, b_hh, h0, lengths, reverse, out, acts, hp_n, h_prev):
+def _gru_forward(xp, w_hh_t, b_hh, h0, lengths, reverse, small, out, acts, hp_n, h_prev):
     steps, batch, hidden = out.shape
     h = h0.copy()
     hp = np.empty((batch, 3 * hidden), dtype=xp.dtype)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
-        np.dot(h, w_hh_t, hp)
+        matmul_into(h, w_hh_t, hp, small)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
@@ -43,7 +45,7 @@ def _gru_forward(xp, w_hh_t, b_hh, h0, lengths, reverse, out, acts, hp_n, h_prev
 
 
 @jit
-def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, acts, hp_n, h_prev, d_xp, d_hp):
+def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, small, acts, hp_n, h_prev, d_xp, d_hp):
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
     dh_rec = np.empty_like(dh)
@@ -63,7 +65,7 @@ def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, acts, hp_n, h_prev, d_xp
                 d_xp[t, b, j], d_xp[t, b, hidden + j], d_xp[t, b, 2 * hidden + j] = dr_pre, dz_pre, dn_pre
                 d_hp[t, b, j], d_hp[t, b, hidden + j], d_hp[t, b, 2 * hidden + j] = dr_pre, dz_pre, dn_pre * r
                 dh[b, j] = dh_t * z
-        np.dot(d_hp[t], w_hh, dh_rec)
+        matmul_into(d_hp[t], w_hh, dh_rec, small)
         for b in range(batch):
             if t < lengths[b]:
                 for j in range(hidden):
@@ -72,7 +74,7 @@ def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, acts, hp_n, h_prev, d_xp
 
 
 @jit
-def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, out, acts, rh, h_prev):
+def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, small, out, acts, rh, h_prev):
     steps, batch, hidden = out.shape
     h = h0.copy()
     hp = np.empty((batch, 2 * hidden), dtype=xp.dtype)
@@ -81,7 +83,7 @@ def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, out, act
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
-        np.dot(h, w_rz_t, hp)
+        matmul_into(h, w_rz_t, hp, small)
         for b in range(batch):
             for j in range(hidden):
                 r = sigmoid(xp[t, b, j] + (hp[b, j] + b_hh[j]))
@@ -89,7 +91,7 @@ def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, out, act
                 acts[t, b, j], acts[t, b, hidden + j] = r, z
                 rh_t[b, j] = r * h[b, j]
         rh[t] = rh_t
-        np.dot(rh_t, w_n_t, hn)
+        matmul_into(rh_t, w_n_t, hn, small)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
@@ -106,7 +108,7 @@ def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, out, act
 
 
 @jit
-def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h_prev, d_xp):
+def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, small, acts, rh, h_prev, d_xp):
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
     d_n = np.zeros_like(dh)
@@ -124,7 +126,7 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h
                     d_n[b, j] = dh_t * (1.0 - z) * (1.0 - n * n)
                     d_rz[b, hidden + j] = dh_t * (h_prev[t, b, j] - n) * z * (1.0 - z)
                     dh[b, j] = dh_t * z
-        np.dot(d_n, w_n, d_rh)
+        matmul_into(d_n, w_n, d_rh, small)
         for b in range(batch):
             if t >= lengths[b]:
                 d_xp[t, b] = 0.0
@@ -136,7 +138,7 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h
                 dh[b, j] += d_rh[b, j] * r
                 d_xp[t, b, j], d_xp[t, b, hidden + j] = d_rz[b, j], d_rz[b, hidden + j]
                 d_xp[t, b, 2 * hidden + j] = d_n[b, j]
-        np.dot(d_rz, w_rz, dh_rec)
+        matmul_into(d_rz, w_rz, dh_rec, small)
         for b in range(batch):
             if t < lengths[b]:
                 for j in range(hidden):
@@ -159,11 +161,14 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     out = np.empty((x.shape[0], x.shape[1], hidden), dtype=x.dtype)
     acts = np.empty_like(xp)
     h_prev, saved = np.empty_like(out), np.empty_like(out)  # saved: W_hn h + b_hn, or r * h
+    small = small_product(x.shape[1], w_hh)
     if reset_after:
-        h_n = _gru_forward(xp, np.ascontiguousarray(w_hh.T), bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
+        h_n = _gru_forward(xp, np.ascontiguousarray(w_hh.T), bias_hh, h0, lengths, reverse, small, out, acts, saved,
+                           h_prev)
     else:
         w_rz_t, w_n_t = np.ascontiguousarray(w_hh[: 2 * hidden].T), np.ascontiguousarray(w_hh[2 * hidden :].T)
-        h_n = _gru_classic_forward(xp, w_rz_t, w_n_t, bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
+        h_n = _gru_classic_forward(xp, w_rz_t, w_n_t, bias_hh, h0, lengths, reverse, small, out, acts, saved,
+                                   h_prev)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, reset_after, lengths, reverse, acts, saved, h_prev)
     return out, h_n, ctx
 
@@ -178,14 +183,15 @@ def gru_backward(ctx, d_out, d_h_n, need_dx=True):
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=x.dtype) for a in (d_out, d_h_n))
     hidden = h_prev.shape[2]
     d_xp = np.empty_like(acts)
+    small = small_product(d_out.shape[1], w_hh)
     if reset_after:
         d_hp = np.empty_like(acts)
-        dh0 = _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, acts, saved, h_prev, d_xp, d_hp)
+        dh0 = _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, small, acts, saved, h_prev, d_xp, d_hp)
         dw_hh = weight_grad(d_hp, h_prev)
         db_hh = d_hp.reshape(-1, 3 * hidden).sum(axis=0)
     else:
         w_rz, w_n = np.ascontiguousarray(w_hh[: 2 * hidden]), np.ascontiguousarray(w_hh[2 * hidden :])
-        dh0 = _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, saved, h_prev, d_xp)
+        dh0 = _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, small, acts, saved, h_prev, d_xp)
         dw_hh = np.concatenate([weight_grad(d_xp[..., : 2 * hidden], h_prev), weight_grad(d_xp[..., 2 * hidden :], saved)])
         db_hh = None
     dx, dw_ih, db_ih = input_grads(x, w_ih, d_xp, need_dx)

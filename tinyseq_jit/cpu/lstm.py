@@ -13,11 +13,13 @@ A sequence past its length keeps its state and outputs zeros.
 import numpy as np
 
 from .._jit import jit
-from ._common import add_biases, check_inputs, input_grads, project, sigmoid, tanh, weight_grad
+from ._common import (
+    add_biases, check_inputs, input_grads, matmul_into, project, sigmoid, small_product, tanh, weight_grad,
+)
 
 
 @jit
-def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, reverse,
+def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, reverse, small,
                   out, acts, h_prev, c_prev, c_new):
     steps, batch, _ = xp.shape
     hidden = h0.shape[1]
@@ -27,7 +29,7 @@ def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, re
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
         c_prev[t] = c
-        np.dot(h, w_hh_t, hw)
+        matmul_into(h, w_hh_t, hw, small)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
@@ -73,7 +75,7 @@ def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, re
 
 
 @jit
-def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, lengths, reverse,
+def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, lengths, reverse, small,
                    acts, c_prev, c_new, d_gates, d_peep):
     steps, batch, hidden = d_out.shape
     dh, dc = d_h_n.copy(), d_c_n.copy()
@@ -116,7 +118,7 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, len
                     dc_prev += df_pre * cf[j]
                     d_peep[1, j] += df_pre * cp
                 dc[b, j] = dc_prev
-        np.dot(d_gates[t], w_hh, dh_prev)
+        matmul_into(d_gates[t], w_hh, dh_prev, small)
         for b in range(batch):
             if t < lengths[b]:
                 dh[b] = dh_prev[b]
@@ -143,8 +145,9 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, peephole=None, len
     out = np.empty((steps, batch, hidden), dtype=x.dtype)
     acts = np.empty_like(xp)
     h_prev, c_prev, c_new = np.empty_like(out), np.empty_like(out), np.empty_like(out)
+    small = small_product(batch, w_hh)
     h_n, c_n = _lstm_forward(xp, np.ascontiguousarray(w_hh.T), peep[0], peep[1], peep[2], peephole is not None,
-                             coupled, h0, c0, lengths, reverse, out, acts, h_prev, c_prev, c_new)
+                             coupled, h0, c0, lengths, reverse, small, out, acts, h_prev, c_prev, c_new)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, peep, peephole is not None, coupled, lengths,
            reverse, acts, h_prev, c_prev, c_new)
     return out, h_n, c_n, ctx
@@ -162,8 +165,9 @@ def lstm_backward(ctx, d_out, d_h_n, d_c_n, need_dx=True):
     d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n, d_c_n))
     d_gates = np.empty_like(acts)
     d_peep = np.zeros_like(peep)
+    small = small_product(d_out.shape[1], w_hh)
     dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep[0], peep[1], peep[2], has_peep, coupled, lengths,
-                              reverse, acts, c_prev, c_new, d_gates, d_peep)
+                              reverse, small, acts, c_prev, c_new, d_gates, d_peep)
     dx, dw_ih, db = input_grads(x, w_ih, d_gates, need_dx)
     dw_hh = weight_grad(d_gates, h_prev)
     d_peephole = None

@@ -6,20 +6,22 @@
 import numpy as np
 
 from .._jit import jit
-from ._common import add_biases, check_inputs, input_grads, project, tanh, weight_grad
+from ._common import (
+    add_biases, check_inputs, input_grads, matmul_into, project, small_product, tanh, weight_grad,
+)
 
 _NONLINEARITIES = ("tanh", "relu")
 
 
 @jit
-def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, out, h_prev):
+def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, small, out, h_prev):
     steps, batch, hidden = out.shape
     h = h0.copy()
     hw = np.empty_like(h)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
-        np.dot(h, w_hh_t, hw)
+        matmul_into(h, w_hh_t, hw, small)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
@@ -33,7 +35,7 @@ def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, out, h_prev):
 
 
 @jit
-def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre):
+def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, small, out, d_pre):
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
     dh_prev = np.empty_like(dh)
@@ -47,7 +49,7 @@ def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre):
                 h_t = out[t, b, j]
                 slope = (1.0 if h_t > 0 else 0.0) if relu else 1.0 - h_t * h_t
                 d_pre[t, b, j] = (dh[b, j] + d_out[t, b, j]) * slope
-        np.dot(d_pre[t], w_hh, dh_prev)
+        matmul_into(d_pre[t], w_hh, dh_prev, small)
         for b in range(batch):
             if t < lengths[b]:
                 dh[b] = dh_prev[b]
@@ -68,7 +70,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     out = np.empty_like(xp)
     h_prev = np.empty_like(xp)
     relu = nonlinearity == "relu"
-    h_n = _rnn_forward(xp, np.ascontiguousarray(w_hh.T), relu, h0, lengths, reverse, out, h_prev)
+    small = small_product(x.shape[1], w_hh)
+    h_n = _rnn_forward(xp, np.ascontiguousarray(w_hh.T), relu, h0, lengths, reverse, small, out, h_prev)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, relu, lengths, reverse, out, h_prev)
     return out, h_n, ctx
 
@@ -82,6 +85,7 @@ def rnn_backward(ctx, d_out, d_h_n, need_dx=True):
     x, w_ih, w_hh, has_b_ih, has_b_hh, relu, lengths, reverse, out, h_prev = ctx
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=x.dtype) for a in (d_out, d_h_n))
     d_pre = np.empty_like(out)
-    dh0 = _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre)
+    small = small_product(d_out.shape[1], w_hh)
+    dh0 = _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, small, out, d_pre)
     dx, dw_ih, db = input_grads(x, w_ih, d_pre, need_dx)
     return dx, dh0, dw_ih, weight_grad(d_pre, h_prev), db if has_b_ih else None, db.copy() if has_b_hh else None
