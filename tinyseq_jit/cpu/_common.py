@@ -56,6 +56,22 @@ def matmul_into(a, b, out, small):
                 o_r[n] += a_rk * b_k[n]
 
 
+@jit
+def _dot(a, b):
+    return np.dot(a, b)
+
+
+def dot(a, b):
+    """a @ b for 2-D arrays through numba's BLAS (SciPy's OpenBLAS), the library the loops
+    use: with NumPy's OpenBLAS as well, two thread pools would spin against each other."""
+    return _dot(_blas_layout(a), _blas_layout(b))
+
+
+def _blas_layout(a):
+    """``a`` itself when C- or F-contiguous (a transpose is passed to BLAS as such), else a copy."""
+    return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
+
+
 def small_product(batch, w_hh):
     """Whether the recurrent product should take ``matmul_into``'s loop (see ``_jit``)."""
     return batch <= _jit.SMALL_BATCH and w_hh.nbytes >= _jit.SMALL_MIN_WEIGHT_BYTES
@@ -117,7 +133,7 @@ def check_inputs(name, gates, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=N
 def project(x, w_ih, bias):
     """x W_ih^T + bias for all steps at once: (T, B, I) -> (T, B, G*H), one GEMM."""
     steps, batch, inputs = x.shape
-    xp = np.dot(x.reshape(steps * batch, inputs), w_ih.T)
+    xp = dot(x.reshape(steps * batch, inputs), w_ih.T)
     if bias is not None:
         xp += bias
     return xp.reshape(steps, batch, -1)
@@ -134,10 +150,10 @@ def input_grads(x, w_ih, d_xp, need_dx):
     """dx, dW_ih and the summed bias gradient from the per-step input-projection gradients."""
     steps, batch, inputs = x.shape
     flat = d_xp.reshape(steps * batch, -1)
-    dx = np.dot(flat, w_ih).reshape(x.shape) if need_dx else None
-    return dx, np.dot(flat.T, x.reshape(steps * batch, inputs)), flat.sum(axis=0)
+    dx = dot(flat, w_ih).reshape(x.shape) if need_dx else None
+    return dx, dot(flat.T, x.reshape(steps * batch, inputs)), flat.sum(axis=0)
 
 
 def weight_grad(d_gates, h_in):
     """Sum over steps of d_gates[t]^T h_in[t]: (T, B, G) x (T, B, H) -> (G, H), one GEMM."""
-    return np.dot(d_gates.reshape(-1, d_gates.shape[-1]).T, h_in.reshape(-1, h_in.shape[-1]))
+    return dot(d_gates.reshape(-1, d_gates.shape[-1]).T, h_in.reshape(-1, h_in.shape[-1]))
