@@ -212,3 +212,14 @@ def test_small_batch_product_path_equals_graph(config):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("tinyseq_jit._jit.SMALL_MIN_WEIGHT_BYTES", 0)
         compare(config)
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_empty_batch_works_on_both_backends(mode):
+    x = Tensor(np.zeros((3, 0, 2)), requires_grad=True)
+    for name in ("graph", "numba"):
+        layer = getattr(nn, mode)(2, 4, backend=name).double()
+        out, _ = layer(x)
+        assert out.shape == (3, 0, 4)
+        out.sum().backward()
+        assert x.grad.shape == (3, 0, 2)

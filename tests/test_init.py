@@ -348,8 +348,12 @@ def test_identity_gates():
         np.testing.assert_array_equal(block, 0.9 * np.eye(hidden))
 
 
-def test_eye_is_identity():
-    assert init.eye_ is init.identity_
+def test_eye_fills_any_2d_shape_like_torch():
+    w = fresh((3, 5))
+    assert init.eye_(w) is w
+    np.testing.assert_array_equal(w.data, np.eye(3, 5))
+    with pytest.raises(ValueError, match="init.eye_: expected a 2-D tensor"):
+        init.eye_(fresh((2, 2, 2)))
 
 
 # ---------------------------------------------------------------- LSTM forget bias

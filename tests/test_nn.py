@@ -183,8 +183,38 @@ def test_state_dict_is_an_ordered_dict_of_copies():
     assert_params_equal(net, before)
 
 
-def test_state_dict_lists_a_shared_parameter_once():
-    assert list(Tied().state_dict()) == ["encoder.weight", "encoder.bias", "decoder.bias"]
+def test_state_dict_lists_a_shared_parameter_under_each_name_as_torch():
+    tied = Tied()
+    state = tied.state_dict()
+    assert list(state) == ["encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"]
+    assert [n for n, _ in tied.named_parameters()] == ["encoder.weight", "encoder.bias", "decoder.bias"]
+    state["decoder.weight"] = state["encoder.weight"] + 1.0
+    state["encoder.weight"] = state["decoder.weight"]
+    Tied().load_state_dict(state)
+
+
+@pytest.mark.torch
+def test_tied_weights_state_dict_round_trips_with_torch():
+    torch = pytest.importorskip("torch")
+
+    class TorchTied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.decoder = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+            self.decoder.weight = self.encoder.weight
+
+    theirs, ours = TorchTied(), Tied()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    np.testing.assert_array_equal(ours.decoder.weight.data, theirs.decoder.weight.detach().numpy())
+
+
+def test_a_list_of_parameters_is_found():
+    class WithList(nn.Module):
+        def __init__(self):
+            self.ws = [nn.Parameter(np.zeros(2)), nn.Parameter(np.ones(3))]
+
+    assert [n for n, _ in WithList().named_parameters()] == ["ws.0", "ws.1"]
 
 
 def test_load_state_dict_round_trip():
@@ -831,3 +861,20 @@ def test_sequence_mask_accepts_lists_and_tensors():
 def test_sequence_mask_rejects_bad_lengths(lengths):
     with pytest.raises(ValueError, match="sequence_mask"):
         sequence_mask(lengths)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: nn.Linear(-1, 3), "Linear: in_features must be an int >= 0, got -1"),
+    (lambda: nn.Linear(2.5, 3), "Linear: in_features must be an int"),
+    (lambda: nn.Dropout("0.5"), r"Dropout: p must be in \[0, 1\]"),
+    (lambda: nn.Embedding(5, 3, padding_idx=1.5), "Embedding: padding_idx must be an int"),
+    (lambda: nn.Embedding(5, 3, padding_idx=5), r"padding_idx must lie in \[-5, 5\)"),
+    (lambda: nn.LayerNorm((3, 0)), "LayerNorm: normalized_shape entry must be an int >= 1"),
+])
+def test_layer_argument_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_layernorm_accepts_a_numpy_int():
+    assert nn.LayerNorm(np.int64(4)).normalized_shape == (4,)

@@ -596,7 +596,6 @@ def test_load_state_dict_mismatch(mutate, match):
     (lambda ps: optim.Adam([{"params": ps, "lr": -1.0}]), "lr"),
     (lambda ps: optim.SGD([], lr=0.1), "empty"),
     (lambda ps: optim.SGD([ps[0], ps[0]]), "more than once"),
-    (lambda ps: optim.SGD([Tensor(np.zeros(2))]), "does not require grad"),
     (lambda ps: optim.SGD([(ps[0] * 2.0)]), "leaf"),
 ])
 def test_invalid_arguments_raise_value_error(make, match):
@@ -620,3 +619,13 @@ def test_repr_lists_groups():
     opt = optim.Adam([Parameter(np.zeros(2))], lr=0.01)
     text = repr(opt)
     assert text.startswith("Adam (") and "lr: 0.01" in text and "Parameter Group 0" in text
+
+
+def test_frozen_parameters_are_accepted_and_left_alone():
+    frozen, trained = Parameter(np.ones(2)), Parameter(np.ones(2))
+    frozen.requires_grad = False
+    opt = optim.SGD([frozen, trained], lr=0.5)
+    trained.grad = np.ones(2)
+    opt.step()
+    np.testing.assert_array_equal(frozen.data, [1.0, 1.0])
+    np.testing.assert_array_equal(trained.data, [0.5, 0.5])

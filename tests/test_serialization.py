@@ -311,3 +311,11 @@ def test_training_resumes_identically_from_a_checkpoint(tmp_path):
     train(resumed, resumed_opt, batches[3:])
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_overwriting_keeps_the_file_permissions(tmp_path):
+    path = tmp_path / "private.npz"
+    save({"w": np.ones(2)}, path)
+    os.chmod(path, 0o600)
+    save({"w": np.zeros(2)}, path)
+    assert os.stat(path).st_mode & 0o777 == 0o600

@@ -755,19 +755,25 @@ def getitem(a, index):
 
 
 class Embedding(Function):
-    """Rows of ``weight`` gathered by an integer index array; repeated rows accumulate."""
+    """Rows of ``weight`` gathered by an integer index array; repeated rows accumulate.
+    Positions looking up ``padding_idx`` (if given) send no gradient to that row."""
 
-    def forward(self, weight, indices):
-        self.save(weight.shape, indices)
+    def forward(self, weight, indices, padding_idx):
+        self.save(weight.shape, indices, padding_idx)
         return weight[indices]
 
     def backward(self, g):
-        shape, indices = self.saved
+        shape, indices, padding_idx = self.saved
+        if padding_idx is not None:
+            g = np.where((indices == padding_idx)[..., None], 0, g).astype(g.dtype, copy=False)
         return IndexedGrad(indices, g, shape, basic=False)
 
 
-def embedding(indices, weight):
-    """``weight[indices]``: (num, dim) weight and integer indices of any shape -> (*indices.shape, dim)."""
+def embedding(indices, weight, padding_idx=None):
+    """``weight[indices]``: (num, dim) weight and integer indices of any shape -> (*indices.shape, dim).
+
+    ``padding_idx``: that row's value is still looked up, but it gets no gradient (as PyTorch).
+    """
     weight = _tensor(weight)
     idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
     if idx.dtype.kind not in "iu":
@@ -778,7 +784,7 @@ def embedding(indices, weight):
         raise ValueError(
             f"embedding: indices must lie in [0, {weight.shape[0]}), got values from {idx.min()} to {idx.max()}"
         )
-    return Embedding.apply(weight, indices=idx)
+    return Embedding.apply(weight, indices=idx, padding_idx=padding_idx)
 
 
 def one_hot(indices, num_classes, dtype=None):

@@ -41,8 +41,6 @@ def _check_param(owner, p):
         raise TypeError(f"{owner}: expected parameters to be Tensors, got {type(p).__name__}")
     if p.dtype.kind != "f":
         raise TypeError(f"{owner}: can only optimize floating-point parameters, got dtype {p.dtype}")
-    if not p.requires_grad:
-        raise ValueError(f"{owner}: a parameter of shape {p.shape} does not require grad")
     if not p.is_leaf:
         raise ValueError(f"{owner}: can only optimize leaf tensors, got one made by an op")
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 
 import numpy as np
@@ -89,12 +90,20 @@ def save(obj, path, compress=False):
             (np.savez_compressed if compress else np.savez)(f, **entries)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(tmp, _mode_for(path))  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def _mode_for(path):
+    """The replaced file's permissions, or the usual ones (0666 less the umask) for a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _umask():

@@ -84,6 +84,8 @@ def _count(value, name, op):
 def _number(value, name, op):
     if not isinstance(value, numbers.Real):
         raise TypeError(f"init.{op}: expected {name} to be a real number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"init.{op}: expected {name} to be finite, got {value!r}")
     return float(value)
 
 
@@ -186,6 +188,7 @@ def default_rnn_(t, hidden_size, generator=None):
 
 def xavier_uniform_(t, gain=1.0, generator=None):
     """Glorot uniform: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))."""
+    gain = _number(gain, "gain", "xavier_uniform_")
     arr = _matrix_array(t, "xavier_uniform_")
     if arr.size == 0:
         return t
@@ -196,6 +199,7 @@ def xavier_uniform_(t, gain=1.0, generator=None):
 
 def xavier_normal_(t, gain=1.0, generator=None):
     """Glorot normal: N(0, std**2) with std = gain * sqrt(2 / (fan_in + fan_out))."""
+    gain = _number(gain, "gain", "xavier_normal_")
     arr = _matrix_array(t, "xavier_normal_")
     if arr.size == 0:
         return t
@@ -254,6 +258,7 @@ def orthogonal_(t, gain=1.0, generator=None):
     The tensor is viewed as ``(rows, numel // rows)``: for rows >= cols the columns are
     orthonormal (Q^T Q = I), otherwise the rows are (Q Q^T = I).
     """
+    gain = _number(gain, "gain", "orthogonal_")
     arr = _matrix_array(t, "orthogonal_")
     rng = _rng(generator, "orthogonal_")
     if arr.size == 0:
@@ -295,7 +300,7 @@ def identity_(t, scale=1.0, num_gates=1):
     """Set a square recurrent weight to ``scale * I`` (IRNN, Le et al. 2015).
 
     With ``num_gates=G`` a stacked-gate weight of shape ``(G*H, H)`` gets ``scale * I`` in
-    every ``(H, H)`` block. Unlike ``torch.nn.init.eye_``, each block must be square.
+    every ``(H, H)`` block; each block must be square (``eye_`` takes any 2-D shape).
     """
     arr = _array(t, "identity_")
     if arr.ndim != 2:
@@ -311,7 +316,14 @@ def identity_(t, scale=1.0, num_gates=1):
     return t
 
 
-eye_ = identity_
+def eye_(t):
+    """Fill a 2-D tensor with the identity, ones on the main diagonal (as ``torch.nn.init.eye_``;
+    the tensor need not be square)."""
+    arr = _array(t, "eye_")
+    if arr.ndim != 2:
+        raise ValueError(f"init.eye_: expected a 2-D tensor, got shape {arr.shape}")
+    arr[...] = np.eye(*arr.shape)
+    return t
 
 
 # ---------------------------------------------------------------- LSTM bias

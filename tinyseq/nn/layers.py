@@ -1,13 +1,14 @@
 """Feed-forward layers: Linear, Embedding, Dropout (standard and variational), LayerNorm, Sequential."""
 
 import math
+import numbers
 
 import numpy as np
 
 from .. import ops
 from ..tensor import Tensor
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, check_int
 
 
 def _as_tensor(x):
@@ -21,6 +22,8 @@ class Linear(Module):
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+        check_int("Linear", "in_features", in_features, 0)
+        check_int("Linear", "out_features", out_features, 0)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features) if in_features else 0.0
         self.weight = init.uniform_(Parameter(np.empty((out_features, in_features), dtype=dtype)), -bound, bound)
@@ -44,8 +47,13 @@ class Embedding(Module):
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32):
-        if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
-            raise ValueError(f"Embedding: padding_idx must be within [0, {num_embeddings}), got {padding_idx}")
+        check_int("Embedding", "num_embeddings", num_embeddings, 1)
+        check_int("Embedding", "embedding_dim", embedding_dim, 0)
+        if padding_idx is not None:
+            check_int("Embedding", "padding_idx", padding_idx, -num_embeddings)
+            if padding_idx >= num_embeddings:
+                raise ValueError(f"Embedding: padding_idx must lie in [-{num_embeddings}, {num_embeddings}), "
+                                 f"got {padding_idx}")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = None if padding_idx is None else padding_idx % num_embeddings
         self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim), dtype=dtype)))
@@ -53,11 +61,7 @@ class Embedding(Module):
             self.weight.data[self.padding_idx] = 0
 
     def forward(self, indices):
-        if self.padding_idx is None:
-            return ops.embedding(indices, self.weight)
-        # The padding row is read from a detached copy, so it keeps its value but gets no gradient.
-        is_pad = (np.arange(self.num_embeddings) == self.padding_idx)[:, None]
-        return ops.embedding(indices, ops.where(is_pad, self.weight.detach(), self.weight))
+        return ops.embedding(indices, self.weight, padding_idx=self.padding_idx)
 
     def extra_repr(self):
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
@@ -74,7 +78,7 @@ class Dropout(Module):
     """
 
     def __init__(self, p=0.5, variational=False, batch_first=False, generator=None):
-        if not 0 <= p <= 1:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p, self.variational, self.batch_first = p, variational, batch_first
         self.generator = generator
@@ -101,7 +105,9 @@ class LayerNorm(Module):
     """Normalise over the last ``len(normalized_shape)`` axes, then scale and shift."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype=np.float32):
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        shape = tuple(check_int("LayerNorm", "normalized_shape entry", n, 1) for n in normalized_shape)
         self.normalized_shape, self.eps = shape, eps
         self.weight = Parameter(np.ones(shape, dtype=dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine else None
@@ -129,12 +135,8 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: expected Modules, got {type(m).__name__}")
         self.layers = list(modules)
 
-    def named_children(self):
-        seen = set()
-        for i, m in enumerate(self.layers):
-            if id(m) not in seen:
-                seen.add(id(m))
-                yield str(i), m
+    def _members(self, kind):
+        return ((str(i), m) for i, m in enumerate(self.layers) if isinstance(m, kind))
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -6,6 +6,7 @@ attribute (or a list/tuple of them) is a child. So names come out as PyTorch's d
 ``weight_ih_l0``, ``encoder.weight``, ``layers.1.bias``.
 """
 
+import numbers
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -25,6 +26,13 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def check_int(name, what, value, minimum):
+    """Raise ValueError unless ``value`` is an int (not a bool) >= ``minimum``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name}: {what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -41,17 +49,22 @@ class Module:
 
     # ------------------------------------------------------------ traversal
 
-    def named_children(self):
-        """(name, module) for each direct sub-module, each once; list/tuple entries are named ``attr.i``."""
-        seen = set()
+    def _members(self, kind):
+        """(name, value) for each attribute of type ``kind``, in definition order, aliases
+        included; list/tuple entries are named ``attr.i``."""
         for name, value in vars(self).items():
-            items = [(name, value)] if isinstance(value, Module) else []
-            if isinstance(value, (list, tuple)):
-                items = [(f"{name}.{i}", item) for i, item in enumerate(value) if isinstance(item, Module)]
-            for child_name, child in items:
-                if id(child) not in seen:
-                    seen.add(id(child))
-                    yield child_name, child
+            if isinstance(value, kind):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                yield from ((f"{name}.{i}", item) for i, item in enumerate(value) if isinstance(item, kind))
+
+    def named_children(self):
+        """(name, module) for each direct sub-module, each once."""
+        seen = set()
+        for name, child in self._members(Module):
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
 
     def children(self):
         return (m for _, m in self.named_children())
@@ -72,11 +85,19 @@ class Module:
     def named_parameters(self, prefix=""):
         """(dotted name, Parameter) in definition order, each parameter once."""
         seen = set()
-        for mod_name, module in self.named_modules(prefix):
-            for name, value in vars(module).items():
-                if isinstance(value, Parameter) and id(value) not in seen:
-                    seen.add(id(value))
-                    yield (f"{mod_name}.{name}" if mod_name else name), value
+        for name, p in self._state_items(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _state_items(self, prefix=""):
+        """Every (dotted name, Parameter), a shared one under each of its names (as PyTorch's
+        state_dict lists tied weights)."""
+        dot = f"{prefix}." if prefix else ""
+        for name, p in self._members(Parameter):
+            yield dot + name, p
+        for name, child in self._members(Module):
+            yield from child._state_items(dot + name)
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -116,8 +137,9 @@ class Module:
     # ------------------------------------------------------------ state
 
     def state_dict(self):
-        """Ordered name -> NumPy array (a copy) for every parameter."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Ordered name -> NumPy array (a copy) for every parameter; a parameter shared by
+        two attributes (tied weights) appears under both names, as in PyTorch."""
+        return OrderedDict((name, p.data.copy()) for name, p in self._state_items())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters (cast to each parameter's dtype).
@@ -126,7 +148,7 @@ class Module:
         module unchanged. With ``strict=True`` missing or unexpected keys are errors; shape
         mismatches always are. Returns ``(missing_keys, unexpected_keys)``.
         """
-        params = OrderedDict(self.named_parameters())
+        params = OrderedDict(self._state_items())
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]
         problems = []

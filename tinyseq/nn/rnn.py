@@ -19,7 +19,6 @@ made, so a layer computes it for all time steps in one matmul before its loop.
 """
 
 import math
-import numbers
 
 import numpy as np
 
@@ -28,7 +27,7 @@ from .. import ops
 from ..tensor import Tensor
 from . import init
 from .functional import dropout as _dropout
-from .module import Module, Parameter
+from .module import Module, Parameter, check_int
 
 # ---------------------------------------------------------------- step functions
 
@@ -109,10 +108,6 @@ def _num_gates(mode, coupled=False):
     return {"RNN": 1, "LSTM": 3 if coupled else 4, "GRU": 3}[mode]
 
 
-def _check_int(name, what, value, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: {what} must be an int >= {minimum}, got {value!r}")
-
 
 def _check_options(name, mode, nonlinearity, peephole, coupled, reset_after):
     if mode == "RNN" and nonlinearity not in _ACTIVATIONS:
@@ -165,8 +160,8 @@ class _CellBase(Module):
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", peephole=False, coupled=False,
                  reset_after=True, dtype=np.float32):
         name = type(self).__name__
-        _check_int(name, "input_size", input_size, 1)
-        _check_int(name, "hidden_size", hidden_size, 1)
+        check_int(name, "input_size", input_size, 1)
+        check_int(name, "hidden_size", hidden_size, 1)
         _check_options(name, self.mode, nonlinearity, peephole, coupled, reset_after)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.nonlinearity, self.peephole, self.coupled, self.reset_after = nonlinearity, peephole, coupled, reset_after
@@ -289,9 +284,9 @@ class RNNBase(Module):
                  bidirectional=False, nonlinearity="tanh", peephole=False, coupled=False, reset_after=True,
                  backend="auto", dtype=np.float32, generator=None):
         name = type(self).__name__
-        _check_int(name, "input_size", input_size, 1)
-        _check_int(name, "hidden_size", hidden_size, 1)
-        _check_int(name, "num_layers", num_layers, 1)
+        check_int(name, "input_size", input_size, 1)
+        check_int(name, "hidden_size", hidden_size, 1)
+        check_int(name, "num_layers", num_layers, 1)
         _check_options(name, self.mode, nonlinearity, peephole, coupled, reset_after)
         if not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")

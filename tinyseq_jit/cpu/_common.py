@@ -136,7 +136,7 @@ def project(x, w_ih, bias):
     xp = dot(x.reshape(steps * batch, inputs), w_ih.T)
     if bias is not None:
         xp += bias
-    return xp.reshape(steps, batch, -1)
+    return xp.reshape(steps, batch, w_ih.shape[0])
 
 
 def add_biases(b_ih, b_hh):
@@ -149,11 +149,12 @@ def add_biases(b_ih, b_hh):
 def input_grads(x, w_ih, d_xp, need_dx):
     """dx, dW_ih and the summed bias gradient from the per-step input-projection gradients."""
     steps, batch, inputs = x.shape
-    flat = d_xp.reshape(steps * batch, -1)
+    flat = d_xp.reshape(steps * batch, w_ih.shape[0])
     dx = dot(flat, w_ih).reshape(x.shape) if need_dx else None
     return dx, dot(flat.T, x.reshape(steps * batch, inputs)), flat.sum(axis=0)
 
 
 def weight_grad(d_gates, h_in):
     """Sum over steps of d_gates[t]^T h_in[t]: (T, B, G) x (T, B, H) -> (G, H), one GEMM."""
-    return dot(d_gates.reshape(-1, d_gates.shape[-1]).T, h_in.reshape(-1, h_in.shape[-1]))
+    rows = d_gates.shape[0] * d_gates.shape[1]
+    return dot(d_gates.reshape(rows, d_gates.shape[-1]).T, h_in.reshape(rows, h_in.shape[-1]))
