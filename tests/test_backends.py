@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
@@ -195,23 +196,82 @@ def test_kernel_argument_errors():
         cpu.lstm_forward(x, h0, c0, np.ones((15, 4)), np.ones((15, 5)), peephole=(np.ones(5),) * 3, coupled=True)
 
 
-@pytest.mark.parametrize("small", [True, False])
-def test_matmul_into_equals_numpy(small):
-    from tinyseq_jit.cpu._common import matmul_into
+@pytest.mark.parametrize("limit,min_columns,chunks", [(10**6, 32, 1), (40, 1, 4), (3 * 5 * 2, 1, 4), (1, 1, 7), (1, 2, 1), (0, 1, 1)])
+def test_chunked_product_equals_numpy(limit, min_columns, chunks):
+    from tinyseq_jit import _jit
+    from tinyseq_jit.cpu._common import column_chunks, product_into, product_scratch
 
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((3, 5)), rng.standard_normal((5, 7))
-    out = np.empty((3, 7))
-    matmul_into(a, b, out, small)
-    np.testing.assert_allclose(out, a @ b, rtol=1e-13)
+    a, w = rng.standard_normal((3, 5)), rng.standard_normal((5, 7))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_jit, "SMALL_GEMM_MNK", limit)
+        mp.setattr(_jit, "MIN_CHUNK_COLUMNS", min_columns)
+        w_chunks = column_chunks(w, len(a))
+    assert w_chunks.shape[0] == chunks  # 7 columns whole, in chunks of 2 (the last padded), or of 1
+    out = np.full((3, 7), np.nan)
+    product_into(a, w_chunks, product_scratch(len(a), w_chunks), out)
+    np.testing.assert_allclose(out, a @ w, rtol=1e-13)
 
 
 @given(config=layer_configs())
-def test_small_batch_product_path_equals_graph(config):
-    """The hand-written recurrent product (normally only for large W_hh) holds the contract too."""
+def test_chunked_product_path_equals_graph(config):
+    """The recurrent product split into many column chunks (normally only for skinny
+    products with a large W_hh) holds the contract too."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("tinyseq_jit._jit.SMALL_MIN_WEIGHT_BYTES", 0)
+        mp.setattr("tinyseq_jit._jit.SMALL_GEMM_MNK", 1)
+        mp.setattr("tinyseq_jit._jit.MIN_CHUNK_COLUMNS", 1)
         compare(config)
+
+
+def _apply(fn):
+    from numba import njit
+
+    @njit
+    def apply(values, out):
+        for k in range(values.size):
+            out[k] = fn(values[k])
+
+    def run(values):
+        out = np.empty_like(values)
+        apply(values, out)
+        return out
+    return run
+
+
+@pytest.fixture(scope="module")
+def kernel_math():
+    from tinyseq_jit.cpu import _common
+
+    return {name: _apply(getattr(_common, name)) for name in ("exp", "sigmoid", "tanh")}
+
+
+REFERENCE = {"exp": np.exp, "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}
+
+
+@given(values=hnp.arrays(np.float64, st.integers(1, 50),
+                         elements=st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True)))
+def test_kernel_exp_sigmoid_tanh_match_numpy_to_a_few_ulps(kernel_math, values):
+    """The kernels' own vectorisable exp, sigmoid and tanh, over all floats: within 4e-16
+    relative of NumPy's (libm-based) results, with the same inf, nan and 0 limits; denormal
+    results within one denormal step."""
+    for name, fn in kernel_math.items():
+        got = fn(values)
+        with np.errstate(over="ignore", invalid="ignore"):
+            want = REFERENCE[name](values)
+        np.testing.assert_allclose(got, want, rtol=4e-16, atol=5e-324, err_msg=name)
+        assert np.array_equal(np.isnan(got), np.isnan(want)), name
+
+
+def test_kernel_math_edges_and_float32(kernel_math):
+    edges = np.array([0.0, -0.0, 1e-300, -1e-300, 709.7, 709.8, -745.0, -746.0, 20.0, -20.0, np.inf, -np.inf])
+    with np.errstate(over="ignore"):
+        for name, fn in kernel_math.items():
+            np.testing.assert_allclose(fn(edges), REFERENCE[name](edges), rtol=4e-16, atol=5e-324, err_msg=name)
+            small = np.float32([-3.5, -0.25, 0.0, 1e-30, 0.7, 12.0])
+            got = fn(small)
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, REFERENCE[name](small.astype(np.float64)), rtol=1e-7, err_msg=name)
+    assert np.signbit(kernel_math["tanh"](np.array([-0.0]))[0])
 
 
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])

@@ -15,9 +15,12 @@ def jit(fn):
     """Compile ``fn`` with the project's options."""
     return numba.njit(**OPTIONS)(fn)
 
-#: The per-step recurrent product uses a hand-written loop instead of BLAS when the batch
-#: has at most SMALL_BATCH rows and W_hh takes at least SMALL_MIN_WEIGHT_BYTES: then
-#: OpenBLAS's repacking of a W_hh that no longer fits a core's L2 dominates. Measured on a
-#: 2-core VM with 1 MiB L2 per core (benchmarks/RESULTS.md); tune for other machines.
-SMALL_BATCH = 8
-SMALL_MIN_WEIGHT_BYTES = 800 * 1024
+#: The per-step recurrent product h (B, K) @ W (K, N) is a skinny GEMM. OpenBLAS has an
+#: unpacked single-thread kernel for GEMMs with M*N*K <= 1e6 (its "small matrix" path on
+#: AVX-512 builds) that runs such products 1.3-4x faster than its packed, threaded path:
+#: (4, 256) x (256, 1024) took 19 us as four 256-column GEMMs against 84 us as one
+#: (benchmarks/RESULTS.md). So W's columns are cut into chunks of at most SMALL_GEMM_MNK
+#: multiply-adds each, when that leaves chunks of at least MIN_CHUNK_COLUMNS columns.
+#: SMALL_GEMM_MNK = 0 turns the split off; tune both for other BLAS builds and machines.
+SMALL_GEMM_MNK = 1_000_000
+MIN_CHUNK_COLUMNS = 32

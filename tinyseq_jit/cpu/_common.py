@@ -9,6 +9,9 @@ large GEMMs after the loop.
 import math
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from .. import _jit
 from .._jit import jit
@@ -16,44 +19,154 @@ from .._jit import jit
 FLOATS = (np.float32, np.float64)
 
 
-# NOTE: scalar libm tanh costs ~16 ns here against ~4 ns for exp, and the gate
-# non-linearities are most of the point-wise work, so both are built on exp/expm1. They
-# agree with NumPy's tanh and the graph's sigmoid to a few ulps (the contract tests hold
-# them to rtol 1e-9 in float64); exp overflowing to inf gives the right limits.
+# The gate non-linearities are most of the point-wise work. numba calls libm for math.exp
+# and math.tanh one element at a time (~4 and ~16 ns here), and tanh's branches defeat the
+# vectoriser, so exp, sigmoid and tanh are built here from plain arithmetic that LLVM turns
+# into SIMD code: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, a degree-13 Taylor
+# polynomial for e^r - 1 (truncation < 1e-16 relative), and 2^n put straight into the float's
+# exponent bits. Always in float64 (float32 inputs too), branch-free (edge cases by select).
+# They agree with libm to a few ulps (tests/test_backends.py holds them to 4e-16 relative
+# over all floats); overflow gives inf and underflow denormals, then 0, as in libm.
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_ROUND = 6755399441055744.0  # 1.5 * 2**52: (y + _ROUND) - _ROUND rounds y to an integer
+_P = tuple(1.0 / math.factorial(k) for k in range(14))
+_EXP_LO, _EXP_HI = -746.0, 710.0  # e^x rounds to 0 below, overflows above
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):
+    """Reinterpret an int64's bits as a float64 (an LLVM bitcast, which vectorises)."""
+    if not isinstance(bits, types.Integer) or bits.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(bits), codegen
+
+
+@jit
+def _reduce(x):
+    """(r, a, b) with x = n ln2 + r, |r| <= ln2/2, a b = 2^n, for x clamped to [_EXP_LO, _EXP_HI].
+
+    2^n is split as a = 2^(n//2), b = 2^(n - n//2) so that both are normal floats: then
+    (e^r a) b overflows to inf and underflows to denormals and 0 as e^x should."""
+    x = min(max(x, _EXP_LO), _EXP_HI)
+    n = (x * _LOG2E + _ROUND) - _ROUND
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    k = np.int64(n)
+    half = k >> 1
+    return r, _float64_from_bits((half + 1023) << 52), _float64_from_bits((k - half + 1023) << 52)
+
+
+@jit
+def _expm1_small(r):
+    """e^r - 1 for |r| <= ln2/2: r + r^2/2! + ... + r^13/13!, in Estrin's scheme (short
+    dependency chains, so the SIMD units stay busy); the leading r keeps it exact near 0."""
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (_P[2] + _P[3] * r) + (_P[4] + _P[5] * r) * r2
+    q1 = (_P[6] + _P[7] * r) + (_P[8] + _P[9] * r) * r2
+    q2 = (_P[10] + _P[11] * r) + (_P[12] + _P[13] * r) * r2
+    return r + r2 * (q0 + r4 * (q1 + r4 * q2))
+
+
+@jit
+def exp(x):
+    """e^x in float64 (see the note above)."""
+    x = float(x)
+    r, a, b = _reduce(x)
+    y = (_expm1_small(r) + 1.0) * a * b
+    return y if x == x else x
 
 
 @jit
 def sigmoid(x):
     """1 / (1 + e^-x)."""
-    return 1.0 / (1.0 + math.exp(-x))
+    return 1.0 / (1.0 + exp(-x))
 
 
 @jit
 def tanh(x):
-    """tanh x from expm1 near 0 (no cancellation) and from exp elsewhere."""
-    if abs(x) < 0.5:
-        e = math.expm1(2.0 * x)
-        return e / (e + 2.0)
-    return 1.0 - 2.0 / (math.exp(2.0 * x) + 1.0)
+    """tanh x = -expm1(-2|x|) / (2 + expm1(-2|x|)) with x's sign: no cancellation near 0,
+    no overflow for large |x| (expm1 tends to -1)."""
+    x = float(x)
+    r, a, b = _reduce(-2.0 * abs(x))
+    scale = a * b
+    e = _expm1_small(r) * scale + (scale - 1.0)  # e^(-2|x|) - 1
+    y = math.copysign(-e / (2.0 + e), x)
+    return y if x == x else x
+
+
+# The point-wise passes are written as short loops over 1-D rows so that LLVM vectorises
+# them. Each loop writes one or two rows and reads a few (LLVM gives up when it would need
+# more than 8 run-time overlap checks between them), and indexes its rows from 0: an index
+# like a[lo + k], with lo of unknown sign, gets numba's negative-index wraparound, which
+# also stops vectorisation. So gate blocks are passed as slices, a[lo:hi].
 
 
 @jit
-def matmul_into(a, b, out, small):
-    """out = a @ b. With ``small`` (a few rows) a plain loop over b's rows, vectorised over
-    its columns: for a batch of a few sequences it beats OpenBLAS, which repacks b on every
-    call, and it keeps the step off a second BLAS thread pool."""
-    if not small:
-        np.dot(a, b, out)
+def sigmoid_rows(out, u, v):
+    """out = sigmoid(u + v), element-wise over 1-D rows of one length."""
+    for k in range(out.shape[0]):
+        out[k] = sigmoid(u[k] + v[k])
+
+
+@jit
+def tanh_rows(out, u, v):
+    """out = tanh(u + v), element-wise over 1-D rows of one length."""
+    for k in range(out.shape[0]):
+        out[k] = tanh(u[k] + v[k])
+
+
+@jit
+def add_product(out, u, w):
+    """out += u * w, element-wise over 1-D rows of one length."""
+    for k in range(out.shape[0]):
+        out[k] += u[k] * w[k]
+
+
+def column_chunks(w, rows):
+    """W (K, N) as a (C, K, width) array of column chunks for ``product_into``, so that each
+    chunk's product with a (rows, K) matrix stays within ``_jit.SMALL_GEMM_MNK``
+    multiply-adds (the last chunk is zero-padded); C = 1 (no copy if contiguous) when
+    splitting does not pay. See ``tinyseq_jit._jit``."""
+    inner, cols = w.shape
+    widest = max(_jit.SMALL_GEMM_MNK // max(rows * inner, 1), 1)  # the most columns a chunk may have
+    if _jit.SMALL_GEMM_MNK <= 0 or widest >= cols or widest < _jit.MIN_CHUNK_COLUMNS:
+        return np.ascontiguousarray(w).reshape(1, inner, cols)
+    chunks = -(-cols // widest)
+    width = -(-cols // chunks)  # chunks of equal width
+    out = np.zeros((chunks, inner, width), dtype=w.dtype)
+    for c in range(chunks):
+        part = w[:, c * width : (c + 1) * width]
+        out[c, :, : part.shape[1]] = part
+    return out
+
+
+@jit
+def product_into(a, w_chunks, parts, out):
+    """out = a @ W, with W given as ``column_chunks(W, len(a))`` and ``parts`` a
+    (C, len(a), width) scratch array: one BLAS call per chunk."""
+    chunks, _, width = w_chunks.shape
+    if chunks == 1:
+        np.dot(a, w_chunks[0], out)
         return
-    rows, inner = a.shape
-    out[:] = 0.0
-    for k in range(inner):
-        b_k = b[k]
-        for r in range(rows):
-            a_rk = a[r, k]
-            o_r = out[r]
-            for n in range(b_k.shape[0]):
-                o_r[n] += a_rk * b_k[n]
+    for c in range(chunks):
+        np.dot(a, w_chunks[c], parts[c])
+        start = c * width
+        stop = min(start + width, out.shape[1])
+        out[:, start:stop] = parts[c, :, : stop - start]
+
+
+@jit
+def product_scratch(a_rows, w_chunks):
+    """The ``parts`` array ``product_into`` needs (empty when W is one chunk)."""
+    chunks, _, width = w_chunks.shape
+    return np.empty((chunks if chunks > 1 else 0, a_rows, width), dtype=w_chunks.dtype)
 
 
 @jit
@@ -70,11 +183,6 @@ def dot(a, b):
 def _blas_layout(a):
     """``a`` itself when C- or F-contiguous (a transpose is passed to BLAS as such), else a copy."""
     return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
-
-
-def small_product(batch, w_hh):
-    """Whether the recurrent product should take ``matmul_into``'s loop (see ``_jit``)."""
-    return batch <= _jit.SMALL_BATCH and w_hh.nbytes >= _jit.SMALL_MIN_WEIGHT_BYTES
 
 
 def _array(name, what, value, dtype, shape):

@@ -14,41 +14,52 @@ import numpy as np
 
 from .._jit import jit
 from ._common import (
-    check_inputs, input_grads, matmul_into, project, sigmoid, small_product, tanh, weight_grad,
+    add_product, check_inputs, column_chunks, input_grads, product_into, product_scratch, project, sigmoid_rows, tanh,
+    tanh_rows, weight_grad,
 )
 
 
 @jit
-def _gru_forward(xp, w_hh_t, b_hh, h0, lengths, reverse, small, out, acts, hp_n, h_prev):
+def _new_state(h_t, n, z, h):
+    """h_t = n + z (h - n), row-wise; then h = h_t."""
+    for j in range(h_t.shape[0]):
+        h_t[j] = n[j] + z[j] * (h[j] - n[j])
+    h[:] = h_t
+
+
+@jit
+def _gru_forward(xp, w_hh_t, b_hh, h0, lengths, reverse, out, acts, hp_n, h_prev):
     steps, batch, hidden = out.shape
+    h2 = 2 * hidden
     h = h0.copy()
     hp = np.empty((batch, 3 * hidden), dtype=xp.dtype)
+    parts = product_scratch(batch, w_hh_t)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
-        matmul_into(h, w_hh_t, hp, small)
+        product_into(h, w_hh_t, parts, hp)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
                 continue
+            a, x, z = acts[t, b], xp[t, b], hp[b]
+            z += b_hh
+            sigmoid_rows(a[:h2], x[:h2], z[:h2])  # r, z
+            hn, r, n = hp_n[t, b], a[:hidden], a[h2:]
+            hn[:] = z[h2:]  # W_hn h + b_hn
             for j in range(hidden):
-                r = sigmoid(xp[t, b, j] + (hp[b, j] + b_hh[j]))
-                z = sigmoid(xp[t, b, hidden + j] + (hp[b, hidden + j] + b_hh[hidden + j]))
-                hn = hp[b, 2 * hidden + j] + b_hh[2 * hidden + j]
-                n = tanh(xp[t, b, 2 * hidden + j] + r * hn)
-                h_t = n + z * (h[b, j] - n)
-                acts[t, b, j], acts[t, b, hidden + j], acts[t, b, 2 * hidden + j] = r, z, n
-                hp_n[t, b, j] = hn
-                out[t, b, j] = h_t
-                h[b, j] = h_t
+                n[j] = tanh(x[h2 + j] + r[j] * hn[j])
+            _new_state(out[t, b], n, a[hidden:h2], h[b])
     return h
 
 
 @jit
-def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, small, acts, hp_n, h_prev, d_xp, d_hp):
+def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, acts, hp_n, h_prev, d_xp, d_hp):
     steps, batch, hidden = d_out.shape
+    h2 = 2 * hidden
     dh = d_h_n.copy()
     dh_rec = np.empty_like(dh)
+    parts = product_scratch(batch, w_hh)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         for b in range(batch):
@@ -56,93 +67,95 @@ def _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, small, acts, hp_n, h_pre
                 d_xp[t, b] = 0.0
                 d_hp[t, b] = 0.0
                 continue
+            a, dx, dh_t, hn, hp = acts[t, b], d_xp[t, b], dh[b], hp_n[t, b], h_prev[t, b]
+            r, z, n = a[:hidden], a[hidden:h2], a[h2:]
+            dr, dz, dn = dx[:hidden], dx[hidden:h2], dx[h2:]
+            dh_t += d_out[t, b]
             for j in range(hidden):
-                r, z, n = acts[t, b, j], acts[t, b, hidden + j], acts[t, b, 2 * hidden + j]
-                dh_t = dh[b, j] + d_out[t, b, j]
-                dn_pre = dh_t * (1.0 - z) * (1.0 - n * n)
-                dz_pre = dh_t * (h_prev[t, b, j] - n) * z * (1.0 - z)
-                dr_pre = dn_pre * hp_n[t, b, j] * r * (1.0 - r)
-                d_xp[t, b, j], d_xp[t, b, hidden + j], d_xp[t, b, 2 * hidden + j] = dr_pre, dz_pre, dn_pre
-                d_hp[t, b, j], d_hp[t, b, hidden + j], d_hp[t, b, 2 * hidden + j] = dr_pre, dz_pre, dn_pre * r
-                dh[b, j] = dh_t * z
-        matmul_into(d_hp[t], w_hh, dh_rec, small)
+                dn[j] = dh_t[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
+            for j in range(hidden):
+                dz[j] = dh_t[j] * (hp[j] - n[j]) * z[j] * (1.0 - z[j])
+            for j in range(hidden):
+                dr[j] = dn[j] * hn[j] * r[j] * (1.0 - r[j])
+            d_hp[t, b, :h2] = dx[:h2]
+            d_hn = d_hp[t, b, h2:]
+            for j in range(hidden):
+                d_hn[j] = dn[j] * r[j]
+            dh_t *= z
+        product_into(d_hp[t], w_hh, parts, dh_rec)
         for b in range(batch):
             if t < lengths[b]:
-                for j in range(hidden):
-                    dh[b, j] += dh_rec[b, j]
+                dh[b] += dh_rec[b]
     return dh
 
 
 @jit
-def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, small, out, acts, rh, h_prev):
+def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, h0, lengths, reverse, out, acts, rh, h_prev):
     steps, batch, hidden = out.shape
+    h2 = 2 * hidden
     h = h0.copy()
-    hp = np.empty((batch, 2 * hidden), dtype=xp.dtype)
-    rh_t = np.empty_like(h)
+    hp = np.empty((batch, h2), dtype=xp.dtype)
     hn = np.empty_like(h)
+    parts_rz, parts_n = product_scratch(batch, w_rz_t), product_scratch(batch, w_n_t)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
-        matmul_into(h, w_rz_t, hp, small)
+        product_into(h, w_rz_t, parts_rz, hp)
         for b in range(batch):
+            a, z = acts[t, b], hp[b]
+            z += b_hh[:h2]
+            sigmoid_rows(a[:h2], xp[t, b, :h2], z)
+            rh_t, r, h_b = rh[t, b], a[:hidden], h[b]
             for j in range(hidden):
-                r = sigmoid(xp[t, b, j] + (hp[b, j] + b_hh[j]))
-                z = sigmoid(xp[t, b, hidden + j] + (hp[b, hidden + j] + b_hh[hidden + j]))
-                acts[t, b, j], acts[t, b, hidden + j] = r, z
-                rh_t[b, j] = r * h[b, j]
-        rh[t] = rh_t
-        matmul_into(rh_t, w_n_t, hn, small)
+                rh_t[j] = r[j] * h_b[j]
+        product_into(rh[t], w_n_t, parts_n, hn)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
                 acts[t, b] = 0.0
                 continue
-            for j in range(hidden):
-                n = tanh(xp[t, b, 2 * hidden + j] + hn[b, j] + b_hh[2 * hidden + j])
-                z = acts[t, b, hidden + j]
-                h_t = n + z * (h[b, j] - n)
-                acts[t, b, 2 * hidden + j] = n
-                out[t, b, j] = h_t
-                h[b, j] = h_t
+            a, z = acts[t, b], hn[b]
+            z += b_hh[h2:]
+            tanh_rows(a[h2:], xp[t, b, h2:], z)
+            _new_state(out[t, b], a[h2:], a[hidden:h2], h[b])
     return h
 
 
 @jit
-def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, small, acts, rh, h_prev, d_xp):
+def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h_prev, d_xp):
     steps, batch, hidden = d_out.shape
+    h2 = 2 * hidden
     dh = d_h_n.copy()
-    d_n = np.zeros_like(dh)
-    d_rz = np.zeros((batch, 2 * hidden), dtype=dh.dtype)
     d_rh = np.empty_like(dh)
     dh_rec = np.empty_like(dh)
+    parts_rz, parts_n = product_scratch(batch, w_rz), product_scratch(batch, w_n)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
-        for b in range(batch):
-            for j in range(hidden):
-                d_n[b, j] = 0.0
-                if t < lengths[b]:
-                    z, n = acts[t, b, hidden + j], acts[t, b, 2 * hidden + j]
-                    dh_t = dh[b, j] + d_out[t, b, j]
-                    d_n[b, j] = dh_t * (1.0 - z) * (1.0 - n * n)
-                    d_rz[b, hidden + j] = dh_t * (h_prev[t, b, j] - n) * z * (1.0 - z)
-                    dh[b, j] = dh_t * z
-        matmul_into(d_n, w_n, d_rh, small)
+        d_x = d_xp[t]
+        d_x[:] = 0.0
         for b in range(batch):
             if t >= lengths[b]:
-                d_xp[t, b] = 0.0
-                d_rz[b] = 0.0
                 continue
+            a, dh_t, hp, dz, dn = acts[t, b], dh[b], h_prev[t, b], d_x[b, hidden:h2], d_x[b, h2:]
+            z, n = a[hidden:h2], a[h2:]
+            dh_t += d_out[t, b]
             for j in range(hidden):
-                r = acts[t, b, j]
-                d_rz[b, j] = d_rh[b, j] * h_prev[t, b, j] * r * (1.0 - r)
-                dh[b, j] += d_rh[b, j] * r
-                d_xp[t, b, j], d_xp[t, b, hidden + j] = d_rz[b, j], d_rz[b, hidden + j]
-                d_xp[t, b, 2 * hidden + j] = d_n[b, j]
-        matmul_into(d_rz, w_rz, dh_rec, small)
+                dn[j] = dh_t[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
+            for j in range(hidden):
+                dz[j] = dh_t[j] * (hp[j] - n[j]) * z[j] * (1.0 - z[j])
+            dh_t *= z
+        product_into(np.ascontiguousarray(d_x[:, h2:]), w_n, parts_n, d_rh)
+        for b in range(batch):
+            if t >= lengths[b]:
+                continue
+            r, hp, dr, drh, dh_b = acts[t, b, :hidden], h_prev[t, b], d_x[b, :hidden], d_rh[b], dh[b]
+            for j in range(hidden):
+                dr[j] = drh[j] * hp[j] * r[j] * (1.0 - r[j])
+            add_product(dh_b, drh, r)
+        product_into(np.ascontiguousarray(d_x[:, :h2]), w_rz, parts_rz, dh_rec)
         for b in range(batch):
             if t < lengths[b]:
-                for j in range(hidden):
-                    dh[b, j] += dh_rec[b, j]
+                dh[b] += dh_rec[b]
     return dh
 
 
@@ -161,14 +174,12 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     out = np.empty((x.shape[0], x.shape[1], hidden), dtype=x.dtype)
     acts = np.empty_like(xp)
     h_prev, saved = np.empty_like(out), np.empty_like(out)  # saved: W_hn h + b_hn, or r * h
-    small = small_product(x.shape[1], w_hh)
+    batch = x.shape[1]
     if reset_after:
-        h_n = _gru_forward(xp, np.ascontiguousarray(w_hh.T), bias_hh, h0, lengths, reverse, small, out, acts, saved,
-                           h_prev)
+        h_n = _gru_forward(xp, column_chunks(w_hh.T, batch), bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
     else:
-        w_rz_t, w_n_t = np.ascontiguousarray(w_hh[: 2 * hidden].T), np.ascontiguousarray(w_hh[2 * hidden :].T)
-        h_n = _gru_classic_forward(xp, w_rz_t, w_n_t, bias_hh, h0, lengths, reverse, small, out, acts, saved,
-                                   h_prev)
+        w_rz_t, w_n_t = column_chunks(w_hh[: 2 * hidden].T, batch), column_chunks(w_hh[2 * hidden :].T, batch)
+        h_n = _gru_classic_forward(xp, w_rz_t, w_n_t, bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, reset_after, lengths, reverse, acts, saved, h_prev)
     return out, h_n, ctx
 
@@ -183,15 +194,15 @@ def gru_backward(ctx, d_out, d_h_n, need_dx=True):
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=x.dtype) for a in (d_out, d_h_n))
     hidden = h_prev.shape[2]
     d_xp = np.empty_like(acts)
-    small = small_product(d_out.shape[1], w_hh)
+    batch = d_out.shape[1]
     if reset_after:
         d_hp = np.empty_like(acts)
-        dh0 = _gru_backward(d_out, d_h_n, w_hh, lengths, reverse, small, acts, saved, h_prev, d_xp, d_hp)
+        dh0 = _gru_backward(d_out, d_h_n, column_chunks(w_hh, batch), lengths, reverse, acts, saved, h_prev, d_xp, d_hp)
         dw_hh = weight_grad(d_hp, h_prev)
         db_hh = d_hp.reshape(-1, 3 * hidden).sum(axis=0)
     else:
-        w_rz, w_n = np.ascontiguousarray(w_hh[: 2 * hidden]), np.ascontiguousarray(w_hh[2 * hidden :])
-        dh0 = _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, small, acts, saved, h_prev, d_xp)
+        w_rz, w_n = column_chunks(w_hh[: 2 * hidden], batch), column_chunks(w_hh[2 * hidden :], batch)
+        dh0 = _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, saved, h_prev, d_xp)
         dw_hh = np.concatenate([weight_grad(d_xp[..., : 2 * hidden], h_prev), weight_grad(d_xp[..., 2 * hidden :], saved)])
         db_hh = None
     dx, dw_ih, db_ih = input_grads(x, w_ih, d_xp, need_dx)

@@ -14,111 +14,101 @@ import numpy as np
 
 from .._jit import jit
 from ._common import (
-    add_biases, check_inputs, input_grads, matmul_into, project, sigmoid, small_product, tanh, weight_grad,
+    add_biases, add_product, check_inputs, column_chunks, input_grads, product_into, product_scratch, project,
+    sigmoid_rows, tanh, tanh_rows, weight_grad,
 )
 
 
 @jit
-def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, reverse, small,
-                  out, acts, h_prev, c_prev, c_new):
-    steps, batch, _ = xp.shape
+def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, reverse, out, acts, h_prev, c_prev,
+                  c_new):
+    steps, batch, gh = xp.shape
     hidden = h0.shape[1]
+    gf = 0 if coupled else hidden  # gate blocks in a row: [i,] f, g, o
+    gg, go = gf + hidden, gf + 2 * hidden
     h, c = h0.copy(), c0.copy()
-    hw = np.empty((batch, w_hh_t.shape[1]), dtype=xp.dtype)
+    pre = np.empty((batch, gh), dtype=xp.dtype)  # h W_hh^T, then + peephole terms
+    parts = product_scratch(batch, w_hh_t)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
         c_prev[t] = c
-        matmul_into(h, w_hh_t, hw, small)
+        product_into(h, w_hh_t, parts, pre)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
                 acts[t, b] = 0.0
                 c_new[t, b] = c[b]
                 continue
+            a, z, x, cp, ct = acts[t, b], pre[b], xp[t, b], c[b], c_new[t, b]
+            i, f, g, o = a[:hidden], a[gf:gg], a[gg:go], a[go:]
+            if peephole:
+                if not coupled:
+                    add_product(z[:hidden], cp, ci)
+                add_product(z[gf:gg], cp, cf)
+            sigmoid_rows(a[:gg], x[:gg], z[:gg])
+            tanh_rows(g, x[gg:go], z[gg:go])
+            if coupled:
+                for j in range(hidden):
+                    ct[j] = f[j] * cp[j] + (1.0 - f[j]) * g[j]
+            else:
+                for j in range(hidden):
+                    ct[j] = f[j] * cp[j] + i[j] * g[j]
+            if peephole:
+                add_product(z[go:], ct, co)
+            sigmoid_rows(o, x[go:], z[go:])
+            h_t = out[t, b]
             for j in range(hidden):
-                cp = c[b, j]
-                if coupled:
-                    f_pre = xp[t, b, j] + hw[b, j]
-                    g_pre = xp[t, b, hidden + j] + hw[b, hidden + j]
-                    o_pre = xp[t, b, 2 * hidden + j] + hw[b, 2 * hidden + j]
-                    if peephole:
-                        f_pre += cp * cf[j]
-                    f = sigmoid(f_pre)
-                    i = 1.0 - f
-                else:
-                    i_pre = xp[t, b, j] + hw[b, j]
-                    f_pre = xp[t, b, hidden + j] + hw[b, hidden + j]
-                    g_pre = xp[t, b, 2 * hidden + j] + hw[b, 2 * hidden + j]
-                    o_pre = xp[t, b, 3 * hidden + j] + hw[b, 3 * hidden + j]
-                    if peephole:
-                        i_pre += cp * ci[j]
-                        f_pre += cp * cf[j]
-                    i = sigmoid(i_pre)
-                    f = sigmoid(f_pre)
-                g = tanh(g_pre)
-                c_t = f * cp + i * g
-                if peephole:
-                    o_pre += c_t * co[j]
-                o = sigmoid(o_pre)
-                h_t = o * tanh(c_t)
-                if coupled:
-                    acts[t, b, j], acts[t, b, hidden + j], acts[t, b, 2 * hidden + j] = f, g, o
-                else:
-                    acts[t, b, j], acts[t, b, hidden + j] = i, f
-                    acts[t, b, 2 * hidden + j], acts[t, b, 3 * hidden + j] = g, o
-                c_new[t, b, j] = c_t
-                out[t, b, j] = h_t
-                h[b, j] = h_t
-                c[b, j] = c_t
+                h_t[j] = o[j] * tanh(ct[j])
+            h[b] = h_t
+            cp[:] = ct
     return h, c
 
 
 @jit
-def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, lengths, reverse, small,
-                   acts, c_prev, c_new, d_gates, d_peep):
+def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, lengths, reverse, acts, c_prev, c_new,
+                   d_gates, d_peep):
     steps, batch, hidden = d_out.shape
+    gf = 0 if coupled else hidden
+    gg, go = gf + hidden, gf + 2 * hidden
     dh, dc = d_h_n.copy(), d_c_n.copy()
     dh_prev = np.empty_like(dh)
+    parts = product_scratch(batch, w_hh)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         for b in range(batch):
             if t >= lengths[b]:
                 d_gates[t, b] = 0.0
                 continue
-            for j in range(hidden):
-                dh_t = dh[b, j] + d_out[t, b, j]
-                c_t, cp = c_new[t, b, j], c_prev[t, b, j]
-                if coupled:
-                    f, g, o = acts[t, b, j], acts[t, b, hidden + j], acts[t, b, 2 * hidden + j]
-                    i = 1.0 - f
-                else:
-                    i, f = acts[t, b, j], acts[t, b, hidden + j]
-                    g, o = acts[t, b, 2 * hidden + j], acts[t, b, 3 * hidden + j]
-                tanh_c = tanh(c_t)
-                do_pre = dh_t * tanh_c * o * (1.0 - o)
-                dc_t = dc[b, j] + dh_t * o * (1.0 - tanh_c * tanh_c)
-                if peephole:
-                    dc_t += do_pre * co[j]
-                    d_peep[2, j] += do_pre * c_t
-                dg_pre = dc_t * i * (1.0 - g * g)
-                dc_prev = dc_t * f
-                if coupled:
-                    df_pre = dc_t * (cp - g) * f * (1.0 - f)
-                    d_gates[t, b, j], d_gates[t, b, hidden + j], d_gates[t, b, 2 * hidden + j] = df_pre, dg_pre, do_pre
-                else:
-                    di_pre = dc_t * g * i * (1.0 - i)
-                    df_pre = dc_t * cp * f * (1.0 - f)
-                    d_gates[t, b, j], d_gates[t, b, hidden + j] = di_pre, df_pre
-                    d_gates[t, b, 2 * hidden + j], d_gates[t, b, 3 * hidden + j] = dg_pre, do_pre
-                    if peephole:
-                        dc_prev += di_pre * ci[j]
-                        d_peep[0, j] += di_pre * cp
-                if peephole:
-                    dc_prev += df_pre * cf[j]
-                    d_peep[1, j] += df_pre * cp
-                dc[b, j] = dc_prev
-        matmul_into(d_gates[t], w_hh, dh_prev, small)
+            a, dg, ct, cp, dh_t, dc_t = acts[t, b], d_gates[t, b], c_new[t, b], c_prev[t, b], dh[b], dc[b]
+            i, f, g, o = a[:hidden], a[gf:gg], a[gg:go], a[go:]
+            di, df, dg_g, do = dg[:hidden], dg[gf:gg], dg[gg:go], dg[go:]
+            dh_t += d_out[t, b]
+            for j in range(hidden):  # through h_t = o tanh(c_t)
+                tanh_c = tanh(ct[j])
+                do[j] = dh_t[j] * tanh_c * o[j] * (1.0 - o[j])
+                dc_t[j] += dh_t[j] * o[j] * (1.0 - tanh_c * tanh_c)
+            if peephole:
+                add_product(dc_t, do, co)
+                add_product(d_peep[2], do, ct)
+            if coupled:  # through c_t = f c_{t-1} + (1 - f) g
+                for j in range(hidden):
+                    dg_g[j] = dc_t[j] * (1.0 - f[j]) * (1.0 - g[j] * g[j])
+                    df[j] = dc_t[j] * (cp[j] - g[j]) * f[j] * (1.0 - f[j])
+                    dc_t[j] *= f[j]
+            else:  # through c_t = f c_{t-1} + i g
+                for j in range(hidden):
+                    di[j] = dc_t[j] * g[j] * i[j] * (1.0 - i[j])
+                    df[j] = dc_t[j] * cp[j] * f[j] * (1.0 - f[j])
+                    dg_g[j] = dc_t[j] * i[j] * (1.0 - g[j] * g[j])
+                    dc_t[j] *= f[j]
+            if peephole:
+                if not coupled:
+                    add_product(dc_t, di, ci)
+                    add_product(d_peep[0], di, cp)
+                add_product(dc_t, df, cf)
+                add_product(d_peep[1], df, cp)
+        product_into(d_gates[t], w_hh, parts, dh_prev)
         for b in range(batch):
             if t < lengths[b]:
                 dh[b] = dh_prev[b]
@@ -145,9 +135,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, peephole=None, len
     out = np.empty((steps, batch, hidden), dtype=x.dtype)
     acts = np.empty_like(xp)
     h_prev, c_prev, c_new = np.empty_like(out), np.empty_like(out), np.empty_like(out)
-    small = small_product(batch, w_hh)
-    h_n, c_n = _lstm_forward(xp, np.ascontiguousarray(w_hh.T), peep[0], peep[1], peep[2], peephole is not None,
-                             coupled, h0, c0, lengths, reverse, small, out, acts, h_prev, c_prev, c_new)
+    h_n, c_n = _lstm_forward(xp, column_chunks(w_hh.T, batch), peep[0], peep[1], peep[2], peephole is not None,
+                             coupled, h0, c0, lengths, reverse, out, acts, h_prev, c_prev, c_new)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, peep, peephole is not None, coupled, lengths,
            reverse, acts, h_prev, c_prev, c_new)
     return out, h_n, c_n, ctx
@@ -165,9 +154,8 @@ def lstm_backward(ctx, d_out, d_h_n, d_c_n, need_dx=True):
     d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n, d_c_n))
     d_gates = np.empty_like(acts)
     d_peep = np.zeros_like(peep)
-    small = small_product(d_out.shape[1], w_hh)
-    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep[0], peep[1], peep[2], has_peep, coupled, lengths,
-                              reverse, small, acts, c_prev, c_new, d_gates, d_peep)
+    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, column_chunks(w_hh, d_out.shape[1]), peep[0], peep[1], peep[2],
+                              has_peep, coupled, lengths, reverse, acts, c_prev, c_new, d_gates, d_peep)
     dx, dw_ih, db = input_grads(x, w_ih, d_gates, need_dx)
     dw_hh = weight_grad(d_gates, h_prev)
     d_peephole = None

@@ -7,49 +7,57 @@ import numpy as np
 
 from .._jit import jit
 from ._common import (
-    add_biases, check_inputs, input_grads, matmul_into, project, small_product, tanh, weight_grad,
+    add_biases, check_inputs, column_chunks, input_grads, product_into, product_scratch, project, tanh_rows,
+    weight_grad,
 )
 
 _NONLINEARITIES = ("tanh", "relu")
 
 
 @jit
-def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, small, out, h_prev):
+def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, out, h_prev):
     steps, batch, hidden = out.shape
     h = h0.copy()
     hw = np.empty_like(h)
+    parts = product_scratch(batch, w_hh_t)
     for s in range(steps):
         t = steps - 1 - s if reverse else s
         h_prev[t] = h
-        matmul_into(h, w_hh_t, hw, small)
+        product_into(h, w_hh_t, parts, hw)
         for b in range(batch):
             if t >= lengths[b]:
                 out[t, b] = 0.0
                 continue
-            for j in range(hidden):
-                pre = xp[t, b, j] + hw[b, j]
-                h_t = max(pre, 0.0) if relu else tanh(pre)
-                out[t, b, j] = h_t
-                h[b, j] = h_t
+            h_t, x, z = out[t, b], xp[t, b], hw[b]
+            if relu:
+                for j in range(hidden):
+                    h_t[j] = max(x[j] + z[j], 0.0)
+            else:
+                tanh_rows(h_t, x, z)
+            h[b] = h_t
     return h
 
 
 @jit
-def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, small, out, d_pre):
+def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre):
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
     dh_prev = np.empty_like(dh)
+    parts = product_scratch(batch, w_hh)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
         for b in range(batch):
             if t >= lengths[b]:
                 d_pre[t, b] = 0.0
                 continue
-            for j in range(hidden):
-                h_t = out[t, b, j]
-                slope = (1.0 if h_t > 0 else 0.0) if relu else 1.0 - h_t * h_t
-                d_pre[t, b, j] = (dh[b, j] + d_out[t, b, j]) * slope
-        matmul_into(d_pre[t], w_hh, dh_prev, small)
+            h_t, d_p, dh_b, d_o = out[t, b], d_pre[t, b], dh[b], d_out[t, b]
+            if relu:
+                for j in range(hidden):
+                    d_p[j] = (dh_b[j] + d_o[j]) * (1.0 if h_t[j] > 0 else 0.0)
+            else:
+                for j in range(hidden):
+                    d_p[j] = (dh_b[j] + d_o[j]) * (1.0 - h_t[j] * h_t[j])
+        product_into(d_pre[t], w_hh, parts, dh_prev)
         for b in range(batch):
             if t < lengths[b]:
                 dh[b] = dh_prev[b]
@@ -70,8 +78,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     out = np.empty_like(xp)
     h_prev = np.empty_like(xp)
     relu = nonlinearity == "relu"
-    small = small_product(x.shape[1], w_hh)
-    h_n = _rnn_forward(xp, np.ascontiguousarray(w_hh.T), relu, h0, lengths, reverse, small, out, h_prev)
+    h_n = _rnn_forward(xp, column_chunks(w_hh.T, x.shape[1]), relu, h0, lengths, reverse, out, h_prev)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, relu, lengths, reverse, out, h_prev)
     return out, h_n, ctx
 
@@ -85,7 +92,6 @@ def rnn_backward(ctx, d_out, d_h_n, need_dx=True):
     x, w_ih, w_hh, has_b_ih, has_b_hh, relu, lengths, reverse, out, h_prev = ctx
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=x.dtype) for a in (d_out, d_h_n))
     d_pre = np.empty_like(out)
-    small = small_product(d_out.shape[1], w_hh)
-    dh0 = _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, small, out, d_pre)
+    dh0 = _rnn_backward(d_out, d_h_n, column_chunks(w_hh, d_out.shape[1]), relu, lengths, reverse, out, d_pre)
     dx, dw_ih, db = input_grads(x, w_ih, d_pre, need_dx)
     return dx, dh0, dw_ih, weight_grad(d_pre, h_prev), db if has_b_ih else None, db.copy() if has_b_hh else None
