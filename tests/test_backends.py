@@ -196,30 +196,37 @@ def test_kernel_argument_errors():
         cpu.lstm_forward(x, h0, c0, np.ones((15, 4)), np.ones((15, 5)), peephole=(np.ones(5),) * 3, coupled=True)
 
 
-@pytest.mark.parametrize("limit,min_columns,chunks", [(10**6, 32, 1), (40, 1, 4), (3 * 5 * 2, 1, 4), (1, 1, 7), (1, 2, 1), (0, 1, 1)])
-def test_chunked_product_equals_numpy(limit, min_columns, chunks):
+@pytest.mark.parametrize("limit,max_chunks,chunks,transposed", [
+    (10**6, 4, 1, False),  # small enough for one call
+    (40, 4, 4, False),  # 7 columns in chunks of 2, the last one padded
+    (15, 7, 7, False),  # one column per chunk
+    (40, 3, 1, True),  # would need too many chunks: transposed
+    (0, 4, 1, True),  # splitting off: transposed
+])
+def test_planned_product_equals_numpy(limit, max_chunks, chunks, transposed):
     from tinyseq_jit import _jit
-    from tinyseq_jit.cpu._common import column_chunks, product_into, product_scratch
+    from tinyseq_jit.cpu._common import plan_product, product_into, product_scratch
 
     rng = np.random.default_rng(0)
     a, w = rng.standard_normal((3, 5)), rng.standard_normal((5, 7))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_jit, "SMALL_GEMM_MNK", limit)
-        mp.setattr(_jit, "MIN_CHUNK_COLUMNS", min_columns)
-        w_chunks = column_chunks(w, len(a))
-    assert w_chunks.shape[0] == chunks  # 7 columns whole, in chunks of 2 (the last padded), or of 1
+        mp.setattr(_jit, "MAX_CHUNKS", max_chunks)
+        plan = plan_product(w, len(a))
+    assert (plan[0].shape[0], plan[1]) == (chunks, transposed)
     out = np.full((3, 7), np.nan)
-    product_into(a, w_chunks, product_scratch(len(a), w_chunks), out)
+    product_into(a, plan, product_scratch(len(a), plan), out)
     np.testing.assert_allclose(out, a @ w, rtol=1e-13)
 
 
+@pytest.mark.parametrize("max_chunks", [10**6, 0])
 @given(config=layer_configs())
-def test_chunked_product_path_equals_graph(config):
-    """The recurrent product split into many column chunks (normally only for skinny
-    products with a large W_hh) holds the contract too."""
+def test_chunked_and_transposed_products_equal_graph(max_chunks, config):
+    """The recurrent product in one-column chunks, or transposed, holds the contract too
+    (at test sizes the kernels would otherwise always make it in one call)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("tinyseq_jit._jit.SMALL_GEMM_MNK", 1)
-        mp.setattr("tinyseq_jit._jit.MIN_CHUNK_COLUMNS", 1)
+        mp.setattr("tinyseq_jit._jit.MAX_CHUNKS", max_chunks)
         compare(config)
 
 

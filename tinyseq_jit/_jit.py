@@ -15,12 +15,17 @@ def jit(fn):
     """Compile ``fn`` with the project's options."""
     return numba.njit(**OPTIONS)(fn)
 
-#: The per-step recurrent product h (B, K) @ W (K, N) is a skinny GEMM. OpenBLAS has an
-#: unpacked single-thread kernel for GEMMs with M*N*K <= 1e6 (its "small matrix" path on
-#: AVX-512 builds) that runs such products 1.3-4x faster than its packed, threaded path:
-#: (4, 256) x (256, 1024) took 19 us as four 256-column GEMMs against 84 us as one
-#: (benchmarks/RESULTS.md). So W's columns are cut into chunks of at most SMALL_GEMM_MNK
-#: multiply-adds each, when that leaves chunks of at least MIN_CHUNK_COLUMNS columns.
-#: SMALL_GEMM_MNK = 0 turns the split off; tune both for other BLAS builds and machines.
+#: The per-step recurrent product a (B, K) @ W (K, N) is a skinny GEMM, and how OpenBLAS
+#: is called for it matters more than anything else in the loop (measured per step on the
+#: 2-core VM, benchmarks/RESULTS.md):
+#:
+#: * OpenBLAS has an unpacked single-thread kernel for GEMMs of M*N*K <= 1e6 multiply-adds
+#:   (its "small matrix" path on AVX-512 builds). A product up to SMALL_GEMM_MNK is one call;
+#:   a larger one is cut into at most MAX_CHUNKS column chunks within SMALL_GEMM_MNK each if
+#:   that is enough: (4, 256) x (256, 1024) took 23 us as two 512-column calls, 71 us as one.
+#: * Otherwise it runs transposed, out^T = W^T a^T, which OpenBLAS splits over both cores
+#:   better for a short a: (16, 2048) x (2048, 512) took 320 us against 493 us.
+#:
+#: SMALL_GEMM_MNK = 0 sends every product the transposed way. Tune both for other machines.
 SMALL_GEMM_MNK = 1_000_000
-MIN_CHUNK_COLUMNS = 32
+MAX_CHUNKS = 4

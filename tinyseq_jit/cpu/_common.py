@@ -129,44 +129,52 @@ def add_product(out, u, w):
         out[k] += u[k] * w[k]
 
 
-def column_chunks(w, rows):
-    """W (K, N) as a (C, K, width) array of column chunks for ``product_into``, so that each
-    chunk's product with a (rows, K) matrix stays within ``_jit.SMALL_GEMM_MNK``
-    multiply-adds (the last chunk is zero-padded); C = 1 (no copy if contiguous) when
-    splitting does not pay. See ``tinyseq_jit._jit``."""
+def plan_product(w, rows):
+    """W (K, N) laid out for ``product_into`` with a (rows, K) left factor, per the rules in
+    ``tinyseq_jit._jit``: returns (w3, transposed) with w3 one of
+    (1, K, N) (one call), (C, K, width) column chunks (the last one zero-padded) or
+    (1, N, K) = W^T with ``transposed`` True."""
     inner, cols = w.shape
-    widest = max(_jit.SMALL_GEMM_MNK // max(rows * inner, 1), 1)  # the most columns a chunk may have
-    if _jit.SMALL_GEMM_MNK <= 0 or widest >= cols or widest < _jit.MIN_CHUNK_COLUMNS:
-        return np.ascontiguousarray(w).reshape(1, inner, cols)
-    chunks = -(-cols // widest)
+    work, limit = rows * inner * cols, _jit.SMALL_GEMM_MNK
+    if limit > 0 and work <= limit:
+        return np.ascontiguousarray(w).reshape(1, inner, cols), False
+    chunks = -(-cols // max(limit // (rows * inner), 1)) if limit > 0 else cols + 1
+    if chunks > _jit.MAX_CHUNKS:
+        return np.ascontiguousarray(w.T).reshape(1, cols, inner), True
     width = -(-cols // chunks)  # chunks of equal width
     out = np.zeros((chunks, inner, width), dtype=w.dtype)
     for c in range(chunks):
         part = w[:, c * width : (c + 1) * width]
         out[c, :, : part.shape[1]] = part
-    return out
+    return out, False
 
 
 @jit
-def product_into(a, w_chunks, parts, out):
-    """out = a @ W, with W given as ``column_chunks(W, len(a))`` and ``parts`` a
-    (C, len(a), width) scratch array: one BLAS call per chunk."""
-    chunks, _, width = w_chunks.shape
-    if chunks == 1:
-        np.dot(a, w_chunks[0], out)
-        return
-    for c in range(chunks):
-        np.dot(a, w_chunks[c], parts[c])
-        start = c * width
-        stop = min(start + width, out.shape[1])
-        out[:, start:stop] = parts[c, :, : stop - start]
+def product_scratch(rows, plan):
+    """The scratch array ``product_into`` needs for this plan."""
+    w3, transposed = plan
+    chunks, inner, width = w3.shape
+    if transposed:
+        return np.empty((1, inner, rows), dtype=w3.dtype)
+    return np.empty((chunks if chunks > 1 else 0, rows, width), dtype=w3.dtype)
 
 
 @jit
-def product_scratch(a_rows, w_chunks):
-    """The ``parts`` array ``product_into`` needs (empty when W is one chunk)."""
-    chunks, _, width = w_chunks.shape
-    return np.empty((chunks if chunks > 1 else 0, a_rows, width), dtype=w_chunks.dtype)
+def product_into(a, plan, scratch, out):
+    """out = a @ W for ``plan = plan_product(W, len(a))``, ``scratch`` from ``product_scratch``."""
+    w3, transposed = plan
+    chunks, _, width = w3.shape
+    if transposed:
+        np.dot(w3[0], a.T, scratch[0])
+        out[:] = scratch[0].T
+    elif chunks == 1:
+        np.dot(a, w3[0], out)
+    else:
+        for c in range(chunks):
+            np.dot(a, w3[c], scratch[c])
+            start = c * width
+            stop = min(start + width, out.shape[1])
+            out[:, start:stop] = scratch[c, :, : stop - start]
 
 
 @jit

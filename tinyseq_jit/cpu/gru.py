@@ -14,7 +14,7 @@ import numpy as np
 
 from .._jit import jit
 from ._common import (
-    add_product, check_inputs, column_chunks, input_grads, product_into, product_scratch, project, sigmoid_rows, tanh,
+    add_product, check_inputs, input_grads, plan_product, product_into, product_scratch, project, sigmoid_rows, tanh,
     tanh_rows, weight_grad,
 )
 
@@ -176,9 +176,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     h_prev, saved = np.empty_like(out), np.empty_like(out)  # saved: W_hn h + b_hn, or r * h
     batch = x.shape[1]
     if reset_after:
-        h_n = _gru_forward(xp, column_chunks(w_hh.T, batch), bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
+        h_n = _gru_forward(xp, plan_product(w_hh.T, batch), bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
     else:
-        w_rz_t, w_n_t = column_chunks(w_hh[: 2 * hidden].T, batch), column_chunks(w_hh[2 * hidden :].T, batch)
+        w_rz_t, w_n_t = plan_product(w_hh[: 2 * hidden].T, batch), plan_product(w_hh[2 * hidden :].T, batch)
         h_n = _gru_classic_forward(xp, w_rz_t, w_n_t, bias_hh, h0, lengths, reverse, out, acts, saved, h_prev)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, reset_after, lengths, reverse, acts, saved, h_prev)
     return out, h_n, ctx
@@ -197,11 +197,11 @@ def gru_backward(ctx, d_out, d_h_n, need_dx=True):
     batch = d_out.shape[1]
     if reset_after:
         d_hp = np.empty_like(acts)
-        dh0 = _gru_backward(d_out, d_h_n, column_chunks(w_hh, batch), lengths, reverse, acts, saved, h_prev, d_xp, d_hp)
+        dh0 = _gru_backward(d_out, d_h_n, plan_product(w_hh, batch), lengths, reverse, acts, saved, h_prev, d_xp, d_hp)
         dw_hh = weight_grad(d_hp, h_prev)
         db_hh = d_hp.reshape(-1, 3 * hidden).sum(axis=0)
     else:
-        w_rz, w_n = column_chunks(w_hh[: 2 * hidden], batch), column_chunks(w_hh[2 * hidden :], batch)
+        w_rz, w_n = plan_product(w_hh[: 2 * hidden], batch), plan_product(w_hh[2 * hidden :], batch)
         dh0 = _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, saved, h_prev, d_xp)
         dw_hh = np.concatenate([weight_grad(d_xp[..., : 2 * hidden], h_prev), weight_grad(d_xp[..., 2 * hidden :], saved)])
         db_hh = None

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._jit import jit
 from ._common import (
-    add_biases, add_product, check_inputs, column_chunks, input_grads, product_into, product_scratch, project,
+    add_biases, add_product, check_inputs, input_grads, plan_product, product_into, product_scratch, project,
     sigmoid_rows, tanh, tanh_rows, weight_grad,
 )
 
@@ -135,7 +135,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, peephole=None, len
     out = np.empty((steps, batch, hidden), dtype=x.dtype)
     acts = np.empty_like(xp)
     h_prev, c_prev, c_new = np.empty_like(out), np.empty_like(out), np.empty_like(out)
-    h_n, c_n = _lstm_forward(xp, column_chunks(w_hh.T, batch), peep[0], peep[1], peep[2], peephole is not None,
+    h_n, c_n = _lstm_forward(xp, plan_product(w_hh.T, batch), peep[0], peep[1], peep[2], peephole is not None,
                              coupled, h0, c0, lengths, reverse, out, acts, h_prev, c_prev, c_new)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, peep, peephole is not None, coupled, lengths,
            reverse, acts, h_prev, c_prev, c_new)
@@ -154,7 +154,7 @@ def lstm_backward(ctx, d_out, d_h_n, d_c_n, need_dx=True):
     d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n, d_c_n))
     d_gates = np.empty_like(acts)
     d_peep = np.zeros_like(peep)
-    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, column_chunks(w_hh, d_out.shape[1]), peep[0], peep[1], peep[2],
+    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(w_hh, d_out.shape[1]), peep[0], peep[1], peep[2],
                               has_peep, coupled, lengths, reverse, acts, c_prev, c_new, d_gates, d_peep)
     dx, dw_ih, db = input_grads(x, w_ih, d_gates, need_dx)
     dw_hh = weight_grad(d_gates, h_prev)

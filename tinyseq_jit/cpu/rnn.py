@@ -7,7 +7,7 @@ import numpy as np
 
 from .._jit import jit
 from ._common import (
-    add_biases, check_inputs, column_chunks, input_grads, product_into, product_scratch, project, tanh_rows,
+    add_biases, check_inputs, input_grads, plan_product, product_into, product_scratch, project, tanh_rows,
     weight_grad,
 )
 
@@ -78,7 +78,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     out = np.empty_like(xp)
     h_prev = np.empty_like(xp)
     relu = nonlinearity == "relu"
-    h_n = _rnn_forward(xp, column_chunks(w_hh.T, x.shape[1]), relu, h0, lengths, reverse, out, h_prev)
+    h_n = _rnn_forward(xp, plan_product(w_hh.T, x.shape[1]), relu, h0, lengths, reverse, out, h_prev)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, relu, lengths, reverse, out, h_prev)
     return out, h_n, ctx
 
@@ -92,6 +92,6 @@ def rnn_backward(ctx, d_out, d_h_n, need_dx=True):
     x, w_ih, w_hh, has_b_ih, has_b_hh, relu, lengths, reverse, out, h_prev = ctx
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=x.dtype) for a in (d_out, d_h_n))
     d_pre = np.empty_like(out)
-    dh0 = _rnn_backward(d_out, d_h_n, column_chunks(w_hh, d_out.shape[1]), relu, lengths, reverse, out, d_pre)
+    dh0 = _rnn_backward(d_out, d_h_n, plan_product(w_hh, d_out.shape[1]), relu, lengths, reverse, out, d_pre)
     dx, dw_ih, db = input_grads(x, w_ih, d_pre, need_dx)
     return dx, dh0, dw_ih, weight_grad(d_pre, h_prev), db if has_b_ih else None, db.copy() if has_b_hh else None
