@@ -11,7 +11,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .. import _jit
 from .._jit import jit
@@ -24,7 +24,7 @@ FLOATS = (np.float32, np.float64)
 # vectoriser, so exp, sigmoid and tanh are built here from plain arithmetic that LLVM turns
 # into SIMD code: Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, a degree-13 Taylor
 # polynomial for e^r - 1 (truncation < 1e-16 relative), and 2^n put straight into the float's
-# exponent bits. Always in float64 (float32 inputs too), branch-free (edge cases by select).
+# exponent bits. Branch-free: edge cases are selects.
 # They agree with libm to a few ulps (tests/test_backends.py holds them to 4e-16 relative
 # over all floats); overflow gives inf and underflow denormals, then 0, as in libm.
 
@@ -35,21 +35,37 @@ _ROUND = 6755399441055744.0  # 1.5 * 2**52: (y + _ROUND) - _ROUND rounds y to an
 _P = tuple(1.0 / math.factorial(k) for k in range(14))
 _EXP_LO, _EXP_HI = -746.0, 710.0  # e^x rounds to 0 below, overflows above
 
+# float32: the same scheme with 16 SIMD lanes instead of 8 and a degree-7 polynomial
+# (truncation < 2e-8 relative), so float32 layers never widen to float64.
+_F = np.float32
+_LOG2E_F, _LN2_HI_F, _LN2_LO_F = _F(_LOG2E), _F(0.693359375), _F(-2.12194440e-4)
+_ROUND_F = _F(12582912.0)  # 1.5 * 2**23
+_P_F = tuple(_F(c) for c in _P[:8])
+_EXP_LO_F, _EXP_HI_F = _F(-104.0), _F(89.0)
+_ONE_F, _TWO_F = _F(1.0), _F(2.0)
 
-@intrinsic
-def _float64_from_bits(typingctx, bits):
-    """Reinterpret an int64's bits as a float64 (an LLVM bitcast, which vectorises)."""
-    if not isinstance(bits, types.Integer) or bits.bitwidth != 64:
-        return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+def _bitcast(int_type, float_type, ir_type):
+    """An intrinsic that reinterprets an ``int_type``'s bits as ``float_type`` (one LLVM
+    bitcast, which vectorises)."""
+    @intrinsic
+    def from_bits(typingctx, bits):
+        if bits != int_type:
+            return None
 
-    return types.float64(bits), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir_type)
+
+        return float_type(bits), codegen
+    return from_bits
+
+
+_float64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())
+_float32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())
 
 
 @jit
-def _reduce(x):
+def _reduce64(x):
     """(r, a, b) with x = n ln2 + r, |r| <= ln2/2, a b = 2^n, for x clamped to [_EXP_LO, _EXP_HI].
 
     2^n is split as a = 2^(n//2), b = 2^(n - n//2) so that both are normal floats: then
@@ -63,7 +79,18 @@ def _reduce(x):
 
 
 @jit
-def _expm1_small(r):
+def _reduce32(x):
+    """``_reduce64`` for float32."""
+    x = min(max(x, _EXP_LO_F), _EXP_HI_F)
+    n = (x * _LOG2E_F + _ROUND_F) - _ROUND_F
+    r = (x - n * _LN2_HI_F) - n * _LN2_LO_F
+    k = np.int64(n)
+    half = k >> 1
+    return r, _float32_from_bits(np.int32((half + 127) << 23)), _float32_from_bits(np.int32((k - half + 127) << 23))
+
+
+@jit
+def _expm1_small64(r):
     """e^r - 1 for |r| <= ln2/2: r + r^2/2! + ... + r^13/13!, in Estrin's scheme (short
     dependency chains, so the SIMD units stay busy); the leading r keeps it exact near 0."""
     r2 = r * r
@@ -75,30 +102,81 @@ def _expm1_small(r):
 
 
 @jit
-def exp(x):
-    """e^x in float64 (see the note above)."""
-    x = float(x)
-    r, a, b = _reduce(x)
-    y = (_expm1_small(r) + 1.0) * a * b
+def _expm1_small32(r):
+    """``_expm1_small64`` for float32, to r^7/7!."""
+    r2 = r * r
+    q0 = (_P_F[2] + _P_F[3] * r) + (_P_F[4] + _P_F[5] * r) * r2
+    q1 = _P_F[6] + _P_F[7] * r
+    return r + r2 * (q0 + (r2 * r2) * q1)
+
+
+@jit
+def _exp64(x):
+    r, a, b = _reduce64(x)
+    y = (_expm1_small64(r) + 1.0) * a * b
     return y if x == x else x
 
 
 @jit
-def sigmoid(x):
-    """1 / (1 + e^-x)."""
-    return 1.0 / (1.0 + exp(-x))
+def _exp32(x):
+    r, a, b = _reduce32(x)
+    y = (_expm1_small32(r) + _ONE_F) * a * b
+    return y if x == x else x
 
 
 @jit
-def tanh(x):
-    """tanh x = -expm1(-2|x|) / (2 + expm1(-2|x|)) with x's sign: no cancellation near 0,
-    no overflow for large |x| (expm1 tends to -1)."""
-    x = float(x)
-    r, a, b = _reduce(-2.0 * abs(x))
+def _tanh64(x):
+    r, a, b = _reduce64(-2.0 * abs(x))
     scale = a * b
-    e = _expm1_small(r) * scale + (scale - 1.0)  # e^(-2|x|) - 1
+    e = _expm1_small64(r) * scale + (scale - 1.0)  # e^(-2|x|) - 1
     y = math.copysign(-e / (2.0 + e), x)
     return y if x == x else x
+
+
+@jit
+def _tanh32(x):
+    r, a, b = _reduce32(-_TWO_F * abs(x))
+    scale = a * b
+    e = _expm1_small32(r) * scale + (scale - _ONE_F)
+    y = math.copysign(-e / (_TWO_F + e), x)
+    return y if x == x else x
+
+
+def exp(x):
+    """e^x, in x's precision (float32, else float64); see the note above. Kernel code only."""
+    raise TypeError("tinyseq_jit's exp runs inside compiled kernels only")
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x), in x's precision. Kernel code only."""
+    raise TypeError("tinyseq_jit's sigmoid runs inside compiled kernels only")
+
+
+def tanh(x):
+    """tanh x = -expm1(-2|x|) / (2 + expm1(-2|x|)) with x's sign (no cancellation near 0, no
+    overflow for large |x|), in x's precision. Kernel code only."""
+    raise TypeError("tinyseq_jit's tanh runs inside compiled kernels only")
+
+
+@overload(exp, jit_options=_jit.OPTIONS)
+def _exp_impl(x):
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    return lambda x: _exp64(float(x))
+
+
+@overload(sigmoid, jit_options=_jit.OPTIONS)
+def _sigmoid_impl(x):
+    if x == types.float32:
+        return lambda x: _ONE_F / (_ONE_F + _exp32(-x))
+    return lambda x: 1.0 / (1.0 + _exp64(-float(x)))
+
+
+@overload(tanh, jit_options=_jit.OPTIONS)
+def _tanh_impl(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: _tanh64(float(x))
 
 
 # The point-wise passes are written as short loops over 1-D rows so that LLVM vectorises
