@@ -1,9 +1,11 @@
-"""Shared pieces of the CPU kernels: argument checks, the input projection, the sigmoid.
+"""Shared pieces of the CPU kernels: argument checks, the input projection, the gate maths,
+the per-step product.
 
 Every public kernel has the same shape: check and allocate in Python, project the input
 for all T steps with one GEMM, run the recurrence in one compiled call, and (backward)
 turn the per-step gate gradients into dx, dW_ih, dW_hh and the bias gradients with a few
-large GEMMs after the loop.
+large GEMMs after the loop. The weight of the per-step product (W_hh^T forward, W_hh
+backward; named so in the kernels) is passed as ``plan_product``'s plan, not as an array.
 """
 
 import math
