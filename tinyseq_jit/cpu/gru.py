@@ -128,6 +128,7 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h
     dh = d_h_n.copy()
     d_rh = np.empty_like(dh)
     dh_rec = np.empty_like(dh)
+    d_n, d_rz = np.empty_like(dh), np.empty((batch, h2), dtype=dh.dtype)  # contiguous for the products
     parts_rz, parts_n = product_scratch(batch, w_rz), product_scratch(batch, w_n)
     for s in range(steps):
         t = s if reverse else steps - 1 - s
@@ -144,7 +145,8 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h
             for j in range(hidden):
                 dz[j] = dh_t[j] * (hp[j] - n[j]) * z[j] * (1.0 - z[j])
             dh_t *= z
-        product_into(np.ascontiguousarray(d_x[:, h2:]), w_n, parts_n, d_rh)
+        d_n[:] = d_x[:, h2:]
+        product_into(d_n, w_n, parts_n, d_rh)
         for b in range(batch):
             if t >= lengths[b]:
                 continue
@@ -152,7 +154,8 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, lengths, reverse, acts, rh, h
             for j in range(hidden):
                 dr[j] = drh[j] * hp[j] * r[j] * (1.0 - r[j])
             add_product(dh_b, drh, r)
-        product_into(np.ascontiguousarray(d_x[:, :h2]), w_rz, parts_rz, dh_rec)
+        d_rz[:] = d_x[:, :h2]
+        product_into(d_rz, w_rz, parts_rz, dh_rec)
         for b in range(batch):
             if t < lengths[b]:
                 dh[b] += dh_rec[b]
