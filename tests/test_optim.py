@@ -10,6 +10,7 @@ import pytest
 
 from tinyseq import Tensor, optim
 from tinyseq.nn import Parameter
+from tinyseq.serialization import load, save
 
 SHAPES = [(3, 4), (5,)]
 #: gradient scale per step; it falls and rises so that amsgrad's running max matters.
@@ -177,6 +178,15 @@ def test_matches_numpy_reference(name, kwargs):
         for t, want in enumerate(expected):
             np.testing.assert_allclose(ours[t][i], want, rtol=1e-12, atol=1e-14,
                                        err_msg=f"{name} {kwargs}: parameter {i}, step {t + 1}")
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+def test_zero_dim_parameter_matches_numpy_reference(name, kwargs):
+    """NumPy returns scalars, not arrays, from ops on 0-d arrays; state must still update in place."""
+    initial, steps = arrays(0, [()]), grad_steps(1, [()])
+    ours = run_ours(getattr(optim, name), kwargs, initial, steps)
+    expected = REFERENCES[name](initial[0], [grads[0] for grads in steps], **kwargs)
+    np.testing.assert_allclose([p for (p,) in ours], expected, rtol=1e-12, atol=1e-14, err_msg=f"{name} {kwargs}")
 
 
 def test_first_sgd_step_by_hand():
@@ -383,8 +393,8 @@ def test_scheduler_rejects_a_non_optimizer_and_unknown_state():
     with pytest.raises(TypeError, match="Optimizer"):
         optim.StepLR("not an optimizer", 2)
     sched = optim.StepLR(optim.SGD([Parameter(np.zeros(1))]), 2)
-    with pytest.raises(ValueError, match="unexpected keys"):
-        sched.load_state_dict({"last_epoch": 3, "bogus": 1})
+    with pytest.raises(ValueError, match="has entries.*'bogus'"):
+        sched.load_state_dict({**sched.state_dict(), "bogus": 1})
 
 
 # ---------------------------------------------------------------- bookkeeping
@@ -548,26 +558,272 @@ def test_state_dict_survives_npz_style_values():
     assert opt2.param_groups[0]["betas"] == (0.9, 0.999)
 
 
+def stepped(name, kwargs, steps=2, shapes=SHAPES):
+    """A fresh ``name`` optimizer over ``shapes``, stepped ``steps`` times (so it has state)."""
+    params = [Parameter(a) for a in arrays(0, shapes)]
+    opt = getattr(optim, name)(params, **kwargs)
+    for grads in grad_steps(1, shapes)[:steps]:
+        for p, g in zip(params, grads):
+            p.grad = g.copy()
+        opt.step()
+    return opt
+
+
+def snapshot(opt):
+    """Everything ``load_state_dict`` may change: state, hyperparameters, which params."""
+    return opt.state_dict(), [[id(p) for p in g["params"]] for g in opt.param_groups]
+
+
+def assert_load_fails_and_changes_nothing(opt, sd, error, match):
+    before = snapshot(opt)
+    with pytest.raises(error, match=match):
+        opt.load_state_dict(sd)
+    np.testing.assert_equal(snapshot(opt), before)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+def test_declared_state_names_are_what_update_keeps(name, kwargs):
+    opt = stepped(name, kwargs)
+    for index, _, group in opt._indexed_params():
+        assert set(opt.state[index]) == set(opt._state_names(group)), f"{name} {kwargs}"
+
+
+# Adam and AdamW share hyperparameters and state (as in PyTorch, either loads the other's).
+FOREIGN = [(source, options, target) for source in sorted(FULL_STATE) for options in ("full", "defaults")
+           for target in sorted(FULL_STATE) if source != target and {source, target} != {"Adam", "AdamW"}]
+
+
+@pytest.mark.parametrize("source,options,target", FOREIGN, ids=["-".join(f) for f in FOREIGN])
+def test_load_rejects_another_optimizers_state_dict(source, options, target):
+    sd = stepped(source, FULL_STATE[source] if options == "full" else {}).state_dict()
+    opt = stepped(target, FULL_STATE[target])
+    assert_load_fails_and_changes_nothing(
+        opt, sd, ValueError, rf"^{target}\.load_state_dict: .*saved by another optimizer\?\)$")
+    opt.step()  # still a working optimizer
+
+
+def test_adam_rejects_sgd_momentum_state_naming_both():
+    """The bug this guards against: SGD's state was accepted, then ``step`` raised KeyError."""
+    sgd = stepped("SGD", {"lr": 0.1, "momentum": 0.9})
+    opt = stepped("Adam", {})
+    message = (r"Adam.load_state_dict: param group 0 has entries \['dampening', 'lr', 'maximize', "
+               r"'momentum', 'nesterov', 'params', 'weight_decay'\], expected \['amsgrad', 'betas', 'eps', "
+               r"'lr', 'maximize', 'params', 'weight_decay'\] \(was this state dict saved by another optimizer\?\)")
+    assert_load_fails_and_changes_nothing(opt, sgd.state_dict(), ValueError, message)
+    # with Adam's hyperparameters but SGD's per-parameter state, the state is what is named
+    sd = opt.state_dict()
+    sd["state"][0] = sgd.state_dict()["state"][0]
+    message = (r"Adam.load_state_dict: the state of parameter 0 has entries \['momentum_buffer'\], "
+               r"expected \['exp_avg', 'exp_avg_sq', 'step'\] \(was this state dict saved by another optimizer\?\)")
+    assert_load_fails_and_changes_nothing(opt, sd, ValueError, message)
+
+
+def set_in(*keys_then_value):
+    """A mutation: ``set_in("state", 1, "step", -1)`` does ``sd["state"][1]["step"] = -1``."""
+    *keys, value = keys_then_value
+
+    def mutate(sd):
+        for key in keys[:-1]:
+            sd = sd[key]
+        sd[keys[-1]] = value
+    return mutate
+
+
+def delete(*keys):
+    """A mutation: ``delete("state", 1, "step")`` does ``del sd["state"][1]["step"]``."""
+    def mutate(sd):
+        for key in keys[:-1]:
+            sd = sd[key]
+        del sd[keys[-1]]
+    return mutate
+
+
 @pytest.mark.parametrize("mutate,match", [
-    (lambda sd: sd["param_groups"].pop(), "parameter groups"),
+    (lambda sd: sd["param_groups"].pop(), "the dict has 1 parameter groups, this optimizer has 2"),
     (lambda sd: sd["param_groups"][0]["params"].pop(), "group 0 has 1 parameters"),
-    (lambda sd: sd["state"][1].__setitem__("exp_avg", np.zeros((4, 3))), "shape"),
-    (lambda sd: sd["state"].__setitem__(7, {"step": 1}), "no group holds"),
-    (lambda sd: sd.pop("state"), "'state' and 'param_groups'"),
-    (lambda sd: sd["param_groups"][1].__setitem__("lr", -1.0), "lr"),
+    (set_in("state", 1, "exp_avg", np.zeros((4, 3))), r"'exp_avg' of parameter 1 is an array of shape \(4, 3\)"),
+    (set_in("state", 1, "exp_avg", [0.0] * 5), r"'exp_avg' of parameter 1 is a list, expected .* shape \(5,\)"),
+    (set_in("state", 1, "exp_avg", np.zeros(5, np.int64)), "dtype int64, expected a floating-point array"),
+    (set_in("state", 7, {"step": 1}), "state for parameter 7, which no group holds"),
+    (set_in("state", "x", {}), "state for parameter 'x', which no group holds"),
+    (delete("state"), r"the state dict has entries \['param_groups'\], expected \['param_groups', 'state'\]"),
+    (set_in("extra", 1), r"the state dict has entries \['extra', 'param_groups', 'state'\]"),
+    (set_in("param_groups", 1, "lr", -1.0), "lr"),
+    (set_in("param_groups", 1, "betas", [1.0, 0.5]), r"betas\[0\]"),
+    (delete("param_groups", 1, "betas"), r"param group 1 has entries \['amsgrad', 'eps', 'lr'"),
+    (delete("param_groups", 0, "params"), r"param group 0 has entries \['amsgrad', 'betas', 'eps', 'lr'"),
+    (set_in("param_groups", 0, "momentum", 0.9), r"param group 0 has entries .*'momentum'"),
+    # without amsgrad Adam keeps no max_exp_avg_sq; with it the state must have one
+    (set_in("param_groups", 0, "amsgrad", False),
+     r"parameter 0 has entries \['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'step'\], expected \['exp_avg', 'exp_avg_sq', 'step'\]"),
+    (delete("state", 2, "max_exp_avg_sq"), r"the state of parameter 2 has entries \['exp_avg', 'exp_avg_sq', 'step'\]"),
+    (delete("state", 1, "step"), "the state of parameter 1 has entries"),
+    (set_in("state", 1, "step", -1), r"invalid state\[1\]\['step'\] -1, expected an int >= 0"),
+    (set_in("state", 1, "step", 1.5), r"invalid state\[1\]\['step'\] 1.5"),
+    (set_in("state", 1, "step", True), r"invalid state\[1\]\['step'\] True"),
+    (set_in("state", 1, "step", np.array([1, 2])), r"invalid state\[1\]\['step'\]"),
 ])
 def test_load_state_dict_mismatch(mutate, match):
-    params, opt = make_grouped("Adam")
-    for p, g in zip(params, grad_steps(11, SHAPES + [(2,)])[0]):
+    sd = make_stepped_grouped("Adam").state_dict()
+    mutate(sd)
+    opt = make_stepped_grouped("Adam", seed=5)
+    # (invalid hyperparameter values are reported by _check_group, as "Adam: invalid lr ...")
+    assert_load_fails_and_changes_nothing(opt, sd, ValueError, r"^Adam(\.load_state_dict)?: .*" + match)
+
+
+@pytest.mark.parametrize("value,match", [
+    (None, "NoneType"), ([], "list"), ("state_dict", "str"),
+])
+def test_load_state_dict_needs_a_dict(value, match):
+    assert_load_fails_and_changes_nothing(
+        make_stepped_grouped("Adam"), value, TypeError,
+        r"^Adam\.load_state_dict: expected the state dict to be a dict, got " + match)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (set_in("state", [{}, {}]), "expected 'state' to be a dict, got list"),
+    (set_in("param_groups", {}), "expected 'param_groups' to be a list, got dict"),
+    (set_in("param_groups", 1, "params", 2), "expected the params of param group 1 to be a list, got int"),
+    (set_in("param_groups", 0, [("lr", 0.1)]), "expected param group 0 to be a dict, got list"),
+    (set_in("state", 0, [1]), "expected the state of parameter 0 to be a dict, got list"),
+])
+def test_load_state_dict_wrong_types(mutate, match):
+    sd = make_stepped_grouped("Adam").state_dict()
+    mutate(sd)
+    opt = make_stepped_grouped("Adam", seed=5)
+    assert_load_fails_and_changes_nothing(opt, sd, TypeError, r"^Adam\.load_state_dict: " + match)
+
+
+def make_stepped_grouped(name, seed=0):
+    params, opt = make_grouped(name, seed)
+    for p, g in zip(params, grad_steps(11 + seed, SHAPES + [(2,)])[0]):
         p.grad = g
     opt.step()
+    return opt
+
+
+def test_load_keeps_initial_lr_and_the_groups_own_keys():
+    """A scheduler's ``initial_lr`` and a key a user put in a group are not foreign."""
+    def make():
+        opt = optim.SGD([{"params": [Parameter(np.zeros(2))], "name": "encoder"}], lr=0.1, momentum=0.9)
+        return opt, optim.StepLR(opt, 2)
+
+    opt, _ = make()
     sd = opt.state_dict()
+    plain = optim.SGD([{"params": [Parameter(np.zeros(2))], "name": "x"}], lr=0.3)
+    plain.load_state_dict(sd)
+    assert plain.param_groups[0]["initial_lr"] == 0.1 and plain.param_groups[0]["name"] == "encoder"
+    unnamed = optim.SGD([Parameter(np.zeros(2))], lr=0.3)
+    assert_load_fails_and_changes_nothing(unnamed, sd, ValueError, r"param group 0 has entries .*'name'")
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=CASE_IDS)
+def test_state_dict_round_trips_through_a_checkpoint_file(tmp_path, name, kwargs):
+    """``ts.save``/``ts.load`` turn tuples into lists and NumPy scalars into 0-d arrays."""
+    shapes = SHAPES + [()]  # a 0-d parameter's state arrays are 0-d, and must stay arrays
+    steps = grad_steps(13, shapes)
+
+    def make():
+        params = [Parameter(a) for a in arrays(0, shapes)]
+        groups = [{"params": params[:2]}, {"params": params[2:], "lr": np.float64(0.02)}]
+        opt = getattr(optim, name)(groups, **kwargs)
+        return params, opt, optim.StepLR(opt, 2, gamma=0.5)
+
+    def train(params, opt, sched, grads_per_step):
+        for grads in grads_per_step:
+            for p, g in zip(params, grads):
+                p.grad = g.copy()
+            opt.step()
+            sched.step()
+
+    params, opt, sched = make()
+    train(params, opt, sched, steps[:3])
+    save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp_path / "ckpt.npz")
+    ckpt = load(tmp_path / "ckpt.npz")
+    params2, opt2, sched2 = make()
+    for p2, p in zip(params2, params):
+        p2.data[...] = p.data
+    opt2.load_state_dict(ckpt["optimizer"])
+    sched2.load_state_dict(ckpt["scheduler"])
+    train(params, opt, sched, steps[3:])
+    train(params2, opt2, sched2, steps[3:])
+    for p, p2 in zip(params, params2):
+        np.testing.assert_array_equal(p2.data, p.data)
+    assert sched2.get_last_lr() == sched.get_last_lr()
+
+
+# ---------------------------------------------------------------- scheduler state dicts
+
+
+SCHEDULER_KINDS = {
+    "StepLR": lambda opt: optim.StepLR(opt, 3, gamma=0.5),
+    "CosineAnnealingLR": lambda opt: optim.CosineAnnealingLR(opt, T_max=6, eta_min=0.01),
+}
+
+
+def make_scheduler(kind, epochs=4):
+    opt = optim.SGD([Parameter(np.zeros(1))], lr=0.5)
+    opt.add_param_group({"params": [Parameter(np.zeros(1))], "lr": 0.1})
+    sched = SCHEDULER_KINDS[kind](opt)
+    for _ in range(epochs):
+        sched.step()
+    return sched
+
+
+def assert_scheduler_load_fails_and_changes_nothing(sched, sd, error, match):
+    before = sched.state_dict(), [g["lr"] for g in sched.optimizer.param_groups]
+    with pytest.raises(error, match=match):
+        sched.load_state_dict(sd)
+    assert (sched.state_dict(), [g["lr"] for g in sched.optimizer.param_groups]) == before
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEDULER_KINDS))
+def test_scheduler_round_trips_through_a_checkpoint_file(tmp_path, kind):
+    sched = make_scheduler(kind)
+    save(sched.state_dict(), tmp_path / "sched.npz")
+    resumed = make_scheduler(kind, epochs=0)
+    resumed.load_state_dict(load(tmp_path / "sched.npz"))
+    assert resumed.state_dict() == sched.state_dict()
+    for _ in range(8):
+        sched.step()
+        resumed.step()
+        assert resumed.get_last_lr() == sched.get_last_lr()
+
+
+@pytest.mark.parametrize("source,target", [("StepLR", "CosineAnnealingLR"), ("CosineAnnealingLR", "StepLR")])
+def test_scheduler_rejects_another_schedulers_state_dict(source, target):
+    sd = make_scheduler(source).state_dict()
+    assert_scheduler_load_fails_and_changes_nothing(
+        make_scheduler(target, epochs=1), sd, ValueError,
+        rf"^{target}\.load_state_dict: the state dict has entries .*, expected .*"
+        r"\(was this state dict saved by another scheduler\?\)$")
+
+
+@pytest.mark.parametrize("kind,mutate,match", [
+    ("StepLR", delete("last_epoch"), r"the state dict has entries \['_last_lr', 'base_lrs', 'gamma', 'step_size'\], expected "
+                                     r"\['_last_lr', 'base_lrs', 'gamma', 'last_epoch', 'step_size'\]"),
+    ("StepLR", set_in("bogus", 1), r"the state dict has entries .*'bogus'"),
+    ("StepLR", set_in("last_epoch", -2), "invalid last_epoch -2, expected an int >= -1"),
+    ("StepLR", set_in("last_epoch", 2.0), "invalid last_epoch 2.0"),
+    ("StepLR", set_in("base_lrs", [0.5]), r"expected base_lrs to be a list of 2 lrs \(one per parameter group\), got \[0.5\]"),
+    ("StepLR", set_in("base_lrs", 0.5), "expected base_lrs to be a list of 2 lrs"),
+    ("StepLR", set_in("_last_lr", [0.5, -0.1]), r"invalid _last_lr\[1\] -0.1"),
+    ("StepLR", set_in("step_size", 0), "invalid step_size 0"),
+    ("StepLR", set_in("gamma", "fast"), "invalid gamma 'fast'"),
+    ("CosineAnnealingLR", set_in("T_max", 1.5), "invalid T_max 1.5"),
+    ("CosineAnnealingLR", set_in("eta_min", -1.0), "invalid eta_min -1.0"),
+])
+def test_scheduler_load_state_dict_mismatch(kind, mutate, match):
+    sd = make_scheduler(kind).state_dict()
     mutate(sd)
-    _, other = make_grouped("Adam")
-    before = other.state_dict()
-    with pytest.raises(ValueError, match=match):
-        other.load_state_dict(sd)
-    assert other.state_dict()["param_groups"] == before["param_groups"] and not other.state
+    assert_scheduler_load_fails_and_changes_nothing(
+        make_scheduler(kind, epochs=1), sd, ValueError, rf"^{kind}\.load_state_dict: " + match)
+
+
+@pytest.mark.parametrize("value", [None, [("last_epoch", 3)], "state"])
+def test_scheduler_load_state_dict_needs_a_dict(value):
+    assert_scheduler_load_fails_and_changes_nothing(
+        make_scheduler("StepLR"), value, TypeError, r"^StepLR\.load_state_dict: expected the state dict to be a dict")
 
 
 # ---------------------------------------------------------------- validation

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import pathlib
+import subprocess
+import sys
 
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
@@ -270,6 +272,85 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert load(path)["step"] == 1
     save({"step": 4}, pathlib.Path(path))
     assert load(path) == {"step": 4} and os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+# ---------------------------------------------------------------- stale temporaries
+
+
+ROOT = pathlib.Path(tinyseq.__file__).resolve().parents[1]
+
+
+def dead_pid():
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_the_next_save_removes(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save({"step": 1}, path)
+    # the child dies as under kill -9 (no finally, no cleanup) once the temporary is written,
+    # before the rename
+    code = ("import os, sys, numpy as np, tinyseq\n"
+            "os.fsync = lambda fd: os._exit(9)\n"
+            "tinyseq.save({'step': 2, 'w': np.ones(1_000_000)}, sys.argv[1])\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stderr=subprocess.PIPE)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 9, err.decode()
+    stale = sorted(set(os.listdir(tmp_path)) - {"ckpt.npz"})
+    assert len(stale) == 1 and stale[0].startswith(f".ckpt.npz.{child.pid}.") and stale[0].endswith(".tmp")
+    assert (tmp_path / stale[0]).stat().st_size > 8_000_000
+    assert load(path) == {"step": 1}  # the killed save never touched the checkpoint
+
+    save({"step": 3, "w": np.zeros(2)}, path)
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+    out = load(path)
+    assert out["step"] == 3
+    assert_same_array(np.zeros(2), out["w"])
+
+
+def test_only_stale_temporaries_of_the_same_path_are_removed(tmp_path):
+    dead = dead_pid()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = [f".a.{dead}.abcd_123.tmp"]
+        kept = [
+            f".a.{os.getpid()}.abcdefgh.tmp",  # this process: another thread may be writing it
+            f".a.{sleeper.pid}.abcdefgh.tmp",  # another live process
+            f".a.b.{dead}.abcdefgh.tmp",  # the temporaries of paths a.b, a.1 and other.npz
+            f".a.1.{dead}.abcdefgh.tmp",
+            f".other.npz.{dead}.abcdefgh.tmp",
+            f".a.{dead}.abcdefgh.tmp.bak",  # names that do not match the pattern exactly
+            f".a.{dead}.abcdefghi.tmp",
+            f".a.{dead}.abcdefg.tmp",
+            f".a.{dead}.ABCDEFGH.tmp",
+            f".a.{dead}.abc.efgh.tmp",
+            f".a.{dead}.tmp",
+            f".a.x{dead}.abcdefgh.tmp",
+            f".a.0{dead}.abcdefgh.tmp",  # no pid is written with a leading zero
+            f"a.{dead}.abcdefgh.tmp",
+            ".a.abcdefgh.tmp",  # no pid: the name tinyseq used before, whose writer is unknown
+        ]
+        for name in stale + kept:
+            (tmp_path / name).write_bytes(b"PK\x03\x04 partial")
+        unremovable = f".a.{dead}.zzzzzzzz.tmp"  # matches, but is a directory: the error is ignored
+        (tmp_path / unremovable).mkdir()
+        save({"step": 1}, tmp_path / "a")
+        assert sorted(os.listdir(tmp_path)) == sorted(kept + [unremovable, "a"])
+        assert load(tmp_path / "a") == {"step": 1}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_stale_temporary_pattern_escapes_the_file_name(tmp_path):
+    dead = dead_pid()
+    mine, similar = f".c+[1].npz.{dead}.abcdefgh.tmp", f".cc[1].npz.{dead}.abcdefgh.tmp"
+    for name in (mine, similar):
+        (tmp_path / name).write_bytes(b"")
+    save({"step": 1}, tmp_path / "c+[1].npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["c+[1].npz", similar])
 
 
 def test_saved_file_has_default_permissions(tmp_path):

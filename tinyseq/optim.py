@@ -29,6 +29,12 @@ def _check_number(owner, name, value, low=0.0, high=math.inf, high_open=False):
         raise ValueError(f"{owner}: invalid {name} {value!r}, expected a number in {interval}")
 
 
+def _check_int(owner, name, value, low):
+    """Raise a ValueError unless ``value`` is an int (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{owner}: invalid {name} {value!r}, expected an int >= {low}")
+
+
 def _check_betas(owner, betas):
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"{owner}: invalid betas {betas!r}, expected a pair (beta1, beta2)")
@@ -45,9 +51,38 @@ def _check_param(owner, p):
         raise ValueError(f"{owner}: can only optimize leaf tensors, got one made by an op")
 
 
+def _check_entries(owner, what, mapping, expected, optional=(), kind="optimizer"):
+    """Raise unless ``mapping`` is a dict whose keys are ``expected`` plus some of ``optional``.
+
+    A non-dict raises a TypeError; wrong keys a ValueError listing the keys that came (less the
+    optional ones) and the keys expected.
+    """
+    if not isinstance(mapping, dict):
+        raise TypeError(f"{owner}: expected {what} to be a dict, got {type(mapping).__name__}")
+    keys, expected = set(mapping), set(expected)
+    optional = set(optional) - expected
+    if not expected <= keys <= expected | optional:
+        raise ValueError(
+            f"{owner}: {what} has entries {sorted(keys - optional, key=str)}, expected "
+            f"{sorted(expected)} (was this state dict saved by another {kind}?)"
+        )
+
+
 def _plain(value):
     """Tuples become lists, so a state dict holds only JSON-like values and arrays."""
     return list(value) if isinstance(value, tuple) else value
+
+
+def _scalar(value):
+    """A 0-d array as the Python number it holds (lists element-wise), other values unchanged.
+
+    ``ts.load`` returns a saved NumPy scalar (an lr computed with NumPy, say) as a 0-d array.
+    """
+    if isinstance(value, list):
+        return [_scalar(v) for v in value]
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
 
 
 # ---------------------------------------------------------------- Optimizer base
@@ -58,8 +93,10 @@ class Optimizer:
 
     ``params`` is an iterable of tensors, or a list of dicts ``{"params": [...], "lr": ...}``
     whose missing hyperparameters come from ``defaults``. Subclasses implement
-    ``_check_group(group)`` (validate hyperparameters) and ``_update(p, grad, state, group)``
-    (one parameter's update, in place).
+    ``_check_group(group)`` (validate hyperparameters), ``_state_names(group)`` (the entries
+    ``_update`` keeps in a parameter's state under that group's settings; ``load_state_dict``
+    checks saved states against it) and ``_update(p, grad, state, group)`` (one parameter's
+    update, in place).
     """
 
     def __init__(self, params, defaults):
@@ -107,6 +144,9 @@ class Optimizer:
 
     def _check_group(self, group):
         pass
+
+    def _state_names(self, group):
+        raise NotImplementedError
 
     def _indexed_params(self):
         """(position, parameter, group) for every parameter, in order across groups."""
@@ -161,48 +201,80 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Load a dict from ``state_dict()``: groups, params and shapes must match (copied)."""
+        """Load a dict from ``state_dict()`` of this kind of optimizer (arrays are copied).
+
+        Everything is checked before anything changes, so a bad dict raises a TypeError or
+        ValueError (naming what was expected and what came) and leaves this optimizer as it
+        was. The groups and their parameter counts must match; each group must hold this
+        optimizer's hyperparameters (``self.defaults``' keys and ``params``; also allowed:
+        ``initial_lr``, which LR schedulers add, and extra keys this optimizer's own group
+        has) with valid values; each parameter's state must be empty or hold exactly the
+        entries ``_state_names`` gives for its group, with ``step`` an int >= 0 and arrays of
+        the parameter's shape. Values as ``ts.load`` returns them (lists for tuples, 0-d
+        arrays for NumPy scalars, str keys) are accepted.
+        """
         owner = f"{type(self).__name__}.load_state_dict"
-        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
-            raise ValueError(f"{owner}: expected a dict with 'state' and 'param_groups'")
-        saved_groups = state_dict["param_groups"]
+        _check_entries(owner, "the state dict", state_dict, ("state", "param_groups"))
+        saved_groups, saved_states = state_dict["param_groups"], state_dict["state"]
+        for key, kind in (("param_groups", list), ("state", dict)):
+            if not isinstance(state_dict[key], kind):
+                raise TypeError(f"{owner}: expected {key!r} to be a {kind.__name__}, "
+                                f"got {type(state_dict[key]).__name__}")
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 f"{owner}: the dict has {len(saved_groups)} parameter groups, "
                 f"this optimizer has {len(self.param_groups)}"
             )
-        index_map = {}  # saved position -> (our position, parameter)
+        index_map = {}  # str(saved position) -> (our position, parameter, its new group)
         ours = iter(self._indexed_params())
         new_groups = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            _check_entries(owner, f"param group {i}", saved, [*self.defaults, "params"],
+                           optional=["initial_lr", *group])
+            if not isinstance(saved["params"], list):
+                raise TypeError(f"{owner}: expected the params of param group {i} to be a list, "
+                                f"got {type(saved['params']).__name__}")
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(
                     f"{owner}: group {i} has {len(saved['params'])} parameters in the dict, "
                     f"{len(group['params'])} in this optimizer"
                 )
-            for saved_index in saved["params"]:
-                index, p, _ = next(ours)
-                index_map[int(saved_index)] = (index, p)
-            new = {k: tuple(v) if isinstance(group.get(k), tuple) else v for k, v in saved.items()}
-            new = {**self.defaults, **new, "params": group["params"]}
+            new = {}
+            for k, v in saved.items():
+                v = _scalar(v)
+                new[k] = tuple(v) if isinstance(group.get(k), tuple) and isinstance(v, list) else v
+            new["params"] = group["params"]
             self._check_group(new)
             new_groups.append(new)
+            for saved_index in saved["params"]:
+                index, p, _ = next(ours)
+                index_map[str(saved_index)] = (index, p, new)
         new_state = {}
-        for saved_index, saved_state in state_dict["state"].items():
-            if int(saved_index) not in index_map:
-                raise ValueError(f"{owner}: state for parameter {saved_index}, which no group holds")
-            index, p = index_map[int(saved_index)]
+        for saved_index, saved_state in saved_states.items():
+            if str(saved_index) not in index_map:
+                raise ValueError(
+                    f"{owner}: state for parameter {saved_index!r}, which no group holds")
+            index, p, group = index_map[str(saved_index)]
+            names = self._state_names(group)
+            if isinstance(saved_state, dict) and not saved_state:
+                names = ()  # a parameter not stepped yet: its first step creates the state
+            _check_entries(owner, f"the state of parameter {saved_index}", saved_state, names)
             entry = {}
             for name, value in saved_state.items():
+                is_array = isinstance(value, np.ndarray)
                 if name == "step":
-                    value = int(value)  # also a 0-d array, after a trip through an .npz file
-                elif isinstance(value, np.ndarray):
-                    if value.shape != p.shape:
-                        raise ValueError(
-                            f"{owner}: state {name!r} of parameter {saved_index} has shape "
-                            f"{value.shape}, expected {p.shape}"
-                        )
+                    value = _scalar(value)
+                    _check_int(owner, f"state[{saved_index}]['step']", value, 0)
+                    value = int(value)
+                elif is_array and value.dtype.kind == "f" and value.shape == p.shape:
                     value = value.astype(p.dtype, copy=True)
+                else:
+                    got = (f"an array of shape {value.shape} and dtype {value.dtype}"
+                           if is_array else f"a {type(value).__name__}")
+                    raise ValueError(
+                        f"{owner}: state {name!r} of parameter {saved_index} is {got}, "
+                        f"expected a floating-point array of shape {p.shape}"
+                    )
                 entry[name] = value
             new_state[index] = entry
         self.param_groups = new_groups
@@ -232,6 +304,9 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: nesterov momentum requires momentum > 0 and dampening = 0")
 
+    def _state_names(self, group):
+        return {"momentum_buffer"} if group["momentum"] != 0 else set()
+
     def _update(self, p, grad, state, group):
         momentum = group["momentum"]
         if group["weight_decay"] != 0:
@@ -239,7 +314,9 @@ class SGD(Optimizer):
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = grad.astype(p.dtype, copy=True)
+                # NOTE: np.array, not grad.astype: for a 0-d parameter grad may be a NumPy
+                # scalar, and a scalar buffer would not be updated in place below.
+                buf = state["momentum_buffer"] = np.array(grad, dtype=p.dtype)
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * grad
@@ -265,6 +342,14 @@ class RMSprop(Optimizer):
     def _check_group(self, group):
         for name in ("lr", "eps", "weight_decay", "momentum", "alpha"):
             _check_number("RMSprop", name, group[name])
+
+    def _state_names(self, group):
+        names = {"step", "square_avg"}
+        if group["momentum"] > 0:
+            names.add("momentum_buffer")
+        if group["centered"]:
+            names.add("grad_avg")
+        return names
 
     def _update(self, p, grad, state, group):
         alpha = group["alpha"]
@@ -316,6 +401,9 @@ class Adagrad(Optimizer):
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
             _check_number("Adagrad", name, group[name])
 
+    def _state_names(self, group):
+        return {"step", "sum"}
+
     def _update(self, p, grad, state, group):
         if not state:
             state["step"] = 0
@@ -351,6 +439,12 @@ class Adam(Optimizer):
         for name in ("lr", "eps", "weight_decay"):
             _check_number(owner, name, group[name])
         _check_betas(owner, group["betas"])
+
+    def _state_names(self, group):
+        names = {"step", "exp_avg", "exp_avg_sq"}
+        if group["amsgrad"]:
+            names.add("max_exp_avg_sq")
+        return names
 
     def _update(self, p, grad, state, group):
         beta1, beta2 = group["betas"]
@@ -402,15 +496,16 @@ class LRScheduler:
 
     Call ``scheduler.step()`` once after each ``optimizer.step()``. Construction stores
     ``initial_lr`` in every group (unless resuming with ``last_epoch >= 0``, which needs it)
-    and sets the lrs for epoch 0. Subclasses implement ``_lr_at(base_lr, epoch)``.
+    and sets the lrs for epoch 0. Subclasses implement ``_lr_at(base_lr, epoch)`` and
+    ``_check_settings(owner, settings)``, which validates their own arguments (``step_size``,
+    ...) given as a dict, both at construction and in ``load_state_dict``.
     """
 
     def __init__(self, optimizer, last_epoch=-1):
         owner = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: expected an Optimizer, got {type(optimizer).__name__}")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
-            raise ValueError(f"{owner}: invalid last_epoch {last_epoch!r}, expected an int >= -1")
+        _check_int(owner, "last_epoch", last_epoch, -1)
         self.optimizer = optimizer
         for i, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
@@ -423,6 +518,9 @@ class LRScheduler:
 
     def _lr_at(self, base_lr, epoch):
         raise NotImplementedError
+
+    def _check_settings(self, owner, settings):
+        pass
 
     def get_lr(self):
         """The learning rates for ``last_epoch``, one per parameter group."""
@@ -445,28 +543,39 @@ class LRScheduler:
                 for k, v in vars(self).items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict):
-        """Restore from ``state_dict()``; the optimizer's lrs come from its own state dict."""
-        unknown = set(state_dict) - set(vars(self))
-        if unknown:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected keys {sorted(unknown)}")
-        if len(state_dict.get("base_lrs", self.base_lrs)) != len(self.base_lrs):
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: {len(state_dict['base_lrs'])} base lrs "
-                f"for {len(self.base_lrs)} parameter groups"
-            )
-        for k, v in state_dict.items():
-            setattr(self, k, list(v) if isinstance(v, list) else v)
+        """Restore from this kind of scheduler's ``state_dict()`` (the optimizer restores its lrs).
+
+        Everything is checked before anything changes: the dict must have exactly this
+        scheduler's entries, ``last_epoch`` an int >= -1, ``base_lrs`` and ``_last_lr`` one
+        number >= 0 per parameter group and the subclass's settings valid; otherwise a
+        TypeError or ValueError says what was expected and the scheduler is left as it was.
+        """
+        owner = f"{type(self).__name__}.load_state_dict"
+        _check_entries(owner, "the state dict", state_dict, self.state_dict().keys(), kind="scheduler")
+        new = {k: _scalar(v) for k, v in state_dict.items()}  # also copies the lists
+        _check_int(owner, "last_epoch", new["last_epoch"], -1)
+        n = len(self.optimizer.param_groups)
+        for name in ("base_lrs", "_last_lr"):
+            if not isinstance(new[name], list) or len(new[name]) != n:
+                raise ValueError(f"{owner}: expected {name} to be a list of {n} lrs "
+                                 f"(one per parameter group), got {new[name]!r}")
+            for i, lr in enumerate(new[name]):
+                _check_number(owner, f"{name}[{i}]", lr)
+        self._check_settings(owner, new)
+        vars(self).update(new)
 
 
 class StepLR(LRScheduler):
     """Decay every ``step_size`` epochs: ``lr = base_lr * gamma ** (epoch // step_size)``."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size < 1:
-            raise ValueError(f"StepLR: invalid step_size {step_size!r}, expected an int >= 1")
-        _check_number("StepLR", "gamma", gamma)
+        self._check_settings(type(self).__name__, {"step_size": step_size, "gamma": gamma})
         self.step_size, self.gamma = int(step_size), gamma
         super().__init__(optimizer, last_epoch)
+
+    def _check_settings(self, owner, settings):
+        _check_int(owner, "step_size", settings["step_size"], 1)
+        _check_number(owner, "gamma", settings["gamma"])
 
     def _lr_at(self, base_lr, epoch):
         return base_lr * self.gamma ** (epoch // self.step_size)
@@ -479,11 +588,13 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer, T_max, eta_min=0, last_epoch=-1):
-        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Integral) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: invalid T_max {T_max!r}, expected an int >= 1")
-        _check_number("CosineAnnealingLR", "eta_min", eta_min)
+        self._check_settings(type(self).__name__, {"T_max": T_max, "eta_min": eta_min})
         self.T_max, self.eta_min = int(T_max), eta_min
         super().__init__(optimizer, last_epoch)
+
+    def _check_settings(self, owner, settings):
+        _check_int(owner, "T_max", settings["T_max"], 1)
+        _check_number(owner, "eta_min", settings["eta_min"])
 
     def _lr_at(self, base_lr, epoch):
         cosine = 1 + math.cos(math.pi * epoch / self.T_max)

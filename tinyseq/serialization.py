@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 
@@ -75,6 +76,13 @@ def save(obj, path, compress=False):
     written to a temporary file in the same directory, flushed to disk and then renamed onto
     ``path``, so a failure part-way leaves any previous file at ``path`` untouched.
     ``compress=True`` uses ``np.savez_compressed``.
+
+    The temporary file is named ``.{name}.{pid}.{random}.tmp`` (``name`` is the file name of
+    ``path``, ``pid`` the writer's process id). A writer killed before its rename (kill -9,
+    power loss) leaves its temporary behind, so each save first removes (on POSIX systems)
+    the temporaries of the same path whose writer is no longer running. Temporaries of live
+    processes (this one included: another thread may be writing one), of other paths, and
+    files not matching this pattern exactly are left alone; errors removing one are ignored.
     """
     path = os.fspath(path)
     arrays = []
@@ -84,7 +92,8 @@ def save(obj, path, compress=False):
     entries["header"] = np.frombuffer(header.encode("utf-8"), dtype=np.uint8)
 
     directory, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    _remove_stale_temporaries(directory, name)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, **entries)
@@ -96,6 +105,40 @@ def save(obj, path, compress=False):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def _remove_stale_temporaries(directory, name):
+    """Remove ``.{name}.{pid}.{random}.tmp`` files in ``directory`` whose writer has exited."""
+    # NOTE: the pattern is anchored at both ends and the pid and mkstemp's random part
+    # (8 characters from [a-z0-9_], never a dot) each fill one dot-separated field, so the
+    # temporaries of path "a.b" or "a.1" never match those of path "a". A dead writer whose
+    # pid was reused keeps its temporary until that process ends too. Pids are only
+    # meaningful on this machine: on a filesystem shared between machines, a save may remove
+    # the temporary of a concurrent save to the same path on another machine (that save then
+    # fails; the file at the path is unharmed either way).
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return
+    pattern = re.compile(re.escape(f".{name}.") + r"([1-9][0-9]*)\.[a-z0-9_]{8}\.tmp")
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return  # mkstemp, next, reports a directory it cannot use
+    for entry in entries:
+        match = pattern.fullmatch(entry)
+        if match and not _running(int(match[1])):
+            with contextlib.suppress(OSError):  # a concurrent save may have removed it first
+                os.remove(os.path.join(directory, entry))
+
+
+def _running(pid):
+    """Whether a process with this id exists (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError, or a number no pid can be: leave it
+        return True
+    return True
 
 
 def _mode_for(path):
