@@ -196,6 +196,40 @@ def test_kernel_argument_errors():
         cpu.lstm_forward(x, h0, c0, np.ones((15, 4)), np.ones((15, 5)), peephole=(np.ones(5),) * 3, coupled=True)
 
 
+@pytest.mark.parametrize("kernel", ["rnn", "lstm", "gru", "gru_classic"])
+def test_kernels_ignore_whatever_padded_steps_hold(kernel):
+    """nan/inf in x and in d_out past each sequence's length reach no gradient (no 0 * nan)."""
+    from tinyseq_jit import cpu
+
+    rng = np.random.default_rng(0)
+    steps, batch, inputs, hidden = 4, 3, 2, 3
+    gates = {"rnn": 1, "lstm": 4}.get(kernel, 3)
+    lengths = np.array([4, 1, 3])
+    padded = np.arange(steps)[:, None] >= lengths
+    x = rng.standard_normal((steps, batch, inputs))
+    weights = [rng.standard_normal((gates * hidden, n)) for n in (inputs, hidden)]
+    biases = dict(b_ih=rng.standard_normal(gates * hidden), b_hh=rng.standard_normal(gates * hidden))
+    d_out, d_h = rng.standard_normal((steps, batch, hidden)), rng.standard_normal((batch, hidden))
+    h0 = rng.standard_normal((batch, hidden))
+
+    def grads(x, d_out):
+        if kernel == "lstm":
+            *_, ctx = cpu.lstm_forward(x, h0, h0, *weights, lengths=lengths, **biases)
+            return cpu.lstm_backward(ctx, d_out, d_h, d_h)[:7]
+        forward, backward = (cpu.rnn_forward, cpu.rnn_backward) if kernel == "rnn" else \
+            (cpu.gru_forward, cpu.gru_backward)
+        extra = {"reset_after": False} if kernel == "gru_classic" else {}
+        *_, ctx = forward(x, h0, *weights, lengths=lengths, **biases, **extra)
+        return backward(ctx, d_out, d_h)
+
+    expected = grads(np.where(padded[..., None], 0.0, x), d_out)
+    x[padded] = np.nan
+    x[1, 1, 0] = x[3, 2, 1] = np.inf
+    got = grads(x, np.where(padded[..., None], np.nan, d_out))
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(b, a)
+
+
 @pytest.mark.parametrize("limit,max_chunks,chunks,transposed", [
     (10**6, 4, 1, False),  # small enough for one call
     (40, 4, 4, False),  # 7 columns in chunks of 2, the last one padded

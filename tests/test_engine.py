@@ -116,7 +116,7 @@ def test_object_data_raises(data):
 
 @pytest.mark.parametrize("data", [["a", "b"], np.array(["a", "b"])])
 def test_string_data_raises(data):
-    with pytest.raises(TypeError, match="numeric"):
+    with pytest.raises(TypeError, match="numeric.*got dtype <U1"):
         Tensor(data)
 
 
@@ -509,6 +509,20 @@ def test_leaf_hook_replacement_is_what_accumulates():
     np.testing.assert_allclose(x.grad, np.full(3, 2.0))
 
 
+def wrong_shape_hook(g):
+    return g[:1]
+
+
+@pytest.mark.parametrize("leaf", [True, False])
+def test_hook_returning_a_wrong_shape_names_the_hook(leaf):
+    x = rand((3,))
+    y = x if leaf else x * 2
+    y.register_hook(wrong_shape_hook)
+    with pytest.raises(RuntimeError, match=r"hook wrong_shape_hook returned a gradient of shape \(1,\) for a tensor of shape \(3,\)"):
+        (y * 3).sum().backward()
+    assert x.grad is None
+
+
 def test_register_hook_without_requires_grad_raises():
     with pytest.raises(RuntimeError, match="does not require grad"):
         Tensor(np.ones(2)).register_hook(lambda g: g)
@@ -735,3 +749,63 @@ def test_zero_dim_node_used_many_times_accumulates_every_use():
     s = x.sum()
     (s * 2.0 + s * 3.0 + s * 4.0 + s).backward()
     np.testing.assert_array_equal(x.grad, [10.0, 10.0])
+
+
+# ---------------------------------------------------------------- PyTorch's Tensor methods
+
+
+def test_size_numel_dim():
+    t = Tensor(np.zeros((2, 3, 4)))
+    assert t.size() == (2, 3, 4) and t.size(1) == 3 and t.size(-1) == 4
+    assert t.numel() == 24 and t.dim() == 3 and t.ndim == 3
+    with pytest.raises(ValueError, match="size: axis 3 is out of range"):
+        t.size(3)
+
+
+def test_grad_fn_is_the_recording_function():
+    x = rand((3,))
+    assert x.grad_fn is None
+    y = x * 2
+    assert type(y.grad_fn).__name__ == "Mul"
+    with tinyseq.no_grad():
+        assert (x * 2).grad_fn is None
+
+
+def test_numpy_sees_the_data():
+    t = Tensor(np.array([[1.0, 5.0], [7.0, 2.0]]))
+    assert np.asarray(t) is t.data
+    assert np.argmax(t) == 2
+    assert np.asarray(t, dtype=np.float32).dtype == np.float32
+    assert np.array(t, copy=True) is not t.data
+    np.testing.assert_array_equal(np.asarray([Tensor(np.array(1.0)), Tensor(np.array(2.0))]), [1.0, 2.0])
+
+
+def test_clone_copies_and_keeps_the_graph():
+    x = rand((3,))
+    y = x.clone()
+    assert y.data is not x.data and np.array_equal(y.data, x.data)
+    (y * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(3, 2.0))
+
+
+def test_float_double_to():
+    x = rand((2,))
+    assert x.float().dtype == np.float32 and x.double().dtype == np.float64
+    assert x.to(np.float32).dtype == np.float32 and x.to("cpu") is x and x.to(np.float64) is x
+    x.to(np.float32).sum().backward()
+    assert x.grad.dtype == np.float64
+    with pytest.raises(ValueError, match="host memory"):
+        x.to("cuda")
+    with pytest.raises(TypeError, match="a dtype or 'cpu'"):
+        x.to(3.5)
+
+
+def test_tolist():
+    assert Tensor(np.array([[1.0, 2.0]])).tolist() == [[1.0, 2.0]]
+
+
+def test_python_scalars_and_truth_of_one_element():
+    assert float(Tensor(np.array([2.5]))) == 2.5 and int(Tensor(np.array(3.0))) == 3
+    assert bool(Tensor(np.array(1.0))) and not Tensor(np.array([0.0]))
+    with pytest.raises(ValueError, match="truth value of a tensor with 2 elements is ambiguous"):
+        bool(Tensor(np.array([1.0, 2.0])))

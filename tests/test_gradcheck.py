@@ -148,3 +148,10 @@ def test_tolerances_read_from_config(monkeypatch):
 def test_unknown_mode_raises_value_error():
     with pytest.raises(ValueError, match="mode"):
         gradcheck(Square.apply, [t((3,))], mode="bogus")
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "directional"])
+def test_fn_returning_a_python_number_is_a_type_error(mode):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(TypeError, match="gradcheck: fn must return a Tensor, got float"):
+        gradcheck(lambda t: float(t.data.sum()), [x], mode=mode)

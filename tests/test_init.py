@@ -370,6 +370,14 @@ def test_lstm_forget_bias_sets_only_forget_slice(hidden_size):
     np.testing.assert_array_equal(b.data[2 * H:], original[2 * H:])
 
 
+def test_lstm_forget_bias_of_a_coupled_lstm_bias():
+    b = np.zeros(9)  # f, g, o with H = 3: the f block comes first
+    init.lstm_forget_bias_(b, 1.0, coupled=True)
+    np.testing.assert_array_equal(b, [1, 1, 1, 0, 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="not divisible by 4.*coupled=True"):
+        init.lstm_forget_bias_(np.zeros(9))
+
+
 def test_lstm_forget_bias_default_value_and_doc():
     b = init.lstm_forget_bias_(np.zeros(8))
     np.testing.assert_array_equal(b, [0, 0, 1, 1, 0, 0, 0, 0])

@@ -162,9 +162,9 @@ def test_to_double_and_float_convert_data_and_grads():
     assert all(p.dtype == np.float64 and p.grad is None for p in net.parameters())
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.complex128])
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.complex128, np.float16])
 def test_to_non_floating_dtype_raises(dtype):
-    with pytest.raises(TypeError, match="floating"):
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         Net().to(dtype)
 
 
@@ -523,6 +523,24 @@ def test_dropout_default_generator_follows_manual_seed():
         assert not np.array_equal(b, c)
 
 
+def test_every_random_draw_follows_one_manual_seed():
+    import tinyseq as ts
+
+    def draws():
+        x = Tensor(np.ones((4, 6)))
+        lstm = nn.LSTM(2, 3, num_layers=2, dropout=0.5)
+        out, _ = lstm(np.ones((3, 2, 2), np.float32))
+        return [F.dropout(x, 0.5).data, nn.Dropout(0.3)(x).data, nn.Linear(3, 2).weight.data, out.data,
+                ts.rand(3).data, ts.randn(2, 2).data, ts.multinomial(np.ones(5), 3).data]
+
+    ts.manual_seed(7)
+    first = draws()
+    nn.init.manual_seed(7)  # the old name, kept as an alias
+    for a, b in zip(first, draws()):
+        np.testing.assert_array_equal(a, b)
+    assert nn.init.manual_seed is ts.manual_seed
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_variational_dropout_shares_mask_over_time(batch_first):
     time_axis = 1 if batch_first else 0
@@ -617,7 +635,7 @@ def test_layer_norm_parameters():
 @pytest.mark.parametrize("normalized_shape,x_shape", [(4, (2, 5)), ((2, 3), (3, 2)), ((2, 3), (3,))])
 def test_layer_norm_shape_error(normalized_shape, x_shape):
     with pytest.raises(ValueError, match=r"LayerNorm.*" + re_shape(x_shape)):
-        nn.LayerNorm(normalized_shape)(Tensor(np.ones(x_shape)))
+        nn.LayerNorm(normalized_shape)(Tensor(np.ones(x_shape, dtype=np.float32)))
 
 
 @pytest.mark.torch
@@ -878,3 +896,168 @@ def test_layer_argument_errors(make, match):
 
 def test_layernorm_accepts_a_numpy_int():
     assert nn.LayerNorm(np.int64(4)).normalized_shape == (4,)
+
+
+# ---------------------------------------------------------------- one dtype rule for every module
+
+
+@pytest.mark.parametrize("make,x", [
+    (lambda: nn.Linear(3, 2), np.ones((4, 3))),
+    (lambda: nn.Linear(3, 2), np.ones((4, 3), np.int64)),
+    (lambda: nn.Linear(3, 2).double(), Tensor(np.ones((4, 3), np.float32))),
+    (lambda: nn.LayerNorm(3), np.ones((4, 3))),
+    (lambda: nn.LSTM(3, 2), np.ones((4, 1, 3))),
+    (lambda: nn.GRUCell(3, 2), np.ones((1, 3), np.int32)),
+])
+def test_an_input_of_another_dtype_than_the_parameters_is_refused(make, x):
+    module = make()
+    name = type(module).__name__
+    with pytest.raises(TypeError, match=rf"{name}: input has dtype {np.asarray(x).dtype} but the parameters are"):
+        module(x)
+
+
+def test_python_numbers_and_lists_take_the_parameters_dtype():
+    assert nn.Linear(2, 1)([[1, 2]]).dtype == np.float32
+    assert nn.Linear(2, 1).double()([[1.0, 2.0]]).dtype == np.float64
+
+
+# ---------------------------------------------------------------- containers and activations
+
+
+def test_module_list_registers_and_names_its_modules():
+    class Stack(nn.Module):
+        def __init__(self):
+            self.blocks = nn.ModuleList([nn.Linear(2, 3), nn.Linear(3, 3)])
+            self.blocks.append(nn.Linear(3, 1))
+
+    net = Stack()
+    assert [n for n, _ in net.named_parameters()] == [f"blocks.{i}.{w}" for i in range(3) for w in ("weight", "bias")]
+    assert len(net.blocks) == 3 and isinstance(net.blocks[1:], nn.ModuleList) and len(net.blocks[1:]) == 2
+    x = Tensor(np.ones((1, 2), np.float32))
+    for block in net.blocks:
+        x = block(x)
+    assert x.shape == (1, 1)
+    net.blocks[0] = nn.Linear(2, 3)
+    net.blocks.insert(0, nn.Identity())
+    net.blocks.extend([nn.ReLU()])
+    assert [type(m).__name__ for m in net.blocks] == ["Identity", "Linear", "Linear", "Linear", "ReLU"]
+    with pytest.raises(TypeError, match="ModuleList.append: expected Modules, got function"):
+        net.blocks.append(lambda x: x)
+    assert "(blocks): ModuleList(" in repr(net)
+
+
+def test_module_dict_registers_by_key():
+    heads = nn.ModuleDict({"char": nn.Linear(4, 10), "word": nn.Linear(4, 7)})
+    heads["tag"] = nn.Linear(4, 3, bias=False)
+    assert list(heads) == ["char", "word", "tag"] and "word" in heads and len(heads) == 3
+    assert [n for n, _ in heads.named_parameters()] == ["char.weight", "char.bias", "word.weight", "word.bias",
+                                                        "tag.weight"]
+    del heads["word"]
+    assert list(heads.keys()) == ["char", "tag"]
+    assert [type(m).__name__ for m in heads.values()] == ["Linear", "Linear"]
+    restored = nn.ModuleDict([("char", nn.Linear(4, 10)), ("tag", nn.Linear(4, 3, bias=False))])
+    restored.load_state_dict(heads.state_dict())
+    with pytest.raises(KeyError, match="without dots"):
+        heads["a.b"] = nn.Linear(1, 1)
+
+
+@pytest.mark.parametrize("cls,ref", [(nn.ReLU, lambda x: np.maximum(x, 0)), (nn.Tanh, np.tanh),
+                                     (nn.Sigmoid, lambda x: 1 / (1 + np.exp(-x))), (nn.Identity, lambda x: x)])
+def test_activation_modules(cls, ref):
+    x = np.array([[-1.5, 0.3], [2.0, -0.2]])
+    np.testing.assert_allclose(cls()(Tensor(x)).data, ref(x), rtol=1e-12)
+    assert gradcheck(cls(), [leaf(x)])
+    assert nn.Sequential(nn.Linear(2, 2), cls())(np.ones((1, 2), np.float32)).shape == (1, 2)
+
+
+def test_functional_linear():
+    x, w, b = leaf(rng().standard_normal((3, 4))), leaf(rng(1).standard_normal((2, 4))), leaf([0.5, -1.0])
+    np.testing.assert_allclose(F.linear(x, w, b).data, x.data @ w.data.T + b.data, rtol=1e-12)
+    assert gradcheck(F.linear, [x, w, b]) and F.linear(x, w).shape == (3, 2)
+
+
+def test_nll_loss_is_cross_entropy_of_log_softmax():
+    logits, target = leaf(rng().standard_normal((2, 3, 5))), np.array([[0, 4, 2], [1, -100, 3]])
+    for reduction in ("mean", "sum", "none"):
+        a = F.nll_loss(F.log_softmax(logits, -1), target, reduction=reduction)
+        b = F.cross_entropy(logits, target, reduction=reduction)
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
+    assert gradcheck(lambda t: F.nll_loss(t, target), [leaf(rng(2).standard_normal((2, 3, 5)))])
+
+
+def test_loss_options_are_keyword_only():
+    logits, target = Tensor(np.zeros((2, 3))), np.array([0, 1])
+    with pytest.raises(TypeError):
+        F.cross_entropy(logits, target, np.ones(3))  # PyTorch's third argument is a class weight
+    with pytest.raises(TypeError):
+        F.nll_loss(logits, target, np.ones(3))
+    with pytest.raises(ValueError, match=r"class axis is the last one.*transpose\(1, -1\)"):
+        F.cross_entropy(Tensor(np.zeros((2, 5, 3))), np.zeros((2, 3), np.int64))  # PyTorch's (N, C, d) layout
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_pad_sequence(batch_first):
+    from tinyseq.nn.utils.rnn import pad_sequence
+
+    seqs = [leaf(rng(i).standard_normal((n, 2))) for i, n in enumerate((3, 1, 4))]
+    padded, lengths = pad_sequence(seqs, batch_first=batch_first, padding_value=-1.0, return_lengths=True)
+    assert lengths.tolist() == [3, 1, 4] and lengths.dtype == np.int64
+    batch = padded.data if batch_first else padded.data.transpose(1, 0, 2)
+    assert batch.shape == (3, 4, 2)
+    for b, s in enumerate(seqs):
+        np.testing.assert_array_equal(batch[b, : len(s)], s.data)
+        np.testing.assert_array_equal(batch[b, len(s):], -1.0)
+    padded.sum().backward()
+    assert all(np.array_equal(s.grad, np.ones(s.shape)) for s in seqs)
+    out, _ = nn.GRU(2, 3, batch_first=batch_first).double()(padded, lengths=lengths)  # what lengths= takes
+    left = pad_sequence([np.ones(2), np.ones(1)], padding_side="left").data
+    np.testing.assert_array_equal(left, [[1, 0], [1, 1]])
+    with pytest.raises(ValueError, match="sequence 1 has shape"):
+        pad_sequence([np.ones((2, 3)), np.ones((2, 4))])
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("batch_first,side", [(False, "right"), (True, "right"), (True, "left")])
+def test_pad_sequence_matches_torch(batch_first, side):
+    torch = pytest.importorskip("torch")
+    from tinyseq.nn.utils.rnn import pad_sequence
+
+    seqs = [rng(i).standard_normal((n, 2, 3)) for i, n in enumerate((2, 5, 1))]
+    ours = pad_sequence(seqs, batch_first, 0.5, side).data
+    theirs = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(s) for s in seqs], batch_first, 0.5, side).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.torch
+def test_nll_loss_matches_torch():
+    torch = pytest.importorskip("torch")
+    log_probs, target = rng().standard_normal((6, 4)), np.array([0, 3, -100, 1, 2, 3])
+    for reduction in ("mean", "sum", "none"):
+        ours = F.nll_loss(Tensor(log_probs), target, reduction=reduction).data
+        theirs = torch.nn.functional.nll_loss(torch.from_numpy(log_probs), torch.from_numpy(target),
+                                              reduction=reduction).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- docstrings
+
+PUBLIC_LAYERS = ["Linear", "Embedding", "Dropout", "LayerNorm", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell",
+                 "GRUCell", "ModuleList", "ModuleDict", "Sequential", "CrossEntropyLoss", "MSELoss"]
+
+
+@pytest.mark.parametrize("name", PUBLIC_LAYERS)
+def test_every_public_layer_documents_its_arguments_and_shapes(name):
+    import inspect
+
+    cls = getattr(nn, name)
+    doc = inspect.getdoc(cls)
+    assert "Args:" in doc, doc
+    args_section = doc.split("Args:")[1]
+    for param in inspect.signature(cls.__init__).parameters:
+        if param not in ("self", "args", "kwargs"):
+            assert f"{param}" in args_section, f"{name} does not document {param}"
+    if name not in ("ModuleList", "ModuleDict", "Sequential"):
+        assert "Shape:" in doc or ("Inputs:" in doc and "Outputs:" in doc), name
+    if name in ("RNN", "LSTM", "GRU"):
+        for words in ("batch_first=True", "lengths", "h_n", "(T, B, I)", "(B, T, I)"):
+            assert words in doc, f"{name}: {words}"

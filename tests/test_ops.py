@@ -110,6 +110,16 @@ def test_pow_scalar_exponent(a, p):
     check_op(lambda x: x**p, lambda x: x**p, a)
 
 
+def test_pow_zero_exponent_has_zero_gradient_at_zero():
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+    a, b = Tensor(np.array([0.0, 0.0, 2.0]), requires_grad=True), Tensor(np.array([0.0, 2.0, 0.0]), requires_grad=True)
+    (a**b).sum().backward()
+    np.testing.assert_array_equal(a.grad, [0.0, 0.0, 0.0])  # PyTorch's values
+    np.testing.assert_allclose(b.grad, [0.0, 0.0, np.log(2.0)])
+
+
 def test_rpow_and_reflected_scalars():
     a = np.array([0.5, 1.0, 1.5])
     check_op(lambda x: 2.0**x, lambda x: 2.0**x, a)
@@ -229,8 +239,8 @@ def test_matmul_shape_error_names_op_and_shapes():
 REDUCTIONS = [
     ("sum", ts.sum, np.sum, floats),
     ("mean", ts.mean, np.mean, floats),
-    ("max", ts.max, np.max, distinct),
-    ("min", ts.min, np.min, distinct),
+    ("amax", ts.amax, np.max, distinct),
+    ("amin", ts.amin, np.min, distinct),
     ("logsumexp", ts.logsumexp, lambda x, axis, keepdims: np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims)), floats),
 ]
 
@@ -257,10 +267,81 @@ def test_reductions_of_a_scalar():
     check_op(ts.max, np.max, np.array(1.5))
 
 
-def test_max_ties_share_gradient():
+@pytest.mark.parametrize("dim", [0, -1])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "logsumexp", "squeeze", "softmax", "log_softmax"])
+def test_a_zero_dim_tensor_takes_dim_0_and_minus_1(name, dim):
+    x = Tensor(np.array(1.5), requires_grad=True)
+    y = getattr(x, name)(dim)
+    assert y.shape == ()
+    y.backward()
+    assert x.grad.shape == ()
+    values, indices = x.max(dim)
+    assert values.item() == 1.5 and indices.item() == 0
+    with pytest.raises(ValueError, match="axis 1 is out of range for a tensor with 0 dimensions"):
+        getattr(x, name)(1)
+
+
+def test_pytorch_argument_names():
+    x = Tensor(np.arange(24.0).reshape(2, 3, 4))
+    assert x.sum(dim=1, keepdim=True).shape == (2, 1, 4)
+    assert ts.mean(x, dim=(0, 2)).shape == (3,)
+    assert x.amax(dim=-1).shape == (2, 3) and x.var(dim=0).shape == (3, 4)
+    assert ts.logsumexp(x, dim=0, keepdim=True).shape == (1, 3, 4)
+    assert x.softmax(dim=0).shape == x.log_softmax(dim=1).shape == (2, 3, 4)
+    assert ts.cat([x, x], dim=1).shape == (2, 6, 4) and ts.stack([x, x], dim=3).shape == (2, 3, 4, 2)
+    assert [p.shape for p in x.split(2, dim=2)] == [(2, 3, 2)] * 2 and len(ts.chunk(x, 3, dim=1)) == 3
+    assert x.unsqueeze(dim=0).shape == (1, 2, 3, 4) and x.unsqueeze(0).squeeze(dim=0).shape == (2, 3, 4)
+    assert x.transpose(dim0=0, dim1=2).shape == (4, 3, 2)
+    with pytest.raises(TypeError, match="both axis= and dim="):
+        x.sum(axis=0, dim=1)
+
+
+def test_amax_ties_share_gradient():
     x = Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]), requires_grad=True)
-    ts.max(x, axis=1).sum().backward()
+    ts.amax(x, axis=1).sum().backward()
     np.testing.assert_array_equal(x.grad, [[0, 0.5, 0.5], [1, 0, 0]])
+    x.grad = None
+    x.max().backward()  # no dim: PyTorch's max() also spreads over ties
+    np.testing.assert_array_equal(x.grad, [[0, 0.5, 0.5], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("op,pick,arg", [(ts.max, np.max, np.argmax), (ts.min, np.min, np.argmin)])
+@given(data=st.data(), shape=nonempty_shapes, keepdims=st.booleans())
+def test_max_min_along_a_dim_return_values_and_indices(op, pick, arg, data, shape, keepdims):
+    x = data.draw(distinct(shape))
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    values, indices = op(Tensor(x), dim, keepdims)
+    np.testing.assert_array_equal(values.data, pick(x, axis=dim, keepdims=keepdims))
+    np.testing.assert_array_equal(indices.data, arg(x, axis=dim, keepdims=keepdims))
+    assert indices.dtype == np.int64
+    check_op(lambda t: op(t, dim=dim, keepdim=keepdims).values, lambda a: pick(a, axis=dim, keepdims=keepdims), x)
+
+
+def test_max_along_a_dim_sends_the_gradient_to_the_returned_index():
+    x = Tensor(np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]]), requires_grad=True)
+    result = x.max(-1)
+    _, idx = result  # the PyTorch idiom: values, indices
+    assert result.indices is idx and idx.tolist() == [1, 0]
+    result.values.sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0, 1, 0], [1, 0, 0]])
+
+
+def test_max_min_other_forms():
+    a, b = Tensor(np.array([1.0, 5.0])), Tensor(np.array([3.0, 2.0]))
+    np.testing.assert_array_equal(ts.max(a, b).data, [3, 5])  # PyTorch's elementwise form
+    np.testing.assert_array_equal(ts.min(a, b).data, [1, 2])
+    assert ts.max(a).item() == 5 and a.min().item() == 1
+    with pytest.raises(TypeError, match="amax"):
+        a.max(dim=(0,))
+
+
+def test_argmax_argmin():
+    x = np.array([[1.0, 7.0, 7.0], [4.0, 0.0, 9.0]])
+    assert ts.argmax(x).item() == 5 and Tensor(x).argmin().item() == 4
+    np.testing.assert_array_equal(Tensor(x).argmax(dim=1).data, [1, 2])
+    assert Tensor(x).argmin(0, keepdim=True).shape == (1, 3)
+    assert Tensor(x).argmax(keepdim=True).shape == (1, 1)
+    assert ts.argmax(Tensor(np.array(3.0)), 0).item() == 0
 
 
 def test_reduction_errors():
@@ -514,3 +595,34 @@ def test_dropout_edge_cases():
         ts.dropout(x, mask=np.ones(3))
     rate = np.mean(ts.dropout(Tensor(np.ones(20000)), 0.3, generator=np.random.default_rng(0)).data == 0)
     assert abs(rate - 0.3) < 0.02
+
+
+# ---------------------------------------------------------------- PyTorch's values
+
+
+@pytest.mark.torch
+def test_max_min_argmax_and_pow_match_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[1.0, 3.0, 3.0, -2.0], [2.0, 0.0, 1.0, 2.0]])
+    for name in ("max", "min"):
+        for dim, keep in ((0, False), (-1, True)):
+            ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+            (v, i), (tv, ti) = getattr(ours, name)(dim, keep), getattr(theirs, name)(dim, keep)
+            np.testing.assert_array_equal(v.data, tv.detach().numpy())
+            np.testing.assert_array_equal(i.data, ti.numpy())
+            v.sum().backward()
+            tv.sum().backward()
+            np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
+        ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        getattr(ours, name)().backward()
+        getattr(theirs, name)().backward()
+        np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())  # ties share
+    for dim in (None, 0, 1):
+        np.testing.assert_array_equal(ts.argmax(x, dim=dim).data, torch.argmax(torch.tensor(x), dim=dim).numpy())
+    a, b = np.array([0.0, 0.0, 2.0, 0.0]), np.array([0.0, 2.0, 0.0, 0.5])
+    ours = [Tensor(v, requires_grad=True) for v in (a, b)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (a, b)]
+    (ours[0] ** ours[1]).sum().backward()
+    (theirs[0] ** theirs[1]).sum().backward()
+    for o, t in zip(ours, theirs):
+        np.testing.assert_allclose(o.grad, t.grad.numpy(), rtol=1e-12)

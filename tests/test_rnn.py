@@ -308,6 +308,97 @@ def test_construction_and_dtype_errors():
         nn.GRUCell(2, 3)(np.ones((1, 2), np.float32), np.ones((2, 3), np.float32))
 
 
+@pytest.mark.parametrize("layer", [nn.RNN(2, 3), nn.GRU(2, 3), nn.RNNCell(2, 3), nn.GRUCell(2, 3)],
+                         ids=["RNN", "GRU", "RNNCell", "GRUCell"])
+def test_a_tuple_state_is_refused_where_only_lstm_takes_one(layer):
+    is_cell = "Cell" in type(layer).__name__
+    x = np.ones((1, 2) if is_cell else (4, 1, 2), np.float32)
+    h = Tensor(np.zeros((1, 3) if is_cell else (1, 1, 3), np.float32))
+    name = type(layer).__name__
+    with pytest.raises(TypeError, match=rf"{name}: expected (h|h0) to be one Tensor or array, got a tuple; only an LSTM"):
+        layer(x, (h, h))
+
+
+@pytest.mark.parametrize("backend_name", ["graph", "numba"])
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_an_empty_batch_runs_with_and_without_lengths(backend_name, mode):
+    layer = getattr(nn, mode)(2, 3, num_layers=2, bidirectional=True, backend=backend_name)
+    x = Tensor(np.zeros((4, 0, 2), np.float32), requires_grad=True)
+    for lengths in (None, [], np.array([], dtype=np.int64)):
+        out, h_n = layer(x, lengths=lengths)
+        assert out.shape == (4, 0, 6)
+        out.sum().backward()
+        assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int64, np.complex64, "not-a-dtype"])
+@pytest.mark.parametrize("cls", ["LSTM", "GRUCell", "Linear", "Embedding", "LayerNorm"])
+def test_only_float32_and_float64_parameters(cls, dtype):
+    args = (3, 4) if cls != "LayerNorm" else (3,)
+    with pytest.raises(TypeError, match=rf"{cls}: dtype must be float32 or float64, got"):
+        getattr(nn, cls)(*args, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"{cls}.to: dtype must be float32 or float64"):
+        getattr(nn, cls)(*args).to(dtype)
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "LSTMCell", "Linear"])
+def test_load_state_dict_of_none_names_the_module(cls):
+    with pytest.raises(TypeError, match=rf"{cls}.load_state_dict: expected a dict of name -> array, got NoneType"):
+        getattr(nn, cls)(3, 4).load_state_dict(None)
+
+
+@pytest.mark.parametrize("backend_name", ["graph", "numba"])
+@pytest.mark.parametrize("mode,options", [("RNN", {}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}),
+                                          ("LSTM", {"peephole": True, "coupled": True}), ("GRU", {}),
+                                          ("GRU", {"reset_after": False})])
+def test_padded_steps_influence_nothing(mode, options, backend_name):
+    """nan and inf in the padded part of x, and nan in the incoming gradient at padded
+    output positions, change no output, state or gradient (PyTorch's packed sequences
+    give the same)."""
+    rng = np.random.default_rng(0)
+    layer = getattr(nn, mode)(2, 3, num_layers=2, bidirectional=True, backend=backend_name, **options).double()
+    lengths = np.array([5, 2, 4])
+    valid = (np.arange(5)[:, None] < lengths)[:, :, None]
+    clean = np.where(valid, rng.standard_normal((5, 3, 2)), 0.0)
+    poisoned = np.where(valid, clean, np.where(rng.random((5, 3, 2)) < 0.5, np.nan, np.inf))
+    out_grad = rng.standard_normal((5, 3, 6))
+
+    def run(x, g_out):
+        layer.zero_grad()
+        xt = Tensor(x, requires_grad=True)
+        out, h_n = layer(xt, lengths=lengths)
+        finals = list(h_n) if mode == "LSTM" else [h_n]
+        out.backward(g_out, retain_graph=True)
+        sum(f.sum() for f in finals).backward()
+        return [out.data, *(f.data for f in finals), xt.grad, *(p.grad for p in layer.parameters())]
+
+    expected = run(clean, out_grad)
+    got = run(poisoned, np.where(valid, out_grad, np.nan))
+    for a, b in zip(expected, got):
+        assert np.isfinite(b).all()
+        np.testing.assert_array_equal(b, a)
+    assert (got[len(expected) - len(layer.parameters()) - 1][~valid[..., 0]] == 0).all()  # dx at padded steps
+
+
+def test_lstm_forget_bias_on_a_module_sets_every_layer_and_direction():
+    for options in ({}, {"coupled": True}, {"coupled": True, "peephole": True}):
+        lstm = nn.LSTM(2, 3, num_layers=2, bidirectional=True, **options)
+        before = lstm.state_dict()
+        assert nn.init.lstm_forget_bias_(lstm, 1.5) is lstm
+        f = ts.gates.gate_slice("LSTM", "f", 3, options.get("coupled", False))
+        for name, value in lstm.state_dict().items():
+            expected = before[name].copy()
+            if name.startswith("bias_"):
+                expected[f] = 1.5 if name.startswith("bias_ih") else 0.0
+            np.testing.assert_array_equal(value, expected, err_msg=name)
+    cell = nn.init.lstm_forget_bias_(nn.LSTMCell(2, 3, coupled=True), 2.0)
+    np.testing.assert_array_equal(cell.bias_ih.data[:3] + cell.bias_hh.data[:3], 2.0)  # f comes first when coupled
+    with pytest.raises(ValueError, match="bias=False"):
+        nn.init.lstm_forget_bias_(nn.LSTM(2, 3, bias=False))
+    with pytest.raises(ValueError, match="holds no LSTM"):
+        nn.init.lstm_forget_bias_(nn.GRU(2, 3))
+
+
 def test_mismatched_state_dict_is_rejected_whole():
     lstm = nn.LSTM(3, 4)
     before = lstm.state_dict()

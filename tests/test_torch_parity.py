@@ -143,8 +143,11 @@ def test_cell_matches_torch(mode, bias, with_state, batched, dtype):
 
 
 def run_layer_pair(mode, dtype, *, num_layers=1, bidirectional=False, batch_first=False, bias=True,
-                   with_state=True, lengths=None, unbatched=False, dropout=0.0, eval_mode=False, seed=0):
-    """Run the same layer in torch and tinyseq, backprop a weighted loss, compare everything."""
+                   with_state=True, lengths=None, unbatched=False, dropout=0.0, eval_mode=False, seed=0,
+                   nan_padding=False):
+    """Run the same layer in torch and tinyseq, backprop a weighted loss, compare everything.
+
+    ``nan_padding``: x holds nan at the padded positions (t >= lengths[b]) in both."""
     cls = MODES[mode][0]
     is_lstm = cls == "LSTM"
     tm, sm = make_pair(mode, dtype, num_layers=num_layers, bias=bias, batch_first=batch_first,
@@ -161,6 +164,9 @@ def run_layer_pair(mode, dtype, *, num_layers=1, bidirectional=False, batch_firs
         s_shape = (num_layers * dirs, BATCH, HIDDEN)
     n_states = 2 if is_lstm else 1
     x = rng.standard_normal(x_shape).astype(dtype)
+    if nan_padding:
+        padded = np.arange(STEPS)[:, None] >= np.asarray(lengths)  # (T, B)
+        x[padded.T if batch_first else padded] = np.nan
     states = [rng.standard_normal(s_shape).astype(dtype) for _ in range(n_states)]
     weights = [rng.standard_normal(x_shape[:-1] + (dirs * HIDDEN,)).astype(dtype)]
     weights += [rng.standard_normal(s_shape).astype(dtype) for _ in range(n_states)]
@@ -250,6 +256,15 @@ def test_lengths_match_packed_sequence_float64(mode, num_layers, bidirectional, 
     assert len(lengths) == BATCH and max(lengths) <= STEPS
     run_layer_pair(mode, np.float64, num_layers=num_layers, bidirectional=bidirectional,
                    batch_first=batch_first, with_state=with_state, lengths=lengths)
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tbf", "btf"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_nan_in_the_padding_is_ignored_as_packed_sequence_ignores_it(mode, bidirectional, batch_first):
+    """Packed sequences never read the padding; ``lengths=`` must not let it reach a gradient."""
+    run_layer_pair(mode, np.float64, num_layers=2, bidirectional=bidirectional, batch_first=batch_first,
+                   lengths=(2, 5, 3), nan_padding=True)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])

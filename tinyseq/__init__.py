@@ -7,14 +7,16 @@ re-exported here (``tinyseq.tanh(x)``, ``tinyseq.matmul(a, b)``, ...).
 
 import os as _os
 
-from . import _malloc, config, nn, ops, optim
+from . import _malloc, config, nn, ops, optim, random
+from .creation import arange, from_numpy, full, ones, ones_like, zeros, zeros_like
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (
-    abs, add, broadcast_to, cast, cat, chunk, clamp, clip, concatenate, div, dropout, embedding,
-    exp, expand, leaky_relu, log, log_softmax, logsumexp, matmul, max, maximum, mean, min,
-    minimum, mul, neg, one_hot, permute, pow, relu, reshape, sigmoid, softmax, split, sqrt,
-    squeeze, stack, sub, sum, tanh, transpose, unsqueeze, var, where,
+    abs, add, amax, amin, argmax, argmin, broadcast_to, cast, cat, chunk, clamp, clip, clone, concatenate, div,
+    dropout, embedding, exp, expand, leaky_relu, log, log_softmax, logsumexp, matmul, max, maximum, mean, min,
+    minimum, mul, neg, one_hot, permute, pow, relu, reshape, sigmoid, softmax, split, sqrt, squeeze, stack, sub,
+    sum, tanh, transpose, unsqueeze, var, where,
 )
+from .random import default_generator, manual_seed, multinomial, rand, randn
 from .serialization import CheckpointError, load, save
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 

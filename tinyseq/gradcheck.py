@@ -35,9 +35,7 @@ def _fmt(array):
 
 def _forward(fn, inputs):
     """``fn(*inputs)`` with the graph recorded, checked to be a differentiable float64 tensor."""
-    out = fn(*inputs)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+    out = _output(fn, inputs)
     if not out.requires_grad:
         raise GradcheckError("gradcheck: fn's output does not require grad, so no gradient reaches the inputs")
     if out.dtype != np.float64:
@@ -45,9 +43,17 @@ def _forward(fn, inputs):
     return out
 
 
+def _output(fn, inputs):
+    """``fn(*inputs)``, which must be a Tensor."""
+    out = fn(*inputs)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
+    return out
+
+
 def _evaluate(fn, inputs):
     with no_grad():
-        return np.array(fn(*inputs).data, dtype=np.float64)
+        return np.array(_output(fn, inputs).data, dtype=np.float64)
 
 
 def _backward_grads(out, inputs, indices, u, retain_graph=False):
@@ -61,10 +67,10 @@ def _backward_grads(out, inputs, indices, u, retain_graph=False):
 
 def _analytical_jacobians(fn, inputs, indices):
     out = _forward(fn, inputs)
-    jacobians = [np.zeros((out.size, inputs[i].size)) for i in indices]
+    jacobians = [np.zeros((out.numel(), inputs[i].numel())) for i in indices]
     saved = [inputs[i].grad for i in indices]
     try:
-        for k in range(out.size):
+        for k in range(out.numel()):
             u = np.zeros(out.shape)
             u.flat[k] = 1.0
             for jac, g in zip(jacobians, _backward_grads(out, inputs, indices, u, retain_graph=True)):
@@ -128,7 +134,7 @@ def _check_full(fn, inputs, indices, eps, atol, rtol):
             f"  analytic = {a[k, j]:.8g}, numeric = {n[k, j]:.8g}, difference = {a[k, j] - n[k, j]:.3g}",
             f"  tolerance: atol {atol:g} + rtol {rtol:g} * |numeric| = {tol[k, j]:.3g}",
         ]
-        if x.size <= 20:
+        if x.numel() <= 20:
             rows, what = (slice(None), "Jacobian") if a.shape[0] <= 20 else \
                 (slice(k, k + 1), f"Jacobian row for output index {out_idx}")
             lines += [f"  input {i} values:", _fmt(x.data), f"  analytic {what}:", _fmt(a[rows]),
@@ -198,8 +204,8 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, mode="auto", seed=0):
     if mode == "auto":
         limit = config.GRADCHECK_FULL_MAX_ELEMENTS
         with no_grad():
-            out_size = fn(*inputs).size
-        small = out_size <= limit and all(inputs[i].size <= limit for i in indices)
+            out_size = _output(fn, inputs).numel()
+        small = out_size <= limit and all(inputs[i].numel() <= limit for i in indices)
         mode = "full" if small else "directional"
     if mode == "full":
         _check_full(fn, inputs, indices, eps, atol, rtol)

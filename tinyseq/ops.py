@@ -10,11 +10,13 @@ is reported by op name instead of by a NumPy traceback.
 
 import builtins
 import numbers
+from collections import namedtuple
 
 import numpy as np
 
 from . import config
-from .tensor import Function, IndexedGrad, Tensor
+from . import random as _random
+from .tensor import Function, IndexedGrad, Tensor, torch_names
 
 # ---------------------------------------------------------------- helpers
 
@@ -64,18 +66,22 @@ def _binary(op, name, a, b):
 
 
 def _axes(axis, ndim, name):
-    """Normalise ``axis`` (None, int or sequence) to a sorted tuple of non-negative axes."""
+    """Normalise ``axis`` (None, int or sequence) to a sorted tuple of non-negative axes.
+
+    As PyTorch, a 0-d tensor accepts axis 0 and -1, which reduce over nothing.
+    """
     if axis is None:
         return tuple(range(ndim))
     raw = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    span = builtins.max(ndim, 1)
     out = []
     for a in raw:
-        if not isinstance(a, numbers.Integral) or not -ndim <= a < builtins.max(ndim, 1):
+        if not isinstance(a, numbers.Integral) or not -span <= a < span:
             raise ValueError(f"{name}: axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(int(a) % builtins.max(ndim, 1))
+        out.append(int(a) % span)
     if len(set(out)) != len(out):
         raise ValueError(f"{name}: repeated axis in {axis}")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()
 
 
 def _axis(axis, ndim, name):
@@ -83,6 +89,13 @@ def _axis(axis, ndim, name):
     if not isinstance(axis, numbers.Integral) or not -ndim <= axis < ndim:
         raise ValueError(f"{name}: axis {axis} is out of range for a tensor with {ndim} dimensions")
     return int(axis) % ndim
+
+
+def _one_axis(axis, ndim, name):
+    """One axis as a reduction tuple: ``(axis,)``, or ``()`` for a 0-d tensor (as ``_axes``)."""
+    if not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name}: axis must be an int, got {axis!r}")
+    return _axes(axis, ndim, name)
 
 
 def _keepdims_shape(shape, axes):
@@ -147,11 +160,14 @@ class Pow(Function):
 
     def backward(self, g):
         a, b, out = self.saved
-        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
-        gb = None
-        if self.needs_input_grad[1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gb = unbroadcast(g * out * np.log(a), b.shape)
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                # NOTE: d(a^0)/da is 0 even at a = 0, where b * a^(b-1) would be 0 * inf (as PyTorch).
+                ga = unbroadcast(g * np.where(b == 0, 0, b * a ** (b - 1)), a.shape)
+            if self.needs_input_grad[1]:
+                # NOTE: at a = 0 with b >= 0, out * log a is 0 * -inf; the limit (PyTorch's value) is 0.
+                gb = unbroadcast(g * np.where((a == 0) & (b >= 0), 0, out * np.log(a)), b.shape)
         return ga, gb
 
 
@@ -164,6 +180,8 @@ class PowScalar(Function):
 
     def backward(self, g):
         a, p = self.saved
+        if p == 0:  # NOTE: not 0 * a^-1, which is nan at a = 0
+            return np.zeros_like(g)
         return g * p * a ** (p - 1)
 
 
@@ -392,6 +410,14 @@ class Cast(Function):
         return g.astype(dtype)
 
 
+class Clone(Function):
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, g):
+        return g
+
+
 def neg(a):
     """-a."""
     return Neg.apply(_tensor(a))
@@ -452,6 +478,11 @@ clamp = clip
 def cast(a, dtype):
     """Convert to ``dtype``; the gradient is converted back."""
     return Cast.apply(_tensor(a), dtype=np.dtype(dtype))
+
+
+def clone(a):
+    """A copy that stays in the graph."""
+    return Clone.apply(_tensor(a))
 
 
 # ---------------------------------------------------------------- matmul
@@ -570,11 +601,13 @@ def _reduce(op, name, a, axis, keepdims, **extra):
     return op.apply(a, axes=_axes(axis, a.ndim, name), keepdims=keepdims, **extra)
 
 
+@torch_names
 def sum(a, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all axes; int or tuple)."""
     return _reduce(Sum, "sum", a, axis, keepdims)
 
 
+@torch_names
 def mean(a, axis=None, keepdims=False):
     """Mean over ``axis``."""
     return _reduce(Mean, "mean", a, axis, keepdims)
@@ -587,18 +620,95 @@ def _nonempty(name, a, axis):
     return a
 
 
+@torch_names
+def amax(a, axis=None, keepdims=False):
+    """Maximum over ``axis`` (None, int or tuple); tied maxima share the gradient."""
+    return _reduce(Max, "amax", _nonempty("amax", a, axis), axis, keepdims)
+
+
+@torch_names
+def amin(a, axis=None, keepdims=False):
+    """Minimum over ``axis`` (None, int or tuple); tied minima share the gradient."""
+    return _reduce(Min, "amin", _nonempty("amin", a, axis), axis, keepdims)
+
+
+def _arg(pick, name, a, axis, keepdims):
+    """Index (int64 tensor) of the ``pick`` (np.argmax/np.argmin) along one axis, or in the flattened tensor."""
+    a = _tensor(a)
+    if axis is None:
+        if a.numel() == 0:
+            raise ValueError(f"{name}: cannot reduce an empty tensor (shape {a.shape})")
+        index = np.asarray(pick(a.data), dtype=np.int64)
+        return Tensor(index.reshape((1,) * a.ndim) if keepdims else index)
+    if not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name}: axis must be an int or None, got {axis!r}")
+    axes = _axes(axis, a.ndim, name)
+    if not axes:  # a 0-d tensor
+        return Tensor(np.zeros((), dtype=np.int64))
+    _nonempty(name, a, axis)
+    return Tensor(pick(a.data, axis=axes[0], keepdims=keepdims).astype(np.int64))
+
+
+@torch_names
+def argmax(a, axis=None, keepdims=False):
+    """Index of the maximum along ``axis`` (the first one on ties), or in the flattened tensor."""
+    return _arg(np.argmax, "argmax", a, axis, keepdims)
+
+
+@torch_names
+def argmin(a, axis=None, keepdims=False):
+    """Index of the minimum along ``axis`` (the first one on ties), or in the flattened tensor."""
+    return _arg(np.argmin, "argmin", a, axis, keepdims)
+
+
+#: What ``max(a, axis)`` and ``min(a, axis)`` return, as PyTorch's ``torch.return_types.max``.
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def _values_at(a, indices, axis, keepdims):
+    """``a``'s entries at ``indices`` (keepdims-shaped, from argmax/argmin) along ``axis``; differentiable."""
+    grid = list(np.indices(indices.shape, sparse=True))
+    grid[axis] = indices
+    values = getitem(a, tuple(grid))
+    return values if keepdims else squeeze(values, axis)
+
+
+def _max_min(name, amax_or_amin, pick, a, axis, keepdims):
+    if isinstance(axis, Tensor):  # max(a, b): PyTorch's elementwise form
+        return (maximum if name == "max" else minimum)(a, axis)
+    if axis is None:
+        return amax_or_amin(a)
+    if not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name}: axis must be an int (a tuple of axes is amax/amin's), got {axis!r}")
+    a = _nonempty(name, a, axis)
+    indices = _arg(pick, name, a, axis, keepdims=True)
+    axes = _axes(axis, a.ndim, name)
+    if not axes:  # a 0-d tensor
+        return ValuesIndices(clone(a), indices)
+    values = _values_at(a, indices.data, axes[0], keepdims)
+    return ValuesIndices(values, indices if keepdims else squeeze(indices, axes[0]))
+
+
+@torch_names
 def max(a, axis=None, keepdims=False):
-    """Maximum over ``axis``; ties share the gradient."""
-    return _reduce(Max, "max", _nonempty("max", a, axis), axis, keepdims)
+    """As PyTorch: ``max(a)`` is the maximum (ties share the gradient); ``max(a, axis)`` is the
+    named tuple ``(values, indices)`` along one axis (the gradient goes to the index returned);
+    ``max(a, b)`` with a tensor ``b`` is ``maximum(a, b)``."""
+    return _max_min("max", amax, np.argmax, a, axis, keepdims)
 
 
+@torch_names
 def min(a, axis=None, keepdims=False):
-    """Minimum over ``axis``; ties share the gradient."""
-    return _reduce(Min, "min", _nonempty("min", a, axis), axis, keepdims)
+    """As ``max``, for the minimum."""
+    return _max_min("min", amin, np.argmin, a, axis, keepdims)
 
 
+@torch_names
 def var(a, axis=None, keepdims=False, correction=1):
-    """Variance over ``axis``, divided by N - correction (PyTorch's default correction=1)."""
+    """Variance over ``axis``, divided by N - correction (PyTorch's default correction=1).
+
+    NOTE: N - correction <= 0 raises a ValueError, where PyTorch returns nan with a warning.
+    """
     a = _tensor(a)
     n = int(np.prod([a.shape[i] for i in _axes(axis, a.ndim, "var")]))
     if n - correction <= 0:
@@ -645,9 +755,9 @@ def reshape(a, shape):
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(int(n) for n in shape)
     known = int(np.prod([n for n in shape if n != -1]))
     if shape.count(-1) == 0:
-        fits = known == a.size
+        fits = known == a.numel()
     else:
-        fits = shape.count(-1) == 1 and known > 0 and a.size % known == 0
+        fits = shape.count(-1) == 1 and known > 0 and a.numel() % known == 0
     if not fits or builtins.any(n < -1 for n in shape):
         raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} into {shape}")
     return Reshape.apply(a, shape=shape)
@@ -664,9 +774,10 @@ def permute(a, axes):
     return Permute.apply(a, axes=tuple(x % a.ndim for x in axes))
 
 
-def transpose(a, *axes):
-    """``transpose(a)`` reverses the axes; ``transpose(a, d0, d1)`` swaps two (as PyTorch)."""
+def transpose(a, *axes, dim0=None, dim1=None):
+    """``transpose(a)`` reverses the axes; ``transpose(a, d0, d1)`` (or ``dim0=, dim1=``) swaps two (as PyTorch)."""
     a = _tensor(a)
+    axes += tuple(d for d in (dim0, dim1) if d is not None)
     if not axes:
         return Permute.apply(a, axes=tuple(range(a.ndim))[::-1])
     if len(axes) != 2:
@@ -693,6 +804,7 @@ def expand(a, shape):
 broadcast_to = expand
 
 
+@torch_names
 def squeeze(a, axis=None):
     """Drop size-1 axes (all of them, or the given ones, which must have size 1)."""
     a = _tensor(a)
@@ -706,6 +818,7 @@ def squeeze(a, axis=None):
     return Reshape.apply(a, shape=tuple(n for i, n in enumerate(a.shape) if i not in axes))
 
 
+@torch_names
 def unsqueeze(a, axis):
     """Insert a size-1 axis at ``axis`` (negative counts from the end of the result)."""
     a = _tensor(a)
@@ -835,6 +948,7 @@ def _check_same(name, tensors, skip_axis=None):
             raise ValueError(f"{name}: tensor 0 has shape {ref} but tensor {i} has shape {t.shape} ({what} must match)")
 
 
+@torch_names
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis."""
     tensors = [_tensor(t) for t in tensors]
@@ -850,6 +964,7 @@ def concatenate(tensors, axis=0):
 cat = concatenate
 
 
+@torch_names
 def stack(tensors, axis=0):
     """Join same-shaped tensors along a new axis."""
     tensors = [_tensor(t) for t in tensors]
@@ -858,6 +973,7 @@ def stack(tensors, axis=0):
     return Stack.apply(*tensors, axis=axis)
 
 
+@torch_names
 def split(a, split_size_or_sections, axis=0):
     """Split along ``axis`` as PyTorch: an int is the size of each piece (the last may be
     smaller); a list gives every piece's size and must add up to the axis length."""
@@ -881,6 +997,7 @@ def split(a, split_size_or_sections, axis=0):
     return pieces
 
 
+@torch_names
 def chunk(a, chunks, axis=0):
     """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
     a = _tensor(a)
@@ -931,18 +1048,21 @@ class LogSumExp(Function):
         return g.reshape(out.shape) * np.exp(a - out)
 
 
+@torch_names
 def softmax(a, axis=-1):
     """exp(a) / sum(exp(a)) along ``axis``, shifted by the max for stability."""
     a = _tensor(a)
-    return Softmax.apply(a, axis=_axis(axis, a.ndim, "softmax"))
+    return Softmax.apply(a, axis=_one_axis(axis, a.ndim, "softmax"))
 
 
+@torch_names
 def log_softmax(a, axis=-1):
     """log(softmax(a)) computed stably."""
     a = _tensor(a)
-    return LogSoftmax.apply(a, axis=_axis(axis, a.ndim, "log_softmax"))
+    return LogSoftmax.apply(a, axis=_one_axis(axis, a.ndim, "log_softmax"))
 
 
+@torch_names
 def logsumexp(a, axis=None, keepdims=False):
     """log(sum(exp(a))) over ``axis``, computed stably."""
     a = _tensor(a)
@@ -969,7 +1089,8 @@ def dropout(a, p=0.5, training=True, generator=None, mask=None):
 
     Pass ``mask`` (already scaled, broadcastable to ``a``) to reuse a mask, e.g. the same
     one at every time step; otherwise one is drawn from ``generator`` (a
-    ``numpy.random.Generator``; a fresh unseeded one if None). Identity when not training.
+    ``numpy.random.Generator``; the default one, which ``tinyseq.manual_seed`` seeds, if None).
+    Identity when not training.
     """
     a = _tensor(a)
     if mask is not None:
@@ -984,7 +1105,6 @@ def dropout(a, p=0.5, training=True, generator=None, mask=None):
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0:
         return a
-    rng = generator if generator is not None else np.random.default_rng()
-    keep = rng.random(a.shape) >= p
+    keep = _random.get_generator(generator, "dropout").random(a.shape) >= p
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
     return Dropout.apply(a, mask=(keep * scale).astype(a.dtype))

@@ -9,6 +9,7 @@ of its output.
 """
 
 import contextlib
+import functools
 import heapq
 import itertools
 
@@ -56,6 +57,26 @@ class enable_grad(no_grad):
     """The opposite of ``no_grad``: record the graph even inside a ``no_grad`` block."""
 
     _mode = True
+
+
+# ---------------------------------------------------------------- PyTorch's argument names
+
+_TORCH_NAMES = (("dim", "axis"), ("keepdim", "keepdims"))
+
+
+def torch_names(fn):
+    """Let ``fn`` take PyTorch's keyword names too: ``dim=`` for ``axis=``, ``keepdim=`` for ``keepdims=``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for torch_name, name in _TORCH_NAMES:
+            if torch_name in kwargs:
+                if name in kwargs:
+                    raise TypeError(f"{fn.__name__}: got both {name}= and {torch_name}=; pass one")
+                kwargs[name] = kwargs.pop(torch_name)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 # ---------------------------------------------------------------- Function
@@ -160,6 +181,21 @@ class _HookHandle:
             self._hooks.remove(self._fn)
 
 
+def _run_hooks(node, g):
+    """Pass ``g`` through ``node``'s hooks in order; a hook may return a replacement gradient."""
+    for hook in tuple(node._hooks):
+        replaced = hook(g)
+        if replaced is None:
+            continue
+        replaced = np.asarray(replaced.data if isinstance(replaced, Tensor) else replaced)
+        if replaced.shape != node.shape:
+            name = getattr(hook, "__qualname__", repr(hook))
+            raise RuntimeError(f"backward: hook {name} returned a gradient of shape {replaced.shape} "
+                               f"for a tensor of shape {node.shape}")
+        g = replaced.astype(node.dtype, copy=False)
+    return g
+
+
 class Tensor:
     """An n-dimensional array that can record the operations applied to it.
 
@@ -176,7 +212,8 @@ class Tensor:
             dtype = np.dtype(dtype)
         self.data = _to_array(data, dtype)
         if self.data.dtype.kind not in "biufc":
-            raise TypeError(f"Tensor: expected numeric data, got an array of dtype object from {type(data).__name__}")
+            raise TypeError(f"Tensor: expected numeric data (bool, int, float or complex), got dtype "
+                            f"{self.data.dtype} from {type(data).__name__}")
         self.grad = None
         self._ctx = None
         self._hooks = None
@@ -200,8 +237,18 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
+    def dim(self):
+        """The number of dimensions (as ``ndim``)."""
+        return self.data.ndim
+
+    def size(self, dim=None):
+        """The shape as a tuple, or the length of dimension ``dim`` (as PyTorch's ``size``)."""
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[_ops._axis(dim, self.ndim, "size")]
+
+    def numel(self):
+        """The number of elements."""
         return self.data.size
 
     @property
@@ -209,8 +256,34 @@ class Tensor:
         """True for tensors made by the user rather than by an op."""
         return self._ctx is None
 
+    @property
+    def grad_fn(self):
+        """The ``Function`` that made this tensor (None for leaves and outside the graph)."""
+        return self._ctx
+
     def __len__(self):
         return len(self.data)
+
+    def _one_element(self, what):
+        if self.data.size != 1:
+            raise ValueError(f"{what} of a tensor with {self.data.size} elements is ambiguous; "
+                             "reduce it to one element first")
+        return self.data.reshape(())
+
+    def __bool__(self):
+        return bool(self._one_element("the truth value"))
+
+    def __float__(self):
+        return float(self._one_element("float()"))
+
+    def __int__(self):
+        return int(self._one_element("int()"))
+
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(t)`` gives the data (the same array unless a dtype or a copy is asked for)."""
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     def __repr__(self):
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
@@ -228,6 +301,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self):
+        """The data as (nested) Python lists of numbers."""
         return self.data.tolist()
 
     # ------------------------------------------------------------ autograd flags
@@ -304,10 +378,7 @@ class Tensor:
             if g.__class__ is IndexedGrad:
                 g = g.add_into(np.zeros(node.data.shape, g.values.dtype))
             if node._hooks:
-                for hook in tuple(node._hooks):
-                    replaced = hook(g)
-                    if replaced is not None:
-                        g = np.asarray(replaced, dtype=node.dtype)
+                g = _run_hooks(node, g)
             fn = node._ctx
             if fn is None or node._retain:
                 g = g if g.dtype == node.dtype else g.astype(node.dtype)
@@ -461,20 +532,49 @@ class Tensor:
     def minimum(self, other):
         return _ops.minimum(self, other)
 
+    # Reductions take ``axis``/``keepdims`` or PyTorch's ``dim``/``keepdim``.
+
+    @torch_names
     def sum(self, axis=None, keepdims=False):
         return _ops.sum(self, axis, keepdims)
 
+    @torch_names
     def mean(self, axis=None, keepdims=False):
         return _ops.mean(self, axis, keepdims)
 
+    @torch_names
     def max(self, axis=None, keepdims=False):
+        """The maximum, or with an int ``axis`` the named tuple ``(values, indices)`` (as PyTorch)."""
         return _ops.max(self, axis, keepdims)
 
+    @torch_names
     def min(self, axis=None, keepdims=False):
+        """The minimum, or with an int ``axis`` the named tuple ``(values, indices)`` (as PyTorch)."""
         return _ops.min(self, axis, keepdims)
 
+    @torch_names
+    def amax(self, axis=None, keepdims=False):
+        return _ops.amax(self, axis, keepdims)
+
+    @torch_names
+    def amin(self, axis=None, keepdims=False):
+        return _ops.amin(self, axis, keepdims)
+
+    @torch_names
+    def argmax(self, axis=None, keepdims=False):
+        return _ops.argmax(self, axis, keepdims)
+
+    @torch_names
+    def argmin(self, axis=None, keepdims=False):
+        return _ops.argmin(self, axis, keepdims)
+
+    @torch_names
     def var(self, axis=None, keepdims=False, correction=1):
         return _ops.var(self, axis, keepdims, correction)
+
+    @torch_names
+    def logsumexp(self, axis=None, keepdims=False):
+        return _ops.logsumexp(self, axis, keepdims)
 
     def reshape(self, *shape):
         return _ops.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
@@ -484,8 +584,8 @@ class Tensor:
     def flatten(self):
         return _ops.reshape(self, (-1,))
 
-    def transpose(self, *axes):
-        return _ops.transpose(self, *axes)
+    def transpose(self, *axes, dim0=None, dim1=None):
+        return _ops.transpose(self, *axes, dim0=dim0, dim1=dim1)
 
     def permute(self, *axes):
         return _ops.permute(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
@@ -500,29 +600,63 @@ class Tensor:
     def broadcast_to(self, shape):
         return _ops.expand(self, shape)
 
+    @torch_names
     def squeeze(self, axis=None):
         return _ops.squeeze(self, axis)
 
+    @torch_names
     def unsqueeze(self, axis):
         return _ops.unsqueeze(self, axis)
 
+    @torch_names
     def split(self, split_size_or_sections, axis=0):
         return _ops.split(self, split_size_or_sections, axis)
 
+    @torch_names
     def chunk(self, chunks, axis=0):
         return _ops.chunk(self, chunks, axis)
 
+    @torch_names
     def softmax(self, axis=-1):
         return _ops.softmax(self, axis)
 
+    @torch_names
     def log_softmax(self, axis=-1):
         return _ops.log_softmax(self, axis)
 
-    def logsumexp(self, axis=None, keepdims=False):
-        return _ops.logsumexp(self, axis, keepdims)
+    # ------------------------------------------------------------ copies and conversions
 
     def astype(self, dtype):
+        """A copy converted to ``dtype``; the gradient flows back converted."""
         return _ops.cast(self, dtype)
+
+    def float(self):
+        """As float32: ``to(np.float32)``."""
+        return self.to(np.float32)
+
+    def double(self):
+        """As float64: ``to(np.float64)``."""
+        return self.to(np.float64)
+
+    def to(self, target):
+        """``to(dtype)``: this tensor if it has that dtype, else a converted copy (differentiable,
+        as ``astype``). ``to("cpu")`` is this tensor: tinyseq tensors live in host memory."""
+        if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+            if target != "cpu":
+                raise ValueError(f"Tensor.to: tinyseq tensors live in host memory ('cpu'), got {target!r}; "
+                                 "a GPU runs recurrent layers through backend='cuda' instead")
+            return self
+        try:
+            dtype = np.dtype(target) if target is not None else None
+        except TypeError:
+            dtype = None
+        if dtype is None:
+            raise TypeError(f"Tensor.to: expected a dtype or 'cpu', got {target!r}")
+        return self if dtype == self.dtype else _ops.cast(self, dtype)
+
+    def clone(self):
+        """A copy of the data that stays in the graph (gradients flow back to this tensor)."""
+        return _ops.clone(self)
 
 
 _new_tensor = object.__new__

@@ -2,6 +2,7 @@
 
 from . import functional, init, utils
 from .module import Module, Parameter
-from .layers import Dropout, Embedding, LayerNorm, Linear, Sequential
+from .containers import ModuleDict, ModuleList, Sequential
+from .layers import Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .loss import CrossEntropyLoss, MSELoss

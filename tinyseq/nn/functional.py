@@ -1,6 +1,9 @@
-"""Functional losses (and the activation ops, re-exported so ``F.relu`` etc. read as in PyTorch).
+"""Functional forms: ``linear``, the losses, and the activation ops re-exported, so that
+``F.relu`` etc. read as in PyTorch.
 
-Losses are compositions of ops, so their gradients come from the engine.
+Losses are compositions of ops, so their gradients come from the engine. Their options are
+keyword-only: PyTorch's third positional argument is a class-weight or legacy argument that
+tinyseq does not take, and a silent mix-up would be worse than a TypeError.
 """
 
 import numpy as np
@@ -8,7 +11,7 @@ import numpy as np
 from ..ops import (  # noqa: F401  (re-exported)
     dropout, embedding, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
-from ..ops import getitem, log_softmax as _log_softmax, reshape, sum as _sum, where as _where
+from ..ops import getitem, log_softmax as _log_softmax, matmul, reshape, sum as _sum, where as _where
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -19,47 +22,72 @@ def _check_reduction(name, reduction):
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def cross_entropy(logits, target, ignore_index=-100, mask=None, reduction="mean"):
-    """Softmax cross-entropy of ``logits`` (..., C) against integer ``target`` (...).
+def linear(input, weight, bias=None):
+    """``input @ weight^T + bias``: input (*, in), weight (out, in), bias (out,) or None -> (*, out)."""
+    y = matmul(input, weight.T if isinstance(weight, Tensor) else np.asarray(weight).T)
+    return y if bias is None else y + bias
 
-    Positions where ``target == ignore_index`` or where ``mask`` (bool or float, same
-    shape as ``target``) is 0 contribute nothing. ``reduction="mean"`` divides by the
-    number of counted positions (the sum of the mask's weights), so padding does not
-    dilute the loss; ``"sum"`` adds them; ``"none"`` returns the per-position losses
-    (0 where not counted). NOTE: a mean over zero counted positions is nan, as PyTorch.
+
+def nll_loss(log_probs, target, *, ignore_index=-100, mask=None, reduction="mean"):
+    """Negative log-likelihood of integer ``target`` (...) under ``log_probs`` (..., C).
+
+    NOTE: the class axis is the last one (PyTorch's is axis 1), so a (T, B, C) or (B, T, C)
+    batch needs no transpose; for (N, C) the two agree. Positions where ``target ==
+    ignore_index`` or where ``mask`` (bool or float, same shape as ``target``) is 0 count
+    nothing. ``reduction="mean"`` divides by the number of counted positions (the sum of the
+    mask's weights), so padding does not dilute the loss; ``"sum"`` adds them; ``"none"``
+    returns the per-position losses (0 where not counted). A mean over zero counted
+    positions is nan, as PyTorch.
     """
-    _check_reduction("cross_entropy", reduction)
+    return _nll("nll_loss", log_probs, target, ignore_index, mask, reduction)
+
+
+def cross_entropy(logits, target, *, ignore_index=-100, mask=None, reduction="mean"):
+    """Softmax cross-entropy of ``logits`` (..., C) against integer ``target`` (...):
+    ``nll_loss(log_softmax(logits, -1), target, ...)``; see ``nll_loss`` for the options and
+    the class axis."""
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits need a class axis, got a 0-d tensor")
+    return _nll("cross_entropy", _log_softmax(logits, axis=-1), target, ignore_index, mask, reduction)
+
+
+def _nll(name, log_probs, target, ignore_index, mask, reduction):
+    """``nll_loss``'s work; ``name`` is the function the user called, for the error messages."""
+    _check_reduction(name, reduction)
+    if not isinstance(log_probs, Tensor):
+        log_probs = Tensor(log_probs)
+    if log_probs.ndim < 1:
+        raise ValueError(f"{name}: the input needs a class axis, got a 0-d tensor")
     t = np.asarray(target.data if isinstance(target, Tensor) else target)
     if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {t.dtype}")
-    if t.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"cross_entropy: target shape {t.shape} does not match logits shape {logits.shape} "
-            f"without its class axis ({logits.shape[:-1]})"
-        )
-    n_classes = logits.shape[-1]
+        raise TypeError(f"{name}: target must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != log_probs.shape[:-1]:
+        hint = ""
+        if log_probs.ndim > 2 and t.shape == log_probs.shape[:1] + log_probs.shape[2:]:
+            hint = "; tinyseq's class axis is the last one, PyTorch's (N, C, d) layout needs .transpose(1, -1)"
+        raise ValueError(f"{name}: target shape {t.shape} does not match input shape {log_probs.shape} "
+                         f"without its class axis ({log_probs.shape[:-1]}){hint}")
+    n_classes = log_probs.shape[-1]
     counted = t != ignore_index
     bad = counted & ((t < 0) | (t >= n_classes))
     if bad.any():
         raise ValueError(
-            f"cross_entropy: target values must lie in [0, {n_classes}) or equal ignore_index={ignore_index}, "
+            f"{name}: target values must lie in [0, {n_classes}) or equal ignore_index={ignore_index}, "
             f"got {t[bad].ravel()[0]}"
         )
-    weight = counted.astype(logits.dtype)
+    weight = counted.astype(log_probs.dtype)
     if mask is not None:
         m = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
         if m.shape != t.shape:
-            raise ValueError(f"cross_entropy: mask shape {m.shape} does not match target shape {t.shape}")
-        weight = weight * m.astype(logits.dtype)
+            raise ValueError(f"{name}: mask shape {m.shape} does not match target shape {t.shape}")
+        weight = weight * m.astype(log_probs.dtype)
 
-    flat = reshape(_log_softmax(logits, axis=-1), (-1, n_classes))
+    flat = reshape(log_probs, (-1, n_classes))
     rows = np.arange(flat.shape[0])
     picked = reshape(getitem(flat, (rows, np.where(counted, t, 0).ravel())), t.shape)
-    # NOTE: select rather than multiply by 0, so a -inf logit at an uncounted position gives 0, not nan.
+    # NOTE: select rather than multiply by 0, so a -inf at an uncounted position gives 0, not nan.
     losses = _where(weight != 0, -picked, 0.0) * weight
     if reduction == "none":
         return losses
@@ -67,10 +95,10 @@ def cross_entropy(logits, target, ignore_index=-100, mask=None, reduction="mean"
     if reduction == "sum":
         return total
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / np.asarray(weight.sum(), dtype=logits.dtype)
+        return total / np.asarray(weight.sum(), dtype=log_probs.dtype)
 
 
-def mse_loss(input, target, reduction="mean", mask=None):
+def mse_loss(input, target, *, reduction="mean", mask=None):
     """Mean (or sum, or none) of the squared differences; shapes must match.
 
     ``mask`` (optional, broadcastable to ``input``) weights each element; the mean then

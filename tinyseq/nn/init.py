@@ -3,8 +3,8 @@
 Every ``*_`` function fills its tensor in place -- ``t.data[...] = values``, so the
 array object and its dtype stay the same -- and returns the tensor. A ``Tensor``, a
 ``Parameter`` or a plain float NumPy array is accepted. Random fills take an optional
-``generator`` (a ``numpy.random.Generator``); without one they draw from this module's
-generator, which ``manual_seed(seed)`` replaces.
+``generator`` (a ``numpy.random.Generator``); without one they draw from the library's
+default generator, which ``tinyseq.manual_seed(seed)`` (alias ``init.manual_seed``) replaces.
 
 Random values are drawn in float64 and rounded to the tensor's dtype on assignment.
 Rounding is monotone, so a uniform fill on ``[a, b]`` stays within ``[dtype(a), dtype(b)]``.
@@ -19,7 +19,10 @@ import numbers
 
 import numpy as np
 
+from .. import random as _random
+from ..gates import gate_names, gate_slice, num_gates
 from ..tensor import Tensor
+from .module import Module
 
 __all__ = [
     "manual_seed", "calculate_gain", "calculate_fan_in_and_fan_out",
@@ -30,26 +33,13 @@ __all__ = [
 
 # ---------------------------------------------------------------- generator and checks
 
-# NOTE: one generator for the whole process, shared by all threads.
-_default_generator = np.random.default_rng()
-
-
-def manual_seed(seed):
-    """Reseed the module's default generator; returns the new ``numpy.random.Generator``."""
-    global _default_generator
-    _default_generator = np.random.default_rng(seed)
-    return _default_generator
+# The library's one default generator (``tinyseq.manual_seed``); kept here under the old names.
+manual_seed = _random.manual_seed
+default_generator = _random.default_generator
 
 
 def _rng(generator, op):
-    if generator is None:
-        return _default_generator
-    if not isinstance(generator, np.random.Generator):
-        raise TypeError(
-            f"init.{op}: expected generator to be a numpy.random.Generator or None, "
-            f"got {type(generator).__name__}"
-        )
-    return generator
+    return _random.get_generator(generator, f"init.{op}")
 
 
 def _array(t, op):
@@ -329,36 +319,53 @@ def eye_(t):
 # ---------------------------------------------------------------- LSTM bias
 
 
-def lstm_forget_bias_(bias, value=1.0, hidden_size=None):
-    """Set the forget-gate slice ``[H:2H]`` of an LSTM bias of shape ``(4H,)`` to ``value``.
+def lstm_forget_bias_(target, value=1.0, hidden_size=None, coupled=False):
+    """Set the forget-gate bias of an LSTM to ``value``; the other gates' biases are left alone.
 
-    The gate order is i, f, g, o (PyTorch's); the other slices are left as they are.
-    ``hidden_size`` defaults to ``len(bias) // 4``.
+    ``target`` is either
 
-    NOTE: a PyTorch-style LSTM has two biases, ``bias_ih`` and ``bias_hh``, which add. To get a
-    total forget bias of ``value``, set it on one of them and zero the other's forget slice
-    (e.g. ``zeros_`` it first), or set ``value / 2`` on both.
+    * a module: in every ``nn.LSTM`` and ``nn.LSTMCell`` in it (itself included; any
+      options), in every layer and direction, the forget slice of ``bias_ih`` is set to
+      ``value`` and that of ``bias_hh`` to 0, so the forget gate's total bias (the two add)
+      is ``value``; returns the module. Or
+    * one stacked bias tensor: its forget slice is set to ``value``; returns the tensor. The
+      gates are i, f, g, o (PyTorch's), or f, g, o for a coupled LSTM (``coupled=True``),
+      and ``hidden_size`` defaults to ``len(bias) // G``. NOTE: an LSTM's two biases add,
+      so set ``value`` on one and zero the other's forget slice, or pass the module.
     """
-    arr = _array(bias, "lstm_forget_bias_")
+    value = _number(value, "value", "lstm_forget_bias_")
+    if isinstance(target, Module):
+        return _lstm_modules_forget_bias(target, value)
+    arr = _array(target, "lstm_forget_bias_")
+    gates = num_gates("LSTM", coupled)
     if arr.ndim != 1:
-        raise ValueError(f"init.lstm_forget_bias_: expected a 1-D bias of shape (4*H,), got shape {arr.shape}")
+        raise ValueError(f"init.lstm_forget_bias_: expected a module or a 1-D bias of shape ({gates}*H,), "
+                         f"got shape {arr.shape}")
     if hidden_size is None:
-        if len(arr) % 4:
-            raise ValueError(
-                f"init.lstm_forget_bias_: bias length {len(arr)} is not divisible by 4 "
-                "(an LSTM bias stacks the i, f, g, o gates)"
-            )
-        hidden_size = len(arr) // 4
+        if len(arr) % gates:
+            hint = "" if coupled else "; for a coupled LSTM pass coupled=True (or pass the module)"
+            raise ValueError(f"init.lstm_forget_bias_: bias length {len(arr)} is not divisible by {gates} "
+                             f"(the gates {', '.join(gate_names('LSTM', coupled))}){hint}")
+        hidden_size = len(arr) // gates
     hidden_size = _count(hidden_size, "hidden_size", "lstm_forget_bias_")
-    if len(arr) != 4 * hidden_size:
+    if len(arr) != gates * hidden_size:
         raise ValueError(
-            f"init.lstm_forget_bias_: expected a bias of length 4*hidden_size = {4 * hidden_size}, "
+            f"init.lstm_forget_bias_: expected a bias of length {gates}*hidden_size = {gates * hidden_size}, "
             f"got {len(arr)}"
         )
-    arr[hidden_size:2 * hidden_size] = _number(value, "value", "lstm_forget_bias_")
-    return bias
+    arr[gate_slice("LSTM", "f", hidden_size, coupled)] = value
+    return target
 
 
-def default_generator():
-    """The generator used when none is given (replaced by ``manual_seed``)."""
-    return _default_generator
+def _lstm_modules_forget_bias(module, value):
+    lstms = [m for m in module.modules() if getattr(m, "mode", None) == "LSTM"]
+    if not lstms:
+        raise ValueError(f"init.lstm_forget_bias_: {type(module).__name__} holds no LSTM or LSTMCell")
+    for lstm in lstms:
+        biases = [(n, p) for n, p in lstm.named_parameters() if n.startswith(("bias_ih", "bias_hh"))]
+        if not biases:
+            raise ValueError(f"init.lstm_forget_bias_: an {type(lstm).__name__} built with bias=False has no biases")
+        forget = gate_slice("LSTM", "f", lstm.hidden_size, lstm.coupled)
+        for n, p in biases:
+            p.data[forget] = value if n.startswith("bias_ih") else 0.0
+    return module

@@ -1,4 +1,5 @@
-"""Feed-forward layers: Linear, Embedding, Dropout (standard and variational), LayerNorm, Sequential."""
+"""Feed-forward layers: Linear, Embedding, Dropout (standard and variational), LayerNorm, and
+the activation modules."""
 
 import math
 import numbers
@@ -6,9 +7,11 @@ import numbers
 import numpy as np
 
 from .. import ops
+from .. import random as _random
 from ..tensor import Tensor
+from . import functional as F
 from . import init
-from .module import Module, Parameter, check_int
+from .module import Module, Parameter, as_input, check_dtype, check_int
 
 
 def _as_tensor(x):
@@ -16,37 +19,61 @@ def _as_tensor(x):
 
 
 class Linear(Module):
-    """y = x W^T + b with ``weight`` (out_features, in_features) and ``bias`` (out_features,).
+    """Applies an affine map ``y = x W^T + b``.
 
-    Initialised as PyTorch: U(-1/sqrt(in_features), 1/sqrt(in_features)) for both.
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: if False, the layer has no additive bias. Default: True.
+        dtype: float32 (default) or float64, the dtype of the parameters; the input must match.
+
+    Shape:
+        - Input: (*, in_features), any number of leading dimensions.
+        - Output: (*, out_features).
+
+    Attributes:
+        weight: (out_features, in_features), initialised U(-1/sqrt(in_features), 1/sqrt(in_features)).
+        bias: (out_features,), initialised the same way, or None.
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         check_int("Linear", "in_features", in_features, 0)
         check_int("Linear", "out_features", out_features, 0)
+        dtype = check_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features) if in_features else 0.0
         self.weight = init.uniform_(Parameter(np.empty((out_features, in_features), dtype=dtype)), -bound, bound)
         self.bias = init.uniform_(Parameter(np.empty(out_features, dtype=dtype)), -bound, bound) if bias else None
 
     def forward(self, x):
-        x = _as_tensor(x)
+        x = as_input("Linear", x, self.weight.dtype)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: expected input with last dimension {self.in_features}, got shape {x.shape}")
-        y = ops.matmul(x, self.weight.T)
-        return y if self.bias is None else y + self.bias
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 class Embedding(Module):
-    """A lookup table of ``num_embeddings`` rows of size ``embedding_dim``, initialised N(0, 1).
+    """A lookup table: row ``i`` of ``weight`` is the vector for index ``i``.
 
-    ``padding_idx`` (optional): that row starts at zero and gets no gradient, as in PyTorch.
+    Args:
+        num_embeddings: number of rows (the vocabulary size).
+        embedding_dim: size of each vector.
+        padding_idx: if given, that row starts at zero and gets no gradient (as PyTorch).
+        dtype: float32 (default) or float64.
+
+    Shape:
+        - Input: integer indices of any shape (*), each in [0, num_embeddings).
+        - Output: (*, embedding_dim).
+
+    Attributes:
+        weight: (num_embeddings, embedding_dim), initialised N(0, 1).
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32):
+        dtype = check_dtype("Embedding", dtype)
         check_int("Embedding", "num_embeddings", num_embeddings, 1)
         check_int("Embedding", "embedding_dim", embedding_dim, 0)
         if padding_idx is not None:
@@ -69,12 +96,20 @@ class Embedding(Module):
 
 
 class Dropout(Module):
-    """Zero inputs with probability ``p`` in training, scaling the rest by 1 / (1 - p).
+    """Zeroes inputs with probability ``p`` in training and scales the rest by 1 / (1 - p);
+    the identity in eval mode.
 
-    ``variational=True`` draws one mask per sequence and reuses it at every time step
-    (Gal & Ghahramani 2016): the input is (T, B, F), or (B, T, F) with
-    ``batch_first=True``, and the mask has size 1 on the time axis. ``generator`` is a
-    ``numpy.random.Generator`` (default: the one ``tinyseq.nn.init.manual_seed`` seeds).
+    Args:
+        p: probability of zeroing an element. Default: 0.5.
+        variational: if True, draw one mask per sequence and reuse it at every time step
+            (Gal & Ghahramani 2016); the mask has size 1 on the time axis. Default: False.
+        batch_first: for ``variational``, whether the input is (B, T, F) rather than (T, B, F).
+        generator: a ``numpy.random.Generator`` for the masks (default: the library's,
+            which ``tinyseq.manual_seed`` seeds).
+
+    Shape:
+        - Input: any shape; (T, B, F) or (B, T, F) with ``variational=True``.
+        - Output: the input's shape.
     """
 
     def __init__(self, p=0.5, variational=False, batch_first=False, generator=None):
@@ -87,7 +122,7 @@ class Dropout(Module):
         x = _as_tensor(x)
         if not self.training or self.p == 0:
             return x
-        rng = self.generator if self.generator is not None else init.default_generator()
+        rng = _random.get_generator(self.generator, "Dropout")
         if not self.variational:
             return ops.dropout(x, self.p, generator=rng)
         if x.ndim != 3:
@@ -102,9 +137,22 @@ class Dropout(Module):
 
 
 class LayerNorm(Module):
-    """Normalise over the last ``len(normalized_shape)`` axes, then scale and shift."""
+    """Normalises over the last ``len(normalized_shape)`` axes (mean 0, variance 1, the
+    variance without correction), then scales by ``weight`` and shifts by ``bias``.
+
+    Args:
+        normalized_shape: int or tuple, the trailing shape to normalise over.
+        eps: added to the variance. Default: 1e-5.
+        elementwise_affine: if True (default), learnable ``weight`` (ones) and ``bias`` (zeros).
+        dtype: float32 (default) or float64; with ``elementwise_affine`` the input must match.
+
+    Shape:
+        - Input: (*, *normalized_shape).
+        - Output: the input's shape.
+    """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, dtype=np.float32):
+        dtype = check_dtype("LayerNorm", dtype)
         if isinstance(normalized_shape, numbers.Integral):
             normalized_shape = (normalized_shape,)
         shape = tuple(check_int("LayerNorm", "normalized_shape entry", n, 1) for n in normalized_shape)
@@ -113,7 +161,7 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine else None
 
     def forward(self, x):
-        x = _as_tensor(x)
+        x = _as_tensor(x) if self.weight is None else as_input("LayerNorm", x, self.weight.dtype)
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n :] != self.normalized_shape:
             raise ValueError(f"LayerNorm: expected input ending in {self.normalized_shape}, got shape {x.shape}")
@@ -126,25 +174,39 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
 
 
-class Sequential(Module):
-    """Modules applied one after another; their parameters are named ``0.weight``, ``1.bias``, ..."""
+# ---------------------------------------------------------------- activations
 
-    def __init__(self, *modules):
-        for m in modules:
-            if not isinstance(m, Module):
-                raise TypeError(f"Sequential: expected Modules, got {type(m).__name__}")
-        self.layers = list(modules)
 
-    def _members(self, kind):
-        return ((str(i), m) for i, m in enumerate(self.layers) if isinstance(m, kind))
-
-    def __getitem__(self, i):
-        return self.layers[i]
-
-    def __len__(self):
-        return len(self.layers)
+class _Activation(Module):
+    fn = None
 
     def forward(self, x):
-        for m in self.layers:
-            x = m(x)
+        return self.fn(_as_tensor(x))
+
+
+class ReLU(_Activation):
+    """Applies max(x, 0) elementwise. Shape: any; the output has the input's shape."""
+
+    fn = staticmethod(ops.relu)
+
+
+class Tanh(_Activation):
+    """Applies tanh elementwise. Shape: any; the output has the input's shape."""
+
+    fn = staticmethod(ops.tanh)
+
+
+class Sigmoid(_Activation):
+    """Applies the logistic sigmoid 1 / (1 + e^-x) elementwise. Shape: any; the output has the input's shape."""
+
+    fn = staticmethod(ops.sigmoid)
+
+
+class Identity(Module):
+    """Returns its input unchanged; any constructor arguments are ignored (as PyTorch)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def forward(self, x):
         return x

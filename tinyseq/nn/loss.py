@@ -5,13 +5,20 @@ from .module import Module
 
 
 class CrossEntropyLoss(Module):
-    """``loss(logits, target, mask=None)``: softmax cross-entropy over the last axis.
+    """Softmax cross-entropy over the last axis: ``loss(logits, target, mask=None)``.
 
-    ``logits`` (..., C) and integer ``target`` (...) of any leading shape, e.g. (T, B)
-    for a sequence batch; ``mask`` (same shape as ``target``; e.g. from
-    ``nn.utils.sequence_mask``) and ``ignore_index`` drop padded positions. With
-    ``reduction="mean"`` the loss is averaged over the counted positions (time steps
-    and sequences together); ``"sum"`` adds them; ``"none"`` returns them all.
+    Args:
+        ignore_index: positions whose target equals it count nothing. Default: -100.
+        reduction: "mean" (default; over the counted positions, time steps and sequences
+            together), "sum", or "none" (every position's loss, 0 where not counted).
+
+    Shape:
+        - logits: (..., C), any leading shape, e.g. (T, B, C) or (B, T, C) (the class axis is
+          the last one, not PyTorch's axis 1).
+        - target: (...), integer class indices.
+        - mask (optional): (...), bool or float weights, e.g. from ``nn.utils.sequence_mask``,
+          to leave out padded positions.
+        - Output: a scalar, or (...) with ``reduction="none"``.
     """
 
     def __init__(self, ignore_index=-100, reduction="mean"):
@@ -19,17 +26,23 @@ class CrossEntropyLoss(Module):
         self.ignore_index, self.reduction = ignore_index, reduction
 
     def forward(self, logits, target, mask=None):
-        return F.cross_entropy(logits, target, self.ignore_index, mask, self.reduction)
+        return F.cross_entropy(logits, target, ignore_index=self.ignore_index, mask=mask, reduction=self.reduction)
 
     def extra_repr(self):
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
 
 
 class MSELoss(Module):
-    """``loss(input, target, mask=None)``: squared error, optionally over the masked positions only.
+    """Squared error: ``loss(input, target, mask=None)``.
 
-    ``mask`` broadcasts against ``input`` (e.g. (T, B, 1) for a (T, B, F) output); with
-    ``reduction="mean"`` the sum is divided by the number of counted elements.
+    Args:
+        reduction: "mean" (default; over the counted elements), "sum" or "none".
+
+    Shape:
+        - input and target: the same shape.
+        - mask (optional): broadcastable to the input, e.g. (T, B, 1) for a (T, B, F) output;
+          with ``reduction="mean"`` the sum is divided by the mask's total weight.
+        - Output: a scalar, or the input's shape with ``reduction="none"``.
     """
 
     def __init__(self, reduction="mean"):
@@ -37,7 +50,7 @@ class MSELoss(Module):
         self.reduction = reduction
 
     def forward(self, input, target, mask=None):
-        return F.mse_loss(input, target, self.reduction, mask=mask)
+        return F.mse_loss(input, target, reduction=self.reduction, mask=mask)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"

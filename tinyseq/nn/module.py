@@ -8,9 +8,11 @@ attribute (or a list/tuple of them) is a child. So names come out as PyTorch's d
 
 import numbers
 from collections import OrderedDict, namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
+from .. import config
 from ..tensor import Tensor
 
 
@@ -31,6 +33,42 @@ def check_int(name, what, value, minimum):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name}: {what} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+#: The dtypes a module's parameters may have (the fused kernels compute in these two).
+PARAMETER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(name, dtype):
+    """``dtype`` (None: the default float32) as a NumPy dtype if it is one of ``PARAMETER_DTYPES``,
+    else a TypeError naming ``name``."""
+    if dtype is None:  # PyTorch's "the default dtype" (NOTE: np.dtype(None) would be float64)
+        return np.dtype(config.DEFAULT_DTYPE)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in PARAMETER_DTYPES:
+        raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def as_input(name, x, dtype, what="input"):
+    """``x`` as a Tensor of the parameters' ``dtype``, for a module's forward.
+
+    Python numbers and lists are converted; a Tensor or array of another dtype is refused
+    with a TypeError (as PyTorch refuses a float64 input to a float32 layer): no silent
+    promotion, so a model computes in the dtype of its parameters.
+    """
+    if isinstance(x, (tuple, list)) and any(isinstance(v, Tensor) for v in x):
+        raise TypeError(f"{name}: expected {what} to be a Tensor or an array, got a {type(x).__name__} of Tensors")
+    if not isinstance(x, (Tensor, np.ndarray)):
+        x = np.asarray(x, dtype=dtype)
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if x.dtype != dtype:
+        raise TypeError(f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}; "
+                        f"convert the {what} (.to(np.{dtype.name})) or the module (module.to(...))")
+    return x
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -119,10 +157,11 @@ class Module:
             p.grad = None
 
     def to(self, dtype):
-        """Convert every parameter to ``dtype`` (e.g. ``np.float64`` for gradient checks)."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"{type(self).__name__}.to: expected a floating dtype, got {dtype}")
+        """Convert every parameter to ``dtype``, float32 or float64 (e.g. ``np.float64`` for
+        gradient checks); returns self. ``to("cpu")`` changes nothing (arrays live in host memory)."""
+        if isinstance(dtype, str) and dtype == "cpu":
+            return self
+        dtype = check_dtype(f"{type(self).__name__}.to", dtype)
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = None if p.grad is None else p.grad.astype(dtype)
@@ -148,6 +187,9 @@ class Module:
         module unchanged. With ``strict=True`` missing or unexpected keys are errors; shape
         mismatches always are. Returns ``(missing_keys, unexpected_keys)``.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of name -> array, "
+                            f"got {type(state_dict).__name__}")
         params = OrderedDict(self._state_items())
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]

@@ -24,10 +24,11 @@ import numpy as np
 
 from .. import backend as _backend
 from .. import ops
+from ..gates import gate_slices, num_gates
 from ..tensor import Tensor
 from . import init
 from .functional import dropout as _dropout
-from .module import Module, Parameter, check_int
+from .module import Module, Parameter, as_input, check_dtype, check_int
 
 # ---------------------------------------------------------------- step functions
 
@@ -47,18 +48,18 @@ def lstm_step(xp, h, c, w, peephole=False, coupled=False):
     gates = xp + ops.matmul(h, w.hh_t)
     if w.b_hh is not None:
         gates = gates + w.b_hh
-    H = h.shape[-1]
+    s = w.gate  # each gate's columns
     if coupled:
-        f, g, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+        f, g, o = gates[:, s["f"]], gates[:, s["g"]], gates[:, s["o"]]
         f = ops.sigmoid(f + c * w.cf if peephole else f)
         i = 1 - f
     elif peephole:
-        i, f, g, o = ops.chunk(gates, 4, axis=-1)
+        i, f, g, o = gates[:, s["i"]], gates[:, s["f"]], gates[:, s["g"]], gates[:, s["o"]]
         i, f = ops.sigmoid(i + c * w.ci), ops.sigmoid(f + c * w.cf)
     else:
-        # One sigmoid over all gates (g's quarter goes unused) is fewer graph nodes than three.
+        # One sigmoid over all gates (g's block goes unused) is fewer graph nodes than three.
         act = ops.sigmoid(gates)
-        i, f, g, o = act[:, :H], act[:, H : 2 * H], gates[:, 2 * H : 3 * H], act[:, 3 * H :]
+        i, f, g, o = act[:, s["i"]], act[:, s["f"]], gates[:, s["g"]], act[:, s["o"]]
     c = f * c + i * ops.tanh(g)
     if peephole:
         o = ops.sigmoid(o + c * w.co)
@@ -68,45 +69,43 @@ def lstm_step(xp, h, c, w, peephole=False, coupled=False):
 
 
 def gru_step(xp, h, w, reset_after=True):
-    """GRU step: h' = (1 - z) * n + z * h, gates r, z, n."""
-    H = h.shape[-1]
+    """GRU step: h' = (1 - z) * n + z * h, gates r, z, n (r and z are one sigmoid over both blocks)."""
+    rz, n_ = w.rz, w.gate["n"]
     if reset_after:
         hp = ops.matmul(h, w.hh_t)
         if w.b_hh is not None:
             hp = hp + w.b_hh
-        r, z = ops.chunk(ops.sigmoid(xp[:, : 2 * H] + hp[:, : 2 * H]), 2, axis=-1)
-        n = ops.tanh(xp[:, 2 * H :] + r * hp[:, 2 * H :])
+        r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp[:, rz]), 2, axis=-1)
+        n = ops.tanh(xp[:, n_] + r * hp[:, n_])
     else:
         hp = ops.matmul(h, w.hh_rz_t)
         if w.b_hh is not None:
             hp = hp + w.b_hh_rz
-        r, z = ops.chunk(ops.sigmoid(xp[:, : 2 * H] + hp), 2, axis=-1)
+        r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp), 2, axis=-1)
         hn = ops.matmul(r * h, w.hh_n_t)
-        n = ops.tanh(xp[:, 2 * H :] + hn + w.b_hh_n if w.b_hh is not None else xp[:, 2 * H :] + hn)
+        n = ops.tanh(xp[:, n_] + hn + w.b_hh_n if w.b_hh is not None else xp[:, n_] + hn)
     return n + z * (h - n)
 
 
 class _StepWeights:
-    """The recurrent weights of one cell, transposed (and split) once per sequence, not per step."""
+    """The recurrent weights of one cell, transposed (and split) once per sequence, not per step,
+    and ``gate``: each gate's columns in the stacked pre-activations (from ``tinyseq.gates``)."""
 
-    def __init__(self, weight_hh, bias_hh, peepholes=(None, None, None), gru_classic=False):
+    def __init__(self, mode, weight_hh, bias_hh, peepholes=(None, None, None), coupled=False, gru_classic=False):
         self.hh_t, self.b_hh = weight_hh.T, bias_hh
         self.ci, self.cf, self.co = peepholes
+        self.gate = gate_slices(mode, weight_hh.shape[1], coupled)
+        if mode == "GRU":
+            self.rz = slice(self.gate["r"].start, self.gate["z"].stop)
         if gru_classic:
-            hidden = weight_hh.shape[1]
-            self.hh_rz_t, self.hh_n_t = self.hh_t[:, : 2 * hidden], self.hh_t[:, 2 * hidden :]
+            self.hh_rz_t, self.hh_n_t = self.hh_t[:, self.rz], self.hh_t[:, self.gate["n"]]
             if bias_hh is not None:
-                self.b_hh_rz, self.b_hh_n = bias_hh[: 2 * hidden], bias_hh[2 * hidden :]
+                self.b_hh_rz, self.b_hh_n = bias_hh[self.rz], bias_hh[self.gate["n"]]
 
 
 # ---------------------------------------------------------------- shared parameter set-up
 
 _MODES = ("RNN", "LSTM", "GRU")
-
-
-def _num_gates(mode, coupled=False):
-    return {"RNN": 1, "LSTM": 3 if coupled else 4, "GRU": 3}[mode]
-
 
 
 def _check_options(name, mode, nonlinearity, peephole, coupled, reset_after):
@@ -120,7 +119,7 @@ def _check_options(name, mode, nonlinearity, peephole, coupled, reset_after):
 
 def _make_params(module, suffix, mode, input_size, hidden_size, bias, peephole, coupled, dtype):
     """Create the parameters of one cell as attributes named ``weight_ih{suffix}`` etc."""
-    gh = _num_gates(mode, coupled) * hidden_size
+    gh = num_gates(mode, coupled) * hidden_size
     bound = 1 / math.sqrt(hidden_size)
 
     def param(*shape):
@@ -141,14 +140,12 @@ def _param_dtype(module):
     return next(iter(module.parameters())).dtype
 
 
-def _as_float_tensor(name, x, dtype, what="input"):
-    x = x if isinstance(x, Tensor) else Tensor(np.asarray(x, dtype=dtype) if not isinstance(x, np.ndarray) else x)
-    if x.dtype != dtype:
-        raise TypeError(
-            f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}; "
-            f"convert one of them (x.astype(...) or module.to(...))"
-        )
-    return x
+def _state_input(name, mode, s, dtype, what):
+    """A state argument as a Tensor; a tuple is refused (only an LSTM's state is a pair)."""
+    if mode != "LSTM" and isinstance(s, (tuple, list)):
+        raise TypeError(f"{name}: expected {what} to be one Tensor or array, got a {type(s).__name__}; "
+                        "only an LSTM takes a pair (h, c)")
+    return as_input(name, s, dtype, what)
 
 
 # ---------------------------------------------------------------- cells
@@ -163,6 +160,7 @@ class _CellBase(Module):
         check_int(name, "input_size", input_size, 1)
         check_int(name, "hidden_size", hidden_size, 1)
         _check_options(name, self.mode, nonlinearity, peephole, coupled, reset_after)
+        dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.nonlinearity, self.peephole, self.coupled, self.reset_after = nonlinearity, peephole, coupled, reset_after
         _make_params(self, "", self.mode, input_size, hidden_size, bias, peephole, coupled, dtype)
@@ -170,7 +168,7 @@ class _CellBase(Module):
     def _input(self, x):
         """Validate x ((B, I) or unbatched (I,)); return (x as (B, I), was_unbatched)."""
         name = type(self).__name__
-        x = _as_float_tensor(name, x, _param_dtype(self))
+        x = as_input(name, x, _param_dtype(self))
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: expected input of shape (batch, {self.input_size}) or ({self.input_size},), "
                              f"got {x.shape}")
@@ -181,7 +179,7 @@ class _CellBase(Module):
         dtype = _param_dtype(self)
         if s is None:
             return Tensor(np.zeros((batch, self.hidden_size), dtype=dtype))
-        s = _as_float_tensor(name, s, dtype, what)
+        s = _state_input(name, self.mode, s, dtype, what)
         expected = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
         if s.shape != expected:
             raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
@@ -193,7 +191,8 @@ class _CellBase(Module):
 
     def _weights(self):
         peep = (getattr(self, "weight_ci", None), getattr(self, "weight_cf", None), getattr(self, "weight_co", None))
-        return _StepWeights(self.weight_hh, self.bias_hh, peep, gru_classic=self.mode == "GRU" and not self.reset_after)
+        return _StepWeights(self.mode, self.weight_hh, self.bias_hh, peep, self.coupled,
+                            gru_classic=self.mode == "GRU" and not self.reset_after)
 
     def extra_repr(self):
         extra = "" if self.bias else ", bias=False"
@@ -205,37 +204,73 @@ class _CellBase(Module):
         return f"{self.input_size}, {self.hidden_size}{extra}"
 
 
+_CELL_DOC = """{title}
+
+{equations}
+    One time step; the layers unroll the same step functions over T steps.
+
+    Args:
+        input_size: I, the number of input features.
+        hidden_size: H, the number of hidden features.
+        bias: if False, no ``bias_ih``/``bias_hh``. Default: True.
+{own_args}        dtype: float32 (default) or float64; the input and state must match.
+
+    Inputs: input, {hx}
+        - **input**: (B, I), or (I,) unbatched.
+        - **{hx}**: {hx_doc} Zeros if None.
+
+    Outputs: {out}
+        - **{out}**: {out_doc}
+
+    Attributes:
+        weight_ih: ({G}*H, I), weight_hh: ({G}*H, H), bias_ih and bias_hh: ({G}*H,) or None;
+            the gates' blocks stacked {gates} (``tinyseq.gates``). All start U(-1/sqrt(H), 1/sqrt(H)).
+{own_attributes}"""
+
+
 class RNNCell(_CellBase):
-    """Elman cell: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu). ``cell(x, h=None) -> h'``."""
+    __doc__ = _CELL_DOC.format(
+        title="An Elman RNN cell, as ``torch.nn.RNNCell``.",
+        equations="    h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)     (or relu)\n",
+        own_args="        nonlinearity: \"tanh\" (default) or \"relu\".\n",
+        hx="hx", hx_doc="h, (B, H) or (H,).", out="h'", out_doc="(B, H), or (H,) unbatched.",
+        G=1, gates="(one block)", own_attributes="")
 
     mode = "RNN"
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=np.float32):
         super().__init__(input_size, hidden_size, bias, nonlinearity=nonlinearity, dtype=dtype)
 
-    def forward(self, x, h=None):
+    def forward(self, x, hx=None):
         x, unbatched = self._input(x)
-        h = self._state(h, x.shape[0], unbatched, "h")
+        h = self._state(hx, x.shape[0], unbatched, "h")
         out = rnn_step(self._xp(x), h, self._weights(), self.nonlinearity)
         return out.reshape(-1) if unbatched else out
 
 
 class LSTMCell(_CellBase):
-    """LSTM cell with forget gate (gates i, f, g, o). ``cell(x, (h, c)=None) -> (h', c')``.
-
-    ``peephole=True``: diagonal cell-to-gate weights; ``coupled=True``: input gate = 1 - f.
-    """
+    __doc__ = _CELL_DOC.format(
+        title="An LSTM cell with a forget gate, as ``torch.nn.LSTMCell``, plus peepholes and a coupled gate.",
+        equations=("    i, f, o = sigmoid(x W_i^T + b_i + h W_h^T + b_h) per gate,  g = tanh(...)\n"
+                   "    c' = f * c + i * g,     h' = o * tanh(c')\n"
+                   "    (peephole: ci * c, cf * c join i, f and co * c' joins o; coupled: i = 1 - f)\n"),
+        own_args=("        peephole: diagonal cell-to-gate weights (Gers & Schmidhuber). Default: False.\n"
+                  "        coupled: tie the input gate to 1 - f (no i block). Default: False.\n"),
+        hx="hx", hx_doc="the pair (h, c), each (B, H) or (H,).", out="(h', c')",
+        out_doc="each (B, H), or (H,) unbatched.",
+        G="G", gates="i, f, g, o (G = 4), or f, g, o when coupled (G = 3)",
+        own_attributes="        weight_ci, weight_cf, weight_co: (H,) with ``peephole=True`` (no ci when coupled).\n")
 
     mode = "LSTM"
 
     def __init__(self, input_size, hidden_size, bias=True, peephole=False, coupled=False, dtype=np.float32):
         super().__init__(input_size, hidden_size, bias, peephole=peephole, coupled=coupled, dtype=dtype)
 
-    def forward(self, x, state=None):
+    def forward(self, x, hx=None):
         x, unbatched = self._input(x)
-        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
-            raise ValueError("LSTMCell: state must be a tuple (h, c)")
-        h, c = (None, None) if state is None else state
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise ValueError("LSTMCell: hx must be a tuple (h, c)")
+        h, c = (None, None) if hx is None else hx
         h = self._state(h, x.shape[0], unbatched, "h")
         c = self._state(c, x.shape[0], unbatched, "c")
         h, c = lstm_step(self._xp(x), h, c, self._weights(), self.peephole, self.coupled)
@@ -243,16 +278,24 @@ class LSTMCell(_CellBase):
 
 
 class GRUCell(_CellBase):
-    """GRU cell (gates r, z, n). ``cell(x, h=None) -> h'``. See the module docstring for ``reset_after``."""
+    __doc__ = _CELL_DOC.format(
+        title="A GRU cell, as ``torch.nn.GRUCell``, plus Cho et al.'s original form.",
+        equations=("    r, z = sigmoid(x W_i^T + b_i + h W_h^T + b_h) per gate\n"
+                   "    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))     (reset_after=False: (r * h) W_hn^T + b_hn)\n"
+                   "    h' = (1 - z) * n + z * h\n"),
+        own_args=("        reset_after: True (default, PyTorch's) applies r after the recurrent product;\n"
+                  "            False is Cho et al. 2014's original. Same parameter shapes.\n"),
+        hx="hx", hx_doc="h, (B, H) or (H,).", out="h'", out_doc="(B, H), or (H,) unbatched.",
+        G=3, gates="r, z, n", own_attributes="")
 
     mode = "GRU"
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True, dtype=np.float32):
         super().__init__(input_size, hidden_size, bias, reset_after=reset_after, dtype=dtype)
 
-    def forward(self, x, h=None):
+    def forward(self, x, hx=None):
         x, unbatched = self._input(x)
-        h = self._state(h, x.shape[0], unbatched, "h")
+        h = self._state(hx, x.shape[0], unbatched, "h")
         out = gru_step(self._xp(x), h, self._weights(), self.reset_after)
         return out.reshape(-1) if unbatched else out
 
@@ -262,20 +305,11 @@ class GRUCell(_CellBase):
 
 
 class RNNBase(Module):
-    """A stack of recurrent layers unrolled over time; see ``RNN``, ``LSTM``, ``GRU``.
+    """A stack of recurrent layers unrolled over time: what ``RNN``, ``LSTM`` and ``GRU``
+    share (their docstrings have the arguments, inputs and outputs).
 
-    ``forward(x, hx=None, lengths=None)``: x is (T, B, I) ((B, T, I) with
-    ``batch_first``; (T, I) unbatched). ``hx`` is h0 (layers*directions, B, H), or
-    ``(h0, c0)`` for LSTM. ``lengths`` (B ints, 1..T) runs a padded batch without packing:
-    padded steps leave the state unchanged, the reverse direction runs over each
-    sequence's valid part, outputs past a sequence's end are zero, and the final state is
-    each sequence's state at its own last valid step.
-    Returns ``(output, h_n)`` or, for LSTM, ``(output, (h_n, c_n))``; output is
-    (T, B, directions*H).
-
-    ``backend``: "graph" unrolls the step functions below as ops; "numba" runs each
-    layer-direction as one fused kernel pair (``tinyseq_jit``); "auto" (default) follows
-    ``tinyseq.backend`` (numba when it imports). Both give the same numbers.
+    On the "graph" backend each layer-direction runs the step functions above as ops; on
+    "numba" it is one fused kernel pair (``tinyseq/backend.py``).
     """
 
     mode = None
@@ -294,6 +328,7 @@ class RNNBase(Module):
             raise ValueError(f"{name}: backend must be one of {_backend.BACKENDS}, got {backend!r}")
         if backend != "auto":
             _backend.resolve(backend)  # fail now, not at the first forward, if it cannot run
+        dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional, self.nonlinearity = bidirectional, nonlinearity
@@ -316,7 +351,7 @@ class RNNBase(Module):
     def _check_input(self, x, hx, lengths):
         name = type(self).__name__
         dtype = _param_dtype(self)
-        x = _as_float_tensor(name, x, dtype)
+        x = as_input(name, x, dtype)
         if x.ndim not in (2, 3):
             raise ValueError(f"{name}: expected a 3-D input ({'B, T' if self.batch_first else 'T, B'}, "
                              f"{self.input_size}) or a 2-D unbatched one, got shape {x.shape}")
@@ -346,7 +381,7 @@ class RNNBase(Module):
             if s is None:
                 states.append(Tensor(np.zeros(states_shape, dtype=dtype)))
                 continue
-            s = _as_float_tensor(name, s, dtype, what)
+            s = _state_input(name, self.mode, s, dtype, what)
             expected = states_shape[::2] if unbatched else states_shape
             if s.shape != expected:
                 raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
@@ -355,13 +390,15 @@ class RNNBase(Module):
         mask = None
         if lengths is not None:
             lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+            if lengths.shape == (0,):
+                lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
             if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
                 raise ValueError(f"{name}: lengths must be {batch} integers (one per sequence), "
                                  f"got shape {lengths.shape} and dtype {lengths.dtype}")
-            if lengths.min() < 1 or lengths.max() > steps:
+            if batch and (lengths.min() < 1 or lengths.max() > steps):
                 raise ValueError(f"{name}: lengths must lie in [1, {steps}] (the number of time steps), "
                                  f"got values from {lengths.min()} to {lengths.max()}")
-            if lengths.min() < steps:
+            if batch and lengths.min() < steps:
                 mask = (np.arange(steps)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
             else:
                 lengths = None
@@ -380,7 +417,7 @@ class RNNBase(Module):
         if b_ih is not None:
             xp = xp + (b_ih + b_hh if fold else b_ih)
         peep = (get("weight_ci"), get("weight_cf"), get("weight_co"))
-        w = _StepWeights(get("weight_hh"), None if fold else b_hh, peep,
+        w = _StepWeights(self.mode, get("weight_hh"), None if fold else b_hh, peep, self.coupled,
                          gru_classic=self.mode == "GRU" and not self.reset_after)
         steps = x.shape[0]
         outputs = [None] * steps
@@ -405,6 +442,11 @@ class RNNBase(Module):
     def forward(self, x, hx=None, lengths=None):
         x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
         fused = _backend.resolve(self.backend) == "numba"
+        if mask is not None and not fused:
+            # Padded steps must influence nothing: a nan there would reach the gradients as
+            # 0 * nan through the unused step's ops, so it is replaced before any product.
+            # (The fused kernels do the same to their copy of x.)
+            x = ops.where(mask, x, 0.0)
         h0 = states[0]
         c0 = states[1] if self.mode == "LSTM" else None
         h_n, c_n = [], []
@@ -446,8 +488,59 @@ class RNNBase(Module):
         return ", ".join(parts)
 
 
+# The layers' docstrings share their arguments, inputs and outputs; each fills in its
+# equations, its own options and its state.
+_LAYER_DOC = """{title}
+
+{equations}
+    A stack of ``num_layers`` layers, each unrolled over the T steps of the input;
+    backpropagation through time is ``loss.backward()``.
+
+    Args:
+        input_size: I, the number of features of each input step.
+        hidden_size: H, the number of features of the hidden state.
+        num_layers: L, recurrent layers stacked (each reads the previous one's output). Default: 1.
+{own_args}        bias: if False, no ``bias_ih``/``bias_hh``. Default: True.
+        batch_first: if True, input and output are (B, T, ...) instead of (T, B, ...). The
+            states ``hx`` and ``h_n`` stay (L*D, B, H), as in PyTorch. Default: False.
+        dropout: dropout probability on each layer's output except the last, in training. Default: 0.
+        bidirectional: if True (D = 2), each layer also runs from t = T-1 down to 0 and the two
+            directions' outputs are concatenated. Default: False.
+        backend: "graph" (these unrolled ops), "numba" (fused kernels, ``tinyseq_jit``) or
+            "auto" (default: ``tinyseq.backend``'s choice, numba when it imports). Same numbers.
+        dtype: float32 (default) or float64; the input and states must match.
+        generator: a ``numpy.random.Generator`` for the dropout masks (default: the library's).
+
+    Inputs: input, {hx}, lengths=None
+        - **input**: (T, B, I), or (B, T, I) with ``batch_first=True``; (T, I) unbatched.
+        - **{hx}**: {hx_doc} Zeros if None.
+        - **lengths**: B ints in [1, T], each sequence's length in a padded batch (no packing
+          step): padded steps leave the state unchanged, the reverse direction runs over each
+          sequence's valid part, and outputs past a sequence's end are zero. None: all T.
+
+    Outputs: output, {out_state}
+        - **output**: (T, B, D*H), or (B, T, D*H) with ``batch_first=True``; (T, D*H)
+          unbatched: the last layer's hidden state at every step.
+        - **{out_state}**: {out_state_doc}
+          With ``lengths``, each sequence's state at its own last valid step.
+
+    Attributes:
+        weight_ih_l{{k}}: ({G}*H, I) for k = 0, ({G}*H, D*H) after; the gates' blocks stacked
+            {gates} (``tinyseq.gates``).
+        weight_hh_l{{k}}: ({G}*H, H).
+        bias_ih_l{{k}}, bias_hh_l{{k}}: ({G}*H,), or None with ``bias=False``.
+        The reverse direction's have the suffix ``_reverse``. All start U(-1/sqrt(H), 1/sqrt(H)).
+{own_attributes}"""
+
+
 class RNN(RNNBase):
-    """Elman RNN layer(s), tanh or relu; PyTorch's arguments and returns (see ``RNNBase``)."""
+    __doc__ = _LAYER_DOC.format(
+        title="Elman RNN layer(s), as ``torch.nn.RNN``.",
+        equations="    h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)     (or relu)\n",
+        own_args="        nonlinearity: \"tanh\" (default) or \"relu\".\n",
+        hx="h_0", hx_doc="(L*D, B, H), or (L*D, H) unbatched.",
+        out_state="h_n", out_state_doc="(L*D, B, H): the final hidden state of each layer and direction.",
+        G=1, gates="(one block)", own_attributes="")
 
     mode = "RNN"
 
@@ -458,7 +551,20 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM layer(s); PyTorch's arguments and returns plus ``peephole`` and ``coupled`` (see ``RNNBase``)."""
+    __doc__ = _LAYER_DOC.format(
+        title="Long short-term memory layer(s), as ``torch.nn.LSTM``, plus peepholes and a coupled gate.",
+        equations=(
+            "    i = sigmoid(x_t W_ii^T + b_ii + h_{t-1} W_hi^T + b_hi)     (f, o alike)\n"
+            "    g = tanh(x_t W_ig^T + b_ig + h_{t-1} W_hg^T + b_hg)\n"
+            "    c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)\n"
+            "    peephole=True adds ci * c_{t-1} to i's and cf * c_{t-1} to f's pre-activation, co * c_t to o's;\n"
+            "    coupled=True drops the input gate: i = 1 - f.\n"),
+        own_args=("        peephole: add diagonal cell-to-gate weights (Gers & Schmidhuber). Default: False.\n"
+                  "        coupled: tie the input gate to 1 - f (no i block). Default: False.\n"),
+        hx="(h_0, c_0)", hx_doc="a pair of (L*D, B, H) tensors, or (L*D, H) unbatched.",
+        out_state="(h_n, c_n)", out_state_doc="(L*D, B, H) each: the final hidden and cell states.",
+        G="G", gates="i, f, g, o (G = 4), or f, g, o when coupled (G = 3)",
+        own_attributes="        weight_ci_l{k}, weight_cf_l{k}, weight_co_l{k}: (H,) with ``peephole=True`` (no ci when coupled).\n")
 
     mode = "LSTM"
 
@@ -470,7 +576,18 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """GRU layer(s); PyTorch's arguments and returns plus ``reset_after`` (see ``RNNBase``)."""
+    __doc__ = _LAYER_DOC.format(
+        title="Gated recurrent unit layer(s), as ``torch.nn.GRU``, plus Cho et al.'s original form.",
+        equations=(
+            "    r = sigmoid(x_t W_ir^T + b_ir + h_{t-1} W_hr^T + b_hr)     (z alike)\n"
+            "    n = tanh(x_t W_in^T + b_in + r * (h_{t-1} W_hn^T + b_hn))\n"
+            "    h_t = (1 - z) * n + z * h_{t-1}\n"
+            "    reset_after=False: n = tanh(x_t W_in^T + b_in + (r * h_{t-1}) W_hn^T + b_hn).\n"),
+        own_args=("        reset_after: True (default) applies r after the recurrent product, as PyTorch\n"
+                  "            and cuDNN; False is Cho et al. 2014's original. Same parameter shapes.\n"),
+        hx="h_0", hx_doc="(L*D, B, H), or (L*D, H) unbatched.",
+        out_state="h_n", out_state_doc="(L*D, B, H): the final hidden state of each layer and direction.",
+        G=3, gates="r, z, n", own_attributes="")
 
     mode = "GRU"
 

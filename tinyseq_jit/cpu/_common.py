@@ -313,6 +313,8 @@ def check_inputs(name, gates, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=N
         lengths = np.full(batch, steps, dtype=np.int64)
     else:
         lengths = np.asarray(lengths)
+        if lengths.shape == (0,):
+            lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
         if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
             raise ValueError(f"{name}: lengths must be {batch} integers, got shape {lengths.shape} "
                              f"and dtype {lengths.dtype}")
@@ -320,10 +322,27 @@ def check_inputs(name, gates, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=N
             raise ValueError(f"{name}: lengths must lie in [1, {steps}], got values from {lengths.min()} "
                              f"to {lengths.max()}")
         lengths = lengths.astype(np.int64)
+        out[0] = zero_padded_steps(out[0], lengths)
     out.append(lengths)
     if c0 is not None:
         out.append(_array(name, "c0", c0, x.dtype, (batch, hidden)))
     return out
+
+
+def zero_padded_steps(x, lengths):
+    """x with the steps past each sequence's length set to 0 (a copy if any are).
+
+    The padding rule: a step t >= lengths[b] keeps the state, outputs zeros and gets no
+    gradient. The loops skip those steps, but the big GEMMs before and after them do not:
+    dW_ih = sum d_gates^T x would meet a nan there as 0 * nan. So padded inputs are zeroed
+    before anything multiplies them.
+    """
+    padded = np.arange(x.shape[0])[:, None] >= lengths[None, :]
+    if not padded.any():
+        return x
+    x = x.copy()
+    x[padded] = 0.0
+    return x
 
 
 def project(x, w_ih, bias):

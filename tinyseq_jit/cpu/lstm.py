@@ -12,6 +12,8 @@ A sequence past its length keeps its state and outputs zeros.
 
 import numpy as np
 
+from tinyseq.gates import gate_slice
+
 from .._jit import jit
 from ._common import (
     add_biases, add_product, check_inputs, input_grads, plan_product, product_into, product_scratch, project,
@@ -20,12 +22,10 @@ from ._common import (
 
 
 @jit
-def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, reverse, out, acts, h_prev, c_prev,
-                  c_new):
+def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, gf, gg, go, h0, c0, lengths, reverse, out, acts,
+                  h_prev, c_prev, c_new):
     steps, batch, gh = xp.shape
     hidden = h0.shape[1]
-    gf = 0 if coupled else hidden  # gate blocks in a row: [i,] f, g, o
-    gg, go = gf + hidden, gf + 2 * hidden
     h, c = h0.copy(), c0.copy()
     pre = np.empty((batch, gh), dtype=xp.dtype)  # h W_hh^T, then + peephole terms
     parts = product_scratch(batch, w_hh_t)
@@ -41,10 +41,10 @@ def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, re
                 c_new[t, b] = c[b]
                 continue
             a, z, x, cp, ct = acts[t, b], pre[b], xp[t, b], c[b], c_new[t, b]
-            i, f, g, o = a[:hidden], a[gf:gg], a[gg:go], a[go:]
+            i, f, g, o = a[:gf], a[gf:gg], a[gg:go], a[go:]
             if peephole:
                 if not coupled:
-                    add_product(z[:hidden], cp, ci)
+                    add_product(z[:gf], cp, ci)
                 add_product(z[gf:gg], cp, cf)
             sigmoid_rows(a[:gg], x[:gg], z[:gg])
             tanh_rows(g, x[gg:go], z[gg:go])
@@ -66,11 +66,9 @@ def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, h0, c0, lengths, re
 
 
 @jit
-def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, lengths, reverse, acts, c_prev, c_new,
-                   d_gates, d_peep):
+def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, gf, gg, go, lengths, reverse, acts,
+                   c_prev, c_new, d_gates, d_peep):
     steps, batch, hidden = d_out.shape
-    gf = 0 if coupled else hidden
-    gg, go = gf + hidden, gf + 2 * hidden
     dh, dc = d_h_n.copy(), d_c_n.copy()
     dh_prev = np.empty_like(dh)
     parts = product_scratch(batch, w_hh)
@@ -81,8 +79,8 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, len
                 d_gates[t, b] = 0.0
                 continue
             a, dg, ct, cp, dh_t, dc_t = acts[t, b], d_gates[t, b], c_new[t, b], c_prev[t, b], dh[b], dc[b]
-            i, f, g, o = a[:hidden], a[gf:gg], a[gg:go], a[go:]
-            di, df, dg_g, do = dg[:hidden], dg[gf:gg], dg[gg:go], dg[go:]
+            i, f, g, o = a[:gf], a[gf:gg], a[gg:go], a[go:]
+            di, df, dg_g, do = dg[:gf], dg[gf:gg], dg[gg:go], dg[go:]
             dh_t += d_out[t, b]
             for j in range(hidden):  # through h_t = o tanh(c_t)
                 tanh_c = tanh(ct[j])
@@ -136,7 +134,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, peephole=None, len
     acts = np.empty_like(xp)
     h_prev, c_prev, c_new = np.empty_like(out), np.empty_like(out), np.empty_like(out)
     h_n, c_n = _lstm_forward(xp, plan_product(w_hh.T, batch), peep[0], peep[1], peep[2], peephole is not None,
-                             coupled, h0, c0, lengths, reverse, out, acts, h_prev, c_prev, c_new)
+                             coupled, *_gate_offsets(hidden, coupled), h0, c0, lengths, reverse, out, acts, h_prev,
+                             c_prev, c_new)
     ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, peep, peephole is not None, coupled, lengths,
            reverse, acts, h_prev, c_prev, c_new)
     return out, h_n, c_n, ctx
@@ -155,13 +154,20 @@ def lstm_backward(ctx, d_out, d_h_n, d_c_n, need_dx=True):
     d_gates = np.empty_like(acts)
     d_peep = np.zeros_like(peep)
     dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(w_hh, d_out.shape[1]), peep[0], peep[1], peep[2],
-                              has_peep, coupled, lengths, reverse, acts, c_prev, c_new, d_gates, d_peep)
+                              has_peep, coupled, *_gate_offsets(d_out.shape[2], coupled), lengths, reverse, acts,
+                              c_prev, c_new, d_gates, d_peep)
     dx, dw_ih, db = input_grads(x, w_ih, d_gates, need_dx)
     dw_hh = weight_grad(d_gates, h_prev)
     d_peephole = None
     if has_peep:
         d_peephole = (None if coupled else d_peep[0], d_peep[1], d_peep[2])
     return (dx, dh0, dc0, dw_ih, dw_hh, db if has_b_ih else None, db.copy() if has_b_hh else None, d_peephole)
+
+
+def _gate_offsets(hidden, coupled):
+    """Where the f, g and o blocks start in a row of stacked gates (``tinyseq.gates``); the loops
+    read i as the block before f (none when coupled) and o as the last block."""
+    return tuple(gate_slice("LSTM", gate, hidden, coupled).start for gate in ("f", "g", "o"))
 
 
 def _peephole_array(name, peephole, coupled, hidden, dtype):

@@ -1,10 +1,10 @@
-"""Gradient clipping and sequence masks."""
+"""Gradient clipping and sequence masks; ``rnn``: padding variable-length sequences."""
 
 import math
 
 import numpy as np
 
-from ..tensor import Tensor
+from ...tensor import Tensor
 
 
 def _with_grads(parameters):
@@ -56,3 +56,6 @@ def sequence_mask(lengths, max_len=None, batch_first=False):
         max_len = int(lengths.max()) if lengths.size else 0
     mask = np.arange(max_len)[:, None] < lengths[None, :]
     return mask.T if batch_first else mask
+
+
+from . import rnn  # noqa: E402  (nn.utils.rnn.pad_sequence, as PyTorch; it uses sequence_mask above)

@@ -1,0 +1,99 @@
+"""Tensor creation and random sampling: ``ts.zeros`` ... ``ts.multinomial`` and ``ts.manual_seed``.
+
+Dtypes and values follow PyTorch's (checked against torch itself with ``-m torch``).
+"""
+
+import numpy as np
+import pytest
+
+import tinyseq as ts
+from tinyseq import Tensor
+
+
+@pytest.mark.parametrize("fn,value", [(ts.zeros, 0.0), (ts.ones, 1.0)])
+def test_zeros_ones_take_sizes_either_way(fn, value):
+    for t in (fn(2, 3), fn((2, 3)), fn([2, 3])):
+        assert t.shape == (2, 3) and t.dtype == np.float32 and (t.data == value).all()
+    assert fn(2, dtype=np.float64).dtype == np.float64 and fn(()).shape == ()
+    assert fn(2, requires_grad=True).requires_grad
+    with pytest.raises(ValueError, match="size must be non-negative ints"):
+        fn(2, -1)
+
+
+def test_full_infers_its_dtype_as_pytorch():
+    assert ts.full((2,), 3).dtype == np.int64 and ts.full((2,), 3.0).dtype == np.float32
+    assert ts.full(2, True).dtype == np.bool_ and ts.full((1, 2), 7, dtype=np.float64).tolist() == [[7.0, 7.0]]
+
+
+def test_like_functions_keep_shape_and_dtype():
+    x = Tensor(np.ones((2, 3), np.float64))
+    assert ts.zeros_like(x).dtype == np.float64 and ts.ones_like(x).shape == (2, 3)
+    assert ts.zeros_like(np.ones(4, np.int32)).dtype == np.int32 and ts.ones_like(x, dtype=np.float32).dtype == np.float32
+
+
+def test_arange():
+    assert ts.arange(4).tolist() == [0, 1, 2, 3] and ts.arange(4).dtype == np.int64
+    assert ts.arange(1, 7, 2).tolist() == [1, 3, 5]
+    np.testing.assert_allclose(ts.arange(0, 1, 0.25).data, [0, 0.25, 0.5, 0.75])
+    assert ts.arange(0, 1, 0.25).dtype == np.float32 and ts.arange(3.0).dtype == np.float32
+    with pytest.raises(ValueError, match="step must be non-zero"):
+        ts.arange(0, 3, 0)
+
+
+def test_from_numpy_shares_memory():
+    a = np.arange(3.0)
+    t = ts.from_numpy(a)
+    a[0] = 9
+    assert t.data is a and t.tolist()[0] == 9
+    with pytest.raises(TypeError, match="from_numpy: expected a numpy.ndarray, got list"):
+        ts.from_numpy([1.0])
+
+
+def test_rand_randn_follow_the_seed_and_take_a_generator():
+    ts.manual_seed(3)
+    a, b = ts.rand(2, 3), ts.randn((4,))
+    ts.manual_seed(3)
+    np.testing.assert_array_equal(ts.rand(2, 3).data, a.data)
+    np.testing.assert_array_equal(ts.randn(4).data, b.data)
+    assert a.dtype == np.float32 and (a.data >= 0).all() and (a.data < 1).all()
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(ts.randn(3, generator=g1).data, ts.randn(3, generator=g2).data)
+    with pytest.raises(TypeError, match="randn: expected generator to be a numpy.random.Generator"):
+        ts.randn(2, generator=5)
+
+
+def test_multinomial_draws_in_proportion_and_never_a_zero_weight():
+    ts.manual_seed(0)
+    probs = np.array([0.2, 0.0, 0.8])
+    draws = ts.multinomial(probs, 4000, replacement=True)
+    assert draws.dtype == np.int64 and draws.shape == (4000,)
+    counts = np.bincount(draws.data, minlength=3) / 4000
+    assert counts[1] == 0 and abs(counts[2] - 0.8) < 0.03
+    rows = ts.multinomial(Tensor(np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 5.0]])), 1)
+    assert rows.shape == (2, 1) and rows.data[1, 0] == 2
+    distinct = ts.multinomial(np.ones(5), 5).tolist()
+    assert sorted(distinct) == [0, 1, 2, 3, 4]  # without replacement
+
+
+@pytest.mark.parametrize("probs,n,match", [
+    (np.array([0.5, -0.1]), 1, "finite and non-negative"),
+    (np.array([0.0, 0.0]), 1, "positive sum"),
+    (np.array([1.0, 0.0, 2.0]), 3, "without replacement"),
+    (np.ones((2, 2, 2)), 1, "1-D or 2-D"),
+    (np.ones(3), 0, "num_samples must be a positive int"),
+])
+def test_multinomial_errors(probs, n, match):
+    with pytest.raises(ValueError, match=match):
+        ts.multinomial(probs, n)
+
+
+@pytest.mark.torch
+def test_creation_dtypes_match_torch():
+    torch = pytest.importorskip("torch")
+    pairs = [(ts.arange(5), torch.arange(5)), (ts.arange(0, 2, 0.5), torch.arange(0, 2, 0.5)),
+             (ts.arange(2.0), torch.arange(2.0)), (ts.full((2,), 3), torch.full((2,), 3)),
+             (ts.full((2,), 3.0), torch.full((2,), 3.0)), (ts.full((2,), True), torch.full((2,), True)),
+             (ts.zeros(2, 3), torch.zeros(2, 3)), (ts.ones((3,)), torch.ones((3,)))]
+    for ours, theirs in pairs:
+        assert ours.dtype == theirs.numpy().dtype and ours.shape == tuple(theirs.shape)
+        np.testing.assert_array_equal(ours.data, theirs.numpy())

@@ -1,0 +1,90 @@
+"""The default random generator, and random tensors drawn from it.
+
+Every random draw in tinyseq -- initialisation, dropout, ``rand``/``randn``,
+``multinomial`` -- comes from a ``generator=`` argument when one is given (a
+``numpy.random.Generator``), else from the one default generator. ``manual_seed(seed)``
+replaces it, so one call makes a whole run reproducible (as ``torch.manual_seed``).
+
+NOTE: one default generator for the whole process, shared by all threads.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import config
+from .tensor import Tensor
+
+_default = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Reseed the default generator; returns the new ``numpy.random.Generator``."""
+    global _default
+    _default = np.random.default_rng(seed)
+    return _default
+
+
+def default_generator():
+    """The generator used when none is given (replaced by ``manual_seed``)."""
+    return _default
+
+
+def get_generator(gen, owner):
+    """``gen`` if it is a ``numpy.random.Generator``, the default one if None; else a TypeError."""
+    if gen is None:
+        return _default
+    if not isinstance(gen, np.random.Generator):
+        raise TypeError(f"{owner}: expected generator to be a numpy.random.Generator or None, "
+                        f"got {type(gen).__name__}")
+    return gen
+
+
+def _shape(size, owner):
+    """PyTorch's ``*size``: ``f(2, 3)`` or ``f((2, 3))``."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0 for n in size):
+        raise ValueError(f"{owner}: size must be non-negative ints, got {size}")
+    return tuple(int(n) for n in size)
+
+
+def rand(*size, dtype=None, generator=None, requires_grad=False):
+    """Uniform draws on [0, 1) of the given shape (float32 unless ``dtype``)."""
+    shape = _shape(size, "rand")
+    data = get_generator(generator, "rand").random(shape)
+    return Tensor(data.astype(dtype or config.DEFAULT_DTYPE), requires_grad=requires_grad)
+
+
+def randn(*size, dtype=None, generator=None, requires_grad=False):
+    """Standard normal draws of the given shape (float32 unless ``dtype``)."""
+    shape = _shape(size, "randn")
+    data = get_generator(generator, "randn").standard_normal(shape)
+    return Tensor(data.astype(dtype or config.DEFAULT_DTYPE), requires_grad=requires_grad)
+
+
+def multinomial(probs, num_samples, replacement=False, generator=None):
+    """Draw ``num_samples`` category indices from each row of ``probs`` (as ``torch.multinomial``).
+
+    ``probs``: (C,) or (rows, C) non-negative weights, not necessarily summing to 1.
+    Without ``replacement`` a category is drawn at most once per row, so each row needs
+    ``num_samples`` non-zero weights. Returns int64 indices of shape (num_samples,) or
+    (rows, num_samples).
+    """
+    p = np.asarray(probs.data if isinstance(probs, Tensor) else probs, dtype=np.float64)
+    if p.ndim not in (1, 2) or p.shape[-1] == 0:
+        raise ValueError(f"multinomial: probs must be 1-D or 2-D with at least one category, got shape {p.shape}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
+        raise ValueError(f"multinomial: num_samples must be a positive int, got {num_samples!r}")
+    rows = p.reshape(-1, p.shape[-1])
+    if not np.isfinite(rows).all() or (rows < 0).any():
+        raise ValueError("multinomial: probs must be finite and non-negative")
+    if (rows.sum(axis=1) <= 0).any():
+        raise ValueError("multinomial: every row of probs needs a positive sum")
+    if not replacement and ((rows > 0).sum(axis=1) < num_samples).any():
+        raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement from a row "
+                         f"with fewer non-zero weights; pass replacement=True")
+    rng = get_generator(generator, "multinomial")
+    out = np.stack([rng.choice(len(row), size=num_samples, replace=replacement, p=row / row.sum())
+                    for row in rows])
+    return Tensor(out.astype(np.int64).reshape(p.shape[:-1] + (num_samples,)))
