@@ -75,6 +75,13 @@ def test_multinomial_draws_in_proportion_and_never_a_zero_weight():
     assert sorted(distinct) == [0, 1, 2, 3, 4]  # without replacement
 
 
+def test_multinomial_of_no_rows_and_float_only_random_dtypes():
+    out = ts.multinomial(np.zeros((0, 3)), 2)
+    assert out.shape == (0, 2) and out.dtype == np.int64
+    with pytest.raises(TypeError, match="rand: dtype must be a floating-point dtype, got int64"):
+        ts.rand(2, dtype=np.int64)
+
+
 @pytest.mark.parametrize("probs,n,match", [
     (np.array([0.5, -0.1]), 1, "finite and non-negative"),
     (np.array([0.0, 0.0]), 1, "positive sum"),

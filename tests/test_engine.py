@@ -804,6 +804,23 @@ def test_tolist():
     assert Tensor(np.array([[1.0, 2.0]])).tolist() == [[1.0, 2.0]]
 
 
+def test_a_list_of_tensors_is_refused_not_silently_detached():
+    a = rand((2,))
+    b = a * 2
+    with pytest.raises(TypeError, match="list of Tensors; join them with ts.stack"):
+        a + [a, b]
+    with pytest.raises(TypeError, match="list of Tensors"):
+        tinyseq.tensor([[a], [b]])
+
+
+def test_to_takes_pytorchs_forms():
+    t = rand((2,))
+    assert t.to("cpu", np.float32).dtype == np.float32 and t.to(dtype=np.float32).dtype == np.float32
+    assert t.to("cpu:0") is t
+    with pytest.raises(TypeError, match="a dtype and/or 'cpu'"):
+        t.to(None)
+
+
 def test_python_scalars_and_truth_of_one_element():
     assert float(Tensor(np.array([2.5]))) == 2.5 and int(Tensor(np.array(3.0))) == 3
     assert bool(Tensor(np.array(1.0))) and not Tensor(np.array([0.0]))

@@ -941,9 +941,26 @@ def test_module_list_registers_and_names_its_modules():
     net.blocks.insert(0, nn.Identity())
     net.blocks.extend([nn.ReLU()])
     assert [type(m).__name__ for m in net.blocks] == ["Identity", "Linear", "Linear", "Linear", "ReLU"]
-    with pytest.raises(TypeError, match="ModuleList.append: expected Modules, got function"):
+    with pytest.raises(TypeError, match="ModuleList: expected Modules, got function"):
         net.blocks.append(lambda x: x)
     assert "(blocks): ModuleList(" in repr(net)
+
+
+def test_container_edge_cases():
+    assert len(nn.ModuleList(None)) == 0 and len(nn.ModuleList()) == 0
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    head = seq[:2]
+    assert isinstance(head, nn.Sequential) and head(np.ones((1, 2), np.float32)).shape == (1, 3)
+    with pytest.raises(TypeError, match="ModuleDict: keys must be strings, got int"):
+        nn.ModuleDict({1: nn.ReLU()})
+
+
+def test_module_to_takes_pytorchs_forms():
+    net = nn.Linear(2, 3)
+    assert net.to("cpu") is net and net.to("cpu", np.float64).weight.dtype == np.float64
+    assert net.to(dtype=np.float32).weight.dtype == np.float32
+    with pytest.raises(ValueError, match="Linear.to: tinyseq arrays live in host memory"):
+        net.to("cuda")
 
 
 def test_module_dict_registers_by_key():
@@ -957,7 +974,7 @@ def test_module_dict_registers_by_key():
     assert [type(m).__name__ for m in heads.values()] == ["Linear", "Linear"]
     restored = nn.ModuleDict([("char", nn.Linear(4, 10)), ("tag", nn.Linear(4, 3, bias=False))])
     restored.load_state_dict(heads.state_dict())
-    with pytest.raises(KeyError, match="without dots"):
+    with pytest.raises(ValueError, match="without dots"):
         heads["a.b"] = nn.Linear(1, 1)
 
 
@@ -974,6 +991,20 @@ def test_functional_linear():
     x, w, b = leaf(rng().standard_normal((3, 4))), leaf(rng(1).standard_normal((2, 4))), leaf([0.5, -1.0])
     np.testing.assert_allclose(F.linear(x, w, b).data, x.data @ w.data.T + b.data, rtol=1e-12)
     assert gradcheck(F.linear, [x, w, b]) and F.linear(x, w).shape == (3, 2)
+    with pytest.raises(ValueError, match=r"linear: expected .* got shapes \(3, 4\), \(2, 4\) and \(5,\)"):
+        F.linear(x, w, np.ones(5))
+
+
+def test_layer_norm_without_affine_refuses_an_integer_input():
+    with pytest.raises(TypeError, match="LayerNorm: expected a floating-point input, got dtype int64"):
+        nn.LayerNorm(3, elementwise_affine=False)(np.ones((2, 3), np.int64))
+
+
+def test_nll_loss_module():
+    log_probs, target = Tensor(np.log(np.full((4, 3), 1 / 3))), np.array([0, 2, -100, 1])
+    assert nn.NLLLoss()(log_probs, target).item() == pytest.approx(np.log(3))
+    assert nn.NLLLoss(reduction="none")(log_probs, target).shape == (4,)
+    assert repr(nn.NLLLoss()) == "NLLLoss(ignore_index=-100, reduction='mean')"
 
 
 def test_nll_loss_is_cross_entropy_of_log_softmax():
@@ -1042,7 +1073,7 @@ def test_nll_loss_matches_torch():
 # ---------------------------------------------------------------- docstrings
 
 PUBLIC_LAYERS = ["Linear", "Embedding", "Dropout", "LayerNorm", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell",
-                 "GRUCell", "ModuleList", "ModuleDict", "Sequential", "CrossEntropyLoss", "MSELoss"]
+                 "GRUCell", "ModuleList", "ModuleDict", "Sequential", "CrossEntropyLoss", "NLLLoss", "MSELoss"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_LAYERS)

@@ -315,7 +315,7 @@ def test_a_tuple_state_is_refused_where_only_lstm_takes_one(layer):
     x = np.ones((1, 2) if is_cell else (4, 1, 2), np.float32)
     h = Tensor(np.zeros((1, 3) if is_cell else (1, 1, 3), np.float32))
     name = type(layer).__name__
-    with pytest.raises(TypeError, match=rf"{name}: expected (h|h0) to be one Tensor or array, got a tuple; only an LSTM"):
+    with pytest.raises(TypeError, match=rf"{name}: expected (h|h0) to be one Tensor or array, got a tuple of them; only an LSTM"):
         layer(x, (h, h))
 
 
@@ -337,7 +337,7 @@ def test_only_float32_and_float64_parameters(cls, dtype):
     args = (3, 4) if cls != "LayerNorm" else (3,)
     with pytest.raises(TypeError, match=rf"{cls}: dtype must be float32 or float64, got"):
         getattr(nn, cls)(*args, dtype=dtype)
-    with pytest.raises(TypeError, match=rf"{cls}.to: dtype must be float32 or float64"):
+    with pytest.raises(TypeError, match=rf"{cls}.to: (dtype must be float32 or float64|expected a dtype or 'cpu')"):
         getattr(nn, cls)(*args).to(dtype)
 
 
@@ -370,14 +370,15 @@ def test_padded_steps_influence_nothing(mode, options, backend_name):
         finals = list(h_n) if mode == "LSTM" else [h_n]
         out.backward(g_out, retain_graph=True)
         sum(f.sum() for f in finals).backward()
-        return [out.data, *(f.data for f in finals), xt.grad, *(p.grad for p in layer.parameters())]
+        results = {"output": out.data, "dx": xt.grad, **{f"final {k}": f.data for k, f in enumerate(finals)}}
+        return {**results, **{name: p.grad for name, p in layer.named_parameters()}}
 
     expected = run(clean, out_grad)
     got = run(poisoned, np.where(valid, out_grad, np.nan))
-    for a, b in zip(expected, got):
-        assert np.isfinite(b).all()
-        np.testing.assert_array_equal(b, a)
-    assert (got[len(expected) - len(layer.parameters()) - 1][~valid[..., 0]] == 0).all()  # dx at padded steps
+    for name, value in got.items():
+        assert np.isfinite(value).all(), name
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    assert (got["dx"][~valid[..., 0]] == 0).all()
 
 
 def test_lstm_forget_bias_on_a_module_sets_every_layer_and_direction():
@@ -397,6 +398,22 @@ def test_lstm_forget_bias_on_a_module_sets_every_layer_and_direction():
         nn.init.lstm_forget_bias_(nn.LSTM(2, 3, bias=False))
     with pytest.raises(ValueError, match="holds no LSTM"):
         nn.init.lstm_forget_bias_(nn.GRU(2, 3))
+
+
+def test_states_as_nested_lists_of_numbers_are_converted():
+    x = np.ones((3, 1, 2), np.float32)
+    out, h = nn.RNN(2, 3)(x, [[[0.5, 0.5, 0.5]]])
+    assert h.shape == (1, 1, 3)
+    assert nn.GRUCell(2, 3)(x[0], [[0.0, 0.0, 0.0]]).shape == (1, 3)
+
+
+def test_lstm_forget_bias_changes_nothing_when_one_lstm_has_no_bias():
+    model = nn.Sequential(nn.LSTM(2, 3), nn.LSTM(3, 3, bias=False))
+    before = model.state_dict()
+    with pytest.raises(ValueError, match="bias=False"):
+        nn.init.lstm_forget_bias_(model, 1.0)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
 
 
 def test_mismatched_state_dict_is_rejected_whole():

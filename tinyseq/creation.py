@@ -2,7 +2,7 @@
 
 Floating results are float32 (``config.DEFAULT_DTYPE``) unless ``dtype`` says otherwise;
 as in PyTorch, ``arange`` and ``full`` of Python ints give int64. Random tensors are in
-``tinyseq.random``.
+``tinyseq.random``, which shares the size and dtype helpers here.
 """
 
 import numbers
@@ -10,22 +10,38 @@ import numbers
 import numpy as np
 
 from . import config
-from .random import _shape
 from .tensor import Tensor
 
 
-def _float_dtype(dtype):
+def size_of(size, owner):
+    """PyTorch's ``*size``: ``f(2, 3)`` or ``f((2, 3))`` -> (2, 3), non-negative ints."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0 for n in size):
+        raise ValueError(f"{owner}: size must be non-negative ints, got {size}")
+    return tuple(int(n) for n in size)
+
+
+def float_dtype(dtype, owner):
+    """``dtype`` if it is a float dtype (None: the default float32), else a TypeError."""
+    dtype = np.dtype(config.DEFAULT_DTYPE if dtype is None else dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{owner}: dtype must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
+def _dtype(dtype):
     return np.dtype(config.DEFAULT_DTYPE if dtype is None else dtype)
 
 
 def zeros(*size, dtype=None, requires_grad=False):
     """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
-    return Tensor(np.zeros(_shape(size, "zeros"), _float_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(np.zeros(size_of(size, "zeros"), _dtype(dtype)), requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad=False):
     """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``."""
-    return Tensor(np.ones(_shape(size, "ones"), _float_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(np.ones(size_of(size, "ones"), _dtype(dtype)), requires_grad=requires_grad)
 
 
 def _scalar_dtype(value, dtype, owner):
@@ -43,7 +59,7 @@ def _scalar_dtype(value, dtype, owner):
 
 def full(size, fill_value, dtype=None, requires_grad=False):
     """A tensor of shape ``size`` filled with ``fill_value`` (an int fills int64, as PyTorch)."""
-    shape = _shape((size,) if isinstance(size, (tuple, list)) else (size,), "full")
+    shape = size_of((size,), "full")
     return Tensor(np.full(shape, fill_value, _scalar_dtype(fill_value, dtype, "full")),
                   requires_grad=requires_grad)
 

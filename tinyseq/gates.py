@@ -8,8 +8,9 @@ H rows, one per gate, in PyTorch's order:
     LSTM, coupled=True   f, g, o        (no input-gate block: i = 1 - f)
     GRU                  r, z, n
 
-The graph cells, the fused kernels (``tinyseq_jit``, which import this module and nothing
-else of tinyseq), the init helpers and the tests all find a gate's rows here.
+The graph cells, the fused kernels, the init helpers and the tests all find a gate's rows
+here. It is plain data with no imports, so ``tinyseq_jit`` reads it and still knows
+nothing of ``Tensor`` (importing it does import the ``tinyseq`` package).
 """
 
 _LAYOUTS = {

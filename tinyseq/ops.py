@@ -73,10 +73,13 @@ def _axes(axis, ndim, name):
     if axis is None:
         return tuple(range(ndim))
     raw = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    if not raw:
+        raise ValueError(f"{name}: axis=() is ambiguous (NumPy reduces over no axis, PyTorch over all); "
+                         "pass axis=None for all")
     span = builtins.max(ndim, 1)
     out = []
     for a in raw:
-        if not isinstance(a, numbers.Integral) or not -span <= a < span:
+        if not isinstance(a, numbers.Integral) or isinstance(a, bool) or not -span <= a < span:
             raise ValueError(f"{name}: axis {a} is out of range for a tensor with {ndim} dimensions")
         out.append(int(a) % span)
     if len(set(out)) != len(out):
@@ -476,8 +479,12 @@ clamp = clip
 
 
 def cast(a, dtype):
-    """Convert to ``dtype``; the gradient is converted back."""
-    return Cast.apply(_tensor(a), dtype=np.dtype(dtype))
+    """Convert to ``dtype``; the gradient is converted back. An integer or bool result is a
+    constant (no gradient), as in PyTorch."""
+    a, dtype = _tensor(a), np.dtype(dtype)
+    if dtype.kind not in "fc":
+        return Tensor(a.data.astype(dtype))
+    return Cast.apply(a, dtype=dtype)
 
 
 def clone(a):
@@ -677,6 +684,8 @@ def _max_min(name, amax_or_amin, pick, a, axis, keepdims):
     if isinstance(axis, Tensor):  # max(a, b): PyTorch's elementwise form
         return (maximum if name == "max" else minimum)(a, axis)
     if axis is None:
+        if keepdims:
+            raise TypeError(f"{name}: keepdims needs an axis (amax/amin keep all dims with axis=None)")
         return amax_or_amin(a)
     if not isinstance(axis, numbers.Integral):
         raise TypeError(f"{name}: axis must be an int (a tuple of axes is amax/amin's), got {axis!r}")
@@ -806,16 +815,11 @@ broadcast_to = expand
 
 @torch_names
 def squeeze(a, axis=None):
-    """Drop size-1 axes (all of them, or the given ones, which must have size 1)."""
+    """Drop size-1 axes: all of them, or those of ``axis`` (int or tuple) that have size 1; as
+    PyTorch (not NumPy), a given axis of another size is left as it is."""
     a = _tensor(a)
-    if axis is None:
-        axes = tuple(i for i, n in enumerate(a.shape) if n == 1)
-    else:
-        axes = _axes(axis, a.ndim, "squeeze")
-        bad = [i for i in axes if a.shape[i] != 1]
-        if bad:
-            raise ValueError(f"squeeze: axis {bad[0]} of shape {a.shape} has size {a.shape[bad[0]]}, not 1")
-    return Reshape.apply(a, shape=tuple(n for i, n in enumerate(a.shape) if i not in axes))
+    axes = _axes(axis, a.ndim, "squeeze")
+    return Reshape.apply(a, shape=tuple(n for i, n in enumerate(a.shape) if i not in axes or n != 1))
 
 
 @torch_names

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import config
+from .creation import float_dtype, size_of
 from .tensor import Tensor
 
 _default = np.random.default_rng()
@@ -40,27 +40,18 @@ def get_generator(gen, owner):
     return gen
 
 
-def _shape(size, owner):
-    """PyTorch's ``*size``: ``f(2, 3)`` or ``f((2, 3))``."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0 for n in size):
-        raise ValueError(f"{owner}: size must be non-negative ints, got {size}")
-    return tuple(int(n) for n in size)
-
-
 def rand(*size, dtype=None, generator=None, requires_grad=False):
     """Uniform draws on [0, 1) of the given shape (float32 unless ``dtype``)."""
-    shape = _shape(size, "rand")
+    shape, dtype = size_of(size, "rand"), float_dtype(dtype, "rand")
     data = get_generator(generator, "rand").random(shape)
-    return Tensor(data.astype(dtype or config.DEFAULT_DTYPE), requires_grad=requires_grad)
+    return Tensor(data.astype(dtype), requires_grad=requires_grad)
 
 
 def randn(*size, dtype=None, generator=None, requires_grad=False):
     """Standard normal draws of the given shape (float32 unless ``dtype``)."""
-    shape = _shape(size, "randn")
+    shape, dtype = size_of(size, "randn"), float_dtype(dtype, "randn")
     data = get_generator(generator, "randn").standard_normal(shape)
-    return Tensor(data.astype(dtype or config.DEFAULT_DTYPE), requires_grad=requires_grad)
+    return Tensor(data.astype(dtype), requires_grad=requires_grad)
 
 
 def multinomial(probs, num_samples, replacement=False, generator=None):
@@ -77,6 +68,8 @@ def multinomial(probs, num_samples, replacement=False, generator=None):
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
         raise ValueError(f"multinomial: num_samples must be a positive int, got {num_samples!r}")
     rows = p.reshape(-1, p.shape[-1])
+    if not rows.size:  # no rows
+        return Tensor(np.zeros(p.shape[:-1] + (num_samples,), dtype=np.int64))
     if not np.isfinite(rows).all() or (rows < 0).any():
         raise ValueError("multinomial: probs must be finite and non-negative")
     if (rows.sum(axis=1) <= 0).any():

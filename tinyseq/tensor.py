@@ -76,7 +76,34 @@ def torch_names(fn):
                 kwargs[name] = kwargs.pop(torch_name)
         return fn(*args, **kwargs)
 
+    wrapper.__doc__ = (fn.__doc__ or "") + "\n\n(Also takes PyTorch's names: dim= for axis=, keepdim= for keepdims=.)"
     return wrapper
+
+
+_DEVICES = ("cpu", "cuda", "mps", "meta", "xpu")
+
+
+def to_arguments(owner, args, dtype=None):
+    """The dtype that PyTorch-style ``to(...)`` arguments ask for (None: keep it).
+
+    ``args`` may hold a dtype and the device "cpu"; tinyseq arrays live in host memory, so
+    any other device is refused.
+    """
+    for arg in args:
+        if isinstance(arg, str) and arg.split(":")[0] in _DEVICES:
+            if arg.split(":")[0] != "cpu":
+                raise ValueError(f"{owner}: tinyseq arrays live in host memory ('cpu'), got {arg!r}; "
+                                 "a GPU runs recurrent layers through backend='cuda' instead")
+        elif dtype is None and arg is not None:
+            dtype = arg
+        else:
+            raise TypeError(f"{owner}: expected a dtype and/or 'cpu', got {args!r}")
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: expected a dtype or 'cpu', got {dtype!r}") from None
 
 
 # ---------------------------------------------------------------- Function
@@ -154,9 +181,18 @@ class IndexedGrad:
 # ---------------------------------------------------------------- Tensor
 
 
+def _holds_tensor(data):
+    """True for a (nested) list or tuple with a Tensor in it."""
+    return isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) or _holds_tensor(x) for x in data)
+
+
 def _to_array(data, dtype):
     if isinstance(data, Tensor):
         data = data.data
+    elif _holds_tensor(data):
+        # NOTE: NumPy would read each Tensor's data and silently cut it from the graph.
+        raise TypeError(f"Tensor: got a {type(data).__name__} of Tensors; join them with ts.stack or ts.cat, "
+                        "which keep the graph")
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
     if isinstance(data, np.ndarray):
@@ -638,21 +674,12 @@ class Tensor:
         """As float64: ``to(np.float64)``."""
         return self.to(np.float64)
 
-    def to(self, target):
-        """``to(dtype)``: this tensor if it has that dtype, else a converted copy (differentiable,
-        as ``astype``). ``to("cpu")`` is this tensor: tinyseq tensors live in host memory."""
-        if isinstance(target, str) and target.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
-            if target != "cpu":
-                raise ValueError(f"Tensor.to: tinyseq tensors live in host memory ('cpu'), got {target!r}; "
-                                 "a GPU runs recurrent layers through backend='cuda' instead")
-            return self
-        try:
-            dtype = np.dtype(target) if target is not None else None
-        except TypeError:
-            dtype = None
-        if dtype is None:
-            raise TypeError(f"Tensor.to: expected a dtype or 'cpu', got {target!r}")
-        return self if dtype == self.dtype else _ops.cast(self, dtype)
+    def to(self, *args, dtype=None):
+        """``to(dtype)``, ``to("cpu")``, ``to("cpu", dtype)`` or ``to(dtype=...)``, as PyTorch: this
+        tensor if nothing changes, else a converted copy (as ``astype``). Host memory is the
+        only device."""
+        dtype = to_arguments("Tensor.to", args, dtype)
+        return self if dtype is None or dtype == self.dtype else _ops.cast(self, dtype)
 
     def clone(self):
         """A copy of the data that stays in the graph (gradients flow back to this tensor)."""

@@ -5,4 +5,4 @@ from .module import Module, Parameter
 from .containers import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from .loss import CrossEntropyLoss, MSELoss
+from .loss import CrossEntropyLoss, MSELoss, NLLLoss

@@ -9,40 +9,6 @@ from collections import OrderedDict
 from .module import Module
 
 
-def _check_module(owner, m):
-    if not isinstance(m, Module):
-        raise TypeError(f"{owner}: expected Modules, got {type(m).__name__}")
-    return m
-
-
-class Sequential(Module):
-    """Modules applied one after another: ``Sequential(a, b, c)(x)`` is ``c(b(a(x)))``.
-
-    Args:
-        *modules: the modules, in order; their parameters are named ``0.weight``, ``1.bias``, ...
-    """
-
-    def __init__(self, *modules):
-        self.layers = [_check_module("Sequential", m) for m in modules]
-
-    def _members(self, kind):
-        return ((str(i), m) for i, m in enumerate(self.layers) if isinstance(m, kind))
-
-    def __getitem__(self, i):
-        return self.layers[i]
-
-    def __len__(self):
-        return len(self.layers)
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def forward(self, x):
-        for m in self.layers:
-            x = m(x)
-        return x
-
-
 class ModuleList(Module):
     """A list of modules whose parameters the owner finds (a plain list attribute works too).
 
@@ -53,34 +19,60 @@ class ModuleList(Module):
     item assignment, ``len`` and iteration. It has no ``forward``: call its modules.
     """
 
-    def __init__(self, modules=()):
-        self._list = [_check_module("ModuleList", m) for m in modules]
+    def __init__(self, modules=None):
+        self._list = [self._check(m) for m in modules or ()]
+
+    def _check(self, m):
+        if not isinstance(m, Module):
+            raise TypeError(f"{type(self).__name__}: expected Modules, got {type(m).__name__}")
+        return m
 
     def _members(self, kind):
         return ((str(i), m) for i, m in enumerate(self._list) if isinstance(m, kind))
 
     def append(self, module):
-        self._list.append(_check_module("ModuleList.append", module))
+        self._list.append(self._check(module))
         return self
 
     def extend(self, modules):
-        self._list.extend(_check_module("ModuleList.extend", m) for m in modules)
+        self._list.extend(self._check(m) for m in modules)
         return self
 
     def insert(self, index, module):
-        self._list.insert(index, _check_module("ModuleList.insert", module))
+        self._list.insert(index, self._check(module))
 
     def __getitem__(self, i):
-        return ModuleList(self._list[i]) if isinstance(i, slice) else self._list[i]
+        return type(self)(self._list[i]) if isinstance(i, slice) else self._list[i]
 
     def __setitem__(self, i, module):
-        self._list[i] = _check_module("ModuleList", module)
+        self._list[i] = self._check(module)
 
     def __len__(self):
         return len(self._list)
 
     def __iter__(self):
         return iter(self._list)
+
+
+class Sequential(ModuleList):
+    """Modules applied one after another: ``Sequential(a, b, c)(x)`` is ``c(b(a(x)))``.
+
+    Args:
+        *modules: the modules, in order; their parameters are named ``0.weight``, ``1.bias``, ...
+
+    Indexing, ``len``, iteration and ``append`` work as on a ``ModuleList``.
+    """
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def __getitem__(self, i):
+        return Sequential(*self._list[i]) if isinstance(i, slice) else self._list[i]
+
+    def forward(self, x):
+        for m in self._list:
+            x = m(x)
+        return x
 
 
 class ModuleDict(Module):
@@ -102,9 +94,13 @@ class ModuleDict(Module):
         return ((k, m) for k, m in self._dict.items() if isinstance(m, kind))
 
     def __setitem__(self, key, module):
-        if not isinstance(key, str) or not key or "." in key:
-            raise KeyError(f"ModuleDict: keys must be non-empty strings without dots, got {key!r}")
-        self._dict[key] = _check_module("ModuleDict", module)
+        if not isinstance(key, str):
+            raise TypeError(f"ModuleDict: keys must be strings, got {type(key).__name__} {key!r}")
+        if not key or "." in key:
+            raise ValueError(f"ModuleDict: keys must be non-empty strings without dots, got {key!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: expected Modules, got {type(module).__name__}")
+        self._dict[key] = module
 
     def __getitem__(self, key):
         return self._dict[key]

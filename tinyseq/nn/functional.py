@@ -24,7 +24,13 @@ def _check_reduction(name, reduction):
 
 def linear(input, weight, bias=None):
     """``input @ weight^T + bias``: input (*, in), weight (out, in), bias (out,) or None -> (*, out)."""
-    y = matmul(input, weight.T if isinstance(weight, Tensor) else np.asarray(weight).T)
+    input, weight = (t if isinstance(t, Tensor) else Tensor(t) for t in (input, weight))
+    bias_shape = None if bias is None else np.shape(bias.data if isinstance(bias, Tensor) else bias)
+    if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1] or \
+            bias_shape not in (None, weight.shape[:1]):
+        raise ValueError(f"linear: expected input (*, in), weight (out, in) and bias (out,) or None, got "
+                         f"shapes {input.shape}, {weight.shape} and {bias_shape}")
+    y = matmul(input, weight.T)
     return y if bias is None else y + bias
 
 

@@ -361,11 +361,11 @@ def _lstm_modules_forget_bias(module, value):
     lstms = [m for m in module.modules() if getattr(m, "mode", None) == "LSTM"]
     if not lstms:
         raise ValueError(f"init.lstm_forget_bias_: {type(module).__name__} holds no LSTM or LSTMCell")
+    if any(not lstm.bias for lstm in lstms):  # checked for all before any is changed
+        raise ValueError("init.lstm_forget_bias_: an LSTM built with bias=False has no biases to set")
     for lstm in lstms:
-        biases = [(n, p) for n, p in lstm.named_parameters() if n.startswith(("bias_ih", "bias_hh"))]
-        if not biases:
-            raise ValueError(f"init.lstm_forget_bias_: an {type(lstm).__name__} built with bias=False has no biases")
         forget = gate_slice("LSTM", "f", lstm.hidden_size, lstm.coupled)
-        for n, p in biases:
-            p.data[forget] = value if n.startswith("bias_ih") else 0.0
+        for n, p in lstm.named_parameters():
+            if n.startswith(("bias_ih", "bias_hh")):
+                p.data[forget] = value if n.startswith("bias_ih") else 0.0
     return module

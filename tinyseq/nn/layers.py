@@ -162,6 +162,8 @@ class LayerNorm(Module):
 
     def forward(self, x):
         x = _as_tensor(x) if self.weight is None else as_input("LayerNorm", x, self.weight.dtype)
+        if x.dtype.kind != "f":
+            raise TypeError(f"LayerNorm: expected a floating-point input, got dtype {x.dtype}")
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n :] != self.normalized_shape:
             raise ValueError(f"LayerNorm: expected input ending in {self.normalized_shape}, got shape {x.shape}")

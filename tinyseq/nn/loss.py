@@ -4,7 +4,24 @@ from . import functional as F
 from .module import Module
 
 
-class CrossEntropyLoss(Module):
+class _ClassLoss(Module):
+    """What CrossEntropyLoss and NLLLoss share: ``loss(input, target, mask=None)`` over integer
+    class targets, with ``ignore_index`` and ``reduction``; ``loss`` is the functional form."""
+
+    loss = None
+
+    def __init__(self, ignore_index=-100, reduction="mean"):
+        F._check_reduction(type(self).__name__, reduction)
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def forward(self, input, target, mask=None):
+        return self.loss(input, target, ignore_index=self.ignore_index, mask=mask, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+
+
+class CrossEntropyLoss(_ClassLoss):
     """Softmax cross-entropy over the last axis: ``loss(logits, target, mask=None)``.
 
     Args:
@@ -21,15 +38,23 @@ class CrossEntropyLoss(Module):
         - Output: a scalar, or (...) with ``reduction="none"``.
     """
 
-    def __init__(self, ignore_index=-100, reduction="mean"):
-        F._check_reduction("CrossEntropyLoss", reduction)
-        self.ignore_index, self.reduction = ignore_index, reduction
+    loss = staticmethod(F.cross_entropy)
 
-    def forward(self, logits, target, mask=None):
-        return F.cross_entropy(logits, target, ignore_index=self.ignore_index, mask=mask, reduction=self.reduction)
 
-    def extra_repr(self):
-        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+class NLLLoss(_ClassLoss):
+    """Negative log-likelihood of log-probabilities over the last axis: ``loss(log_probs, target, mask=None)``.
+
+    Args:
+        ignore_index: positions whose target equals it count nothing. Default: -100.
+        reduction: "mean" (default; over the counted positions), "sum" or "none".
+
+    Shape:
+        - log_probs: (..., C), e.g. from ``log_softmax(logits, -1)`` (class axis last).
+        - target: (...), integer class indices; mask (optional): (...), bool or float weights.
+        - Output: a scalar, or (...) with ``reduction="none"``.
+    """
+
+    loss = staticmethod(F.nll_loss)
 
 
 class MSELoss(Module):

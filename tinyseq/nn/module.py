@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import config
-from ..tensor import Tensor
+from ..tensor import Tensor, to_arguments
 
 
 class Parameter(Tensor):
@@ -60,14 +60,12 @@ def as_input(name, x, dtype, what="input"):
     with a TypeError (as PyTorch refuses a float64 input to a float32 layer): no silent
     promotion, so a model computes in the dtype of its parameters.
     """
-    if isinstance(x, (tuple, list)) and any(isinstance(v, Tensor) for v in x):
-        raise TypeError(f"{name}: expected {what} to be a Tensor or an array, got a {type(x).__name__} of Tensors")
     if not isinstance(x, (Tensor, np.ndarray)):
         x = np.asarray(x, dtype=dtype)
     x = x if isinstance(x, Tensor) else Tensor(x)
     if x.dtype != dtype:
         raise TypeError(f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}; "
-                        f"convert the {what} (.to(np.{dtype.name})) or the module (module.to(...))")
+                        f"convert the {what} to {dtype.name} or the module with .to(np.{x.dtype.name})")
     return x
 
 
@@ -156,12 +154,15 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, dtype):
-        """Convert every parameter to ``dtype``, float32 or float64 (e.g. ``np.float64`` for
-        gradient checks); returns self. ``to("cpu")`` changes nothing (arrays live in host memory)."""
-        if isinstance(dtype, str) and dtype == "cpu":
+    def to(self, *args, dtype=None):
+        """Convert every parameter to a dtype, float32 or float64 (e.g. ``np.float64`` for
+        gradient checks); returns self. Takes PyTorch's forms: ``to(dtype)``, ``to("cpu")``
+        (host memory is the only device), ``to("cpu", dtype)``, ``to(dtype=...)``."""
+        owner = f"{type(self).__name__}.to"
+        dtype = to_arguments(owner, args, dtype)
+        if dtype is None:
             return self
-        dtype = check_dtype(f"{type(self).__name__}.to", dtype)
+        dtype = check_dtype(owner, dtype)
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = None if p.grad is None else p.grad.astype(dtype)

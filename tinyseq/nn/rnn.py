@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import backend as _backend
 from .. import ops
+from .. import random as _random
 from ..gates import gate_slices, num_gates
 from ..tensor import Tensor
 from . import init
@@ -70,20 +71,20 @@ def lstm_step(xp, h, c, w, peephole=False, coupled=False):
 
 def gru_step(xp, h, w, reset_after=True):
     """GRU step: h' = (1 - z) * n + z * h, gates r, z, n (r and z are one sigmoid over both blocks)."""
-    rz, n_ = w.rz, w.gate["n"]
+    rz, n_cols = w.rz, w.gate["n"]
     if reset_after:
         hp = ops.matmul(h, w.hh_t)
         if w.b_hh is not None:
             hp = hp + w.b_hh
         r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp[:, rz]), 2, axis=-1)
-        n = ops.tanh(xp[:, n_] + r * hp[:, n_])
+        n = ops.tanh(xp[:, n_cols] + r * hp[:, n_cols])
     else:
         hp = ops.matmul(h, w.hh_rz_t)
         if w.b_hh is not None:
             hp = hp + w.b_hh_rz
         r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp), 2, axis=-1)
         hn = ops.matmul(r * h, w.hh_n_t)
-        n = ops.tanh(xp[:, n_] + hn + w.b_hh_n if w.b_hh is not None else xp[:, n_] + hn)
+        n = ops.tanh(xp[:, n_cols] + hn + w.b_hh_n if w.b_hh is not None else xp[:, n_cols] + hn)
     return n + z * (h - n)
 
 
@@ -141,9 +142,9 @@ def _param_dtype(module):
 
 
 def _state_input(name, mode, s, dtype, what):
-    """A state argument as a Tensor; a tuple is refused (only an LSTM's state is a pair)."""
-    if mode != "LSTM" and isinstance(s, (tuple, list)):
-        raise TypeError(f"{name}: expected {what} to be one Tensor or array, got a {type(s).__name__}; "
+    """A state argument as a Tensor; a tuple of tensors is refused (only an LSTM's state is a pair)."""
+    if mode != "LSTM" and isinstance(s, (tuple, list)) and any(isinstance(v, (Tensor, np.ndarray)) for v in s):
+        raise TypeError(f"{name}: expected {what} to be one Tensor or array, got a {type(s).__name__} of them; "
                         "only an LSTM takes a pair (h, c)")
     return as_input(name, s, dtype, what)
 
@@ -465,7 +466,7 @@ class RNNBase(Module):
                 c_n.append(c)
             layer_input = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
-                rng = self.generator if self.generator is not None else init.default_generator()
+                rng = _random.get_generator(self.generator, type(self).__name__)
                 layer_input = _dropout(layer_input, self.dropout, generator=rng)
         output = layer_input
         h_n = ops.stack(h_n, axis=0)

@@ -12,7 +12,7 @@ A sequence past its length keeps its state and outputs zeros.
 
 import numpy as np
 
-from tinyseq.gates import gate_slice
+from tinyseq.gates import gate_slice, num_gates
 
 from .._jit import jit
 from ._common import (
@@ -123,7 +123,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, peephole=None, len
     Returns ``out`` (T, B, H), ``h_n``, ``c_n`` (B, H) and ``ctx``, what ``lstm_backward``
     needs.
     """
-    gates = 3 if coupled else 4
+    gates = num_gates("LSTM", coupled)
     x, h0, w_ih, w_hh, b_ih, b_hh, lengths, c0 = check_inputs(
         "lstm_forward", gates, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, c0)
     hidden = h0.shape[1]

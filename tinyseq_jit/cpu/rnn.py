@@ -5,6 +5,8 @@
 
 import numpy as np
 
+from tinyseq.gates import num_gates
+
 from .._jit import jit
 from ._common import (
     add_biases, check_inputs, input_grads, plan_product, product_into, product_scratch, project, tanh_rows,
@@ -73,7 +75,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     """
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"rnn_forward: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths = check_inputs("rnn_forward", 1, x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths = check_inputs("rnn_forward", num_gates("RNN"), x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
     xp = project(x, w_ih, add_biases(b_ih, b_hh))
     out = np.empty_like(xp)
     h_prev = np.empty_like(xp)
