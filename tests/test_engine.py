@@ -813,6 +813,18 @@ def test_a_list_of_tensors_is_refused_not_silently_detached():
         tinyseq.tensor([[a], [b]])
 
 
+def test_equality_is_elementwise_as_pytorch():
+    y = Tensor(np.array([[1, 2, 0], [3, 0, 0]]))
+    mask = y != 0
+    assert mask.dtype == np.bool_ and mask.tolist() == [[True, True, False], [True, False, False]]
+    assert (y == 0).tolist() == [[False, False, True], [False, True, True]]
+    assert (y == Tensor(np.array([1, 0, 0]))).tolist() == [[True, False, True], [False, True, True]]
+    x = Tensor(np.array([1.0, 0.0]))
+    assert tinyseq.where(x == 0, 10.0, x).tolist() == [1.0, 10.0]
+    assert len({x, y}) == 2  # still hashable (by identity)
+    assert Tensor(np.array([1.7, 2.2])).long().tolist() == [1, 2]
+
+
 def test_to_takes_pytorchs_forms():
     t = rand((2,))
     assert t.to("cpu", np.float32).dtype == np.float32 and t.to(dtype=np.float32).dtype == np.float32

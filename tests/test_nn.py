@@ -916,6 +916,14 @@ def test_an_input_of_another_dtype_than_the_parameters_is_refused(make, x):
         module(x)
 
 
+def test_the_dtype_hint_suggests_only_conversions_that_work():
+    with pytest.raises(TypeError) as info:
+        nn.Linear(2, 1)(np.ones((1, 2), np.int64))
+    assert str(info.value).endswith("convert the input to float32")
+    with pytest.raises(TypeError, match=r"convert the input to float32 or the module with .to\(np.float64\)"):
+        nn.Linear(2, 1)(np.ones((1, 2)))
+
+
 def test_python_numbers_and_lists_take_the_parameters_dtype():
     assert nn.Linear(2, 1)([[1, 2]]).dtype == np.float32
     assert nn.Linear(2, 1).double()([[1.0, 2.0]]).dtype == np.float64
@@ -1014,6 +1022,22 @@ def test_nll_loss_is_cross_entropy_of_log_softmax():
         b = F.cross_entropy(logits, target, reduction=reduction)
         np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
     assert gradcheck(lambda t: F.nll_loss(t, target), [leaf(rng(2).standard_normal((2, 3, 5)))])
+
+
+@pytest.mark.parametrize("make", [lambda: nn.CrossEntropyLoss(np.ones(4)), lambda: nn.NLLLoss(np.ones(4)),
+                                  lambda: nn.CrossEntropyLoss(label_smoothing=0.1)])
+def test_pytorchs_class_weight_and_smoothing_are_refused_not_misread(make):
+    with pytest.raises(ValueError, match="not supported"):
+        make()  # PyTorch's first positional argument is weight, not ignore_index
+
+
+def test_loss_module_options_are_checked():
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        nn.CrossEntropyLoss(ignore_index=np.ones(3))
+    with pytest.raises(TypeError):
+        nn.MSELoss("sum")  # PyTorch's first positional argument is size_average
+    with pytest.raises(ValueError, match="cross_entropy: class weights"):
+        F.cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 1]), weight=np.ones(3))
 
 
 def test_loss_options_are_keyword_only():

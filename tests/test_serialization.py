@@ -400,3 +400,8 @@ def test_overwriting_keeps_the_file_permissions(tmp_path):
     os.chmod(path, 0o600)
     save({"w": np.zeros(2)}, path)
     assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_save_into_a_missing_directory_names_the_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="save: the directory .*nowhere.* does not exist"):
+        save({"a": np.ones(2)}, tmp_path / "nowhere" / "model.npz")

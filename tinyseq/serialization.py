@@ -92,6 +92,8 @@ def save(obj, path, compress=False):
     entries["header"] = np.frombuffer(header.encode("utf-8"), dtype=np.uint8)
 
     directory, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"save: the directory {directory!r} of {path!r} does not exist")
     _remove_stale_temporaries(directory, name)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.{os.getpid()}.", suffix=".tmp")
     try:

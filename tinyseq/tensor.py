@@ -529,6 +529,13 @@ class Tensor:
     def __ge__(self, other):
         return Tensor(self.data >= _data(other))
 
+    def __eq__(self, other):
+        return Tensor(self.data == _data(other))
+
+    def __ne__(self, other):
+        return Tensor(self.data != _data(other))
+
+    # NOTE: elementwise == (as PyTorch) would make tensors unhashable; they hash by identity.
     __hash__ = object.__hash__
 
     # ------------------------------------------------------------ methods
@@ -673,6 +680,10 @@ class Tensor:
     def double(self):
         """As float64: ``to(np.float64)``."""
         return self.to(np.float64)
+
+    def long(self):
+        """As int64 (indices; no gradient): ``to(np.int64)``."""
+        return self.to(np.int64)
 
     def to(self, *args, dtype=None):
         """``to(dtype)``, ``to("cpu")``, ``to("cpu", dtype)`` or ``to(dtype=...)``, as PyTorch: this

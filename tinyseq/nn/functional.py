@@ -22,6 +22,14 @@ def _check_reduction(name, reduction):
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _check_unsupported(name, weight, label_smoothing):
+    """Refuse PyTorch's class ``weight`` and ``label_smoothing`` options, which tinyseq lacks."""
+    if weight is not None:
+        raise ValueError(f"{name}: class weights (weight=) are not supported; use mask= to weight positions")
+    if label_smoothing != 0:
+        raise ValueError(f"{name}: label_smoothing is not supported")
+
+
 def linear(input, weight, bias=None):
     """``input @ weight^T + bias``: input (*, in), weight (out, in), bias (out,) or None -> (*, out)."""
     input, weight = (t if isinstance(t, Tensor) else Tensor(t) for t in (input, weight))
@@ -34,24 +42,27 @@ def linear(input, weight, bias=None):
     return y if bias is None else y + bias
 
 
-def nll_loss(log_probs, target, *, ignore_index=-100, mask=None, reduction="mean"):
+def nll_loss(log_probs, target, *, ignore_index=-100, mask=None, reduction="mean", weight=None):
     """Negative log-likelihood of integer ``target`` (...) under ``log_probs`` (..., C).
 
     NOTE: the class axis is the last one (PyTorch's is axis 1), so a (T, B, C) or (B, T, C)
     batch needs no transpose; for (N, C) the two agree. Positions where ``target ==
     ignore_index`` or where ``mask`` (bool or float, same shape as ``target``) is 0 count
-    nothing. ``reduction="mean"`` divides by the number of counted positions (the sum of the
+    nothing (PyTorch's class ``weight`` is refused: not supported). ``reduction="mean"`` divides by the number of counted positions (the sum of the
     mask's weights), so padding does not dilute the loss; ``"sum"`` adds them; ``"none"``
     returns the per-position losses (0 where not counted). A mean over zero counted
     positions is nan, as PyTorch.
     """
+    _check_unsupported("nll_loss", weight, 0)
     return _nll("nll_loss", log_probs, target, ignore_index, mask, reduction)
 
 
-def cross_entropy(logits, target, *, ignore_index=-100, mask=None, reduction="mean"):
+def cross_entropy(logits, target, *, ignore_index=-100, mask=None, reduction="mean", weight=None,
+                  label_smoothing=0.0):
     """Softmax cross-entropy of ``logits`` (..., C) against integer ``target`` (...):
     ``nll_loss(log_softmax(logits, -1), target, ...)``; see ``nll_loss`` for the options and
-    the class axis."""
+    the class axis. PyTorch's ``weight`` and ``label_smoothing`` are refused (not supported)."""
+    _check_unsupported("cross_entropy", weight, label_smoothing)
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
     if logits.ndim < 1:

@@ -64,8 +64,9 @@ def as_input(name, x, dtype, what="input"):
         x = np.asarray(x, dtype=dtype)
     x = x if isinstance(x, Tensor) else Tensor(x)
     if x.dtype != dtype:
+        module_too = f" or the module with .to(np.{x.dtype.name})" if x.dtype in PARAMETER_DTYPES else ""
         raise TypeError(f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}; "
-                        f"convert the {what} to {dtype.name} or the module with .to(np.{x.dtype.name})")
+                        f"convert the {what} to {dtype.name}{module_too}")
     return x
 
 
