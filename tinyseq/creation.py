@@ -22,16 +22,16 @@ def size_of(size, owner):
     return tuple(int(n) for n in size)
 
 
+def _dtype(dtype):
+    return np.dtype(config.DEFAULT_DTYPE if dtype is None else dtype)
+
+
 def float_dtype(dtype, owner):
     """``dtype`` if it is a float dtype (None: the default float32), else a TypeError."""
-    dtype = np.dtype(config.DEFAULT_DTYPE if dtype is None else dtype)
+    dtype = _dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"{owner}: dtype must be a floating-point dtype, got {dtype}")
     return dtype
-
-
-def _dtype(dtype):
-    return np.dtype(config.DEFAULT_DTYPE if dtype is None else dtype)
 
 
 def zeros(*size, dtype=None, requires_grad=False):

@@ -42,7 +42,7 @@ class ModuleList(Module):
         self._list.insert(index, self._check(module))
 
     def __getitem__(self, i):
-        return type(self)(self._list[i]) if isinstance(i, slice) else self._list[i]
+        return ModuleList(self._list[i]) if isinstance(i, slice) else self._list[i]
 
     def __setitem__(self, i, module):
         self._list[i] = self._check(module)

@@ -330,7 +330,7 @@ def check_inputs(name, gates, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=N
 
 
 def zero_padded_steps(x, lengths):
-    """x with the steps past each sequence's length set to 0 (a copy if any are).
+    """x with the steps past each sequence's length set to 0 (a copy if any was not).
 
     The padding rule: a step t >= lengths[b] keeps the state, outputs zeros and gets no
     gradient. The loops skip those steps, but the big GEMMs before and after them do not:
@@ -338,7 +338,7 @@ def zero_padded_steps(x, lengths):
     before anything multiplies them.
     """
     padded = np.arange(x.shape[0])[:, None] >= lengths[None, :]
-    if not padded.any():
+    if not np.any(x[padded]):  # nothing padded, or already zeros (a layer above the first)
         return x
     x = x.copy()
     x[padded] = 0.0
