@@ -246,11 +246,31 @@ def test_planned_product_equals_numpy(limit, max_chunks, chunks, transposed):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_jit, "SMALL_GEMM_MNK", limit)
         mp.setattr(_jit, "MAX_CHUNKS", max_chunks)
+        mp.setattr(_jit, "TINY_GEMM_MNK", 0)
         plan = plan_product(w, len(a))
     assert (plan[0].shape[0], plan[1]) == (chunks, transposed)
     out = np.full((3, 7), np.nan)
     product_into(a, plan, product_scratch(len(a), plan), out)
     np.testing.assert_allclose(out, a @ w, rtol=1e-13)
+
+
+@pytest.mark.parametrize("core,limit", [("SkylakeX", 1_000_000), ("Cooperlake", 1_000_000), ("Haswell", 0),
+                                        ("Zen", 0), (None, 0)])
+def test_product_plan_follows_the_blas_kernels(core, limit):
+    """Column chunks only where OpenBLAS has its small-matrix path (AVX-512 kernels); a tiny
+    product is one call, a large one transposed, on every core."""
+    from tinyseq_jit import _jit
+    from tinyseq_jit.cpu._common import plan_product
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_jit, "blas_core", lambda: core)
+        assert _jit.small_gemm_mnk() == limit
+        w = np.zeros((256, 1024), dtype=np.float32)
+        chunks, transposed = plan_product(w, 4)[0].shape[0], plan_product(w, 4)[1]
+        assert (chunks, transposed) == ((2, False) if limit else (1, True))
+        assert plan_product(w, 32)[1] and not plan_product(np.zeros((64, 64)), 1)[1]
+        mp.setattr(_jit, "SMALL_GEMM_MNK", 5)
+        assert _jit.small_gemm_mnk() == 5
 
 
 @pytest.mark.parametrize("max_chunks", [10**6, 0])
@@ -261,6 +281,7 @@ def test_chunked_and_transposed_products_equal_graph(max_chunks, config):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("tinyseq_jit._jit.SMALL_GEMM_MNK", 1)
         mp.setattr("tinyseq_jit._jit.MAX_CHUNKS", max_chunks)
+        mp.setattr("tinyseq_jit._jit.TINY_GEMM_MNK", 0)
         compare(config)
 
 

@@ -414,6 +414,23 @@ def test_embedding_repeated_indices_accumulate_gradient():
     np.testing.assert_allclose(emb.weight.grad, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("padding_idx", [None, 3])
+def test_embedding_wide_rows_accumulate_as_add_at(padding_idx):
+    """Rows of 16 or more take the sorted path (``tensor._add_rows``); it must add like
+    np.add.at, also into a gradient another lookup of the same weight already filled."""
+    emb = nn.Embedding(7, 24, padding_idx=padding_idx).double()
+    idx = rng().integers(0, 7, size=(5, 9))
+    idx2 = np.array([6, 0, 6, 3])
+    u, u2 = rng().standard_normal((5, 9, 24)), rng().standard_normal((4, 24))
+    ((emb(idx) * Tensor(u)).sum() + (emb(idx2) * Tensor(u2)).sum()).backward()
+    expected = np.zeros((7, 24))
+    np.add.at(expected, idx, u)
+    np.add.at(expected, idx2, u2)
+    if padding_idx is not None:
+        expected[padding_idx] = 0
+    np.testing.assert_allclose(emb.weight.grad, expected, rtol=1e-12, atol=1e-15)
+
+
 def test_embedding_gradcheck():
     # The padding row's gradient is blocked on purpose (as PyTorch), so it is left out of idx.
     emb = nn.Embedding(4, 2, padding_idx=2).double()
@@ -774,6 +791,12 @@ def test_clip_grad_norm_noop_under_limit():
     params = with_grads(np.array([0.3, 0.4]))
     assert clip_grad_norm_(params, 1.0) == pytest.approx(0.5)
     np.testing.assert_array_equal(params[0].grad, [0.3, 0.4])
+
+
+def test_clip_grad_norm_of_float32_does_not_overflow():
+    (p,) = with_grads(np.full((3, 4), 1e30, dtype=np.float32))
+    assert clip_grad_norm_(p, 1.0) == pytest.approx(1e30 * math.sqrt(12), rel=1e-6)
+    np.testing.assert_allclose(p.grad, np.full((3, 4), 1 / math.sqrt(12)), rtol=1e-6)
 
 
 def test_clip_grad_norm_inf_norm():

@@ -234,6 +234,48 @@ def test_matmul_shape_error_names_op_and_shapes():
         ts.matmul(Tensor(2.0), Tensor(np.ones(3)))
 
 
+def _layouts(shape, rng, dtype):
+    """The same matrix C-contiguous, F-contiguous (a transpose) and strided (a slice)."""
+    m = rng.standard_normal(shape).astype(dtype)
+    return [m, np.asfortranarray(m), rng.standard_normal((shape[0], 2 * shape[1])).astype(dtype)[:, ::2]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_matmul_equals_numpy_for_every_layout(dtype):
+    """tinyseq's GEMM (``tinyseq._blas``: SciPy's BLAS, as the kernels) takes any layout."""
+    from tinyseq import _blas
+
+    rng = np.random.default_rng(0)
+    # THREADED_MNK 0: every product through SciPy's gemm; SKINNY_ROWS: both of its layouts
+    for threaded, skinny in ((_blas.THREADED_MNK, 64), (0, 64), (0, 0)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_blas, "THREADED_MNK", threaded)
+            mp.setattr(_blas, "SKINNY_ROWS", skinny)
+            for a in _layouts((5, 3), rng, dtype):
+                for b in _layouts((3, 4), rng, dtype):
+                    got = _blas.matmul(a, b)
+                    assert got.dtype == dtype and got.flags.c_contiguous
+                    np.testing.assert_allclose(got, np.dot(a, b), rtol=1e-5 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("skinny", [64, 0])
+def test_blas_matmul_falls_back_to_numpy_and_takes_empty_operands(skinny):
+    from tinyseq import _blas
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_blas, "THREADED_MNK", 0)
+        mp.setattr(_blas, "SKINNY_ROWS", skinny)
+        ints = np.arange(6).reshape(2, 3)
+        np.testing.assert_array_equal(_blas.matmul(ints, ints.T), ints @ ints.T)
+        mixed = _blas.matmul(np.ones((2, 3), np.float32), np.ones((3, 2)))
+        assert mixed.dtype == np.float64 and (mixed == 3).all()
+        for sa, sb in [((2, 0), (0, 3)), ((0, 3), (3, 2)), ((2, 3), (3, 0))]:
+            got = _blas.matmul(np.ones(sa, np.float32), np.ones(sb, np.float32))
+            assert got.shape == (sa[0], sb[1]) and not got.any()
+        with pytest.raises(ValueError, match=r"matmul: expected \(M, K\) and \(K, N\).*\(2, 3\) and \(2, 3\)"):
+            _blas.matmul(np.ones((2, 3)), np.ones((2, 3)))
+
+
 # ---------------------------------------------------------------- reductions
 
 REDUCTIONS = [
@@ -415,6 +457,31 @@ def test_softmax_family_is_stable():
     with np.errstate(over="raise"):
         np.testing.assert_allclose(ts.softmax(Tensor(x)).data, [[1, 0, 0]])
         np.testing.assert_allclose(ts.log_softmax(Tensor(x)).data, [[0, -1000, -2000]])
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+def test_softmax_nll(data, shape):
+    """The fused cross-entropy op: -log softmax(x)[target] per position, and its gradient."""
+    target = data.draw(hnp.arrays(np.int64, shape[:-1], elements=st.integers(0, shape[-1] - 1)))
+
+    def ref(x):
+        log_p = x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+        return -np.take_along_axis(log_p, target[..., None], axis=-1)[..., 0]
+
+    check_op(lambda x: ts.ops.softmax_nll(x, target), ref, data.draw(floats(shape, -3, 3)))
+
+
+def test_softmax_nll_is_stable_and_checks_targets():
+    x = Tensor(np.array([[1000.0, 0.0, -1000.0]]), requires_grad=True)
+    with np.errstate(over="raise"):
+        loss = ts.ops.softmax_nll(x, np.array([1]))
+        loss.backward()
+    np.testing.assert_allclose(loss.data, [1000.0])
+    np.testing.assert_allclose(x.grad, [[1, -1, 0]], atol=1e-300)
+    with pytest.raises(ValueError, match=r"softmax_nll: targets must lie in \[0, 3\), got values from 3 to 3"):
+        ts.ops.softmax_nll(x, np.array([3]))
+    with pytest.raises(ValueError, match=r"softmax_nll: expected integer targets of shape \(1,\), got float64 \(1,\)"):
+        ts.ops.softmax_nll(x, np.array([0.0]))
 
 
 # ---------------------------------------------------------------- shape

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import config
 from . import random as _random
+from ._blas import matmul as gemm
 from .tensor import Function, IndexedGrad, Tensor, torch_names
 
 # ---------------------------------------------------------------- helpers
@@ -500,25 +501,25 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.save(a, b)
-        if a.ndim > 2 and b.ndim == 2:  # one GEMM over all leading axes, not a batched loop
-            return np.dot(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+        if a.ndim >= 2 and b.ndim == 2:  # one GEMM over all leading axes, not a batched loop
+            return gemm(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
         return a @ b
 
     def backward(self, g):
         a, b = self.saved
-        if a.ndim > 2 and b.ndim == 2:
+        if a.ndim >= 2 and b.ndim == 2:
             g2 = g.reshape(-1, g.shape[-1])
-            ga = np.dot(g2, b.T).reshape(a.shape) if self.needs_input_grad[0] else None
-            gb = np.dot(a.reshape(-1, a.shape[-1]).T, g2) if self.needs_input_grad[1] else None
+            ga = gemm(g2, b.T).reshape(a.shape) if self.needs_input_grad[0] else None
+            gb = gemm(a.reshape(-1, a.shape[-1]).T, g2) if self.needs_input_grad[1] else None
             return ga, gb
         # Give 1-D operands (and the output) the matrix axes NumPy added, then drop them.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g[..., None] if b.ndim == 1 else g
         g2 = g2[..., None, :] if a.ndim == 1 else g2
-        # NOTE: np.dot for plain matrices: np.matmul takes a slow non-BLAS path for some
+        # NOTE: not np.matmul for plain matrices: it takes a slow non-BLAS path for some
         # transposed operands (e.g. the (H, 1) @ (1, G) outer product of a batch of one).
-        mm = np.dot if g2.ndim == 2 else np.matmul
+        mm = gemm if g2.ndim == 2 else np.matmul
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = mm(g2, np.swapaxes(b2, -1, -2))
@@ -838,7 +839,8 @@ def _is_basic(index):
     for x in index:
         if x.__class__ is slice or x is None or x is Ellipsis:
             continue
-        if not isinstance(x, numbers.Integral) or isinstance(x, (bool, np.bool_)):
+        # NOTE: (int, np.integer), not numbers.Integral: an ABC check took ~10 us here.
+        if not isinstance(x, (int, np.integer)) or isinstance(x, (bool, np.bool_)):
             return False
     return True
 
@@ -942,12 +944,13 @@ class Stack(Function):
 def _check_same(name, tensors, skip_axis=None):
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+
+    def compared(shape):  # the rank and every length but skip_axis's
+        return shape if skip_axis is None else (len(shape),) + shape[:skip_axis] + shape[skip_axis + 1:]
+
     ref = tensors[0].shape
     for i, t in enumerate(tensors):
-        same = len(t.shape) == len(ref) and builtins.all(
-            n == m for k, (n, m) in enumerate(zip(t.shape, ref)) if k != skip_axis
-        )
-        if not same:
+        if compared(t.shape) != compared(ref):
             what = f"all but axis {skip_axis}" if skip_axis is not None else "all"
             raise ValueError(f"{name}: tensor 0 has shape {ref} but tensor {i} has shape {t.shape} ({what} must match)")
 
@@ -1038,6 +1041,31 @@ class LogSoftmax(Function):
         return g - np.exp(out) * g.sum(axis=axis, keepdims=True)
 
 
+class SoftmaxNLL(Function):
+    """-log softmax(a)[target] along the last axis: cross-entropy's work in one op.
+
+    Its backward is ``g (softmax(a) - onehot(target))`` from the saved softmax, where
+    log_softmax followed by picking the target keeps a (..., C) log-probability array and its
+    gradient, and scatters into a zero array first.
+    """
+
+    def forward(self, a, target):
+        shifted = a - a.max(axis=-1, keepdims=True)
+        e = np.exp(shifted)
+        total = e.sum(axis=-1, keepdims=True)
+        picked = np.take_along_axis(shifted, target[..., None], axis=-1)
+        e /= total  # softmax
+        self.save(e, target)
+        return (np.log(total) - picked)[..., 0]
+
+    def backward(self, g):
+        p, target = self.saved
+        grad = p * g[..., None]
+        picked = np.take_along_axis(grad, target[..., None], axis=-1)
+        np.put_along_axis(grad, target[..., None], picked - g[..., None], axis=-1)
+        return grad
+
+
 class LogSumExp(Function):
     def forward(self, a, axes, keepdims):
         m = a.max(axis=axes, keepdims=True)
@@ -1064,6 +1092,18 @@ def log_softmax(a, axis=-1):
     """log(softmax(a)) computed stably."""
     a = _tensor(a)
     return LogSoftmax.apply(a, axis=_one_axis(axis, a.ndim, "log_softmax"))
+
+
+def softmax_nll(a, target):
+    """-log softmax(a)[..., target] per position, for integer ``target`` (...) in [0, C):
+    what ``nn.functional.cross_entropy`` adds up, fused into one op (``SoftmaxNLL``)."""
+    a = _tensor(a)
+    t = np.asarray(target)
+    if a.ndim < 1 or t.shape != a.shape[:-1] or t.dtype.kind not in "iu":
+        raise ValueError(f"softmax_nll: expected integer targets of shape {a.shape[:-1]}, got {t.dtype} {t.shape}")
+    if t.size and (t.min() < 0 or t.max() >= a.shape[-1]):
+        raise ValueError(f"softmax_nll: targets must lie in [0, {a.shape[-1]}), got values from {t.min()} to {t.max()}")
+    return SoftmaxNLL.apply(a, target=t.astype(np.intp, copy=False))
 
 
 @torch_names

@@ -11,7 +11,7 @@ import numpy as np
 from ..ops import (  # noqa: F401  (re-exported)
     dropout, embedding, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
-from ..ops import getitem, log_softmax as _log_softmax, matmul, reshape, sum as _sum, where as _where
+from ..ops import getitem, matmul, reshape, softmax_nll, sum as _sum, where as _where
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -67,11 +67,15 @@ def cross_entropy(logits, target, *, ignore_index=-100, mask=None, reduction="me
         logits = Tensor(logits)
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits need a class axis, got a 0-d tensor")
-    return _nll("cross_entropy", _log_softmax(logits, axis=-1), target, ignore_index, mask, reduction)
+    return _nll("cross_entropy", logits, target, ignore_index, mask, reduction, from_logits=True)
 
 
-def _nll(name, log_probs, target, ignore_index, mask, reduction):
-    """``nll_loss``'s work; ``name`` is the function the user called, for the error messages."""
+def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=False):
+    """``nll_loss``'s work; ``name`` is the function the user called, for the error messages.
+
+    ``from_logits``: ``log_probs`` are logits, and log_softmax and the pick of the target are
+    one op (``ops.softmax_nll``), so the (..., C) log-probabilities are never stored.
+    """
     _check_reduction(name, reduction)
     if not isinstance(log_probs, Tensor):
         log_probs = Tensor(log_probs)
@@ -101,11 +105,14 @@ def _nll(name, log_probs, target, ignore_index, mask, reduction):
             raise ValueError(f"{name}: mask shape {m.shape} does not match target shape {t.shape}")
         weight = weight * m.astype(log_probs.dtype)
 
-    flat = reshape(log_probs, (-1, n_classes))
-    rows = np.arange(flat.shape[0])
-    picked = reshape(getitem(flat, (rows, np.where(counted, t, 0).ravel())), t.shape)
+    safe = np.where(counted, t, 0)
+    if from_logits:
+        picked = softmax_nll(log_probs, safe)
+    else:
+        flat = reshape(log_probs, (-1, n_classes))
+        picked = -reshape(getitem(flat, (np.arange(flat.shape[0]), safe.ravel())), t.shape)
     # NOTE: select rather than multiply by 0, so a -inf at an uncounted position gives 0, not nan.
-    losses = _where(weight != 0, -picked, 0.0) * weight
+    losses = _where(weight != 0, picked, 0.0) * weight
     if reduction == "none":
         return losses
     total = _sum(losses)

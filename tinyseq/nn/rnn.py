@@ -138,7 +138,9 @@ def _make_params(module, suffix, mode, input_size, hidden_size, bias, peephole, 
 
 
 def _param_dtype(module):
-    return next(iter(module.parameters())).dtype
+    """The dtype of a cell's or layer's parameters (all share one; see ``Module.to``)."""
+    weight = getattr(module, "weight_hh", None)
+    return (weight if weight is not None else module.weight_hh_l0).dtype
 
 
 def _state_input(name, mode, s, dtype, what):

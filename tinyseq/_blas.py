@@ -1,0 +1,71 @@
+"""One BLAS for every matrix product tinyseq makes.
+
+NumPy and SciPy wheels each bundle their own OpenBLAS, and each keeps its own pool of worker
+threads that spin for a while after every product. The fused kernels must use SciPy's (it is
+the one numba's ``np.dot`` calls from compiled code), so if the graph ops used NumPy's, a
+training step would keep two pools spinning on the same cores: on the 2-core machine of
+benchmarks/RESULTS.md that made a whole LSTM training step 1.8x slower. So every 2-D product
+in tinyseq (``ops.matmul``, ``nn.Linear``, the kernels' big GEMMs) goes through ``matmul``
+below, which calls SciPy's BLAS when SciPy is installed and NumPy's when it is not.
+
+Products below ``THREADED_MNK`` multiply-adds stay with ``np.dot``: OpenBLAS runs them on the
+calling thread, so they wake no pool, and NumPy calls them faster (0.5 us against 2 us for
+SciPy's wrapper; the graph backend makes three such products per step and layer).
+"""
+
+import numpy as np
+
+#: OpenBLAS runs a GEMM of fewer multiply-adds (M*N*K) than this on one thread
+#: (65536 x GEMM_MULTITHREAD_THRESHOLD, 4 by default).
+THREADED_MNK = 262_144
+#: products with at most this many rows are computed untransposed (see ``matmul``)
+SKINNY_ROWS = 64
+
+_gemm = None  # {dtype: SciPy's ?gemm}, or {} without SciPy; filled on first use
+
+
+def _load_gemm():
+    global _gemm
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        _gemm = {}
+    else:
+        _gemm = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
+    return _gemm
+
+
+def _column_major(m):
+    """(array, transpose flag) giving m^T to a column-major BLAS without copying m if it is
+    C- or F-contiguous: a C-contiguous m^T is m.T as stored; an F-contiguous m is passed as is,
+    transposed."""
+    if m.flags.c_contiguous:
+        return m.T, False
+    if m.flags.f_contiguous:
+        return m, True
+    return np.ascontiguousarray(m).T, False
+
+
+def matmul(a, b):
+    """a @ b for 2-D arrays, through SciPy's BLAS if it is installed (see the module note).
+
+    Float32 and float64 operands of one dtype go to ``sgemm``/``dgemm``; anything else, or a
+    product under ``THREADED_MNK``, to ``np.dot``. The result is C-contiguous, as ``np.dot``
+    returns it.
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: expected (M, K) and (K, N) arrays, got shapes {a.shape} and {b.shape}")
+    gemm = (_gemm if _gemm is not None else _load_gemm()).get(a.dtype)
+    if gemm is None or b.dtype != a.dtype or a.shape[0] * a.shape[1] * b.shape[1] < THREADED_MNK:
+        return np.dot(a, b)
+    if a.shape[0] <= SKINNY_ROWS:
+        # NOTE: OpenBLAS splits a product over its threads along its column-major M: with few
+        # rows, c itself (M small) in Fortran order and a copy into C order beat c^T by a
+        # quarter ((32, 256) x (256, 1024): 106 against 131 us).
+        at, trans_a = _column_major(a.T)
+        bt, trans_b = _column_major(b.T)
+        return np.ascontiguousarray(gemm(1.0, at, bt, trans_a=trans_a, trans_b=trans_b))
+    # A column-major BLAS writes c^T = b^T a^T into Fortran order, which is c in C order.
+    bt, trans_b = _column_major(b)
+    at, trans_a = _column_major(a)
+    return gemm(1.0, bt, at, trans_a=trans_b, trans_b=trans_a).T
