@@ -273,6 +273,31 @@ def test_product_plan_follows_the_blas_kernels(core, limit):
         assert _jit.small_gemm_mnk() == 5
 
 
+def test_blas_core_reads_scipys_openblas():
+    """Unpatched: the kernel set of the OpenBLAS numba binds (SciPy's), not NumPy's."""
+    from threadpoolctl import threadpool_info
+
+    from tinyseq_jit import _jit
+
+    core = _jit.blas_core()
+    scipy_libs = [i for i in threadpool_info() if i.get("internal_api") == "openblas" and "scipy" in i["filepath"]
+                  and "64_" not in i["filepath"]]
+    if scipy_libs:
+        assert core == scipy_libs[0]["architecture"]
+    else:
+        assert core is None or isinstance(core, str)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (33, 65), (1024, 256), (5, 100)])
+def test_transposed_copy_across_tiles(shape):
+    from tinyseq_jit.cpu._common import _transposed
+
+    w = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    got = _transposed(w)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, w.T)
+
+
 @pytest.mark.parametrize("max_chunks", [10**6, 0])
 @given(config=layer_configs())
 def test_chunked_and_transposed_products_equal_graph(max_chunks, config):

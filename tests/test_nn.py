@@ -431,6 +431,19 @@ def test_embedding_wide_rows_accumulate_as_add_at(padding_idx):
     np.testing.assert_allclose(emb.weight.grad, expected, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("index", [np.array([-1, 5, 5, -6]), np.array(3, dtype=np.uint8),
+                                   np.array([[0, 2], [2, 0]], dtype=np.int32)])
+def test_indexed_gradient_of_wide_rows_matches_add_at(index):
+    """The sorted path of IndexedGrad for rows of 16+ elements: negative, 0-d, int32/uint8 indices."""
+    from tinyseq.tensor import IndexedGrad
+
+    values = rng().standard_normal(index.shape + (16,))
+    expected = np.zeros((6, 16))
+    np.add.at(expected, index, values)
+    got = IndexedGrad(index, values, (6, 16), basic=False).add_into(np.zeros((6, 16)))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
 def test_embedding_gradcheck():
     # The padding row's gradient is blocked on purpose (as PyTorch), so it is left out of idx.
     emb = nn.Embedding(4, 2, padding_idx=2).double()

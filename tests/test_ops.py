@@ -269,11 +269,24 @@ def test_blas_matmul_falls_back_to_numpy_and_takes_empty_operands(skinny):
         np.testing.assert_array_equal(_blas.matmul(ints, ints.T), ints @ ints.T)
         mixed = _blas.matmul(np.ones((2, 3), np.float32), np.ones((3, 2)))
         assert mixed.dtype == np.float64 and (mixed == 3).all()
+        row, col = np.arange(3.0, dtype=np.float32)[None], np.arange(3.0, dtype=np.float32)[:, None]
+        np.testing.assert_array_equal(_blas.matmul(row, col), row @ col)
+        np.testing.assert_array_equal(_blas.matmul(col, row), col @ row)
         for sa, sb in [((2, 0), (0, 3)), ((0, 3), (3, 2)), ((2, 3), (3, 0))]:
             got = _blas.matmul(np.ones(sa, np.float32), np.ones(sb, np.float32))
             assert got.shape == (sa[0], sb[1]) and not got.any()
         with pytest.raises(ValueError, match=r"matmul: expected \(M, K\) and \(K, N\).*\(2, 3\) and \(2, 3\)"):
             _blas.matmul(np.ones((2, 3)), np.ones((2, 3)))
+
+
+def test_blas_matmul_without_scipy_is_numpys():
+    from tinyseq import _blas
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_blas, "_gemm", {})  # as _load_gemm leaves it when SciPy is missing
+        mp.setattr(_blas, "THREADED_MNK", 0)
+        a, b = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32)
+        np.testing.assert_array_equal(_blas.matmul(a, b), np.dot(a, b))
 
 
 # ---------------------------------------------------------------- reductions
@@ -480,8 +493,10 @@ def test_softmax_nll_is_stable_and_checks_targets():
     np.testing.assert_allclose(x.grad, [[1, -1, 0]], atol=1e-300)
     with pytest.raises(ValueError, match=r"softmax_nll: targets must lie in \[0, 3\), got values from 3 to 3"):
         ts.ops.softmax_nll(x, np.array([3]))
-    with pytest.raises(ValueError, match=r"softmax_nll: expected integer targets of shape \(1,\), got float64 \(1,\)"):
+    with pytest.raises(TypeError, match="softmax_nll: targets must be integers, got dtype float64"):
         ts.ops.softmax_nll(x, np.array([0.0]))
+    with pytest.raises(ValueError, match=r"softmax_nll: expected targets of shape \(1,\), got \(2,\)"):
+        ts.ops.softmax_nll(x, np.array([0, 1]))
 
 
 # ---------------------------------------------------------------- shape

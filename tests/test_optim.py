@@ -418,6 +418,35 @@ def test_updates_in_place_and_keeps_dtype(name):
                 assert value.shape == params[index].shape
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("grad_dtype", [np.float16, np.float64, np.int64])
+def test_adam_computes_in_the_parameters_dtype(name, grad_dtype):
+    """A hand-set grad of another dtype updates as its cast to the parameter's dtype would
+    (float16: no underflow of eps or v into a division by zero)."""
+    results = []
+    for dtype in (grad_dtype, np.float32):
+        p = Parameter(np.linspace(-1, 1, 6, dtype=np.float32))
+        opt = getattr(optim, name)([p], lr=0.1, amsgrad=True)
+        for t in range(5):
+            p.grad = (np.arange(6) - 2 * t).astype(grad_dtype).astype(dtype)
+            opt.step()
+        results.append(p.data.copy())
+    assert results[0].dtype == np.float32 and np.isfinite(results[0]).all()
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_adam_arithmetic_is_bit_equal_to_the_written_formula():
+    p0, g = np.linspace(-1, 1, 7, dtype=np.float32), np.linspace(0.3, -2, 7, dtype=np.float32)
+    p = Parameter(p0.copy())
+    opt = optim.Adam([p], lr=0.01)
+    p.grad = g
+    opt.step()
+    m = np.float32(0) * p0 + (1 - 0.9) * g
+    v = np.float32(0) * p0 + (1 - 0.999) * g * g
+    expected = p0 - (0.01 / (1 - 0.9)) * (m / (np.sqrt(v) / math.sqrt(1 - 0.999) + 1e-8))
+    np.testing.assert_array_equal(p.data, expected)
+
+
 def test_zero_grad():
     params = [Parameter(a) for a in arrays(8)]
     opt = optim.SGD(params, lr=0.1)

@@ -4,13 +4,17 @@ NumPy and SciPy wheels each bundle their own OpenBLAS, and each keeps its own po
 threads that spin for a while after every product. The fused kernels must use SciPy's (it is
 the one numba's ``np.dot`` calls from compiled code), so if the graph ops used NumPy's, a
 training step would keep two pools spinning on the same cores: on the 2-core machine of
-benchmarks/RESULTS.md that made a whole LSTM training step 1.8x slower. So every 2-D product
-in tinyseq (``ops.matmul``, ``nn.Linear``, the kernels' big GEMMs) goes through ``matmul``
-below, which calls SciPy's BLAS when SciPy is installed and NumPy's when it is not.
+benchmarks/RESULTS.md that made a whole LSTM training step 1.8x slower. So the graph's 2-D
+products (``ops.matmul``, hence ``nn.Linear``) go through ``matmul`` below, which calls
+SciPy's BLAS when SciPy is installed and NumPy's when it is not, and the kernels' big GEMMs
+through numba (``tinyseq_jit.cpu._common.dot``): one library, one pool.
 
 Products below ``THREADED_MNK`` multiply-adds stay with ``np.dot``: OpenBLAS runs them on the
 calling thread, so they wake no pool, and NumPy calls them faster (0.5 us against 2 us for
 SciPy's wrapper; the graph backend makes three such products per step and layer).
+
+NOTE: SciPy's Python wrappers hold the GIL during the product (np.dot and numba's calls
+release it), so another Python thread waits while a large ``Linear`` runs.
 """
 
 import numpy as np

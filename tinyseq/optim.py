@@ -449,6 +449,7 @@ class Adam(Optimizer):
     def _update(self, p, grad, state, group):
         beta1, beta2 = group["betas"]
         lr, weight_decay = group["lr"], group["weight_decay"]
+        grad = grad.astype(p.dtype, copy=False)  # a grad set by hand in another dtype: cast
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p.data)
@@ -468,7 +469,7 @@ class Adam(Optimizer):
         #   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g g
         #   p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
         # NOTE: as PyTorch, sqrt(v) / sqrt(1 - beta2**t) rather than sqrt(v / (1 - beta2**t)).
-        tmp = np.multiply(grad, 1 - beta1, out=np.empty_like(grad))
+        tmp = np.multiply(grad, 1 - beta1, out=np.empty_like(m))
         m *= beta1
         m += tmp
         np.multiply(grad, 1 - beta2, out=tmp)

@@ -7,8 +7,11 @@ equal the unrolled graph to rounding error.
 """
 
 import functools
+import os
 
 import numba
+
+from tinyseq._blas import THREADED_MNK
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -38,7 +41,8 @@ def jit(fn):
 #: (``blas_core``); set a number to override. Tune all three for other machines.
 SMALL_GEMM_MNK = None
 MAX_CHUNKS = 4
-TINY_GEMM_MNK = 262_144  # OpenBLAS's own threading threshold (tinyseq._blas.THREADED_MNK)
+TINY_GEMM_MNK = THREADED_MNK  # OpenBLAS's own threading threshold
+#: the OpenBLAS kernel sets (``blas_core``, lower case) with the small-matrix path
 SMALL_GEMM_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
@@ -48,12 +52,17 @@ def blas_core():
     ("Haswell", "SkylakeX", ...), or None if that cannot be told (no threadpoolctl, not
     OpenBLAS)."""
     try:
+        import scipy
         import scipy.linalg.cython_blas  # noqa: F401  (loads the library numba binds)
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
     found = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-    ours = [i for i in found if "scipy.libs" in i["filepath"]] or (found if len(found) == 1 else [])
+    # SciPy's wheels keep it in scipy.libs (Linux) or scipy/.dylibs (macOS); a conda SciPy
+    # shares the environment's one OpenBLAS with NumPy.
+    home = os.path.dirname(scipy.__file__)
+    ours = [i for i in found if i["filepath"].startswith((home + os.sep, home + ".libs"))]
+    ours = ours or (found if len(found) == 1 else [])
     return ours[0].get("architecture") if ours else None
 
 

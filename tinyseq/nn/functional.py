@@ -74,7 +74,7 @@ def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=Fal
     """``nll_loss``'s work; ``name`` is the function the user called, for the error messages.
 
     ``from_logits``: ``log_probs`` are logits, and log_softmax and the pick of the target are
-    one op (``ops.softmax_nll``), so the (..., C) log-probabilities are never stored.
+    one op (``ops.softmax_nll``: fewer passes over the (..., C) scores, no scatter in backward).
     """
     _check_reduction(name, reduction)
     if not isinstance(log_probs, Tensor):

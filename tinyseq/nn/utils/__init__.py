@@ -27,7 +27,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     norm_type = float(norm_type)
     if norm_type == math.inf:
         total = max(float(np.max(np.abs(p.grad))) if p.grad.size else 0.0 for p in params)
-    elif norm_type == 2.0:  # the common case in two passes, squared into float64 (no overflow)
+    elif norm_type == 2.0:  # the common case: squared straight into float64 (no overflow), then summed
         total = math.sqrt(sum(float(np.square(p.grad, dtype=np.float64).sum()) for p in params))
     else:
         total = float(sum(np.sum(np.abs(p.grad.astype(np.float64)) ** norm_type) for p in params) ** (1 / norm_type))
