@@ -1,0 +1,133 @@
+"""tinyseq.bptt: truncated BPTT equals the hand-written loop, and full BPTT when k1 >= T."""
+
+import numpy as np
+import pytest
+
+import tinyseq as ts
+from tinyseq import nn
+from tinyseq.bptt import TBPTT, detach_state
+from tinyseq.nn import functional as F
+
+V = 7
+
+
+class CharModel(nn.Module):
+    def __init__(self, cell="LSTM", backend="graph", bidirectional=False):
+        super().__init__()
+        self.embed = nn.Embedding(V, 5)
+        self.rnn = getattr(nn, cell)(5, 6, num_layers=2, batch_first=True, backend=backend,
+                                     bidirectional=bidirectional)
+        self.head = nn.Linear(12 if bidirectional else 6, V)
+
+    def forward(self, x, state):
+        out, state = self.rnn(self.embed(x), state)
+        return self.head(out), state
+
+
+def loss_fn(out, y):
+    return F.cross_entropy(out.reshape(-1, V), np.asarray(y).reshape(-1))
+
+
+def models(cell, backend):
+    ts.manual_seed(0)
+    a = CharModel(cell, backend).to(np.float64)
+    b = CharModel(cell, backend).to(np.float64)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def data(steps=12, batch=3, seed=1):
+    tokens = np.random.default_rng(seed).integers(0, V, (batch, steps + 1))
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def by_hand(model, opt, x, y, k1, k2, state=None, max_norm=None):
+    """The loop TBPTT stands for, written out."""
+    for start in range(0, x.shape[1], k1):
+        stop = min(start + k1, x.shape[1])
+        trained = max(start, stop - k2)
+        state = detach_state(state)
+        if trained > start:
+            with ts.no_grad():
+                _, state = model(x[:, start:trained], state)
+        opt.zero_grad()
+        out, state = model(x[:, trained:stop], state)
+        loss_fn(out, y[:, trained:stop]).backward()
+        if max_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        opt.step()
+    return state
+
+
+def assert_same_weights(a, b):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["graph", "numba"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("k1", [12, 50])
+def test_k1_at_least_T_is_one_full_bptt_update(cell, backend, k1):
+    a, b = models(cell, backend)
+    x, y = data()
+    opt_a, opt_b = ts.optim.Adam(a.parameters(), lr=0.01), ts.optim.Adam(b.parameters(), lr=0.01)
+    loss = TBPTT(a, loss_fn, opt_a, k1=k1, max_norm=0.5, batch_first=True).step(x, y)
+    opt_b.zero_grad()
+    out, _ = b(x, None)
+    full = loss_fn(out, y)
+    full.backward()
+    nn.utils.clip_grad_norm_(b.parameters(), 0.5)
+    opt_b.step()
+    assert loss == full.item()
+    assert_same_weights(a, b)
+
+
+@pytest.mark.parametrize("k1,k2", [(4, 4), (5, 2), (12, 1), (3, 3)])
+def test_truncated_updates_match_the_loop_written_out_and_carry_the_state(k1, k2):
+    a, b = models("LSTM", "graph")
+    opt_a, opt_b = ts.optim.SGD(a.parameters(), lr=0.1), ts.optim.SGD(b.parameters(), lr=0.1)
+    tbptt = TBPTT(a, loss_fn, opt_a, k1=k1, k2=k2, batch_first=True)
+    state = None
+    for seed in (1, 2):  # two consecutive chunks of the same streams: the state carries over
+        x, y = data(seed=seed)
+        tbptt.step(x, y)
+        state = by_hand(b, opt_b, x, y, k1, k2, state)
+        assert_same_weights(a, b)
+    h, c = tbptt.state
+    assert not h.requires_grad and not c.requires_grad
+    np.testing.assert_array_equal(h.data, state[0].data)
+    tbptt.reset()
+    assert tbptt.state is None
+
+
+def test_time_first_layout():
+    a, b = models("GRU", "graph")
+    a.rnn.batch_first = b.rnn.batch_first = False
+    x, y = (t.T for t in data())  # (T, B)
+    opt_a, opt_b = ts.optim.SGD(a.parameters(), lr=0.1), ts.optim.SGD(b.parameters(), lr=0.1)
+    TBPTT(a, loss_fn, opt_a, k1=5).step(x, y)
+    state = None
+    for start in range(0, 12, 5):
+        opt_b.zero_grad()
+        out, state = b(x[start:start + 5], detach_state(state))
+        loss_fn(out, y[start:start + 5]).backward()
+        opt_b.step()
+    assert_same_weights(a, b)
+
+
+def test_refuses_bidirectional_models_and_bad_arguments():
+    ts.manual_seed(0)
+    model = CharModel(bidirectional=True)
+    opt = ts.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="TBPTT: rnn is bidirectional; truncated BPTT needs a causal model"):
+        TBPTT(model, loss_fn, opt, k1=4)
+    model = CharModel()
+    for kwargs, match in [(dict(k1=0), "k1 must be a positive int, got 0"), (dict(k1=4, k2=5), r"k2 \(5\) must be at most k1 \(4\)"),
+                          (dict(k1=2.0), "k1 must be a positive int, got 2.0")]:
+        with pytest.raises(ValueError, match=match):
+            TBPTT(model, loss_fn, opt, **kwargs)
+    x, y = data()
+    with pytest.raises(ValueError, match="TBPTT.step: x and y need the same, non-zero number of steps on axis 1"):
+        TBPTT(model, loss_fn, opt, k1=4, batch_first=True).step(x, y[:, :5])
+    with pytest.raises(TypeError, match="detach_state: expected None, a Tensor or a tuple of Tensors, got dict"):
+        detach_state({"h": 1})

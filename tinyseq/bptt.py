@@ -1,0 +1,100 @@
+"""Truncated backpropagation through time.
+
+Full BPTT unrolls the whole sequence and backpropagates through all of it: memory grows with
+its length, and one update waits for its end. Truncated BPTT walks the sequence in pieces
+of k1 steps: each piece starts from the state the previous one ended in, *detached*, so the
+gradient stops at the piece's start, and the parameters are updated after every piece.
+With k2 < k1 only the last k2 steps of a piece are unrolled with gradients (the first
+k1 - k2 just advance the state, under ``no_grad``) and only their loss is trained on.
+
+    tbptt = TBPTT(model, loss_fn, optimizer, k1=64, max_norm=1.0, batch_first=True)
+    for x, y in batches:            # consecutive chunks of the same streams
+        loss = tbptt.step(x, y)
+
+``model(x, state)`` must return ``(output, state)`` (as ``nn.LSTM`` does, with ``state`` None
+at first, a tensor, or a tuple of tensors such as an LSTM's ``(h, c)``), and ``loss_fn(output,
+y)`` a scalar tensor. The state is carried between ``step`` calls; call ``reset()`` where the
+streams start again.
+"""
+
+from . import nn
+from .tensor import Tensor, no_grad
+
+
+def detach_state(state):
+    """``state`` cut from the graph: None, a tensor, or a (nested) tuple or list of tensors."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    raise TypeError(f"detach_state: expected None, a Tensor or a tuple of Tensors, got {type(state).__name__}")
+
+
+class TBPTT:
+    """Train ``model`` with truncated BPTT: updates every ``k1`` steps, gradients through the
+    last ``k2`` of them (default ``k2 = k1``).
+
+    Args:
+        model: a Module called as ``model(x, state) -> (output, state)``; a bidirectional
+            recurrent layer inside it is refused (its backward direction would read steps
+            past the truncation).
+        loss_fn: ``loss_fn(output, y) -> scalar Tensor``.
+        optimizer: a ``tinyseq.optim`` optimizer over the model's parameters.
+        k1: steps per update; k2: steps backpropagated through, 1 <= k2 <= k1.
+        max_norm: if given, ``clip_grad_norm_(parameters, max_norm)`` before each update.
+        batch_first: the time axis of x and y is 1 if True, else 0 (the layers' default).
+
+    With k1 at least the sequence's length, ``step`` is one full-BPTT update.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, k1, k2=None, max_norm=None, batch_first=False):
+        k2 = k1 if k2 is None else k2
+        for name, value in (("k1", k1), ("k2", k2)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TBPTT: {name} must be a positive int, got {value!r}")
+        if k2 > k1:
+            raise ValueError(f"TBPTT: k2 ({k2}) must be at most k1 ({k1})")
+        bidirectional = [name for name, m in model.named_modules() if getattr(m, "bidirectional", False)]
+        if bidirectional:
+            raise ValueError(f"TBPTT: {bidirectional[0] or 'the model'} is bidirectional; truncated BPTT needs a "
+                             "causal model (a reverse direction would read steps past the truncation)")
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.k1, self.k2, self.max_norm, self.batch_first = k1, k2, max_norm, batch_first
+        self.state = None
+
+    def reset(self):
+        """Forget the carried state (the streams start again)."""
+        self.state = None
+
+    def _steps(self, a, start, stop):
+        return a[:, start:stop] if self.batch_first else a[start:stop]
+
+    def step(self, x, y):
+        """Train on x and its targets y (T steps on the time axis) in updates of ``k1`` steps,
+        carrying the state across them and into the next call; returns the mean of the
+        updates' losses (a float)."""
+        axis = 1 if self.batch_first else 0
+        steps = x.shape[axis]
+        if steps == 0 or y.shape[axis] != steps:
+            raise ValueError(f"TBPTT.step: x and y need the same, non-zero number of steps on axis {axis}, "
+                             f"got shapes {x.shape} and {y.shape}")
+        losses = []
+        for start in range(0, steps, self.k1):
+            stop = min(start + self.k1, steps)
+            trained = max(start, stop - self.k2)
+            state = detach_state(self.state)
+            if trained > start:
+                with no_grad():
+                    _, state = self.model(self._steps(x, start, trained), state)
+            self.optimizer.zero_grad()
+            output, state = self.model(self._steps(x, trained, stop), state)
+            loss = self.loss_fn(output, self._steps(y, trained, stop))
+            loss.backward()
+            if self.max_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm)
+            self.optimizer.step()
+            self.state = detach_state(state)
+            losses.append(loss.item())
+        return sum(losses) / len(losses)
