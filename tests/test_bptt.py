@@ -78,7 +78,7 @@ def test_k1_at_least_T_is_one_full_bptt_update(cell, backend, k1):
     full.backward()
     nn.utils.clip_grad_norm_(b.parameters(), 0.5)
     opt_b.step()
-    assert loss == full.item()
+    assert loss == pytest.approx(full.item(), rel=1e-14)
     assert_same_weights(a, b)
 
 
@@ -96,8 +96,57 @@ def test_truncated_updates_match_the_loop_written_out_and_carry_the_state(k1, k2
     h, c = tbptt.state
     assert not h.requires_grad and not c.requires_grad
     np.testing.assert_array_equal(h.data, state[0].data)
+    np.testing.assert_array_equal(c.data, state[1].data)
     tbptt.reset()
     assert tbptt.state is None
+
+
+@pytest.mark.parametrize("backend", ["graph", "numba"])
+def test_pieces_within_a_call_equal_calls_with_the_state_carried_and_the_loss_is_per_step(backend):
+    """Independent of the loop: k1 = 5 over 12 steps is three one-piece calls of 5, 5 and 2
+    steps; with lr = 0 the returned loss is the plain mean over all 12 steps' positions."""
+    a, b = models("LSTM", backend)
+    x, y = data()
+    opt_a, opt_b = ts.optim.Adam(a.parameters(), lr=0.01), ts.optim.Adam(b.parameters(), lr=0.01)
+    TBPTT(a, loss_fn, opt_a, k1=5, max_norm=0.5, batch_first=True).step(x, y)
+    whole = TBPTT(b, loss_fn, opt_b, k1=100, max_norm=0.5, batch_first=True)
+    for start in (0, 5, 10):
+        whole.step(x[:, start:start + 5], y[:, start:start + 5])
+    assert_same_weights(a, b)
+    c, _ = models("LSTM", backend)
+    loss = TBPTT(c, loss_fn, ts.optim.SGD(c.parameters(), lr=0.0), k1=10, batch_first=True).step(x, y)
+    with ts.no_grad():
+        expected = loss_fn(c(x, None)[0], y).item()
+    assert loss == pytest.approx(expected, rel=1e-12)
+
+
+def test_clips_only_what_the_optimizer_updates_and_trains_in_training_mode():
+    a, b = models("GRU", "graph")
+    x, y = data()
+    trained = lambda m: [p for name, p in m.named_parameters() if not name.startswith("embed")]  # noqa: E731
+    opt_a, opt_b = ts.optim.SGD(trained(a), lr=0.1), ts.optim.SGD(trained(b), lr=0.1)
+    tbptt = TBPTT(a, loss_fn, opt_a, k1=4, max_norm=0.01, batch_first=True)
+    a.eval()
+    tbptt.step(x, y)
+    assert a.training
+    state = None
+    for start in range(0, 12, 4):  # the embedding's gradient piles up, unclipped and unused
+        opt_b.zero_grad()
+        out, state = b(x[:, start:start + 4], detach_state(state))
+        loss_fn(out, y[:, start:start + 4]).backward()
+        nn.utils.clip_grad_norm_(trained(b), 0.01)
+        opt_b.step()
+    assert_same_weights(a, b)
+
+
+def test_detach_state_keeps_lists_and_namedtuples():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "h c")
+    t = ts.Tensor(np.ones(2), requires_grad=True) * 2
+    out = detach_state(Pair(t, [t, None]))
+    assert type(out) is Pair and isinstance(out.c, list) and out.c[1] is None
+    assert not out.h.requires_grad and not out.c[0].requires_grad
 
 
 def test_time_first_layout():
@@ -123,11 +172,14 @@ def test_refuses_bidirectional_models_and_bad_arguments():
         TBPTT(model, loss_fn, opt, k1=4)
     model = CharModel()
     for kwargs, match in [(dict(k1=0), "k1 must be a positive int, got 0"), (dict(k1=4, k2=5), r"k2 \(5\) must be at most k1 \(4\)"),
-                          (dict(k1=2.0), "k1 must be a positive int, got 2.0")]:
+                          (dict(k1=2.0), "k1 must be a positive int, got 2.0"),
+                          (dict(k1=4), "batch_first=False, but the model's rnn has batch_first=True")]:
         with pytest.raises(ValueError, match=match):
             TBPTT(model, loss_fn, opt, **kwargs)
     x, y = data()
     with pytest.raises(ValueError, match="TBPTT.step: x and y need the same, non-zero number of steps on axis 1"):
         TBPTT(model, loss_fn, opt, k1=4, batch_first=True).step(x, y[:, :5])
-    with pytest.raises(TypeError, match="detach_state: expected None, a Tensor or a tuple of Tensors, got dict"):
+    with pytest.raises(ValueError, match="TBPTT.step: x and y need a time axis 1"):
+        TBPTT(model, loss_fn, opt, k1=4, batch_first=True).step(x[0], y[0])
+    with pytest.raises(TypeError, match="detach_state: expected None, a Tensor or a tuple or list of Tensors, got dict"):
         detach_state({"h": 1})

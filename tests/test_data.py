@@ -14,16 +14,26 @@ def test_vocab_round_trip_and_order():
     ids = vocab.encode(text)
     assert ids.dtype == np.int64 and ids.shape == (len(text),)
     assert vocab.decode(ids) == text
-    assert Vocab.from_state_dict(vocab.state_dict()).symbols == vocab.symbols
+
     assert vocab.encode("").shape == (0,) and vocab.decode([]) == ""
+
+
+def test_vocab_survives_a_checkpoint(tmp_path):
+    vocab = Vocab.from_text("ab\n\x00\r\t\u00e9\U0001f600 c\u0301")
+    save(vocab.state_dict(), tmp_path / "vocab.npz")
+    assert Vocab.from_state_dict(load(tmp_path / "vocab.npz")).symbols == vocab.symbols
 
 
 def test_vocab_errors_name_what_is_wrong():
     vocab = Vocab.from_text("abc")
     with pytest.raises(ValueError, match="character 'z' is not in the vocabulary"):
         vocab.encode("abz")
-    with pytest.raises(ValueError, match=r"ids must be integers in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 3\), got values from 0 to 3"):
         vocab.decode([0, 3])
+    with pytest.raises(TypeError, match="ids must be integers, got dtype <U1"):
+        vocab.decode(np.array(["a"]))
+    with pytest.raises(ValueError, match=r"expected a 1-D sequence of ids, got shape \(2, 1\)"):
+        vocab.decode([[0], [1]])
     with pytest.raises(ValueError, match="non-empty sequence of single characters"):
         Vocab.from_text("")
     with pytest.raises(ValueError, match="repeat"):
@@ -46,6 +56,18 @@ def test_stream_chunks_continue_each_stream_and_targets_are_shifted(n, batch, st
     x0, _ = chunks[0]
     assert x0.shape == ((batch, min(steps, length)) if batch_first else (min(steps, length), batch))
     assert x0.dtype == np.int64 and x0.flags.c_contiguous
+
+
+def test_a_checkpoint_at_the_last_chunk_resumes_into_the_next_pass():
+    batches = StreamBatches(np.arange(41), 4, 5)  # 2 chunks
+    for i, _ in enumerate(batches):
+        if i == len(batches) - 1:
+            state = batches.state_dict()  # taken while the last chunk is in use
+            break
+    resumed = StreamBatches(np.arange(41), 4, 5)
+    resumed.load_state_dict(state)
+    assert list(resumed) == [] and resumed.position == 0  # that pass is over
+    np.testing.assert_array_equal(next(iter(resumed))[0], batches.chunk(0)[0])
 
 
 def test_stream_position_resumes_and_a_new_pass_starts_over(tmp_path):
@@ -72,10 +94,14 @@ def test_stream_errors_name_what_is_wrong():
         StreamBatches(np.arange(10), 0, 1)
     with pytest.raises(ValueError, match="steps must be a positive int, got 2.5"):
         StreamBatches(np.arange(10), 1, 2.5)
-    with pytest.raises(ValueError, match="4 tokens are too few for 4 streams"):
+    with pytest.raises(ValueError, match=r"4 tokens are too few for 4 streams \(at least 5\)"):
         StreamBatches(np.arange(4), 4, 1)
     batches = StreamBatches(np.arange(10), 2, 2)  # 2 streams of 4 tokens: 2 chunks
     with pytest.raises(IndexError, match="index 2 out of range for 2 chunks"):
         batches.chunk(2)
     with pytest.raises(ValueError, match=r"position must be in \[0, 2\], got 3"):
-        batches.load_state_dict({"position": 3})
+        batches.load_state_dict({**batches.state_dict(), "position": 3})
+    with pytest.raises(ValueError, match="saved with steps=3, these batches have 2"):
+        batches.load_state_dict({**batches.state_dict(), "steps": 3})
+    with pytest.raises(ValueError, match="tokens must be >= 0, got -1"):
+        StreamBatches(np.array([1, -1, 2]), 1, 1)

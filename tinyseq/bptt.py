@@ -17,6 +17,8 @@ y)`` a scalar tensor. The state is carried between ``step`` calls; call ``reset(
 streams start again.
 """
 
+import numpy as np
+
 from . import nn
 from .tensor import Tensor, no_grad
 
@@ -28,8 +30,9 @@ def detach_state(state):
     if isinstance(state, Tensor):
         return state.detach()
     if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
-    raise TypeError(f"detach_state: expected None, a Tensor or a tuple of Tensors, got {type(state).__name__}")
+        parts = [detach_state(s) for s in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else type(state)(parts)  # a namedtuple too
+    raise TypeError(f"detach_state: expected None, a Tensor or a tuple or list of Tensors, got {type(state).__name__}")
 
 
 class TBPTT:
@@ -43,16 +46,20 @@ class TBPTT:
         loss_fn: ``loss_fn(output, y) -> scalar Tensor``.
         optimizer: a ``tinyseq.optim`` optimizer over the model's parameters.
         k1: steps per update; k2: steps backpropagated through, 1 <= k2 <= k1.
-        max_norm: if given, ``clip_grad_norm_(parameters, max_norm)`` before each update.
-        batch_first: the time axis of x and y is 1 if True, else 0 (the layers' default).
+        max_norm: if given, ``clip_grad_norm_`` over the optimizer's parameters before each
+            update.
+        batch_first: the time axis of x and y is 1 if True, else 0 (the layers' default);
+            it must match the model's recurrent layers (checked).
 
-    With k1 at least the sequence's length, ``step`` is one full-BPTT update.
+    With k1 at least the sequence's length, ``step`` is one full-BPTT update. NOTE: with
+    k2 < k1 the first k1 - k2 steps of each piece only warm up the state: their loss is not
+    trained on.
     """
 
     def __init__(self, model, loss_fn, optimizer, k1, k2=None, max_norm=None, batch_first=False):
         k2 = k1 if k2 is None else k2
         for name, value in (("k1", k1), ("k2", k2)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TBPTT: {name} must be a positive int, got {value!r}")
         if k2 > k1:
             raise ValueError(f"TBPTT: k2 ({k2}) must be at most k1 ({k1})")
@@ -60,8 +67,14 @@ class TBPTT:
         if bidirectional:
             raise ValueError(f"TBPTT: {bidirectional[0] or 'the model'} is bidirectional; truncated BPTT needs a "
                              "causal model (a reverse direction would read steps past the truncation)")
+        layouts = {name: m.batch_first for name, m in model.named_modules() if hasattr(m, "batch_first")}
+        wrong = [name for name, layout in layouts.items() if layout != batch_first]
+        if wrong:
+            raise ValueError(f"TBPTT: batch_first={batch_first}, but the model's {wrong[0]} has "
+                             f"batch_first={layouts[wrong[0]]}; the time axis must be the same")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
-        self.k1, self.k2, self.max_norm, self.batch_first = k1, k2, max_norm, batch_first
+        self.k1, self.k2, self.max_norm, self.batch_first = int(k1), int(k2), max_norm, batch_first
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.state = None
 
     def reset(self):
@@ -73,14 +86,19 @@ class TBPTT:
 
     def step(self, x, y):
         """Train on x and its targets y (T steps on the time axis) in updates of ``k1`` steps,
-        carrying the state across them and into the next call; returns the mean of the
-        updates' losses (a float)."""
+        carrying the state across them and into the next call (the model is put in training
+        mode). Returns the loss averaged over the trained steps (each update's loss weighted
+        by its number of steps: with a mean loss, the mean over every trained position)."""
         axis = 1 if self.batch_first else 0
+        if getattr(x, "ndim", 0) <= axis or getattr(y, "ndim", 0) <= axis:
+            raise ValueError(f"TBPTT.step: x and y need a time axis {axis}, got {type(x).__name__} and "
+                             f"{type(y).__name__} of shapes {getattr(x, 'shape', None)} and {getattr(y, 'shape', None)}")
         steps = x.shape[axis]
         if steps == 0 or y.shape[axis] != steps:
             raise ValueError(f"TBPTT.step: x and y need the same, non-zero number of steps on axis {axis}, "
                              f"got shapes {x.shape} and {y.shape}")
-        losses = []
+        self.model.train()
+        total = trained_steps = 0
         for start in range(0, steps, self.k1):
             stop = min(start + self.k1, steps)
             trained = max(start, stop - self.k2)
@@ -93,8 +111,9 @@ class TBPTT:
             loss = self.loss_fn(output, self._steps(y, trained, stop))
             loss.backward()
             if self.max_norm is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm)
+                nn.utils.clip_grad_norm_(self.params, self.max_norm)
             self.optimizer.step()
             self.state = detach_state(state)
-            losses.append(loss.item())
-        return sum(losses) / len(losses)
+            total += loss.item() * (stop - trained)
+            trained_steps += stop - trained
+        return total / trained_steps

@@ -54,11 +54,15 @@ class Vocab:
             raise ValueError(f"Vocab.encode: character {e.args[0]!r} is not in the vocabulary") from None
 
     def decode(self, ids):
-        """The string of a sequence of ids."""
+        """The string of a 1-D sequence of ids (decode a (B, T) batch row by row)."""
         ids = np.asarray(ids)
-        if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= len(self)):
-            raise ValueError(f"Vocab.decode: ids must be integers in [0, {len(self)}), got {ids.dtype} "
-                             f"from {ids.min()} to {ids.max()}")
+        if ids.ndim > 1:
+            raise ValueError(f"Vocab.decode: expected a 1-D sequence of ids, got shape {ids.shape}")
+        if ids.size and ids.dtype.kind not in "iu":
+            raise TypeError(f"Vocab.decode: ids must be integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
+            raise ValueError(f"Vocab.decode: ids must lie in [0, {len(self)}), got values from {ids.min()} "
+                             f"to {ids.max()}")
         return "".join(self.symbols[i] for i in ids.ravel().tolist())
 
     def state_dict(self):
@@ -82,10 +86,11 @@ class StreamBatches:
         batch_first: chunks of shape (B, k) if True, else (k, B) as the recurrent layers'
             default layout.
 
-    Iterating yields the chunks from ``position`` to the end of the pass and leaves
-    ``position`` after the last one it yielded; ``len`` is the number of chunks in a pass.
-    A new pass starts from chunk 0: the streams start again, so a carried state must be
-    reset there (``position == 0``).
+    Iterating yields the chunks from ``position`` to the end of the pass; while the chunk
+    ``i`` is being used, ``position`` is ``i + 1`` (what a checkpoint taken then must resume
+    from). Finishing a pass sets it back to 0. ``len`` is the number of chunks in a pass.
+    There is one position: two iterators at once share it. A new pass starts the streams
+    again, so a carried state must be reset at its start.
     """
 
     def __init__(self, tokens, batch_size, steps, batch_first=False):
@@ -95,17 +100,21 @@ class StreamBatches:
         for name, value in (("batch_size", batch_size), ("steps", steps)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"StreamBatches: {name} must be a positive int, got {value!r}")
+        if tokens.size and tokens.min() < 0:
+            raise ValueError(f"StreamBatches: tokens must be >= 0, got {tokens.min()}")
         length = (len(tokens) - 1) // batch_size  # tokens per stream; one more is read as a target
         if length < 1:
             raise ValueError(f"StreamBatches: {len(tokens)} tokens are too few for {batch_size} streams "
-                             "(each needs at least 2)")
-        rows = np.arange(batch_size)[:, None] * length + np.arange(length + 1)[None, :]
-        self.streams = tokens.astype(np.int64)[rows]  # (B, length + 1): inputs and, shifted, targets
-        self.batch_size, self.steps, self.batch_first = batch_size, steps, batch_first
+                             f"(at least {batch_size + 1})")
+        tokens = tokens.astype(np.int64, copy=False)
+        used = batch_size * length
+        self.inputs = tokens[:used].reshape(batch_size, length)  # views: stream b is row b
+        self.targets = tokens[1:used + 1].reshape(batch_size, length)
+        self.batch_size, self.steps, self.batch_first = int(batch_size), int(steps), batch_first
         self.position = 0
 
     def __len__(self):
-        return -(-(self.streams.shape[1] - 1) // self.steps)
+        return -(-self.inputs.shape[1] // self.steps)
 
     def __repr__(self):
         return (f"StreamBatches(batch_size={self.batch_size}, steps={self.steps}, chunks={len(self)}, "
@@ -116,8 +125,7 @@ class StreamBatches:
         if not 0 <= i < len(self):
             raise IndexError(f"StreamBatches.chunk: index {i} out of range for {len(self)} chunks")
         start = i * self.steps
-        stop = min(start + self.steps, self.streams.shape[1] - 1)
-        x, y = self.streams[:, start:stop], self.streams[:, start + 1:stop + 1]
+        x, y = self.inputs[:, start:start + self.steps], self.targets[:, start:start + self.steps]
         if not self.batch_first:
             x, y = x.T, y.T
         return np.ascontiguousarray(x), np.ascontiguousarray(y)
@@ -130,12 +138,18 @@ class StreamBatches:
         self.position = 0
 
     def state_dict(self):
-        """The position in the pass: the next chunk to yield."""
-        return {"position": self.position}
+        """The position in the pass (the next chunk to yield) and the sizes it belongs to."""
+        return {"position": self.position, "batch_size": self.batch_size, "steps": self.steps,
+                "stream_length": self.inputs.shape[1]}
 
     def load_state_dict(self, state):
-        """Continue from a saved ``state_dict``'s position (the corpus and sizes must match)."""
+        """Continue from a saved ``state_dict``'s position; the sizes must be the same."""
+        ours = self.state_dict()
+        for key in ("batch_size", "steps", "stream_length"):
+            if state.get(key) != ours[key]:
+                raise ValueError(f"StreamBatches.load_state_dict: saved with {key}={state.get(key)!r}, "
+                                 f"these batches have {ours[key]}")
         position = state["position"]
-        if not isinstance(position, (int, np.integer)) or not 0 <= position <= len(self):
+        if not isinstance(position, (int, np.integer)) or isinstance(position, bool) or not 0 <= position <= len(self):
             raise ValueError(f"StreamBatches.load_state_dict: position must be in [0, {len(self)}], got {position!r}")
         self.position = int(position)
