@@ -183,3 +183,27 @@ def test_refuses_bidirectional_models_and_bad_arguments():
         TBPTT(model, loss_fn, opt, k1=4, batch_first=True).step(x[0], y[0])
     with pytest.raises(TypeError, match="detach_state: expected None, a Tensor or a tuple or list of Tensors, got dict"):
         detach_state({"h": 1})
+
+
+def test_carried_state_survives_a_checkpoint(tmp_path):
+    """Resuming from a checkpoint mid-stream trains exactly as the run that went on."""
+    from tinyseq.serialization import load, save
+
+    a, b = models("LSTM", "graph")
+    opt_a, opt_b = ts.optim.Adam(a.parameters(), lr=0.01), ts.optim.Adam(b.parameters(), lr=0.01)
+    run = TBPTT(a, loss_fn, opt_a, k1=4, batch_first=True)
+    run.step(*data(seed=1))
+    save({"tbptt": run.state_dict(), "model": a.state_dict(), "opt": opt_a.state_dict()}, tmp_path / "ck.npz")
+    run.step(*data(seed=2))
+
+    saved = load(tmp_path / "ck.npz")
+    b.load_state_dict(saved["model"])
+    opt_b.load_state_dict(saved["opt"])
+    resumed = TBPTT(b, loss_fn, opt_b, k1=4, batch_first=True)
+    resumed.load_state_dict(saved["tbptt"])
+    assert isinstance(resumed.state, tuple) and resumed.state[0].shape == (2, 3, 6)
+    resumed.step(*data(seed=2))
+    assert_same_weights(a, b)
+    assert TBPTT(b, loss_fn, opt_b, k1=4, batch_first=True).state_dict() == {"state": None}
+    with pytest.raises(ValueError, match="TBPTT.load_state_dict: not a saved state"):
+        resumed.load_state_dict({"state": {"oops": 1}})

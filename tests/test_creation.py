@@ -104,3 +104,19 @@ def test_creation_dtypes_match_torch():
     for ours, theirs in pairs:
         assert ours.dtype == theirs.numpy().dtype and ours.shape == tuple(theirs.shape)
         np.testing.assert_array_equal(ours.data, theirs.numpy())
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    from tinyseq.serialization import load, save
+
+    ts.manual_seed(3)
+    ts.rand(5)
+    save({"rng": ts.get_rng_state()}, tmp_path / "rng.npz")
+    expected = ts.rand(4).data
+    ts.manual_seed(99)
+    ts.set_rng_state(load(tmp_path / "rng.npz")["rng"])
+    np.testing.assert_array_equal(ts.rand(4).data, expected)
+    with pytest.raises(ValueError, match="set_rng_state: expected a state from get_rng_state"):
+        ts.set_rng_state({"bit_generator": "Nope"})
+    with pytest.raises(ValueError, match="set_rng_state: the PCG64 state does not load"):
+        ts.set_rng_state({"bit_generator": "PCG64", "state": {}})

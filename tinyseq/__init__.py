@@ -16,7 +16,7 @@ from .ops import (
     minimum, mul, neg, one_hot, permute, pow, relu, reshape, sigmoid, softmax, split, sqrt, squeeze, stack, sub,
     sum, tanh, transpose, unsqueeze, var, where,
 )
-from .random import default_generator, manual_seed, multinomial, rand, randn
+from .random import default_generator, get_rng_state, manual_seed, multinomial, rand, randn, set_rng_state
 from .serialization import CheckpointError, load, save
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 

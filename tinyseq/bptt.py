@@ -81,6 +81,15 @@ class TBPTT:
         """Forget the carried state (the streams start again)."""
         self.state = None
 
+    def state_dict(self):
+        """The carried state as arrays (for a checkpoint; tuples and lists tagged)."""
+        return {"state": _plain(self.state)}
+
+    def load_state_dict(self, state_dict):
+        """Carry on from a saved ``state_dict``: the state comes back as Tensors, in tuples
+        and lists as saved (a namedtuple comes back a tuple)."""
+        self.state = _tensors(state_dict["state"])
+
     def _steps(self, a, start, stop):
         return a[:, start:stop] if self.batch_first else a[start:stop]
 
@@ -117,3 +126,26 @@ class TBPTT:
             total += loss.item() * (stop - trained)
             trained_steps += stop - trained
         return total / trained_steps
+
+
+def _plain(state):
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return {"tensor": state.data.copy()}
+    if isinstance(state, (tuple, list)):
+        return {"tuple" if isinstance(state, tuple) else "list": [_plain(s) for s in state]}
+    raise TypeError(f"TBPTT.state_dict: cannot store a state of type {type(state).__name__}")
+
+
+def _tensors(node):
+    if node is None:
+        return None
+    if isinstance(node, dict) and len(node) == 1:
+        (kind, value), = node.items()
+        if kind == "tensor":
+            return Tensor(np.asarray(value))
+        if kind in ("tuple", "list") and isinstance(value, (list, tuple)):
+            parts = [_tensors(v) for v in value]
+            return tuple(parts) if kind == "tuple" else parts
+    raise ValueError(f"TBPTT.load_state_dict: not a saved state: {node!r:.80}")

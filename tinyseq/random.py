@@ -30,6 +30,28 @@ def default_generator():
     return _default
 
 
+def get_rng_state():
+    """The default generator's state as plain values (a dict), for a checkpoint; as
+    ``torch.get_rng_state``, ``set_rng_state`` puts it back."""
+    return _default.bit_generator.state
+
+
+def set_rng_state(state):
+    """Make the default generator continue from a ``get_rng_state()`` state."""
+    global _default
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    bit_generator = getattr(np.random, name, None) if isinstance(name, str) else None
+    if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+        raise ValueError(f"set_rng_state: expected a state from get_rng_state (a dict naming its bit generator), "
+                         f"got {type(state).__name__} {name!r}")
+    restored = bit_generator()
+    try:
+        restored.state = state
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"set_rng_state: the {name} state does not load: {e}") from None
+    _default = np.random.Generator(restored)
+
+
 def get_generator(gen, owner):
     """``gen`` if it is a ``numpy.random.Generator``, the default one if None; else a TypeError."""
     if gen is None:
