@@ -111,7 +111,7 @@ class TBPTT:
         for start in range(0, steps, self.k1):
             stop = min(start + self.k1, steps)
             trained = max(start, stop - self.k2)
-            state = detach_state(self.state)
+            state = self.state  # stored detached
             if trained > start:
                 with no_grad():
                     _, state = self.model(self._steps(x, start, trained), state)

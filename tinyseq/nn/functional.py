@@ -11,7 +11,7 @@ import numpy as np
 from ..ops import (  # noqa: F401  (re-exported)
     dropout, embedding, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
-from ..ops import getitem, matmul, reshape, softmax_nll, sum as _sum, where as _where
+from ..ops import SoftmaxNLL, getitem, matmul, reshape, sum as _sum, where as _where
 from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -107,7 +107,7 @@ def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=Fal
 
     safe = np.where(counted, t, 0)
     if from_logits:
-        picked = softmax_nll(log_probs, safe)
+        picked = SoftmaxNLL.apply(log_probs, target=safe.astype(np.intp))  # targets checked above
     else:
         flat = reshape(log_probs, (-1, n_classes))
         picked = -reshape(getitem(flat, (np.arange(flat.shape[0]), safe.ravel())), t.shape)
