@@ -5,7 +5,7 @@ import pytest
 
 import tinyseq as ts
 from tinyseq import nn
-from tinyseq.bptt import TBPTT, detach_state
+from tinyseq.bptt import TBPTT, detach_state, evaluate
 from tinyseq.nn import functional as F
 
 V = 7
@@ -207,3 +207,22 @@ def test_carried_state_survives_a_checkpoint(tmp_path):
     assert TBPTT(b, loss_fn, opt_b, k1=4, batch_first=True).state_dict() == {"state": None}
     with pytest.raises(ValueError, match="TBPTT.load_state_dict: not a saved state"):
         resumed.load_state_dict({"state": {"oops": 1}})
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_evaluate_carries_the_state_weights_by_targets_and_restores_the_mode(cell):
+    model, _ = models(cell, "graph")
+    model.rnn.dropout = 0.5  # evaluate must turn it off
+    x, y = data(steps=11)
+    with ts.no_grad():
+        model.eval()
+        whole = loss_fn(model(x, None)[0], y).item()  # one pass over all 11 steps
+    model.train()
+    pieces = [(x[:, i:i + 4], y[:, i:i + 4]) for i in range(0, 11, 4)]  # 4 + 4 + 3 steps
+    assert evaluate(model, loss_fn, pieces) == pytest.approx(whole, rel=1e-12)
+    assert model.training and model.rnn.training
+    model.eval()
+    evaluate(model, loss_fn, pieces)
+    assert not model.training
+    with pytest.raises(ValueError, match="no targets"):
+        evaluate(model, loss_fn, [])

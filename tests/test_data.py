@@ -24,6 +24,11 @@ def test_vocab_survives_a_checkpoint(tmp_path):
     assert Vocab.from_state_dict(load(tmp_path / "vocab.npz")).symbols == vocab.symbols
 
 
+def test_vocabs_are_equal_when_their_symbols_are():
+    assert Vocab.from_text("cab") == Vocab("abc") and Vocab("abc") != Vocab("abd")
+    assert Vocab("ab") != "ab" and Vocab("ab") != Vocab("ba")
+
+
 def test_vocab_errors_name_what_is_wrong():
     vocab = Vocab.from_text("abc")
     with pytest.raises(ValueError, match="character 'z' is not in the vocabulary"):
@@ -66,7 +71,7 @@ def test_a_checkpoint_at_the_last_chunk_resumes_into_the_next_pass():
             break
     resumed = StreamBatches(np.arange(41), 4, 5)
     resumed.load_state_dict(state)
-    assert list(resumed) == [] and resumed.position == 0  # that pass is over
+    assert list(resumed) == [] and resumed.position == 0 and resumed.passes == 1  # that pass is over
     np.testing.assert_array_equal(next(iter(resumed))[0], batches.chunk(0)[0])
 
 
@@ -81,7 +86,7 @@ def test_stream_position_resumes_and_a_new_pass_starts_over(tmp_path):
     rest = list(resumed)
     assert len(first) + len(rest) == len(batches)
     np.testing.assert_array_equal(rest[0][0], batches.chunk(3)[0])
-    assert resumed.position == 0  # the pass ended; the next one starts at chunk 0
+    assert resumed.position == 0 and resumed.passes == 1  # the pass ended; the next one starts at chunk 0
     np.testing.assert_array_equal(next(iter(resumed))[0], first[0][0])
 
 
@@ -105,3 +110,15 @@ def test_stream_errors_name_what_is_wrong():
         batches.load_state_dict({**batches.state_dict(), "steps": 3})
     with pytest.raises(ValueError, match="tokens must be >= 0, got -1"):
         StreamBatches(np.array([1, -1, 2]), 1, 1)
+
+
+def test_passes_are_counted_and_resumed():
+    batches = StreamBatches(np.arange(41), 4, 5)
+    for _ in range(3):
+        list(batches)
+    assert batches.passes == 3 and "passes=3" in repr(batches)
+    resumed = StreamBatches(np.arange(41), 4, 5)
+    resumed.load_state_dict(batches.state_dict())
+    assert resumed.passes == 3
+    with pytest.raises(ValueError, match="passes must be an int >= 0, got -1"):
+        resumed.load_state_dict({**batches.state_dict(), "passes": -1})

@@ -128,6 +128,34 @@ class TBPTT:
         return total / trained_steps
 
 
+def evaluate(model, loss_fn, batches, state=None):
+    """The mean loss of ``model`` over ``batches``, with the state carried from one batch to
+    the next (consecutive chunks of the same streams, as ``StreamBatches`` yields them).
+
+    Runs under ``no_grad`` in evaluation mode (dropout off), then puts back the mode the
+    model was in. Each batch's loss is weighted by its number of targets (``y.size``), so
+    the result is the mean over every target even when the last chunk is shorter; the
+    per-target mean in nats for cross-entropy, which ``/ math.log(2)`` turns into bits.
+    ``state`` is where the streams start (None: zeros). NOTE: the weighting assumes
+    ``loss_fn`` averages over all targets (no ``ignore_index``).
+    """
+    was_training = model.training
+    model.eval()
+    total = count = 0
+    try:
+        with no_grad():
+            for x, y in batches:
+                output, state = model(x, state)
+                n = np.size(y)
+                total += loss_fn(output, y).item() * n
+                count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate: batches yielded no targets")
+    return total / count
+
+
 def _plain(state):
     if state is None:
         return None

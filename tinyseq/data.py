@@ -46,6 +46,11 @@ class Vocab:
     def __repr__(self):
         return f"Vocab({len(self)} symbols)"
 
+    def __eq__(self, other):
+        return isinstance(other, Vocab) and self.symbols == other.symbols
+
+    __hash__ = None
+
     def encode(self, text):
         """``text`` as an int64 array of ids."""
         try:
@@ -88,7 +93,8 @@ class StreamBatches:
 
     Iterating yields the chunks from ``position`` to the end of the pass; while the chunk
     ``i`` is being used, ``position`` is ``i + 1`` (what a checkpoint taken then must resume
-    from). Finishing a pass sets it back to 0. ``len`` is the number of chunks in a pass.
+    from). Finishing a pass sets it back to 0 and adds one to ``passes``. ``len`` is the
+    number of chunks in a pass.
     There is one position: two iterators at once share it. A new pass starts the streams
     again, so a carried state must be reset at its start.
     """
@@ -111,14 +117,14 @@ class StreamBatches:
         self.inputs = tokens[:used].reshape(batch_size, length)  # views: stream b is row b
         self.targets = tokens[1:used + 1].reshape(batch_size, length)
         self.batch_size, self.steps, self.batch_first = int(batch_size), int(steps), batch_first
-        self.position = 0
+        self.position = self.passes = 0
 
     def __len__(self):
         return -(-self.inputs.shape[1] // self.steps)
 
     def __repr__(self):
         return (f"StreamBatches(batch_size={self.batch_size}, steps={self.steps}, chunks={len(self)}, "
-                f"position={self.position})")
+                f"position={self.position}, passes={self.passes})")
 
     def chunk(self, i):
         """Chunk ``i`` as (x, y), each (B, k) or (k, B) int64; y is x one token later."""
@@ -136,10 +142,12 @@ class StreamBatches:
             self.position += 1
             yield self.chunk(i)
         self.position = 0
+        self.passes += 1
 
     def state_dict(self):
-        """The position in the pass (the next chunk to yield) and the sizes it belongs to."""
-        return {"position": self.position, "batch_size": self.batch_size, "steps": self.steps,
+        """The position in the pass (the next chunk to yield), the passes finished and the
+        sizes they belong to."""
+        return {"position": self.position, "passes": self.passes, "batch_size": self.batch_size, "steps": self.steps,
                 "stream_length": self.inputs.shape[1]}
 
     def load_state_dict(self, state):
@@ -152,4 +160,7 @@ class StreamBatches:
         position = state["position"]
         if not isinstance(position, (int, np.integer)) or isinstance(position, bool) or not 0 <= position <= len(self):
             raise ValueError(f"StreamBatches.load_state_dict: position must be in [0, {len(self)}], got {position!r}")
-        self.position = int(position)
+        passes = state.get("passes", 0)
+        if not isinstance(passes, (int, np.integer)) or isinstance(passes, bool) or passes < 0:
+            raise ValueError(f"StreamBatches.load_state_dict: passes must be an int >= 0, got {passes!r}")
+        self.position, self.passes = int(position), int(passes)
