@@ -334,7 +334,7 @@ def main(argv=None, on_step=None):
         export_torch(run, args, args.export_torch)
     if not args.sample_only:
         print(common.table(["steps", "seconds", "chars/s", "train bpc", "val bpc", "unigram bpc"],
-                           [[run.step, results["seconds"], rate or 0.0, results["train_bpc"],
+                           [[run.step, results["seconds"], round(rate or 0), results["train_bpc"],
                              results["val_bpc"], unigram]]))
         common.write_json(pathlib.Path(args.out) / "results.json", results)
     return results

@@ -74,3 +74,16 @@ def test_top_k_one_is_greedy():
     draws = {char_lm.sample(model, vocab, "ab", 12, temperature=2.0, top_k=1, rng=np.random.default_rng(s))
              for s in range(4)}
     assert len(draws) == 1  # the same whatever the seed
+
+
+@pytest.mark.torch
+def test_export_to_torch_and_continue_with_ddp_on_two_processes(tmp_path):
+    pytest.importorskip("torch")
+    export = tmp_path / "model.pt"
+    trained = char_lm.main(TINY + ["--steps", "30", "--eval-every", "30", "--out", str(tmp_path),
+                                   "--export-torch", str(export)])
+    results = load("continue_in_torch").main([str(export), "--quick"])
+    assert results["processes"] == 2 and results["steps"] == 10
+    assert results["tinyseq_val_bpc"] == trained["val_bpc"]
+    assert results["torch_start_val_bpc"] == pytest.approx(trained["val_bpc"], abs=1e-4)  # the same model
+    assert results["torch_end_val_bpc"] < results["torch_start_val_bpc"]  # and it trains on

@@ -10,11 +10,15 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
 def load(name):
-    """Import ``examples/<name>.py`` as a module (the examples import their ``common`` helpers)."""
+    """Import ``examples/<name>.py`` as the module ``name``, as a script would (the examples
+    import their ``common`` helpers; worker processes re-import them by name)."""
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
