@@ -23,8 +23,8 @@ def load(name):
     return module
 
 
-def test_demo_loss_falls(capsys):
-    demo = load("demo")
+def test_rnn_from_ops_loss_falls(capsys):
+    demo = load("rnn_from_ops")
     demo.main(["--steps", "60"])
     printed = capsys.readouterr().out
     assert "loss fell from" in printed

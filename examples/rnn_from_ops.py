@@ -3,7 +3,7 @@
 The recurrence h_t = tanh(x_t W_xh + h_{t-1} W_hh + b) is unrolled over T steps, so one
 ``loss.backward()`` is backpropagation through time. Plain SGD; the loss printed falls.
 
-    python examples/demo.py [--steps 300] [--seed 0]
+    python examples/rnn_from_ops.py [--steps 300] [--seed 0]
 """
 
 import argparse
