@@ -255,7 +255,7 @@ def train(run, args, on_step=None):
             run.history["step"].append(run.step)
             run.history["train_bpc"].append(loss / math.log(2))
             bar.update()
-            bar.set_postfix(loss=f"{loss:.3f}", bpc=f"{loss / math.log(2):.3f}", chars_s=f"{rate:,.0f}")
+            bar.set_postfix({"loss": f"{loss:.3f}", "bpc": f"{loss / math.log(2):.3f}", "chars/s": f"{rate:,.0f}"})
             if run.step % args.eval_every == 0 or run.step == args.steps:
                 run.history["val_step"].append(run.step)
                 run.history["val_bpc"].append(run.validate())
