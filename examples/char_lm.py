@@ -16,7 +16,8 @@ The default corpus is the standard library's top-level modules on this machine (
 ones, files sorted), a few MB. Everything goes to --out (default runs/char_lm):
 checkpoint.npz (every --save-every steps, at the end and on Ctrl-C), loss.png and
 results.json. A run stopped at any step and resumed reaches bitwise the weights of the run
-that was never stopped.
+that was never stopped. A new run does not replace an earlier run's checkpoint unless
+--overwrite is given.
 """
 
 import hashlib
@@ -132,6 +133,7 @@ def arguments(argv):
     p.add_argument("--eval-every", type=int, default=200, help="validate and sample every N steps")
     p.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="start a new run over the checkpoint in --out")
     p.add_argument("--sample-only", action="store_true", help="load the checkpoint and generate")
     p.add_argument("--prompt", default="def ", help="text the samples start from")
     p.add_argument("--sample-chars", type=int, default=400)
@@ -307,6 +309,10 @@ def main(argv=None, on_step=None):
     """Train (or resume, or only sample); returns the results dict also written as JSON."""
     parser, args = arguments(argv)
     saved = read_checkpoint(parser, args) if args.resume or args.sample_only else None
+    checkpoint = pathlib.Path(args.out) / "checkpoint.npz"
+    if saved is None and checkpoint.exists() and not args.overwrite:
+        raise FileExistsError(f"char_lm: {checkpoint} holds an earlier run; --resume continues it, --overwrite "
+                              f"replaces it, or choose another --out")
     common.start(args)
     run = Run(args, load_corpus(args.data, args.max_chars))
     if saved is not None:

@@ -59,6 +59,9 @@ def test_sample_only_and_resume_errors(tmp_path, capsys):
     results = char_lm.main(["--sample-only", "--out", out, "--prompt", "import ", "--sample-chars", "50",
                             "--top-k", "5", "--temperature", "0.5"])
     assert results["sample"].startswith("import ") and len(results["sample"]) == 7 + 50
+    with pytest.raises(FileExistsError, match="holds an earlier run; --resume continues it"):
+        char_lm.main(TINY + ["--steps", "4", "--out", out])  # a new run never replaces a checkpoint silently
+    assert char_lm.main(TINY + ["--steps", "2", "--out", out, "--overwrite"])["steps"] == 2
     with pytest.raises(ValueError, match="--hidden 32 differs from the checkpoint's 24"):
         char_lm.main(["--resume", "--hidden", "32", "--out", out])
     with pytest.raises(ValueError, match="character '\u2603' is not in the vocabulary"):
