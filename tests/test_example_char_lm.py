@@ -23,10 +23,10 @@ def weights(out):
 
 def test_quick_run_learns_and_writes_its_outputs(tmp_path):
     results = char_lm.main(["--quick", "--out", str(tmp_path)])
-    bpc = results_bpc = json.loads((tmp_path / "results.json").read_text())
+    written = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "loss.png").stat().st_size > 10_000 and (tmp_path / "checkpoint.npz").exists()
-    assert bpc["steps"] == results["steps"] == 120
-    assert results_bpc["val_bpc"] < results_bpc["unigram_bpc"] - 0.5  # it learned more than letter frequencies
+    assert written["steps"] == results["steps"] == 120
+    assert written["val_bpc"] < written["unigram_bpc"] - 0.5  # it learned more than letter frequencies
     assert results["sample"].startswith("def ") and len(results["sample"]) == 4 + 120
 
 
