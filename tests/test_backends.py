@@ -376,3 +376,44 @@ def test_empty_batch_works_on_both_backends(mode):
         assert out.shape == (3, 0, 4)
         out.sum().backward()
         assert x.grad.shape == (3, 0, 2)
+
+
+NUMPY_ONLY = """
+import sys
+for name in ("numba", "scipy", "threadpoolctl"):
+    sys.modules[name] = None  # as if not installed: importing them raises ImportError
+import numpy as np
+import tinyseq as ts
+from tinyseq import backend, nn
+assert backend.resolve("auto") == "graph"
+ts.manual_seed(0)
+lstm, head = nn.LSTM(3, 8), nn.Linear(8, 1)
+opt = ts.optim.Adam(lstm.parameters() + head.parameters(), lr=0.05)
+x = np.random.default_rng(0).normal(size=(10, 4, 3)).astype(np.float32)
+y = x.sum(0)[:, :1]
+losses = []
+for _ in range(30):
+    out, _ = lstm(x)
+    loss = ((head(out[-1]) - y) ** 2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    losses.append(loss.item())
+assert losses[-1] < 0.1 * losses[0], losses
+try:
+    nn.LSTM(3, 8, backend="numba")
+except RuntimeError as e:
+    assert "pip install numba scipy" in str(e), e
+else:
+    raise AssertionError("backend='numba' was accepted without numba")
+assert sys.modules["numba"] is None and sys.modules["scipy"] is None
+print("ok")
+"""
+
+
+def test_tinyseq_imports_and_trains_with_numpy_alone():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", NUMPY_ONLY], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
