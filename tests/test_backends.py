@@ -17,7 +17,7 @@ import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
 from tinyseq.backend import FusedRecurrence
 
-from test_rnn import layer_configs, layer_loss_and_inputs
+from helpers import layer_configs, layer_loss_and_inputs
 
 
 def run(layer, backend_name, x, states, lengths, weights, mode):

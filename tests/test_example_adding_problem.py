@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_examples import load
+from helpers import load_example as load
 
 example = load("adding_problem")
 

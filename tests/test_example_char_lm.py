@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tinyseq as ts
-from test_examples import load
+from helpers import load_example as load
 
 char_lm = load("char_lm")
 

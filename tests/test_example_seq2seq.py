@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from test_examples import load
+from helpers import load_example as load
 
 example = load("seq2seq")
 

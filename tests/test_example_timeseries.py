@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from test_examples import load
+from helpers import load_example as load
 
 example = load("timeseries")
 

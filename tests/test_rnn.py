@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
 
+from helpers import layer_configs, layer_loss_and_inputs, randn, weighted_sum
+
 
 @pytest.fixture(autouse=True)
 def graph_backend():
@@ -32,20 +34,6 @@ CELL_OPTIONS = [
     ("GRUCell", {"reset_after": False}),
     ("GRUCell", {"reset_after": False, "bias": False}),
 ]
-
-
-def weighted_sum(outputs, seed=1):
-    """A scalar touching every output with a different fixed weight."""
-    rng = np.random.default_rng(seed)
-    total = 0
-    for out in outputs:
-        if out is not None:
-            total = total + (out * rng.standard_normal(out.shape)).sum()
-    return total
-
-
-def randn(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 # ---------------------------------------------------------------- cells
@@ -113,48 +101,6 @@ def test_cells_default_state_is_zero_and_unbatched_input_works():
 
 
 # ---------------------------------------------------------------- layers
-
-
-@st.composite
-def layer_configs(draw):
-    mode = draw(st.sampled_from(["RNN", "LSTM", "GRU"]))
-    options = {
-        "num_layers": draw(st.integers(1, 3)),
-        "bidirectional": draw(st.booleans()),
-        "bias": draw(st.booleans()),
-        "batch_first": draw(st.booleans()),
-    }
-    if mode == "RNN":
-        options["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))
-    if mode == "LSTM":
-        options["peephole"] = draw(st.booleans())
-        options["coupled"] = draw(st.booleans())
-    if mode == "GRU":
-        options["reset_after"] = draw(st.booleans())
-    steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
-    sizes = {"steps": steps, "batch": batch, "input_size": draw(st.integers(1, 3)), "hidden": draw(st.integers(1, 3))}
-    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
-    return mode, options, sizes, lengths, draw(st.booleans()), draw(st.integers(0, 2**16))
-
-
-def layer_loss_and_inputs(mode, options, sizes, lengths, given_state, seed):
-    rng = np.random.default_rng(seed)
-    layer = getattr(nn, mode)(sizes["input_size"], sizes["hidden"], **options).double()
-    steps, batch = sizes["steps"], sizes["batch"]
-    shape = (batch, steps) if options.get("batch_first") else (steps, batch)
-    x = randn(rng, *shape, sizes["input_size"])
-    n_states = (2 if mode == "LSTM" else 1) if given_state else 0
-    state_shape = (options["num_layers"] * (2 if options["bidirectional"] else 1), batch, sizes["hidden"])
-    states = [randn(rng, *state_shape) for _ in range(n_states)]
-    lengths = None if lengths is None else np.asarray(lengths)
-
-    def f(x, *rest):
-        s = rest[:n_states]
-        hx = (tuple(s) if mode == "LSTM" else s[0]) if s else None
-        out, h_n = layer(x, hx, lengths=lengths)
-        return weighted_sum([out, *(h_n if mode == "LSTM" else [h_n])], seed)
-
-    return layer, f, [x, *states, *layer.parameters()]
 
 
 @given(config=layer_configs())

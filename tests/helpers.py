@@ -1,0 +1,87 @@
+"""Helpers shared by several test files: layer configurations and losses for gradient
+checks, and a loader for the example scripts."""
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+from hypothesis import strategies as st
+
+from tinyseq import Tensor, nn
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def weighted_sum(outputs, seed=1):
+    """A scalar touching every output with a different fixed weight."""
+    rng = np.random.default_rng(seed)
+    total = 0
+    for out in outputs:
+        if out is not None:
+            total = total + (out * rng.standard_normal(out.shape)).sum()
+    return total
+
+
+def randn(rng, *shape):
+    """A float64 leaf tensor of standard normals that requires grad."""
+    return Tensor(rng.standard_normal(shape), requires_grad=True)
+
+
+@st.composite
+def layer_configs(draw):
+    """A recurrent layer drawn with its options, sizes, lengths, whether a state is given, a seed."""
+    mode = draw(st.sampled_from(["RNN", "LSTM", "GRU"]))
+    options = {
+        "num_layers": draw(st.integers(1, 3)),
+        "bidirectional": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "batch_first": draw(st.booleans()),
+    }
+    if mode == "RNN":
+        options["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))
+    if mode == "LSTM":
+        options["peephole"] = draw(st.booleans())
+        options["coupled"] = draw(st.booleans())
+    if mode == "GRU":
+        options["reset_after"] = draw(st.booleans())
+    steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    sizes = {"steps": steps, "batch": batch, "input_size": draw(st.integers(1, 3)), "hidden": draw(st.integers(1, 3))}
+    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    return mode, options, sizes, lengths, draw(st.booleans()), draw(st.integers(0, 2**16))
+
+
+def layer_loss_and_inputs(mode, options, sizes, lengths, given_state, seed):
+    """A float64 layer of a ``layer_configs`` draw, a scalar loss ``f(x, *states, *params)`` of its
+    outputs, and those inputs (for gradcheck)."""
+    rng = np.random.default_rng(seed)
+    layer = getattr(nn, mode)(sizes["input_size"], sizes["hidden"], **options).double()
+    steps, batch = sizes["steps"], sizes["batch"]
+    shape = (batch, steps) if options.get("batch_first") else (steps, batch)
+    x = randn(rng, *shape, sizes["input_size"])
+    n_states = (2 if mode == "LSTM" else 1) if given_state else 0
+    state_shape = (options["num_layers"] * (2 if options["bidirectional"] else 1), batch, sizes["hidden"])
+    states = [randn(rng, *state_shape) for _ in range(n_states)]
+    lengths = None if lengths is None else np.asarray(lengths)
+
+    def f(x, *rest):
+        s = rest[:n_states]
+        hx = (tuple(s) if mode == "LSTM" else s[0]) if s else None
+        out, h_n = layer(x, hx, lengths=lengths)
+        return weighted_sum([out, *(h_n if mode == "LSTM" else [h_n])], seed)
+
+    return layer, f, [x, *states, *layer.parameters()]
+
+
+def load_example(name):
+    """Import ``examples/<name>.py`` as the module ``name``, as a script would (the examples
+    import their ``common`` helpers; worker processes re-import them by name)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
