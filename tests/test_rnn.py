@@ -126,19 +126,22 @@ def test_layer_gradients_full_jacobian(config):
     assert gradcheck(f, inputs, mode="full")
 
 
-def test_layer_equals_its_cell_unrolled():
+@pytest.mark.parametrize("cls,options", CELL_OPTIONS, ids=[f"{c}-{o}" for c, o in CELL_OPTIONS])
+def test_layer_equals_its_cell_unrolled(cls, options):
     rng = np.random.default_rng(0)
-    for mode, cell_cls in (("RNN", nn.RNNCell), ("LSTM", nn.LSTMCell), ("GRU", nn.GRUCell)):
-        layer = getattr(nn, mode)(3, 4).double()
-        cell = cell_cls(3, 4).double()
-        cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
-        x = rng.standard_normal((5, 2, 3))
-        out, _ = layer(Tensor(x))
-        state = None
-        for t in range(5):
-            state = cell(Tensor(x[t]), state)
-            h = state[0] if mode == "LSTM" else state
-            np.testing.assert_allclose(out.data[t], h.data, atol=1e-12)
+    mode = cls[:-len("Cell")]
+    layer = getattr(nn, mode)(3, 4, **options).double()
+    cell = getattr(nn, cls)(3, 4, **options).double()
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})  # weight_ih_l0 -> weight_ih
+    x = rng.standard_normal((5, 2, 3))
+    out, last = layer(Tensor(x))
+    state = None
+    for t in range(5):
+        state = cell(Tensor(x[t]), state)
+        h = state[0] if mode == "LSTM" else state
+        np.testing.assert_allclose(out.data[t], h.data, atol=1e-12)
+    for final, ours in zip(last if mode == "LSTM" else [last], state if mode == "LSTM" else [state]):
+        np.testing.assert_allclose(final.data[0], ours.data, atol=1e-12)
 
 
 @given(config=layer_configs())
