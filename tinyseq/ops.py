@@ -2,10 +2,10 @@
 
 Forwards take and return NumPy arrays; backwards take the gradient of the output and
 return one gradient per tensor input (``None`` where none is needed). ``unbroadcast``
-is the only place that sums a gradient back down to an input's shape. The lower-case
-functions at the end of each group are the public surface (also reached through
-``Tensor`` methods and Python operators); they validate arguments so that a bad shape
-is reported by op name instead of by a NumPy traceback.
+is the only place that sums a gradient back down to an input's shape. Right under each
+class stands its lower-case wrapper, the public surface (also reached through ``Tensor``
+methods and Python operators); wrappers validate arguments so that a bad shape is
+reported by op name instead of by a NumPy traceback.
 """
 
 import builtins
@@ -18,6 +18,7 @@ from . import config
 from . import random as _random
 from ._blas import matmul as gemm
 from .tensor import Function, IndexedGrad, Tensor, torch_names
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -119,6 +120,11 @@ class Add(Function):
         return unbroadcast(g, sa), unbroadcast(g, sb)
 
 
+def add(a, b):
+    """a + b with broadcasting."""
+    return _binary(Add, "add", a, b)
+
+
 class Sub(Function):
     def forward(self, a, b):
         self.save(a.shape, b.shape)
@@ -127,6 +133,11 @@ class Sub(Function):
     def backward(self, g):
         sa, sb = self.saved
         return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+def sub(a, b):
+    """a - b with broadcasting."""
+    return _binary(Sub, "sub", a, b)
 
 
 class Mul(Function):
@@ -141,6 +152,11 @@ class Mul(Function):
         return ga, gb
 
 
+def mul(a, b):
+    """a * b with broadcasting."""
+    return _binary(Mul, "mul", a, b)
+
+
 class Div(Function):
     def forward(self, a, b):
         out = a / b
@@ -152,6 +168,11 @@ class Div(Function):
         ga = unbroadcast(g / b, sa) if self.needs_input_grad[0] else None
         gb = unbroadcast(-g * out / b, b.shape) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+def div(a, b):
+    """a / b with broadcasting."""
+    return _binary(Div, "div", a, b)
 
 
 class Pow(Function):
@@ -173,6 +194,13 @@ class Pow(Function):
                 # NOTE: at a = 0 with b >= 0, out * log a is 0 * -inf; the limit (PyTorch's value) is 0.
                 gb = unbroadcast(g * np.where((a == 0) & (b >= 0), 0, out * np.log(a)), b.shape)
         return ga, gb
+
+
+def pow(a, b):
+    """a ** b: a constant Python number exponent, or a tensor exponent (then a must be > 0)."""
+    if isinstance(b, numbers.Number) and not isinstance(b, bool):
+        return PowScalar.apply(_tensor(a), p=b)
+    return _binary(Pow, "pow", a, b)
 
 
 class PowScalar(Function):
@@ -204,10 +232,20 @@ class Maximum(Function):
         return unbroadcast(g * share, a.shape), unbroadcast(g * (1 - share), b.shape)
 
 
+def maximum(a, b):
+    """Elementwise maximum with broadcasting."""
+    return _binary(Maximum, "maximum", a, b)
+
+
 class Minimum(Maximum):
     """Elementwise min; NOTE: on ties the gradient is split equally between a and b."""
 
     pick, wins = staticmethod(np.minimum), staticmethod(np.less)
+
+
+def minimum(a, b):
+    """Elementwise minimum with broadcasting."""
+    return _binary(Minimum, "minimum", a, b)
 
 
 class Where(Function):
@@ -221,43 +259,6 @@ class Where(Function):
         cond, sa, sb = self.saved
         zero = np.zeros((), dtype=g.dtype)
         return unbroadcast(np.where(cond, g, zero), sa), unbroadcast(np.where(cond, zero, g), sb)
-
-
-def add(a, b):
-    """a + b with broadcasting."""
-    return _binary(Add, "add", a, b)
-
-
-def sub(a, b):
-    """a - b with broadcasting."""
-    return _binary(Sub, "sub", a, b)
-
-
-def mul(a, b):
-    """a * b with broadcasting."""
-    return _binary(Mul, "mul", a, b)
-
-
-def div(a, b):
-    """a / b with broadcasting."""
-    return _binary(Div, "div", a, b)
-
-
-def pow(a, b):
-    """a ** b: a constant Python number exponent, or a tensor exponent (then a must be > 0)."""
-    if isinstance(b, numbers.Number) and not isinstance(b, bool):
-        return PowScalar.apply(_tensor(a), p=b)
-    return _binary(Pow, "pow", a, b)
-
-
-def maximum(a, b):
-    """Elementwise maximum with broadcasting."""
-    return _binary(Maximum, "maximum", a, b)
-
-
-def minimum(a, b):
-    """Elementwise minimum with broadcasting."""
-    return _binary(Minimum, "minimum", a, b)
 
 
 def where(cond, a, b):
@@ -286,6 +287,11 @@ class Neg(Function):
         return -g
 
 
+def neg(a):
+    """-a."""
+    return Neg.apply(_tensor(a))
+
+
 class Exp(Function):
     def forward(self, a):
         out = np.exp(a)
@@ -295,6 +301,11 @@ class Exp(Function):
     def backward(self, g):
         (out,) = self.saved
         return g * out
+
+
+def exp(a):
+    """e ** a."""
+    return Exp.apply(_tensor(a))
 
 
 class Log(Function):
@@ -307,6 +318,11 @@ class Log(Function):
         return g / a
 
 
+def log(a):
+    """Natural logarithm."""
+    return Log.apply(_tensor(a))
+
+
 class Sqrt(Function):
     def forward(self, a):
         out = np.sqrt(a)
@@ -316,6 +332,11 @@ class Sqrt(Function):
     def backward(self, g):
         (out,) = self.saved
         return g * 0.5 / out
+
+
+def sqrt(a):
+    """Square root."""
+    return Sqrt.apply(_tensor(a))
 
 
 class Abs(Function):
@@ -330,6 +351,11 @@ class Abs(Function):
         return g * np.sign(a)
 
 
+def abs(a):
+    """Absolute value."""
+    return Abs.apply(_tensor(a))
+
+
 class Tanh(Function):
     def forward(self, a):
         out = np.tanh(a)
@@ -341,6 +367,11 @@ class Tanh(Function):
         d = 1 - out * out
         d *= g
         return d
+
+
+def tanh(a):
+    """Hyperbolic tangent."""
+    return Tanh.apply(_tensor(a))
 
 
 class Sigmoid(Function):
@@ -365,6 +396,11 @@ class Sigmoid(Function):
         return d
 
 
+def sigmoid(a):
+    """Logistic sigmoid, stable for large |a|."""
+    return Sigmoid.apply(_tensor(a))
+
+
 class Relu(Function):
     def forward(self, a):
         out = np.maximum(a, 0)
@@ -376,6 +412,11 @@ class Relu(Function):
         return g * (out > 0)
 
 
+def relu(a):
+    """max(a, 0)."""
+    return Relu.apply(_tensor(a))
+
+
 class LeakyRelu(Function):
     def forward(self, a, negative_slope):
         positive = a > 0
@@ -385,6 +426,11 @@ class LeakyRelu(Function):
     def backward(self, g):
         positive, slope = self.saved
         return np.where(positive, g, g * slope)
+
+
+def leaky_relu(a, negative_slope=0.01):
+    """a where a > 0, else negative_slope * a."""
+    return LeakyRelu.apply(_tensor(a), negative_slope=negative_slope)
 
 
 class Clip(Function):
@@ -404,69 +450,6 @@ class Clip(Function):
         return g * inside
 
 
-class Cast(Function):
-    def forward(self, a, dtype):
-        self.save(a.dtype)
-        return a.astype(dtype)
-
-    def backward(self, g):
-        (dtype,) = self.saved
-        return g.astype(dtype)
-
-
-class Clone(Function):
-    def forward(self, a):
-        return a.copy()
-
-    def backward(self, g):
-        return g
-
-
-def neg(a):
-    """-a."""
-    return Neg.apply(_tensor(a))
-
-
-def exp(a):
-    """e ** a."""
-    return Exp.apply(_tensor(a))
-
-
-def log(a):
-    """Natural logarithm."""
-    return Log.apply(_tensor(a))
-
-
-def sqrt(a):
-    """Square root."""
-    return Sqrt.apply(_tensor(a))
-
-
-def abs(a):
-    """Absolute value."""
-    return Abs.apply(_tensor(a))
-
-
-def tanh(a):
-    """Hyperbolic tangent."""
-    return Tanh.apply(_tensor(a))
-
-
-def sigmoid(a):
-    """Logistic sigmoid, stable for large |a|."""
-    return Sigmoid.apply(_tensor(a))
-
-
-def relu(a):
-    """max(a, 0)."""
-    return Relu.apply(_tensor(a))
-
-
-def leaky_relu(a, negative_slope=0.01):
-    """a where a > 0, else negative_slope * a."""
-    return LeakyRelu.apply(_tensor(a), negative_slope=negative_slope)
-
-
 def clip(a, min=None, max=None):
     """Clamp into [min, max]; either bound may be None."""
     if min is None and max is None:
@@ -479,6 +462,16 @@ def clip(a, min=None, max=None):
 clamp = clip
 
 
+class Cast(Function):
+    def forward(self, a, dtype):
+        self.save(a.dtype)
+        return a.astype(dtype)
+
+    def backward(self, g):
+        (dtype,) = self.saved
+        return g.astype(dtype)
+
+
 def cast(a, dtype):
     """Convert to ``dtype``; the gradient is converted back. An integer or bool result is a
     constant (no gradient), as in PyTorch."""
@@ -486,6 +479,14 @@ def cast(a, dtype):
     if dtype.kind not in "fc":
         return Tensor(a.data.astype(dtype))
     return Cast.apply(a, dtype=dtype)
+
+
+class Clone(Function):
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, g):
+        return g
 
 
 def clone(a):
@@ -547,6 +548,10 @@ def matmul(a, b):
 # ---------------------------------------------------------------- reductions
 
 
+#: What ``max(a, axis)`` and ``min(a, axis)`` return, as PyTorch's ``torch.return_types.max``.
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
 class Sum(Function):
     def forward(self, a, axes, keepdims):
         self.save(a.shape, axes)
@@ -555,6 +560,19 @@ class Sum(Function):
     def backward(self, g):
         shape, axes = self.saved
         return np.broadcast_to(g.reshape(_keepdims_shape(shape, axes)), shape)
+
+
+def _reduce(op, name, a, axis, keepdims, **extra):
+    a = _tensor(a)
+    return op.apply(a, axes=_axes(axis, a.ndim, name), keepdims=keepdims, **extra)
+
+
+@torch_names
+
+
+def sum(a, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all axes; int or tuple)."""
+    return _reduce(Sum, "sum", a, axis, keepdims)
 
 
 class Mean(Function):
@@ -566,6 +584,14 @@ class Mean(Function):
         shape, axes = self.saved
         n = int(np.prod([shape[i] for i in axes]))
         return np.broadcast_to(g.reshape(_keepdims_shape(shape, axes)) / n, shape)
+
+
+@torch_names
+
+
+def mean(a, axis=None, keepdims=False):
+    """Mean over ``axis``."""
+    return _reduce(Mean, "mean", a, axis, keepdims)
 
 
 class Max(Function):
@@ -584,43 +610,6 @@ class Max(Function):
         return g.reshape(_keepdims_shape(hit.shape, axes)) * share
 
 
-class Min(Max):
-    """Min over axes; NOTE: tied minima share the gradient equally."""
-
-    reduce = staticmethod(np.min)
-
-
-class Var(Function):
-    """Variance with ``correction`` (1 = unbiased, PyTorch's default; 0 = NumPy's)."""
-
-    def forward(self, a, axes, keepdims, correction):
-        centred = a - a.mean(axis=axes, keepdims=True)
-        n = int(np.prod([a.shape[i] for i in axes])) - correction
-        self.save(centred, axes, n)
-        return (centred * centred).sum(axis=axes, keepdims=keepdims) / n
-
-    def backward(self, g):
-        centred, axes, n = self.saved
-        return g.reshape(_keepdims_shape(centred.shape, axes)) * (2 / n) * centred
-
-
-def _reduce(op, name, a, axis, keepdims, **extra):
-    a = _tensor(a)
-    return op.apply(a, axes=_axes(axis, a.ndim, name), keepdims=keepdims, **extra)
-
-
-@torch_names
-def sum(a, axis=None, keepdims=False):
-    """Sum over ``axis`` (None: all axes; int or tuple)."""
-    return _reduce(Sum, "sum", a, axis, keepdims)
-
-
-@torch_names
-def mean(a, axis=None, keepdims=False):
-    """Mean over ``axis``."""
-    return _reduce(Mean, "mean", a, axis, keepdims)
-
-
 def _nonempty(name, a, axis):
     a = _tensor(a)
     if builtins.any(a.shape[i] == 0 for i in _axes(axis, a.ndim, name)):
@@ -629,56 +618,11 @@ def _nonempty(name, a, axis):
 
 
 @torch_names
+
+
 def amax(a, axis=None, keepdims=False):
     """Maximum over ``axis`` (None, int or tuple); tied maxima share the gradient."""
     return _reduce(Max, "amax", _nonempty("amax", a, axis), axis, keepdims)
-
-
-@torch_names
-def amin(a, axis=None, keepdims=False):
-    """Minimum over ``axis`` (None, int or tuple); tied minima share the gradient."""
-    return _reduce(Min, "amin", _nonempty("amin", a, axis), axis, keepdims)
-
-
-def _arg(pick, name, a, axis, keepdims):
-    """Index (int64 tensor) of the ``pick`` (np.argmax/np.argmin) along one axis, or in the flattened tensor."""
-    a = _tensor(a)
-    if axis is None:
-        if a.numel() == 0:
-            raise ValueError(f"{name}: cannot reduce an empty tensor (shape {a.shape})")
-        index = np.asarray(pick(a.data), dtype=np.int64)
-        return Tensor(index.reshape((1,) * a.ndim) if keepdims else index)
-    if not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{name}: axis must be an int or None, got {axis!r}")
-    axes = _axes(axis, a.ndim, name)
-    if not axes:  # a 0-d tensor
-        return Tensor(np.zeros((), dtype=np.int64))
-    _nonempty(name, a, axis)
-    return Tensor(pick(a.data, axis=axes[0], keepdims=keepdims).astype(np.int64))
-
-
-@torch_names
-def argmax(a, axis=None, keepdims=False):
-    """Index of the maximum along ``axis`` (the first one on ties), or in the flattened tensor."""
-    return _arg(np.argmax, "argmax", a, axis, keepdims)
-
-
-@torch_names
-def argmin(a, axis=None, keepdims=False):
-    """Index of the minimum along ``axis`` (the first one on ties), or in the flattened tensor."""
-    return _arg(np.argmin, "argmin", a, axis, keepdims)
-
-
-#: What ``max(a, axis)`` and ``min(a, axis)`` return, as PyTorch's ``torch.return_types.max``.
-ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
-
-
-def _values_at(a, indices, axis, keepdims):
-    """``a``'s entries at ``indices`` (keepdims-shaped, from argmax/argmin) along ``axis``; differentiable."""
-    grid = list(np.indices(indices.shape, sparse=True))
-    grid[axis] = indices
-    values = getitem(a, tuple(grid))
-    return values if keepdims else squeeze(values, axis)
 
 
 def _max_min(name, amax_or_amin, pick, a, axis, keepdims):
@@ -700,6 +644,8 @@ def _max_min(name, amax_or_amin, pick, a, axis, keepdims):
 
 
 @torch_names
+
+
 def max(a, axis=None, keepdims=False):
     """As PyTorch: ``max(a)`` is the maximum (ties share the gradient); ``max(a, axis)`` is the
     named tuple ``(values, indices)`` along one axis (the gradient goes to the index returned);
@@ -707,13 +653,45 @@ def max(a, axis=None, keepdims=False):
     return _max_min("max", amax, np.argmax, a, axis, keepdims)
 
 
+class Min(Max):
+    """Min over axes; NOTE: tied minima share the gradient equally."""
+
+    reduce = staticmethod(np.min)
+
+
 @torch_names
+
+
+def amin(a, axis=None, keepdims=False):
+    """Minimum over ``axis`` (None, int or tuple); tied minima share the gradient."""
+    return _reduce(Min, "amin", _nonempty("amin", a, axis), axis, keepdims)
+
+
+@torch_names
+
+
 def min(a, axis=None, keepdims=False):
     """As ``max``, for the minimum."""
     return _max_min("min", amin, np.argmin, a, axis, keepdims)
 
 
+class Var(Function):
+    """Variance with ``correction`` (1 = unbiased, PyTorch's default; 0 = NumPy's)."""
+
+    def forward(self, a, axes, keepdims, correction):
+        centred = a - a.mean(axis=axes, keepdims=True)
+        n = int(np.prod([a.shape[i] for i in axes])) - correction
+        self.save(centred, axes, n)
+        return (centred * centred).sum(axis=axes, keepdims=keepdims) / n
+
+    def backward(self, g):
+        centred, axes, n = self.saved
+        return g.reshape(_keepdims_shape(centred.shape, axes)) * (2 / n) * centred
+
+
 @torch_names
+
+
 def var(a, axis=None, keepdims=False, correction=1):
     """Variance over ``axis``, divided by N - correction (PyTorch's default correction=1).
 
@@ -724,6 +702,47 @@ def var(a, axis=None, keepdims=False, correction=1):
     if n - correction <= 0:
         raise ValueError(f"var: need more than {correction} elements to reduce, got {n} (shape {a.shape})")
     return _reduce(Var, "var", a, axis, keepdims, correction=correction)
+
+
+def _arg(pick, name, a, axis, keepdims):
+    """Index (int64 tensor) of the ``pick`` (np.argmax/np.argmin) along one axis, or in the flattened tensor."""
+    a = _tensor(a)
+    if axis is None:
+        if a.numel() == 0:
+            raise ValueError(f"{name}: cannot reduce an empty tensor (shape {a.shape})")
+        index = np.asarray(pick(a.data), dtype=np.int64)
+        return Tensor(index.reshape((1,) * a.ndim) if keepdims else index)
+    if not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name}: axis must be an int or None, got {axis!r}")
+    axes = _axes(axis, a.ndim, name)
+    if not axes:  # a 0-d tensor
+        return Tensor(np.zeros((), dtype=np.int64))
+    _nonempty(name, a, axis)
+    return Tensor(pick(a.data, axis=axes[0], keepdims=keepdims).astype(np.int64))
+
+
+@torch_names
+
+
+def argmax(a, axis=None, keepdims=False):
+    """Index of the maximum along ``axis`` (the first one on ties), or in the flattened tensor."""
+    return _arg(np.argmax, "argmax", a, axis, keepdims)
+
+
+@torch_names
+
+
+def argmin(a, axis=None, keepdims=False):
+    """Index of the minimum along ``axis`` (the first one on ties), or in the flattened tensor."""
+    return _arg(np.argmin, "argmin", a, axis, keepdims)
+
+
+def _values_at(a, indices, axis, keepdims):
+    """``a``'s entries at ``indices`` (keepdims-shaped, from argmax/argmin) along ``axis``; differentiable."""
+    grid = list(np.indices(indices.shape, sparse=True))
+    grid[axis] = indices
+    values = getitem(a, tuple(grid))
+    return values if keepdims else squeeze(values, axis)
 
 
 # ---------------------------------------------------------------- shape
@@ -739,26 +758,6 @@ class Reshape(Function):
         return g.reshape(shape)
 
 
-class Permute(Function):
-    def forward(self, a, axes):
-        self.save(axes)
-        return a.transpose(axes)
-
-    def backward(self, g):
-        (axes,) = self.saved
-        return g.transpose(np.argsort(axes))
-
-
-class Expand(Function):
-    def forward(self, a, shape):
-        self.save(a.shape)
-        return np.broadcast_to(a, shape)
-
-    def backward(self, g):
-        (shape,) = self.saved
-        return unbroadcast(g, shape)
-
-
 def reshape(a, shape):
     """View with a new shape (one entry may be -1)."""
     a = _tensor(a)
@@ -771,6 +770,37 @@ def reshape(a, shape):
     if not fits or builtins.any(n < -1 for n in shape):
         raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} into {shape}")
     return Reshape.apply(a, shape=shape)
+
+
+@torch_names
+
+
+def squeeze(a, axis=None):
+    """Drop size-1 axes: all of them, or those of ``axis`` (int or tuple) that have size 1; as
+    PyTorch (not NumPy), a given axis of another size is left as it is."""
+    a = _tensor(a)
+    axes = _axes(axis, a.ndim, "squeeze")
+    return Reshape.apply(a, shape=tuple(n for i, n in enumerate(a.shape) if i not in axes or n != 1))
+
+
+@torch_names
+
+
+def unsqueeze(a, axis):
+    """Insert a size-1 axis at ``axis`` (negative counts from the end of the result)."""
+    a = _tensor(a)
+    axis = _axis(axis, a.ndim + 1, "unsqueeze")
+    return Reshape.apply(a, shape=a.shape[:axis] + (1,) + a.shape[axis:])
+
+
+class Permute(Function):
+    def forward(self, a, axes):
+        self.save(axes)
+        return a.transpose(axes)
+
+    def backward(self, g):
+        (axes,) = self.saved
+        return g.transpose(np.argsort(axes))
 
 
 def permute(a, axes):
@@ -798,6 +828,16 @@ def transpose(a, *axes, dim0=None, dim1=None):
     return Permute.apply(a, axes=tuple(order))
 
 
+class Expand(Function):
+    def forward(self, a, shape):
+        self.save(a.shape)
+        return np.broadcast_to(a, shape)
+
+    def backward(self, g):
+        (shape,) = self.saved
+        return unbroadcast(g, shape)
+
+
 def expand(a, shape):
     """Broadcast to ``shape`` without copying; -1 keeps a dimension's size (as PyTorch)."""
     a = _tensor(a)
@@ -814,36 +854,7 @@ def expand(a, shape):
 broadcast_to = expand
 
 
-@torch_names
-def squeeze(a, axis=None):
-    """Drop size-1 axes: all of them, or those of ``axis`` (int or tuple) that have size 1; as
-    PyTorch (not NumPy), a given axis of another size is left as it is."""
-    a = _tensor(a)
-    axes = _axes(axis, a.ndim, "squeeze")
-    return Reshape.apply(a, shape=tuple(n for i, n in enumerate(a.shape) if i not in axes or n != 1))
-
-
-@torch_names
-def unsqueeze(a, axis):
-    """Insert a size-1 axis at ``axis`` (negative counts from the end of the result)."""
-    a = _tensor(a)
-    axis = _axis(axis, a.ndim + 1, "unsqueeze")
-    return Reshape.apply(a, shape=a.shape[:axis] + (1,) + a.shape[axis:])
-
-
 # ---------------------------------------------------------------- indexing
-
-
-def _is_basic(index):
-    """True when ``index`` (a tuple) holds only slices, ints, None and Ellipsis: a view, no repeats."""
-    for x in index:
-        if x.__class__ is slice or x is None or x is Ellipsis:
-            continue
-        # NOTE: (int, np.integer), not numbers.Integral: an ABC check is slower, on a path
-        # every slice of a fused layer's output takes.
-        if not isinstance(x, (int, np.integer)) or isinstance(x, (bool, np.bool_)):
-            return False
-    return True
 
 
 class GetItem(Function):
@@ -856,6 +867,18 @@ class GetItem(Function):
     def backward(self, g):
         shape, index = self.saved
         return IndexedGrad(index, g, shape, basic=_is_basic(index))
+
+
+def _is_basic(index):
+    """True when ``index`` (a tuple) holds only slices, ints, None and Ellipsis: a view, no repeats."""
+    for x in index:
+        if x.__class__ is slice or x is None or x is Ellipsis:
+            continue
+        # NOTE: (int, np.integer), not numbers.Integral: an ABC check is slower, on a path
+        # every slice of a fused layer's output takes.
+        if not isinstance(x, (int, np.integer)) or isinstance(x, (bool, np.bool_)):
+            return False
+    return True
 
 
 def getitem(a, index):
@@ -932,16 +955,6 @@ class Concatenate(Function):
         return tuple(np.split(g, bounds, axis=axis))
 
 
-class Stack(Function):
-    def forward(self, *arrays, axis):
-        self.save(axis)
-        return np.stack(arrays, axis=axis)
-
-    def backward(self, g):
-        (axis,) = self.saved
-        return tuple(np.moveaxis(g, axis, 0))
-
-
 def _check_same(name, tensors, skip_axis=None):
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty sequence of tensors")
@@ -957,6 +970,8 @@ def _check_same(name, tensors, skip_axis=None):
 
 
 @torch_names
+
+
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis."""
     tensors = [_tensor(t) for t in tensors]
@@ -972,7 +987,19 @@ def concatenate(tensors, axis=0):
 cat = concatenate
 
 
+class Stack(Function):
+    def forward(self, *arrays, axis):
+        self.save(axis)
+        return np.stack(arrays, axis=axis)
+
+    def backward(self, g):
+        (axis,) = self.saved
+        return tuple(np.moveaxis(g, axis, 0))
+
+
 @torch_names
+
+
 def stack(tensors, axis=0):
     """Join same-shaped tensors along a new axis."""
     tensors = [_tensor(t) for t in tensors]
@@ -982,6 +1009,8 @@ def stack(tensors, axis=0):
 
 
 @torch_names
+
+
 def split(a, split_size_or_sections, axis=0):
     """Split along ``axis`` as PyTorch: an int is the size of each piece (the last may be
     smaller); a list gives every piece's size and must add up to the axis length."""
@@ -1006,6 +1035,8 @@ def split(a, split_size_or_sections, axis=0):
 
 
 @torch_names
+
+
 def chunk(a, chunks, axis=0):
     """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
     a = _tensor(a)
@@ -1030,6 +1061,15 @@ class Softmax(Function):
         return out * (g - (g * out).sum(axis=axis, keepdims=True))
 
 
+@torch_names
+
+
+def softmax(a, axis=-1):
+    """exp(a) / sum(exp(a)) along ``axis``, shifted by the max for stability."""
+    a = _tensor(a)
+    return Softmax.apply(a, axis=_one_axis(axis, a.ndim, "softmax"))
+
+
 class LogSoftmax(Function):
     def forward(self, a, axis):
         shifted = a - a.max(axis=axis, keepdims=True)
@@ -1040,6 +1080,15 @@ class LogSoftmax(Function):
     def backward(self, g):
         out, axis = self.saved
         return g - np.exp(out) * g.sum(axis=axis, keepdims=True)
+
+
+@torch_names
+
+
+def log_softmax(a, axis=-1):
+    """log(softmax(a)) computed stably."""
+    a = _tensor(a)
+    return LogSoftmax.apply(a, axis=_one_axis(axis, a.ndim, "log_softmax"))
 
 
 class SoftmaxNLL(Function):
@@ -1067,6 +1116,20 @@ class SoftmaxNLL(Function):
         return grad
 
 
+def softmax_nll(a, target):
+    """-log softmax(a)[..., target] per position, for integer ``target`` (...) in [0, C):
+    what ``nn.functional.cross_entropy`` adds up, fused into one op (``SoftmaxNLL``)."""
+    a = _tensor(a)
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"softmax_nll: targets must be integers, got dtype {t.dtype}")
+    if a.ndim < 1 or t.shape != a.shape[:-1]:
+        raise ValueError(f"softmax_nll: expected targets of shape {a.shape[:-1]}, got {t.shape}")
+    if t.size and (t.min() < 0 or t.max() >= a.shape[-1]):
+        raise ValueError(f"softmax_nll: targets must lie in [0, {a.shape[-1]}), got values from {t.min()} to {t.max()}")
+    return SoftmaxNLL.apply(a, target=t.astype(np.intp, copy=False))
+
+
 class LogSumExp(Function):
     def forward(self, a, axes, keepdims):
         m = a.max(axis=axes, keepdims=True)
@@ -1082,34 +1145,8 @@ class LogSumExp(Function):
 
 
 @torch_names
-def softmax(a, axis=-1):
-    """exp(a) / sum(exp(a)) along ``axis``, shifted by the max for stability."""
-    a = _tensor(a)
-    return Softmax.apply(a, axis=_one_axis(axis, a.ndim, "softmax"))
 
 
-@torch_names
-def log_softmax(a, axis=-1):
-    """log(softmax(a)) computed stably."""
-    a = _tensor(a)
-    return LogSoftmax.apply(a, axis=_one_axis(axis, a.ndim, "log_softmax"))
-
-
-def softmax_nll(a, target):
-    """-log softmax(a)[..., target] per position, for integer ``target`` (...) in [0, C):
-    what ``nn.functional.cross_entropy`` adds up, fused into one op (``SoftmaxNLL``)."""
-    a = _tensor(a)
-    t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"softmax_nll: targets must be integers, got dtype {t.dtype}")
-    if a.ndim < 1 or t.shape != a.shape[:-1]:
-        raise ValueError(f"softmax_nll: expected targets of shape {a.shape[:-1]}, got {t.shape}")
-    if t.size and (t.min() < 0 or t.max() >= a.shape[-1]):
-        raise ValueError(f"softmax_nll: targets must lie in [0, {a.shape[-1]}), got values from {t.min()} to {t.max()}")
-    return SoftmaxNLL.apply(a, target=t.astype(np.intp, copy=False))
-
-
-@torch_names
 def logsumexp(a, axis=None, keepdims=False):
     """log(sum(exp(a))) over ``axis``, computed stably."""
     a = _tensor(a)
