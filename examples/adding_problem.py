@@ -156,11 +156,9 @@ def main(argv=None):
     args.steps = args.steps or (400 if args.quick else 1500)
     args.eval_every = args.eval_every or 50
     lengths = _int_list(args.lengths, "--lengths")
-    models = [m.strip() for m in args.models.split(",")]
+    models = common.names(args.models, MODELS, "--models")
     if any(length < 2 for length in lengths):
         raise ValueError(f"--lengths: each length must be at least 2 (one marker per half), got {lengths}")
-    if bad := [m for m in models if m not in MODELS]:
-        raise ValueError(f"--models: unknown {bad}; choose from {', '.join(MODELS)}")
     for flag, value in (("--steps", args.steps), ("--hidden", args.hidden), ("--batch", args.batch),
                         ("--eval-every", args.eval_every), ("--test-size", args.test_size)):
         if value < 1:

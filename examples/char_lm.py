@@ -38,7 +38,6 @@ from tinyseq.bptt import TBPTT, evaluate
 from tinyseq.data import StreamBatches, Vocab
 from tinyseq.nn import functional as F
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 # What defines a run: saved in the checkpoint, and --resume refuses to change it.
 RUN_OPTIONS = ("data", "max_chars", "val_fraction", "cell", "embed", "hidden", "layers", "dropout",
                "batch_size", "bptt", "lr", "clip", "seed")
@@ -78,7 +77,7 @@ class CharLM(nn.Module):
     def __init__(self, vocab_size, cell="lstm", embed=64, hidden=256, layers=2, dropout=0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed)
-        self.rnn = CELLS[cell](embed, hidden, num_layers=layers, dropout=dropout)
+        self.rnn = common.CELLS[cell](embed, hidden, num_layers=layers, dropout=dropout)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, x, state=None):
@@ -120,7 +119,7 @@ def arguments(argv):
     p.add_argument("--data", help="a UTF-8 text file to train on (default: the standard library's source)")
     p.add_argument("--max-chars", type=int, default=None, help="read only the start of the corpus")
     p.add_argument("--val-fraction", type=float, default=0.05, help="the end of the corpus kept for validation")
-    p.add_argument("--cell", choices=CELLS, default="lstm")
+    p.add_argument("--cell", choices=common.CELLS, default="lstm")
     p.add_argument("--embed", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)

@@ -13,6 +13,10 @@ import time
 import numpy as np
 
 import tinyseq as ts
+from tinyseq import nn
+
+#: The recurrent layers the examples compare, by their flag names.
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 def parser(description, out):
@@ -24,6 +28,16 @@ def parser(description, out):
     p.add_argument("--backend", default="auto", choices=ts.backend.BACKENDS,
                    help="how recurrent layers run (default auto: numba when it imports)")
     return p
+
+
+def names(text, allowed, flag):
+    """The comma-separated names in ``text`` (e.g. "lstm,gru"), each one of ``allowed``, or a
+    ValueError naming the flag, the unknown names and the allowed ones."""
+    chosen = [name.strip() for name in text.split(",")]
+    unknown = [name for name in chosen if name not in allowed]
+    if unknown:
+        raise ValueError(f"{flag}: unknown {unknown}; choose {flag} from {', '.join(allowed)}")
+    return chosen
 
 
 def start(args):

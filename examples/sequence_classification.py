@@ -21,9 +21,6 @@ import common
 import tinyseq as ts
 from tinyseq import nn
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
 def load_digits(order, rng, test_fraction=0.25):
     """(train x, train y, test x, test y): images scaled to [0, 1] as (N, T, F) sequences."""
     try:
@@ -43,7 +40,7 @@ class Classifier(nn.Module):
     """A recurrent layer over the sequence; its last hidden state -> linear -> 10 logits."""
 
     def __init__(self, cell, features, hidden):
-        self.rnn = CELLS[cell](features, hidden, batch_first=True)
+        self.rnn = common.CELLS[cell](features, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, x):
@@ -132,11 +129,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.cells, args.epochs = "lstm", min(args.epochs, 4)
-    cells = args.cells.split(",")
-    unknown = [c for c in cells if c not in CELLS]
-    if unknown or args.epochs < 1 or args.hidden < 1 or args.batch_size < 1:
-        raise ValueError(f"sequence_classification: need --cells from {sorted(CELLS)} (got {unknown or cells}), "
-                         f"--epochs, --hidden and --batch-size >= 1")
+    cells = common.names(args.cells, common.CELLS, "--cells")
+    if args.epochs < 1 or args.hidden < 1 or args.batch_size < 1:
+        raise ValueError("sequence_classification: --epochs, --hidden and --batch-size must be at least 1, got "
+                         f"{args.epochs}, {args.hidden}, {args.batch_size}")
     rng = common.start(args)
     data = load_digits(args.order, rng)
     x_test, y_test = data[2], data[3]

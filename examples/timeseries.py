@@ -28,7 +28,6 @@ import common
 import tinyseq as ts
 from tinyseq import nn
 
-CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 DT, EVERY = 0.01, 2  # RK4 step; keep every 2nd state: observations 0.02 time units apart
 WARMUP, HORIZON, THRESHOLD = 100, 400, 0.5
 
@@ -57,7 +56,7 @@ class Forecaster(nn.Module):
     """A recurrent layer over (T, B, 3) observations; each step's output -> the next state."""
 
     def __init__(self, cell, hidden):
-        self.rnn = CELLS[cell](3, hidden)
+        self.rnn = common.CELLS[cell](3, hidden)
         self.head = nn.Linear(hidden, 3)
 
     def forward(self, x, state=None):
@@ -159,11 +158,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.cells, args.steps = "lstm", min(args.steps, 150)
-    cells = args.cells.split(",")
-    unknown = [c for c in cells if c not in CELLS]
-    if unknown or min(args.steps, args.hidden, args.batch_size, args.window) < 1 or args.noise < 0:
-        raise ValueError(f"timeseries: need --cells from {sorted(CELLS)} (got {unknown or cells}), "
-                         f"--steps, --hidden, --batch-size, --window >= 1 and --noise >= 0")
+    cells = common.names(args.cells, common.CELLS, "--cells")
+    if min(args.steps, args.hidden, args.batch_size, args.window) < 1 or args.noise < 0:
+        raise ValueError("timeseries: need --steps, --hidden, --batch-size, --window >= 1 and --noise >= 0")
     rng = common.start(args)
     clean = lorenz(12_000, rng)
     clean = ((clean - clean[:8000].mean(0)) / clean[:8000].std(0)).astype(np.float32)
