@@ -35,7 +35,7 @@ tunes glibc's malloc for the whole process).
      thread variables for lstm only. This machine's image sets OPENBLAS_CORETYPE=Haswell (and
      OPENBLAS_L2_SIZE) on some processors, for older OpenBLAS builds; the row without both shows
      what a stock install runs there. Each tinyseq child records the kernel set SciPy's
-     OpenBLAS runs (``tinyseq_jit._jit.blas_core``). ``--no-extras`` skips the rows.
+     OpenBLAS runs (``tinyseq_jit.cpu._gemm.blas_core``). ``--no-extras`` skips the rows.
 
 Goals (numba time / torch time): lstm <= 1.0 (stretch 0.8) both separate and interleaved, gru
 <= 0.7, small <= 0.5; graph / numba >= 2.0 on lstm.
@@ -185,9 +185,12 @@ def speed_worker(args):
     times = [timed_step(trainer) for _ in range(args.steps)]
     blas = None
     if args.framework == "numba":
-        from tinyseq_jit import _jit
-
-        blas = _jit.blas_core() if hasattr(_jit, "blas_core") else None  # (older tinyseq: unknown)
+        try:
+            from tinyseq_jit.cpu._gemm import blas_core
+        except ImportError:  # older tinyseq: in _jit, or unknown
+            from tinyseq_jit import _jit
+            blas_core = getattr(_jit, "blas_core", lambda: None)
+        blas = blas_core()
     print(json.dumps({"times": times, "blas_core": blas}))
 
 
@@ -231,7 +234,10 @@ class Phases:
 def install_timers(trainer, phases):
     """Wrap the step's parts (modules' forward, loss, backward, clip, optimizer, fused kernels) with timers."""
     import tinyseq as ts
-    from tinyseq.backend import FusedRecurrence
+    try:
+        from tinyseq.nn._fused import FusedRecurrence
+    except ImportError:  # older tinyseq
+        from tinyseq.backend import FusedRecurrence
 
     def wrap(owner, attr, label):
         original = getattr(owner, attr)

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
-from tinyseq.backend import FusedRecurrence
+from tinyseq.nn._fused import FusedRecurrence
 
 from helpers import layer_configs, layer_loss_and_inputs
 
@@ -178,22 +178,53 @@ def test_kernel_argument_errors():
     from tinyseq_jit import cpu
 
     x, h0 = np.ones((3, 2, 4)), np.zeros((2, 5))
-    w_ih, w_hh = np.ones((20, 4)), np.ones((20, 5))
+    w = dict(w_ih=np.ones((20, 4)), w_hh=np.ones((20, 5)))
     c0 = np.zeros((2, 5))
     with pytest.raises(TypeError, match="lstm_forward: w_ih has dtype float32, expected float64"):
-        cpu.lstm_forward(x, h0, c0, w_ih.astype(np.float32), w_hh)
+        cpu.lstm_forward(x, h0, c0, dict(w, w_ih=w["w_ih"].astype(np.float32)))
     with pytest.raises(ValueError, match=r"lstm_forward: h0 has shape \(3, 5\), expected \(2, 5\)"):
-        cpu.lstm_forward(x, np.zeros((3, 5)), c0, w_ih, w_hh)
+        cpu.lstm_forward(x, np.zeros((3, 5)), c0, w)
     with pytest.raises(ValueError, match=r"lstm_forward: lengths must lie in \[1, 3\]"):
-        cpu.lstm_forward(x, h0, c0, w_ih, w_hh, lengths=np.array([0, 3]))
+        cpu.lstm_forward(x, h0, c0, w, lengths=np.array([0, 3]))
     with pytest.raises(ValueError, match=r"gru_forward: w_hh must have shape \(3\*H, H\)"):
-        cpu.gru_forward(x, h0, w_ih, w_hh)
+        cpu.gru_forward(x, h0, w)
+    with pytest.raises(ValueError, match=r"gru_forward: weights must hold w_ih and w_hh and may hold"):
+        cpu.gru_forward(x, h0, dict(w, ci=np.ones(5)))
+    with pytest.raises(ValueError, match=r"rnn_forward: weights must hold w_ih and w_hh"):
+        cpu.rnn_forward(x, h0, dict(w_ih=np.ones((5, 4))))
     with pytest.raises(TypeError, match="rnn_forward: x must be float32 or float64"):
-        cpu.rnn_forward(x.astype(np.int64), h0, np.ones((5, 4)), np.ones((5, 5)))
+        cpu.rnn_forward(x.astype(np.int64), h0, dict(w_ih=np.ones((5, 4)), w_hh=np.ones((5, 5))))
     with pytest.raises(ValueError, match="rnn_forward: nonlinearity must be 'tanh' or 'relu'"):
-        cpu.rnn_forward(x, h0, np.ones((5, 4)), np.ones((5, 5)), nonlinearity="gelu")
+        cpu.rnn_forward(x, h0, dict(w_ih=np.ones((5, 4)), w_hh=np.ones((5, 5))), nonlinearity="gelu")
+    coupled = dict(w_ih=np.ones((15, 4)), w_hh=np.ones((15, 5)), cf=np.ones(5), co=np.ones(5))
     with pytest.raises(ValueError, match="a coupled LSTM has no input gate"):
-        cpu.lstm_forward(x, h0, c0, np.ones((15, 4)), np.ones((15, 5)), peephole=(np.ones(5),) * 3, coupled=True)
+        cpu.lstm_forward(x, h0, c0, dict(coupled, ci=np.ones(5)), coupled=True)
+    with pytest.raises(ValueError, match=r"a peephole LSTM needs the weights \['ci', 'cf', 'co'\], got \['cf'\]"):
+        cpu.lstm_forward(x, h0, c0, dict(w, cf=np.ones(5)))
+    with pytest.raises(ValueError, match=r"lstm_forward: co has shape \(4,\), expected \(5,\)"):
+        cpu.lstm_forward(x, h0, c0, dict(coupled, co=np.ones(4)), coupled=True)
+
+
+def test_kernel_gradients_are_named_as_the_arguments():
+    """The contract: backward returns a Grads whose fields name the forward's arguments, None
+    for what the forward did not get (and for x with need_dx=False)."""
+    from tinyseq_jit import cpu
+
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((3, 2, 4)), rng.standard_normal((2, 5))
+    w = dict(w_ih=rng.standard_normal((15, 4)), w_hh=rng.standard_normal((15, 5)), b_ih=rng.standard_normal(15),
+             cf=rng.standard_normal(5), co=rng.standard_normal(5))
+    result = cpu.lstm_forward(x, h0, h0, w, coupled=True)
+    assert (result.out.shape, result.h_n.shape, result.c_n.shape) == ((3, 2, 5), (2, 5), (2, 5))
+    grads = cpu.lstm_backward(result.saved, np.ones((3, 2, 5)), np.zeros((2, 5)), np.zeros((2, 5)), need_dx=False)
+    given = {"h0", "c0", *w}
+    assert {name for name, g in grads._asdict().items() if g is not None} == given
+    for name in given - {"h0", "c0"}:
+        assert getattr(grads, name).shape == w[name].shape, name
+    result = cpu.gru_forward(x, h0, dict(w_ih=w["w_ih"], w_hh=w["w_hh"], b_hh=rng.standard_normal(15)))
+    assert result.c_n is None
+    grads = cpu.gru_backward(result.saved, np.ones((3, 2, 5)), np.zeros((2, 5)))
+    assert {name for name, g in grads._asdict().items() if g is not None} == {"x", "h0", "w_ih", "w_hh", "b_hh"}
 
 
 @pytest.mark.parametrize("kernel", ["rnn", "lstm", "gru", "gru_classic"])
@@ -213,21 +244,24 @@ def test_kernels_ignore_whatever_padded_steps_hold(kernel):
     h0 = rng.standard_normal((batch, hidden))
 
     def grads(x, d_out):
+        w = dict(w_ih=weights[0], w_hh=weights[1], **biases)
         if kernel == "lstm":
-            *_, ctx = cpu.lstm_forward(x, h0, h0, *weights, lengths=lengths, **biases)
-            return cpu.lstm_backward(ctx, d_out, d_h, d_h)[:7]
+            result = cpu.lstm_forward(x, h0, h0, w, lengths=lengths)
+            return cpu.lstm_backward(result.saved, d_out, d_h, d_h)
         forward, backward = (cpu.rnn_forward, cpu.rnn_backward) if kernel == "rnn" else \
             (cpu.gru_forward, cpu.gru_backward)
         extra = {"reset_after": False} if kernel == "gru_classic" else {}
-        *_, ctx = forward(x, h0, *weights, lengths=lengths, **biases, **extra)
-        return backward(ctx, d_out, d_h)
+        return backward(forward(x, h0, w, lengths=lengths, **extra).saved, d_out, d_h)
 
     expected = grads(np.where(padded[..., None], 0.0, x), d_out)
     x[padded] = np.nan
     x[1, 1, 0] = x[3, 2, 1] = np.inf
     got = grads(x, np.where(padded[..., None], np.nan, d_out))
     for a, b in zip(expected, got):
-        np.testing.assert_array_equal(b, a)
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(b, a)
 
 
 @pytest.mark.parametrize("limit,max_chunks,chunks,transposed", [
@@ -238,15 +272,15 @@ def test_kernels_ignore_whatever_padded_steps_hold(kernel):
     (0, 4, 1, True),  # splitting off: transposed
 ])
 def test_planned_product_equals_numpy(limit, max_chunks, chunks, transposed):
-    from tinyseq_jit import _jit
-    from tinyseq_jit.cpu._common import plan_product, product_into, product_scratch
+    from tinyseq_jit.cpu import _gemm
+    from tinyseq_jit.cpu._gemm import plan_product, product_into, product_scratch
 
     rng = np.random.default_rng(0)
     a, w = rng.standard_normal((3, 5)), rng.standard_normal((5, 7))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_jit, "SMALL_GEMM_MNK", limit)
-        mp.setattr(_jit, "MAX_CHUNKS", max_chunks)
-        mp.setattr(_jit, "TINY_GEMM_MNK", 0)
+        mp.setattr(_gemm, "SMALL_GEMM_MNK", limit)
+        mp.setattr(_gemm, "MAX_CHUNKS", max_chunks)
+        mp.setattr(_gemm, "TINY_GEMM_MNK", 0)
         plan = plan_product(w, len(a))
     assert (plan[0].shape[0], plan[1]) == (chunks, transposed)
     out = np.full((3, 7), np.nan)
@@ -259,27 +293,27 @@ def test_planned_product_equals_numpy(limit, max_chunks, chunks, transposed):
 def test_product_plan_follows_the_blas_kernels(core, limit):
     """Column chunks only where OpenBLAS has its small-matrix path (AVX-512 kernels); a tiny
     product is one call, a large one transposed, on every core."""
-    from tinyseq_jit import _jit
-    from tinyseq_jit.cpu._common import plan_product
+    from tinyseq_jit.cpu import _gemm
+    from tinyseq_jit.cpu._gemm import plan_product
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_jit, "blas_core", lambda: core)
-        assert _jit.small_gemm_mnk() == limit
+        mp.setattr(_gemm, "blas_core", lambda: core)
+        assert _gemm.small_gemm_mnk() == limit
         w = np.zeros((256, 1024), dtype=np.float32)
         chunks, transposed = plan_product(w, 4)[0].shape[0], plan_product(w, 4)[1]
         assert (chunks, transposed) == ((2, False) if limit else (1, True))
         assert plan_product(w, 32)[1] and not plan_product(np.zeros((64, 64)), 1)[1]
-        mp.setattr(_jit, "SMALL_GEMM_MNK", 5)
-        assert _jit.small_gemm_mnk() == 5
+        mp.setattr(_gemm, "SMALL_GEMM_MNK", 5)
+        assert _gemm.small_gemm_mnk() == 5
 
 
 def test_blas_core_reads_scipys_openblas():
     """Unpatched: the kernel set of the OpenBLAS numba binds (SciPy's), not NumPy's."""
     from threadpoolctl import threadpool_info
 
-    from tinyseq_jit import _jit
+    from tinyseq_jit.cpu import _gemm
 
-    core = _jit.blas_core()
+    core = _gemm.blas_core()
     scipy_libs = [i for i in threadpool_info() if i.get("internal_api") == "openblas" and "scipy" in i["filepath"]
                   and "64_" not in i["filepath"]]
     if scipy_libs:
@@ -290,7 +324,7 @@ def test_blas_core_reads_scipys_openblas():
 
 @pytest.mark.parametrize("shape", [(1, 1), (33, 65), (1024, 256), (5, 100)])
 def test_transposed_copy_across_tiles(shape):
-    from tinyseq_jit.cpu._common import _transposed
+    from tinyseq_jit.cpu._gemm import _transposed
 
     w = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
     got = _transposed(w)
@@ -304,9 +338,9 @@ def test_chunked_and_transposed_products_equal_graph(max_chunks, config):
     """The recurrent product in one-column chunks, or transposed, holds the contract too
     (at test sizes the kernels would otherwise always make it in one call)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("tinyseq_jit._jit.SMALL_GEMM_MNK", 1)
-        mp.setattr("tinyseq_jit._jit.MAX_CHUNKS", max_chunks)
-        mp.setattr("tinyseq_jit._jit.TINY_GEMM_MNK", 0)
+        mp.setattr("tinyseq_jit.cpu._gemm.SMALL_GEMM_MNK", 1)
+        mp.setattr("tinyseq_jit.cpu._gemm.MAX_CHUNKS", max_chunks)
+        mp.setattr("tinyseq_jit.cpu._gemm.TINY_GEMM_MNK", 0)
         compare(config)
 
 
@@ -327,9 +361,9 @@ def _apply(fn):
 
 @pytest.fixture(scope="module")
 def kernel_math():
-    from tinyseq_jit.cpu import _common
+    from tinyseq_jit.cpu import _math
 
-    return {name: _apply(getattr(_common, name)) for name in ("exp", "sigmoid", "tanh")}
+    return {name: _apply(getattr(_math, name)) for name in ("exp", "sigmoid", "tanh")}
 
 
 REFERENCE = {"exp": np.exp, "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}

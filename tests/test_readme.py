@@ -34,6 +34,12 @@ def backends(ns, tmp_path):  # the same layer call on either backend
     assert ns["out"].shape == (20, 8, 64) and ns["h"].shape == ns["c"].shape == (1, 8, 64)
 
 
+def kernel_contract(ns, tmp_path):  # "(5, 2, 4) (16, 4) None": named gradients, None for no b_hh
+    assert ns["printed"] == ["(5, 2, 4) (16, 4) None"]
+    assert ns["grads"].b_ih.shape == (16,) and ns["grads"].x.shape == (5, 2, 3)
+    np.testing.assert_array_equal(ns["result"].out[3:, 1], 0.0)  # past the second sequence's length
+
+
 # What each block claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "trainer = ts.bptt.TBPTT(": tour,
@@ -41,6 +47,7 @@ CLAIMS = {
     "class Cube(Function):": None,  # asserts its own claim (gradcheck)
     "class Classifier(nn.Module):": classifier,
     'with backend.use_backend("graph"):': backends,
+    "grads = cpu.lstm_backward(": kernel_contract,
 }
 
 

@@ -18,7 +18,7 @@ The step functions below take the input projection ``xp = x W_ih^T + b_ih`` alre
 made, so a layer computes it for all time steps in one matmul before its loop.
 """
 
-import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .. import ops
 from .. import random as _random
 from ..gates import gate_slices, num_gates
 from ..tensor import Tensor
-from . import init
+from . import _fused, init
 from .functional import dropout as _dropout
 from .module import Module, Parameter, as_input, check_dtype, check_int
 
@@ -84,57 +84,101 @@ def gru_step(xp, h, w, reset_after=True):
             hp = hp + w.b_hh_rz
         r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp), 2, axis=-1)
         hn = ops.matmul(r * h, w.hh_n_t)
-        n = ops.tanh(xp[:, n_cols] + hn + w.b_hh_n if w.b_hh is not None else xp[:, n_cols] + hn)
+        if w.b_hh is not None:
+            hn = hn + w.b_hh_n
+        n = ops.tanh(xp[:, n_cols] + hn)
     return n + z * (h - n)
 
 
 class _StepWeights:
-    """The recurrent weights of one cell, transposed (and split) once per sequence, not per step,
-    and ``gate``: each gate's columns in the stacked pre-activations (from ``tinyseq.gates``)."""
+    """A cell's weights as its step function reads them, prepared once per sequence (not per
+    step): W_hh transposed, ``b_hh`` (None when absent or already in the input projection),
+    the peepholes ``ci``, ``cf``, ``co`` (None unless a peephole LSTM), ``gate``: each gate's
+    columns in the stacked pre-activations (``tinyseq.gates``), and for a GRU ``rz``, r's and
+    z's columns together. Cho et al.'s GRU (``reset_after=False``) multiplies r * h by W_hn
+    alone, so it also gets W_hh^T and b_hh split as ``hh_rz_t``, ``hh_n_t``, ``b_hh_rz``,
+    ``b_hh_n`` (None otherwise).
+    """
 
-    def __init__(self, mode, weight_hh, bias_hh, peepholes=(None, None, None), coupled=False, gru_classic=False):
-        self.hh_t, self.b_hh = weight_hh.T, bias_hh
-        self.ci, self.cf, self.co = peepholes
-        self.gate = gate_slices(mode, weight_hh.shape[1], coupled)
-        if mode == "GRU":
-            self.rz = slice(self.gate["r"].start, self.gate["z"].stop)
-        if gru_classic:
+    def __init__(self, mode, weights, coupled=False, reset_after=True, fold_b_hh=False):
+        self.hh_t = weights["w_hh"].T
+        self.b_hh = None if fold_b_hh else weights.get("b_hh")
+        self.ci, self.cf, self.co = weights.get("ci"), weights.get("cf"), weights.get("co")
+        self.gate = gate_slices(mode, weights["w_hh"].shape[1], coupled)
+        self.rz = slice(self.gate["r"].start, self.gate["z"].stop) if "z" in self.gate else None
+        self.hh_rz_t = self.hh_n_t = self.b_hh_rz = self.b_hh_n = None
+        if not reset_after:
             self.hh_rz_t, self.hh_n_t = self.hh_t[:, self.rz], self.hh_t[:, self.gate["n"]]
-            if bias_hh is not None:
-                self.b_hh_rz, self.b_hh_n = bias_hh[self.rz], bias_hh[self.gate["n"]]
+            if self.b_hh is not None:
+                self.b_hh_rz, self.b_hh_n = self.b_hh[self.rz], self.b_hh[self.gate["n"]]
 
 
-# ---------------------------------------------------------------- shared parameter set-up
-
-_MODES = ("RNN", "LSTM", "GRU")
+# ---------------------------------------------------------------- what differs between the cell kinds
 
 
-def _check_options(name, mode, nonlinearity, peephole, coupled, reset_after):
-    if mode == "RNN" and nonlinearity not in _ACTIVATIONS:
-        raise ValueError(f"{name}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    if mode != "LSTM" and (peephole or coupled):
-        raise ValueError(f"{name}: peephole and coupled are LSTM options")
-    if mode != "GRU" and reset_after is not True:
-        raise ValueError(f"{name}: reset_after is a GRU option")
+class CellKind(NamedTuple):
+    """What one kind of recurrent cell is, for the code that builds and runs it (cells,
+    layers, both backends): everything below that depends on RNN vs LSTM vs GRU reads it
+    from here."""
+
+    mode: str  # PyTorch's name, "RNN", "LSTM" or "GRU"; also the key of its gate layout (tinyseq.gates)
+    options: dict  # its own constructor options and their defaults
+    kernel_options: tuple  # those the fused kernels take as arguments
+    states: tuple  # ("h",) or ("h", "c")
+    step: Callable  # (xp_t, states, _StepWeights, module) -> the new states: one step, as graph ops
+    kernel: str  # its fused pair: tinyseq_jit.cpu.{kernel}_forward and _backward
+    fold_b_hh: bool  # b_hh is added outside every product, so it can join the input projection
 
 
-def _make_params(module, suffix, mode, input_size, hidden_size, bias, peephole, coupled, dtype):
-    """Create the parameters of one cell as attributes named ``weight_ih{suffix}`` etc."""
-    gh = num_gates(mode, coupled) * hidden_size
-    bound = 1 / math.sqrt(hidden_size)
+KINDS = {
+    "RNN": CellKind("RNN", {"nonlinearity": "tanh"}, ("nonlinearity",), ("h",),
+                    lambda xp, s, w, m: (rnn_step(xp, s[0], w, m.nonlinearity),), "rnn", True),
+    "LSTM": CellKind("LSTM", {"peephole": False, "coupled": False}, ("coupled",), ("h", "c"),
+                     lambda xp, s, w, m: lstm_step(xp, s[0], s[1], w, m.peephole, m.coupled), "lstm", True),
+    "GRU": CellKind("GRU", {"reset_after": True}, ("reset_after",), ("h",),
+                    lambda xp, s, w, m: (gru_step(xp, s[0], w, m.reset_after),), "gru", False),
+}
 
-    def param(*shape):
-        return init.uniform_(Parameter(np.empty(shape, dtype=dtype)), -bound, bound)
+#: The kernels' names for a cell's parameters (``tinyseq_jit._contract.WEIGHTS``); a layer
+#: adds a suffix such as "_l0" or "_l1_reverse" to the attribute names.
+_PARAMETERS = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
+               "ci": "weight_ci", "cf": "weight_cf", "co": "weight_co"}
 
-    setattr(module, f"weight_ih{suffix}", param(gh, input_size))
-    setattr(module, f"weight_hh{suffix}", param(gh, hidden_size))
-    setattr(module, f"bias_ih{suffix}", param(gh) if bias else None)
-    setattr(module, f"bias_hh{suffix}", param(gh) if bias else None)
+
+def _check_options(name, kind, options):
+    """Refuse an option another kind of cell takes (``peephole=True`` for a GRU); check its values."""
+    for option, value in options.items():
+        if option not in kind.options and value != _DEFAULTS[option]:
+            owner = next(k.mode for k in KINDS.values() if option in k.options)
+            raise ValueError(f"{name}: {option} is an {owner} option")
+    if "nonlinearity" in kind.options and options["nonlinearity"] not in _ACTIVATIONS:
+        raise ValueError(f"{name}: nonlinearity must be 'tanh' or 'relu', got {options['nonlinearity']!r}")
+
+
+_DEFAULTS = {option: default for kind in KINDS.values() for option, default in kind.options.items()}
+
+
+def _make_params(module, suffix, kind, input_size, hidden_size, bias, peephole, coupled, dtype):
+    """Create the parameters of one cell as attributes named ``weight_ih{suffix}`` etc., all
+    PyTorch's default U(-1/sqrt(H), 1/sqrt(H))."""
+    gh = num_gates(kind.mode, coupled) * hidden_size
+    shapes = {"w_ih": (gh, input_size), "w_hh": (gh, hidden_size)}
+    if bias:
+        shapes.update(b_ih=(gh,), b_hh=(gh,))
+    else:
+        setattr(module, f"bias_ih{suffix}", None)
+        setattr(module, f"bias_hh{suffix}", None)
     if peephole:
-        if not coupled:
-            setattr(module, f"weight_ci{suffix}", param(hidden_size))
-        setattr(module, f"weight_cf{suffix}", param(hidden_size))
-        setattr(module, f"weight_co{suffix}", param(hidden_size))
+        shapes.update({k: (hidden_size,) for k in (("cf", "co") if coupled else ("ci", "cf", "co"))})
+    for key, shape in shapes.items():
+        param = init.default_rnn_(Parameter(np.empty(shape, dtype=dtype)), hidden_size)
+        setattr(module, _PARAMETERS[key] + suffix, param)
+
+
+def _cell_weights(module, suffix=""):
+    """``{kernel name: Parameter}`` of one cell or layer-direction, only those it has."""
+    found = {key: getattr(module, attr + suffix, None) for key, attr in _PARAMETERS.items()}
+    return {key: p for key, p in found.items() if p is not None}
 
 
 def _param_dtype(module):
@@ -143,9 +187,10 @@ def _param_dtype(module):
     return (weight if weight is not None else module.weight_hh_l0).dtype
 
 
-def _state_input(name, mode, s, dtype, what):
+def _state_input(name, kind, s, dtype, what):
     """A state argument as a Tensor; a tuple of tensors is refused (only an LSTM's state is a pair)."""
-    if mode != "LSTM" and isinstance(s, (tuple, list)) and any(isinstance(v, (Tensor, np.ndarray)) for v in s):
+    several = isinstance(s, (tuple, list)) and any(isinstance(v, (Tensor, np.ndarray)) for v in s)
+    if several and len(kind.states) == 1:
         raise TypeError(f"{name}: expected {what} to be one Tensor or array, got a {type(s).__name__} of them; "
                         "only an LSTM takes a pair (h, c)")
     return as_input(name, s, dtype, what)
@@ -155,18 +200,23 @@ def _state_input(name, mode, s, dtype, what):
 
 
 class _CellBase(Module):
-    mode = None
+    mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's; the key of the cell's ``KINDS`` entry
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", peephole=False, coupled=False,
                  reset_after=True, dtype=np.float32):
         name = type(self).__name__
         check_int(name, "input_size", input_size, 1)
         check_int(name, "hidden_size", hidden_size, 1)
-        _check_options(name, self.mode, nonlinearity, peephole, coupled, reset_after)
+        _check_options(name, self._kind, dict(nonlinearity=nonlinearity, peephole=peephole, coupled=coupled,
+                                              reset_after=reset_after))
         dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.nonlinearity, self.peephole, self.coupled, self.reset_after = nonlinearity, peephole, coupled, reset_after
-        _make_params(self, "", self.mode, input_size, hidden_size, bias, peephole, coupled, dtype)
+        _make_params(self, "", self._kind, input_size, hidden_size, bias, peephole, coupled, dtype)
+
+    @property
+    def _kind(self):
+        return KINDS[self.mode]
 
     def _input(self, x):
         """Validate x ((B, I) or unbatched (I,)); return (x as (B, I), was_unbatched)."""
@@ -182,7 +232,7 @@ class _CellBase(Module):
         dtype = _param_dtype(self)
         if s is None:
             return Tensor(np.zeros((batch, self.hidden_size), dtype=dtype))
-        s = _state_input(name, self.mode, s, dtype, what)
+        s = _state_input(name, self._kind, s, dtype, what)
         expected = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
         if s.shape != expected:
             raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
@@ -193,17 +243,13 @@ class _CellBase(Module):
         return xp if self.bias_ih is None else xp + self.bias_ih
 
     def _weights(self):
-        peep = (getattr(self, "weight_ci", None), getattr(self, "weight_cf", None), getattr(self, "weight_co", None))
-        return _StepWeights(self.mode, self.weight_hh, self.bias_hh, peep, self.coupled,
-                            gru_classic=self.mode == "GRU" and not self.reset_after)
+        return _StepWeights(self.mode, _cell_weights(self), self.coupled, self.reset_after)
 
     def extra_repr(self):
         extra = "" if self.bias else ", bias=False"
-        if self.mode == "RNN" and self.nonlinearity != "tanh":
-            extra += f", nonlinearity={self.nonlinearity!r}"
-        extra += ", peephole=True" if self.peephole else ""
-        extra += ", coupled=True" if self.coupled else ""
-        extra += ", reset_after=False" if not self.reset_after else ""
+        for option, default in self._kind.options.items():
+            if getattr(self, option) != default:
+                extra += f", {option}={getattr(self, option)!r}"
         return f"{self.input_size}, {self.hidden_size}{extra}"
 
 
@@ -312,10 +358,10 @@ class RNNBase(Module):
     share (their docstrings have the arguments, inputs and outputs).
 
     On the "graph" backend each layer-direction runs the step functions above as ops; on
-    "numba" it is one fused kernel pair (``tinyseq/backend.py``).
+    "numba" it is one fused kernel pair (``nn/_fused.py``).
     """
 
-    mode = None
+    mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's; the key of the layer's ``KINDS`` entry
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, nonlinearity="tanh", peephole=False, coupled=False, reset_after=True,
@@ -324,7 +370,8 @@ class RNNBase(Module):
         check_int(name, "input_size", input_size, 1)
         check_int(name, "hidden_size", hidden_size, 1)
         check_int(name, "num_layers", num_layers, 1)
-        _check_options(name, self.mode, nonlinearity, peephole, coupled, reset_after)
+        _check_options(name, self._kind, dict(nonlinearity=nonlinearity, peephole=peephole, coupled=coupled,
+                                              reset_after=reset_after))
         if not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
         if backend not in _backend.BACKENDS:
@@ -340,7 +387,11 @@ class RNNBase(Module):
         for layer in range(num_layers):
             for suffix in self._suffixes(layer):
                 size = input_size if layer == 0 else hidden_size * self.num_directions
-                _make_params(self, suffix, self.mode, size, hidden_size, bias, peephole, coupled, dtype)
+                _make_params(self, suffix, self._kind, size, hidden_size, bias, peephole, coupled, dtype)
+
+    @property
+    def _kind(self):
+        return KINDS[self.mode]
 
     @property
     def num_directions(self):
@@ -371,10 +422,10 @@ class RNNBase(Module):
             raise ValueError(f"{name}: the input has no time steps (shape {x.shape})")
 
         states_shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
-        want = 2 if self.mode == "LSTM" else 1
+        kind = self._kind
         if hx is None:
-            hx = [None] * want
-        elif self.mode == "LSTM":
+            hx = [None] * len(kind.states)
+        elif len(kind.states) == 2:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise ValueError(f"{name}: hx must be a tuple (h0, c0)")
         else:
@@ -384,7 +435,7 @@ class RNNBase(Module):
             if s is None:
                 states.append(Tensor(np.zeros(states_shape, dtype=dtype)))
                 continue
-            s = _state_input(name, self.mode, s, dtype, what)
+            s = _state_input(name, kind, s, dtype, what)
             expected = states_shape[::2] if unbatched else states_shape
             if s.shape != expected:
                 raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
@@ -409,38 +460,30 @@ class RNNBase(Module):
 
     # ------------------------------------------------------------ forward
 
-    def _run_direction(self, x, suffix, h, c, mask, reverse):
-        """One layer, one direction over all steps; returns (outputs (T, B, H), h_T, c_T)."""
-        get = lambda n: getattr(self, f"{n}{suffix}", None)  # noqa: E731
-        b_ih, b_hh = get("bias_ih"), get("bias_hh")
+    def _run_direction(self, x, weights, states, mask, reverse):
+        """One layer-direction over all steps on the graph backend: the step function as ops.
+
+        ``weights`` maps kernel names to this direction's parameters; ``states`` is (h0,) or
+        (h0, c0). Returns (outputs (T, B, H), the final states).
+        """
+        kind = self._kind
         # RNN and LSTM add both biases outside any product, so they join the input
         # projection (one add for all steps); GRU's b_hn sits inside r * (...).
-        fold = self.mode != "GRU" and b_hh is not None
-        xp = ops.matmul(x, get("weight_ih").T)
+        b_ih, b_hh = weights.get("b_ih"), weights.get("b_hh")
+        fold = kind.fold_b_hh and b_hh is not None
+        xp = ops.matmul(x, weights["w_ih"].T)
         if b_ih is not None:
             xp = xp + (b_ih + b_hh if fold else b_ih)
-        peep = (get("weight_ci"), get("weight_cf"), get("weight_co"))
-        w = _StepWeights(self.mode, get("weight_hh"), None if fold else b_hh, peep, self.coupled,
-                         gru_classic=self.mode == "GRU" and not self.reset_after)
-        steps = x.shape[0]
-        outputs = [None] * steps
-        for t in reversed(range(steps)) if reverse else range(steps):
-            xp_t = xp[t]
-            if self.mode == "LSTM":
-                h_new, c_new = lstm_step(xp_t, h, c, w, self.peephole, self.coupled)
-            elif self.mode == "GRU":
-                h_new, c_new = gru_step(xp_t, h, w, self.reset_after), None
-            else:
-                h_new, c_new = rnn_step(xp_t, h, w, self.nonlinearity), None
+        w = _StepWeights(self.mode, weights, self.coupled, self.reset_after, fold_b_hh=fold)
+        outputs = [None] * x.shape[0]
+        for t in reversed(range(x.shape[0])) if reverse else range(x.shape[0]):
+            new = kind.step(xp[t], states, w, self)
             if mask is None or mask[t].all():
-                h, c = h_new, c_new
-                outputs[t] = h
-            else:
-                m = mask[t]
-                h = ops.where(m, h_new, h)
-                c = ops.where(m, c_new, c) if c is not None else None
-                outputs[t] = ops.where(m, h_new, 0.0)
-        return ops.stack(outputs, axis=0), h, c
+                states, outputs[t] = new, new[0]
+            else:  # the padding rule: a padded step keeps the state and outputs zeros
+                states = tuple(ops.where(mask[t], n, s) for n, s in zip(new, states))
+                outputs[t] = ops.where(mask[t], new[0], 0.0)
+        return ops.stack(outputs, axis=0), states
 
     def forward(self, x, hx=None, lengths=None):
         x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
@@ -450,35 +493,33 @@ class RNNBase(Module):
             # 0 * nan through the unused step's ops, so it is replaced before any product.
             # (The fused kernels do the same to their copy of x.)
             x = ops.where(mask, x, 0.0)
-        h0 = states[0]
-        c0 = states[1] if self.mode == "LSTM" else None
-        h_n, c_n = [], []
+        kind = self._kind
+        options = {k: getattr(self, k) for k in kind.kernel_options}
+        finals = []  # the final states of each layer-direction, bottom first
         layer_input = x
         for layer in range(self.num_layers):
             outs = []
             for d, suffix in enumerate(self._suffixes(layer)):
                 k = layer * self.num_directions + d
-                c0_k = None if c0 is None else c0[k]
+                weights = _cell_weights(self, suffix)
+                initial = tuple(s[k] for s in states)
                 if fused:
-                    out, h, c = _backend.fused_direction(self, layer_input, suffix, h0[k], c0_k, lengths, d == 1)
+                    out, final = _fused.run(kind.kernel, layer_input, initial, weights, lengths, d == 1, options)
                 else:
-                    out, h, c = self._run_direction(layer_input, suffix, h0[k], c0_k, mask, reverse=d == 1)
+                    out, final = self._run_direction(layer_input, weights, initial, mask, reverse=d == 1)
                 outs.append(out)
-                h_n.append(h)
-                c_n.append(c)
+                finals.append(final)
             layer_input = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 rng = _random.get_generator(self.generator, type(self).__name__)
                 layer_input = _dropout(layer_input, self.dropout, generator=rng)
         output = layer_input
-        h_n = ops.stack(h_n, axis=0)
-        c_n = ops.stack(c_n, axis=0) if self.mode == "LSTM" else None
+        state = [ops.stack([f[i] for f in finals], axis=0) for i in range(len(kind.states))]  # (L*D, B, H) each
         if unbatched:
-            output, h_n = output.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if c_n is not None else None
+            output, state = output.squeeze(1), [s.squeeze(1) for s in state]
         elif self.batch_first:
             output = ops.transpose(output, 0, 1)
-        return (output, (h_n, c_n)) if self.mode == "LSTM" else (output, h_n)
+        return output, (state[0] if len(state) == 1 else tuple(state))
 
     def extra_repr(self):
         parts = [f"{self.input_size}, {self.hidden_size}"]

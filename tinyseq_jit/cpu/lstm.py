@@ -10,183 +10,202 @@ Per step t (x-projection xp_t = x_t W_ih^T + b_ih + b_hh made before the loop):
 A sequence past its length keeps its state and outputs zeros.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from tinyseq.gates import gate_slice, num_gates
 
+from .._contract import WEIGHTS, Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    add_biases, add_product, check_inputs, input_grads, plan_product, product_into, product_scratch, project,
-    sigmoid_rows, tanh, tanh_rows, weight_grad,
+    Inputs, add_biases, add_state_grad, check_inputs, input_grads, project, time_step, weight_grad, zero_padding,
 )
+from ._gemm import plan_product, product_into, product_scratch
+from ._math import add_product, sigmoid_rows, tanh, tanh_rows
+
+
+class LSTMSaved(NamedTuple):
+    """What ``lstm_backward`` needs from ``lstm_forward``."""
+
+    inputs: Inputs
+    peep: np.ndarray  # (3, H): ci, cf, co (zeros where absent)
+    peephole: bool
+    coupled: bool
+    acts: np.ndarray  # (T, B, G*H): the gates i, f, g, o after their non-linearities
+    h_prev: np.ndarray  # (T, B, H): h_{t-1}
+    c_prev: np.ndarray  # (T, B, H): c_{t-1}
+    c_new: np.ndarray  # (T, B, H): c_t
 
 
 @jit
-def _lstm_forward(xp, w_hh_t, ci, cf, co, peephole, coupled, gf, gg, go, h0, c0, lengths, reverse, out, acts,
-                  h_prev, c_prev, c_new):
+def _lstm_forward(xp, w_hh_t, peep, peephole, coupled, gf, gg, go, h0, c0, lengths, reverse, out, acts, h_prev,
+                  c_prev, c_new):
+    """The recurrence over all steps; returns (h_n, c_n) and fills the (T, B, ...) arrays.
+
+    xp (T, B, G*H): x W_ih^T + b_ih + b_hh; w_hh_t: ``plan_product(W_hh^T, B)``; peep (3, H):
+    ci, cf, co; peephole, coupled: bools; gf, gg, go: where the f, g and o blocks start in a
+    row of gates (i is the block before f: none when coupled); h0, c0 (B, H); lengths (B,)
+    int64; reverse: bool. Written: out (T, B, H) h_t and acts (T, B, G*H) the gates at valid
+    steps; h_prev, c_prev (T, B, H) h_{t-1} and c_{t-1} at every step; c_new (T, B, H) c_t at
+    valid steps.
+    """
     steps, batch, gh = xp.shape
     hidden = h0.shape[1]
+    ci, cf, co = peep[0], peep[1], peep[2]
     h, c = h0.copy(), c0.copy()
-    pre = np.empty((batch, gh), dtype=xp.dtype)  # h W_hh^T, then + peephole terms
+    pre = np.empty((batch, gh), dtype=xp.dtype)  # h_{t-1} W_hh^T, then + the peephole terms
     parts = product_scratch(batch, w_hh_t)
     for s in range(steps):
-        t = steps - 1 - s if reverse else s
+        t = time_step(s, steps, reverse)
         h_prev[t] = h
         c_prev[t] = c
         product_into(h, w_hh_t, parts, pre)
         for b in range(batch):
             if t >= lengths[b]:
-                out[t, b] = 0.0
-                acts[t, b] = 0.0
-                c_new[t, b] = c[b]
                 continue
-            a, z, x, cp, ct = acts[t, b], pre[b], xp[t, b], c[b], c_new[t, b]
-            i, f, g, o = a[:gf], a[gf:gg], a[gg:go], a[go:]
+            a, hw, xp_t, c_last, c_t = acts[t, b], pre[b], xp[t, b], c_prev[t, b], c_new[t, b]
+            f, g, o = a[gf:gg], a[gg:go], a[go:]
             if peephole:
                 if not coupled:
-                    add_product(z[:gf], cp, ci)
-                add_product(z[gf:gg], cp, cf)
-            sigmoid_rows(a[:gg], x[:gg], z[:gg])
-            tanh_rows(g, x[gg:go], z[gg:go])
+                    add_product(hw[:gf], c_last, ci)
+                add_product(hw[gf:gg], c_last, cf)
+            sigmoid_rows(a[:gg], xp_t[:gg], hw[:gg])  # i and f (f alone when coupled)
+            tanh_rows(g, xp_t[gg:go], hw[gg:go])
             if coupled:
                 for j in range(hidden):
-                    ct[j] = f[j] * cp[j] + (1.0 - f[j]) * g[j]
+                    c_t[j] = f[j] * c_last[j] + (1.0 - f[j]) * g[j]
             else:
+                i = a[:gf]
                 for j in range(hidden):
-                    ct[j] = f[j] * cp[j] + i[j] * g[j]
+                    c_t[j] = f[j] * c_last[j] + i[j] * g[j]
             if peephole:
-                add_product(z[go:], ct, co)
-            sigmoid_rows(o, x[go:], z[go:])
+                add_product(hw[go:], c_t, co)
+            sigmoid_rows(o, xp_t[go:], hw[go:])
             h_t = out[t, b]
             for j in range(hidden):
-                h_t[j] = o[j] * tanh(ct[j])
+                h_t[j] = o[j] * tanh(c_t[j])
             h[b] = h_t
-            cp[:] = ct
+            c[b] = c_t
     return h, c
 
 
 @jit
-def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, ci, cf, co, peephole, coupled, gf, gg, go, lengths, reverse, acts,
-                   c_prev, c_new, d_gates, d_peep):
+def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, go, lengths, reverse, acts, c_prev,
+                   c_new, d_gates, d_peep):
+    """BPTT over all steps; returns (dh0, dc0) and fills ``d_gates`` and ``d_peep``.
+
+    d_out (T, B, H), d_h_n and d_c_n (B, H): the incoming gradients; w_hh:
+    ``plan_product(W_hh, B)``; peep, peephole, coupled, gf, gg, go, lengths, reverse as for
+    ``_lstm_forward``, and its acts, c_prev and c_new. Written: d_gates (T, B, G*H), the
+    gradients of the gates' pre-activations at valid steps (zero them at padded steps before
+    the call); d_peep (3, H) += the peepholes' gradients.
+    """
     steps, batch, hidden = d_out.shape
+    ci, cf, co = peep[0], peep[1], peep[2]
+    d_ci, d_cf, d_co = d_peep[0], d_peep[1], d_peep[2]
     dh, dc = d_h_n.copy(), d_c_n.copy()
-    dh_prev = np.empty_like(dh)
+    dh_rec = np.empty_like(dh)
     parts = product_scratch(batch, w_hh)
     for s in range(steps):
-        t = s if reverse else steps - 1 - s
+        t = time_step(s, steps, not reverse)  # BPTT runs the other way
         for b in range(batch):
             if t >= lengths[b]:
-                d_gates[t, b] = 0.0
                 continue
-            a, dg, ct, cp, dh_t, dc_t = acts[t, b], d_gates[t, b], c_new[t, b], c_prev[t, b], dh[b], dc[b]
-            i, f, g, o = a[:gf], a[gf:gg], a[gg:go], a[go:]
-            di, df, dg_g, do = dg[:gf], dg[gf:gg], dg[gg:go], dg[go:]
+            a, da, c_t, c_last, dh_t, dc_t = acts[t, b], d_gates[t, b], c_new[t, b], c_prev[t, b], dh[b], dc[b]
+            f, g, o = a[gf:gg], a[gg:go], a[go:]
+            df, dg, do = da[gf:gg], da[gg:go], da[go:]
             dh_t += d_out[t, b]
             for j in range(hidden):  # through h_t = o tanh(c_t)
-                tanh_c = tanh(ct[j])
+                tanh_c = tanh(c_t[j])
                 do[j] = dh_t[j] * tanh_c * o[j] * (1.0 - o[j])
                 dc_t[j] += dh_t[j] * o[j] * (1.0 - tanh_c * tanh_c)
+            dh_t[:] = 0.0  # h_{t-1} reaches h_t only through the product
             if peephole:
                 add_product(dc_t, do, co)
-                add_product(d_peep[2], do, ct)
+                add_product(d_co, do, c_t)
             if coupled:  # through c_t = f c_{t-1} + (1 - f) g
                 for j in range(hidden):
-                    dg_g[j] = dc_t[j] * (1.0 - f[j]) * (1.0 - g[j] * g[j])
-                    df[j] = dc_t[j] * (cp[j] - g[j]) * f[j] * (1.0 - f[j])
+                    dg[j] = dc_t[j] * (1.0 - f[j]) * (1.0 - g[j] * g[j])
+                    df[j] = dc_t[j] * (c_last[j] - g[j]) * f[j] * (1.0 - f[j])
                     dc_t[j] *= f[j]
             else:  # through c_t = f c_{t-1} + i g
+                i, di = a[:gf], da[:gf]
                 for j in range(hidden):
                     di[j] = dc_t[j] * g[j] * i[j] * (1.0 - i[j])
-                    df[j] = dc_t[j] * cp[j] * f[j] * (1.0 - f[j])
-                    dg_g[j] = dc_t[j] * i[j] * (1.0 - g[j] * g[j])
+                    df[j] = dc_t[j] * c_last[j] * f[j] * (1.0 - f[j])
+                    dg[j] = dc_t[j] * i[j] * (1.0 - g[j] * g[j])
                     dc_t[j] *= f[j]
-            if peephole:
-                if not coupled:
+                if peephole:
                     add_product(dc_t, di, ci)
-                    add_product(d_peep[0], di, cp)
+                    add_product(d_ci, di, c_last)
+            if peephole:
                 add_product(dc_t, df, cf)
-                add_product(d_peep[1], df, cp)
-        product_into(d_gates[t], w_hh, parts, dh_prev)
-        for b in range(batch):
-            if t < lengths[b]:
-                dh[b] = dh_prev[b]
+                add_product(d_cf, df, c_last)
+        product_into(d_gates[t], w_hh, parts, dh_rec)
+        add_state_grad(t, lengths, dh, dh_rec)
     return dh, dc
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, peephole=None, lengths=None, reverse=False,
-                 coupled=False):
+def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False):
     """Run one LSTM layer in one direction over all T steps.
 
-    x (T, B, I); h0, c0 (B, H); w_ih (G*H, I) and w_hh (G*H, H) with G = 4 (3 when
-    ``coupled``); biases (G*H,) or None; ``peephole`` None or (ci, cf, co) of (H,) each
-    (ci None when coupled); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0.
-    Returns ``out`` (T, B, H), ``h_n``, ``c_n`` (B, H) and ``ctx``, what ``lstm_backward``
-    needs.
+    x (T, B, I); h0, c0 (B, H); ``weights``: w_ih (G*H, I) and w_hh (G*H, H) with G = 4
+    (3 when ``coupled``), optionally b_ih and b_hh (G*H,), and the peepholes ci, cf, co
+    (H,) each for a peephole LSTM (cf and co when coupled); ``lengths`` (B,) or None;
+    ``reverse`` runs t = T-1 .. 0. Returns a ``Forward``: out (T, B, H), h_n, c_n (B, H),
+    saved.
     """
-    gates = num_gates("LSTM", coupled)
-    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, c0 = check_inputs(
-        "lstm_forward", gates, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, c0)
-    hidden = h0.shape[1]
-    peep = _peephole_array("lstm_forward", peephole, coupled, hidden, x.dtype)
-    steps, batch, _ = x.shape
-    xp = project(x, w_ih, add_biases(b_ih, b_hh))
-    out = np.empty((steps, batch, hidden), dtype=x.dtype)
+    inputs = check_inputs("lstm_forward", num_gates("LSTM", coupled), x, (h0, c0), weights, lengths, reverse,
+                          allowed=WEIGHTS)
+    w, (h0, c0) = inputs.w, inputs.states
+    (steps, batch, _), hidden = inputs.x.shape, h0.shape[1]
+    peep, peephole = _peepholes("lstm_forward", w, coupled, hidden, h0.dtype)
+    xp = project(inputs.x, w["w_ih"], add_biases(w.get("b_ih"), w.get("b_hh")))
+    out = np.empty((steps, batch, hidden), dtype=xp.dtype)
     acts = np.empty_like(xp)
     h_prev, c_prev, c_new = np.empty_like(out), np.empty_like(out), np.empty_like(out)
-    h_n, c_n = _lstm_forward(xp, plan_product(w_hh.T, batch), peep[0], peep[1], peep[2], peephole is not None,
-                             coupled, *_gate_offsets(hidden, coupled), h0, c0, lengths, reverse, out, acts, h_prev,
+    h_n, c_n = _lstm_forward(xp, plan_product(w["w_hh"].T, batch), peep, peephole, coupled,
+                             *_gate_starts(hidden, coupled), h0, c0, inputs.lengths, reverse, out, acts, h_prev,
                              c_prev, c_new)
-    ctx = (x, w_ih, w_hh, b_ih is not None, b_hh is not None, peep, peephole is not None, coupled, lengths,
-           reverse, acts, h_prev, c_prev, c_new)
-    return out, h_n, c_n, ctx
+    zero_padding(inputs.padding, out)
+    return Forward(out, h_n, c_n, LSTMSaved(inputs, peep, peephole, coupled, acts, h_prev, c_prev, c_new))
 
 
-def lstm_backward(ctx, d_out, d_h_n, d_c_n, need_dx=True):
-    """BPTT through a ``lstm_forward`` call in one call.
-
-    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, d_peephole)``; ``db_*`` are None
-    where that bias was None, ``d_peephole`` is None or (dci, dcf, dco) (dci None when
-    coupled), and ``dx`` is None when ``need_dx`` is False.
-    """
-    x, w_ih, w_hh, has_b_ih, has_b_hh, peep, has_peep, coupled, lengths, reverse, acts, h_prev, c_prev, c_new = ctx
-    dtype = x.dtype
-    d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n, d_c_n))
-    d_gates = np.empty_like(acts)
-    d_peep = np.zeros_like(peep)
-    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(w_hh, d_out.shape[1]), peep[0], peep[1], peep[2],
-                              has_peep, coupled, *_gate_offsets(d_out.shape[2], coupled), lengths, reverse, acts,
-                              c_prev, c_new, d_gates, d_peep)
-    dx, dw_ih, db = input_grads(x, w_ih, d_gates, need_dx)
-    dw_hh = weight_grad(d_gates, h_prev)
-    d_peephole = None
-    if has_peep:
-        d_peephole = (None if coupled else d_peep[0], d_peep[1], d_peep[2])
-    return (dx, dh0, dc0, dw_ih, dw_hh, db if has_b_ih else None, db.copy() if has_b_hh else None, d_peephole)
+def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True):
+    """BPTT through a ``lstm_forward`` call in one call; returns a ``Grads`` (x None unless
+    ``need_dx``)."""
+    inputs = saved.inputs
+    d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=inputs.x.dtype) for a in (d_out, d_h_n, d_c_n))
+    d_gates = np.empty_like(saved.acts)
+    zero_padding(inputs.padding, d_gates)
+    d_peep = np.zeros_like(saved.peep)
+    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(inputs.w["w_hh"], d_out.shape[1]), saved.peep,
+                              saved.peephole, saved.coupled, *_gate_starts(d_out.shape[2], saved.coupled),
+                              inputs.lengths, inputs.reverse, saved.acts, saved.c_prev, saved.c_new, d_gates, d_peep)
+    dx, dw_ih, db = input_grads(inputs, d_gates, need_dx)
+    return weight_grads(inputs.w, x=dx, h0=dh0, c0=dc0, w_ih=dw_ih, w_hh=weight_grad(d_gates, saved.h_prev),
+                        b_ih=db, b_hh=db.copy(), ci=d_peep[0], cf=d_peep[1], co=d_peep[2])
 
 
-def _gate_offsets(hidden, coupled):
-    """Where the f, g and o blocks start in a row of stacked gates (``tinyseq.gates``); the loops
-    read i as the block before f (none when coupled) and o as the last block."""
+def _gate_starts(hidden, coupled):
+    """Where the f, g and o blocks start in a row of stacked gates (``tinyseq.gates``)."""
     return tuple(gate_slice("LSTM", gate, hidden, coupled).start for gate in ("f", "g", "o"))
 
 
-def _peephole_array(name, peephole, coupled, hidden, dtype):
-    """Pack (ci, cf, co) into one (3, H) array (zeros where absent), checking shapes."""
+def _peepholes(name, w, coupled, hidden, dtype):
+    """The peepholes in ``w`` stacked as one (3, H) array ci, cf, co (zeros where absent), and
+    whether there are any; a partial set is refused."""
+    given = tuple(k for k in ("ci", "cf", "co") if k in w)
     peep = np.zeros((3, hidden), dtype=dtype)
-    if peephole is None:
-        return peep
-    if len(peephole) != 3:
-        raise ValueError(f"{name}: peephole must be (ci, cf, co), got {len(peephole)} items")
-    for k, (label, w) in enumerate(zip(("ci", "cf", "co"), peephole)):
-        if w is None:
-            if label == "ci" and coupled:
-                continue
-            raise ValueError(f"{name}: peephole weight {label} is missing")
-        if label == "ci" and coupled:
-            raise ValueError(f"{name}: a coupled LSTM has no input gate, so ci must be None")
-        w = np.asarray(w)
-        if w.shape != (hidden,) or w.dtype != dtype:
-            raise ValueError(f"{name}: peephole {label} must be ({hidden},) {np.dtype(dtype)}, "
-                             f"got {w.shape} {w.dtype}")
-        peep[k] = w
-    return peep
+    if not given:
+        return peep, False
+    if coupled and "ci" in given:
+        raise ValueError(f"{name}: a coupled LSTM has no input gate, so it takes no ci peephole")
+    needed = ("cf", "co") if coupled else ("ci", "cf", "co")
+    if given != needed:
+        raise ValueError(f"{name}: a peephole LSTM needs the weights {list(needed)}, got {list(given)}")
+    for k, label in enumerate(("ci", "cf", "co")):
+        if label in w:
+            peep[k] = w[label]
+    return peep, True

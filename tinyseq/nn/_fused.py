@@ -1,0 +1,54 @@
+"""A fused kernel pair as one node of the autodiff graph.
+
+``tinyseq_jit`` runs a whole layer-direction in two calls: a forward over all T steps and
+its BPTT backward, speaking the named-tuple contract of ``tinyseq_jit/_contract.py``.
+``FusedRecurrence`` wraps such a pair as a single ``Function``, so ``loss.backward()`` and
+mixing with other ops work unchanged; ``run`` is what a recurrent layer calls.
+"""
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Function
+
+
+class FusedRecurrence(Function):
+    """One layer-direction run by a fused kernel pair.
+
+    Inputs: x (T, B, I), the initial states (h0, or h0 and c0, (B, H) each), then the
+    weights, each named in ``names`` as the kernels name it ("x", "h0", "c0", "w_ih", ...).
+    The output packs ``out`` and the final states along the first axis, (T + 1 or 2, B, H),
+    so that their gradients come back to ``backward`` as one array.
+    """
+
+    def forward(self, *arrays, pair, names, lengths, reverse, options):
+        kernel_forward, kernel_backward = pair
+        args = dict(zip(names, arrays))
+        states = [args.pop(k) for k in ("h0", "c0") if k in args]
+        x = args.pop("x")
+        result = kernel_forward(x, *states, args, lengths=lengths, reverse=reverse, **options)
+        finals = [result.h_n] if result.c_n is None else [result.h_n, result.c_n]
+        self.save(result.saved, kernel_backward, names, x.shape[0])
+        return np.concatenate([result.out] + [f[None] for f in finals], axis=0)
+
+    def backward(self, g):
+        saved, kernel_backward, names, steps = self.saved
+        grads = kernel_backward(saved, g[:steps], *g[steps:], need_dx=self.needs_input_grad[0])
+        return tuple(getattr(grads, name) for name in names)
+
+
+def run(kernel, x, states, weights, lengths, reverse, options):
+    """Run one layer-direction on the CPU kernel pair ``kernel`` ("rnn", "lstm" or "gru").
+
+    x (T, B, I) and ``states`` ((h0,) or (h0, c0), (B, H) each) are Tensors; ``weights`` maps
+    the kernels' names ("w_ih", "w_hh", ...) to the layer's parameters; ``options`` are the
+    kernel's own arguments (``nonlinearity``, ``coupled`` or ``reset_after``). Returns
+    (out (T, B, H), the final states), as the graph's loop does.
+    """
+    cpu = backend.load_jit().cpu
+    pair = getattr(cpu, f"{kernel}_forward"), getattr(cpu, f"{kernel}_backward")
+    names = ("x", "h0", "c0")[:1 + len(states)] + tuple(weights)
+    packed = FusedRecurrence.apply(x, *states, *weights.values(), pair=pair, names=names, lengths=lengths,
+                                   reverse=reverse, options=options)
+    steps = x.shape[0]
+    return packed[:steps], tuple(packed[steps + k] for k in range(len(states)))
