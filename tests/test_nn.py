@@ -923,7 +923,7 @@ def test_sequence_mask_rejects_bad_lengths(lengths):
     (lambda: nn.Dropout("0.5"), r"Dropout: p must be in \[0, 1\]"),
     (lambda: nn.Embedding(5, 3, padding_idx=1.5), "Embedding: padding_idx must be an int"),
     (lambda: nn.Embedding(5, 3, padding_idx=5), r"padding_idx must lie in \[-5, 5\)"),
-    (lambda: nn.LayerNorm((3, 0)), "LayerNorm: normalized_shape entry must be an int >= 1"),
+    (lambda: nn.LayerNorm((3, 0)), "LayerNorm: normalized_shape entry must be a positive int"),
 ])
 def test_layer_argument_errors(make, match):
     with pytest.raises(ValueError, match=match):

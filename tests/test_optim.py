@@ -687,10 +687,10 @@ def delete(*keys):
      r"parameter 0 has entries \['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'step'\], expected \['exp_avg', 'exp_avg_sq', 'step'\]"),
     (delete("state", 2, "max_exp_avg_sq"), r"the state of parameter 2 has entries \['exp_avg', 'exp_avg_sq', 'step'\]"),
     (delete("state", 1, "step"), "the state of parameter 1 has entries"),
-    (set_in("state", 1, "step", -1), r"invalid state\[1\]\['step'\] -1, expected an int >= 0"),
-    (set_in("state", 1, "step", 1.5), r"invalid state\[1\]\['step'\] 1.5"),
-    (set_in("state", 1, "step", True), r"invalid state\[1\]\['step'\] True"),
-    (set_in("state", 1, "step", np.array([1, 2])), r"invalid state\[1\]\['step'\]"),
+    (set_in("state", 1, "step", -1), r"state\[1\]\['step'\] must be an int >= 0, got -1"),
+    (set_in("state", 1, "step", 1.5), r"state\[1\]\['step'\] must be an int >= 0, got 1.5"),
+    (set_in("state", 1, "step", True), r"state\[1\]\['step'\] must be an int >= 0, got True"),
+    (set_in("state", 1, "step", np.array([1, 2])), r"state\[1\]\['step'\] must be an int >= 0"),
 ])
 def test_load_state_dict_mismatch(mutate, match):
     sd = make_stepped_grouped("Adam").state_dict()
@@ -832,14 +832,14 @@ def test_scheduler_rejects_another_schedulers_state_dict(source, target):
     ("StepLR", delete("last_epoch"), r"the state dict has entries \['_last_lr', 'base_lrs', 'gamma', 'step_size'\], expected "
                                      r"\['_last_lr', 'base_lrs', 'gamma', 'last_epoch', 'step_size'\]"),
     ("StepLR", set_in("bogus", 1), r"the state dict has entries .*'bogus'"),
-    ("StepLR", set_in("last_epoch", -2), "invalid last_epoch -2, expected an int >= -1"),
-    ("StepLR", set_in("last_epoch", 2.0), "invalid last_epoch 2.0"),
+    ("StepLR", set_in("last_epoch", -2), "last_epoch must be an int >= -1, got -2"),
+    ("StepLR", set_in("last_epoch", 2.0), "last_epoch must be an int >= -1, got 2.0"),
     ("StepLR", set_in("base_lrs", [0.5]), r"expected base_lrs to be a list of 2 lrs \(one per parameter group\), got \[0.5\]"),
     ("StepLR", set_in("base_lrs", 0.5), "expected base_lrs to be a list of 2 lrs"),
     ("StepLR", set_in("_last_lr", [0.5, -0.1]), r"invalid _last_lr\[1\] -0.1"),
-    ("StepLR", set_in("step_size", 0), "invalid step_size 0"),
+    ("StepLR", set_in("step_size", 0), "step_size must be a positive int, got 0"),
     ("StepLR", set_in("gamma", "fast"), "invalid gamma 'fast'"),
-    ("CosineAnnealingLR", set_in("T_max", 1.5), "invalid T_max 1.5"),
+    ("CosineAnnealingLR", set_in("T_max", 1.5), "T_max must be a positive int, got 1.5"),
     ("CosineAnnealingLR", set_in("eta_min", -1.0), "invalid eta_min -1.0"),
 ])
 def test_scheduler_load_state_dict_mismatch(kind, mutate, match):

@@ -245,7 +245,7 @@ def test_layer_input_errors(call, match):
 def test_construction_and_dtype_errors():
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
         nn.RNN(2, 3, nonlinearity="sigmoid")
-    with pytest.raises(ValueError, match="hidden_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         nn.LSTM(2, 0)
     with pytest.raises(ValueError, match="backend must be one of"):
         nn.LSTM(2, 3, backend="tpu")

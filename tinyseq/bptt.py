@@ -20,6 +20,7 @@ streams start again.
 import numpy as np
 
 from . import nn
+from ._checks import check_int
 from .tensor import Tensor, no_grad
 
 
@@ -58,9 +59,7 @@ class TBPTT:
 
     def __init__(self, model, loss_fn, optimizer, k1, k2=None, max_norm=None, batch_first=False):
         k2 = k1 if k2 is None else k2
-        for name, value in (("k1", k1), ("k2", k2)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TBPTT: {name} must be a positive int, got {value!r}")
+        k1, k2 = check_int("TBPTT", "k1", k1, 1), check_int("TBPTT", "k2", k2, 1)
         if k2 > k1:
             raise ValueError(f"TBPTT: k2 ({k2}) must be at most k1 ({k1})")
         bidirectional = [name for name, m in model.named_modules() if getattr(m, "bidirectional", False)]

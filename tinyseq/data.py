@@ -18,6 +18,8 @@ the chunk it stopped.
 
 import numpy as np
 
+from ._checks import check_int
+
 
 class Vocab:
     """The symbols (characters) of a text and their integer ids, in sorted order.
@@ -103,9 +105,8 @@ class StreamBatches:
         tokens = np.asarray(tokens)
         if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
             raise ValueError(f"StreamBatches: tokens must be a 1-D integer array, got {tokens.dtype} {tokens.shape}")
-        for name, value in (("batch_size", batch_size), ("steps", steps)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"StreamBatches: {name} must be a positive int, got {value!r}")
+        batch_size, steps = check_int("StreamBatches", "batch_size", batch_size, 1), \
+            check_int("StreamBatches", "steps", steps, 1)
         if tokens.size and tokens.min() < 0:
             raise ValueError(f"StreamBatches: tokens must be >= 0, got {tokens.min()}")
         length = (len(tokens) - 1) // batch_size  # tokens per stream; one more is read as a target
@@ -161,6 +162,5 @@ class StreamBatches:
         if not isinstance(position, (int, np.integer)) or isinstance(position, bool) or not 0 <= position <= len(self):
             raise ValueError(f"StreamBatches.load_state_dict: position must be in [0, {len(self)}], got {position!r}")
         passes = state.get("passes", 0)
-        if not isinstance(passes, (int, np.integer)) or isinstance(passes, bool) or passes < 0:
-            raise ValueError(f"StreamBatches.load_state_dict: passes must be an int >= 0, got {passes!r}")
+        passes = check_int("StreamBatches.load_state_dict", "passes", passes, 0)
         self.position, self.passes = int(position), int(passes)

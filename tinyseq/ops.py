@@ -16,6 +16,7 @@ import numpy as np
 
 from . import config
 from . import random as _random
+from ._checks import check_int
 from ._blas import matmul as gemm
 from .tensor import Function, IndexedGrad, Tensor, torch_names
 
@@ -1040,8 +1041,7 @@ def split(a, split_size_or_sections, axis=0):
 def chunk(a, chunks, axis=0):
     """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
     a = _tensor(a)
-    if not isinstance(chunks, numbers.Integral) or chunks <= 0:
-        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    chunks = check_int("chunk", "chunks", chunks, 1)
     n = a.shape[_axis(axis, a.ndim, "chunk")]
     return split(a, builtins.max(-(-n // chunks), 1), axis)
 
@@ -1189,6 +1189,12 @@ def dropout(a, p=0.5, training=True, generator=None, mask=None):
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0:
         return a
-    keep = _random.get_generator(generator, "dropout").random(a.shape) >= p
+    return Dropout.apply(a, mask=dropout_mask(a.shape, p, a.dtype, generator))
+
+
+def dropout_mask(shape, p, dtype, generator=None):
+    """A mask for ``dropout``: 0 with probability ``p``, else 1 / (1 - p); drawn from
+    ``generator`` (the default one if None)."""
+    keep = _random.get_generator(generator, "dropout").random(shape) >= p
     scale = 0.0 if p == 1 else 1.0 / (1.0 - p)
-    return Dropout.apply(a, mask=(keep * scale).astype(a.dtype))
+    return (keep * scale).astype(dtype)

@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from ._checks import check_int
 from .tensor import Tensor
 
 # ---------------------------------------------------------------- checks
@@ -27,12 +28,6 @@ def _check_number(owner, name, value, low=0.0, high=math.inf, high_open=False):
     if not ok:
         interval = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
         raise ValueError(f"{owner}: invalid {name} {value!r}, expected a number in {interval}")
-
-
-def _check_int(owner, name, value, low):
-    """Raise a ValueError unless ``value`` is an int (not a bool) >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{owner}: invalid {name} {value!r}, expected an int >= {low}")
 
 
 def _check_betas(owner, betas):
@@ -264,7 +259,7 @@ class Optimizer:
                 is_array = isinstance(value, np.ndarray)
                 if name == "step":
                     value = _scalar(value)
-                    _check_int(owner, f"state[{saved_index}]['step']", value, 0)
+                    check_int(owner, f"state[{saved_index}]['step']", value, 0)
                     value = int(value)
                 elif is_array and value.dtype.kind == "f" and value.shape == p.shape:
                     value = value.astype(p.dtype, copy=True)
@@ -517,7 +512,7 @@ class LRScheduler:
         owner = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: expected an Optimizer, got {type(optimizer).__name__}")
-        _check_int(owner, "last_epoch", last_epoch, -1)
+        check_int(owner, "last_epoch", last_epoch, -1)
         self.optimizer = optimizer
         for i, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
@@ -565,7 +560,7 @@ class LRScheduler:
         owner = f"{type(self).__name__}.load_state_dict"
         _check_entries(owner, "the state dict", state_dict, self.state_dict().keys(), kind="scheduler")
         new = {k: _scalar(v) for k, v in state_dict.items()}  # also copies the lists
-        _check_int(owner, "last_epoch", new["last_epoch"], -1)
+        check_int(owner, "last_epoch", new["last_epoch"], -1)
         n = len(self.optimizer.param_groups)
         for name in ("base_lrs", "_last_lr"):
             if not isinstance(new[name], list) or len(new[name]) != n:
@@ -586,7 +581,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _check_settings(self, owner, settings):
-        _check_int(owner, "step_size", settings["step_size"], 1)
+        check_int(owner, "step_size", settings["step_size"], 1)
         _check_number(owner, "gamma", settings["gamma"])
 
     def _lr_at(self, base_lr, epoch):
@@ -605,7 +600,7 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _check_settings(self, owner, settings):
-        _check_int(owner, "T_max", settings["T_max"], 1)
+        check_int(owner, "T_max", settings["T_max"], 1)
         _check_number(owner, "eta_min", settings["eta_min"])
 
     def _lr_at(self, base_lr, epoch):

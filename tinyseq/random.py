@@ -8,10 +8,10 @@ replaces it, so one call makes a whole run reproducible (as ``torch.manual_seed`
 NOTE: one default generator for the whole process, shared by all threads.
 """
 
-import numbers
 
 import numpy as np
 
+from ._checks import check_int
 from .creation import float_dtype, size_of
 from .tensor import Tensor
 
@@ -87,8 +87,7 @@ def multinomial(probs, num_samples, replacement=False, generator=None):
     p = np.asarray(probs.data if isinstance(probs, Tensor) else probs, dtype=np.float64)
     if p.ndim not in (1, 2) or p.shape[-1] == 0:
         raise ValueError(f"multinomial: probs must be 1-D or 2-D with at least one category, got shape {p.shape}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
-        raise ValueError(f"multinomial: num_samples must be a positive int, got {num_samples!r}")
+    num_samples = check_int("multinomial", "num_samples", num_samples, 1)
     rows = p.reshape(-1, p.shape[-1])
     if not rows.size:  # no rows
         return Tensor(np.zeros(p.shape[:-1] + (num_samples,), dtype=np.int64))

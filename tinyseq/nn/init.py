@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .. import random as _random
+from .._checks import check_int
 from ..gates import gate_names, gate_slice, num_gates
 from ..tensor import Tensor
 from .module import Module
@@ -62,13 +63,6 @@ def _matrix_array(t, op):
     if arr.ndim < 2:
         raise ValueError(f"init.{op}: expected a tensor with at least 2 dimensions, got shape {arr.shape}")
     return arr
-
-
-def _count(value, name, op):
-    """A positive int argument (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"init.{op}: expected {name} to be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _number(value, name, op):
@@ -169,7 +163,7 @@ def ones_(t):
 
 def default_rnn_(t, hidden_size, generator=None):
     """PyTorch's default for every RNN/LSTM/GRU weight and bias: U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / math.sqrt(_count(hidden_size, "hidden_size", "default_rnn_"))
+    bound = 1.0 / math.sqrt(check_int("init.default_rnn_", "hidden_size", hidden_size, 1))
     return uniform_(t, -bound, bound, generator=generator)
 
 
@@ -259,7 +253,7 @@ def orthogonal_(t, gain=1.0, generator=None):
 
 
 def _gate_rows(arr, num_gates, op):
-    num_gates = _count(num_gates, "num_gates", op)
+    num_gates = check_int(f"init.{op}", "num_gates", num_gates, 1)
     if arr.shape[0] % num_gates:
         raise ValueError(
             f"init.{op}: first dimension {arr.shape[0]} is not divisible by num_gates={num_gates}"
@@ -347,7 +341,7 @@ def lstm_forget_bias_(target, value=1.0, hidden_size=None, coupled=False):
             raise ValueError(f"init.lstm_forget_bias_: bias length {len(arr)} is not divisible by {gates} "
                              f"(the gates {', '.join(gate_names('LSTM', coupled))}){hint}")
         hidden_size = len(arr) // gates
-    hidden_size = _count(hidden_size, "hidden_size", "lstm_forget_bias_")
+    hidden_size = check_int("init.lstm_forget_bias_", "hidden_size", hidden_size, 1)
     if len(arr) != gates * hidden_size:
         raise ValueError(
             f"init.lstm_forget_bias_: expected a bias of length {gates}*hidden_size = {gates * hidden_size}, "

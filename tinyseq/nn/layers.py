@@ -128,9 +128,7 @@ class Dropout(Module):
         if x.ndim != 3:
             raise ValueError(f"Dropout(variational=True): expected a 3-D sequence batch, got shape {x.shape}")
         shape = (x.shape[0], 1, x.shape[2]) if self.batch_first else (1,) + x.shape[1:]
-        keep = rng.random(shape) >= self.p
-        scale = 0.0 if self.p == 1 else 1 / (1 - self.p)
-        return ops.dropout(x, mask=(keep * scale).astype(x.dtype))
+        return ops.dropout(x, mask=ops.dropout_mask(shape, self.p, x.dtype, rng))
 
     def extra_repr(self):
         return f"p={self.p}" + (", variational=True" if self.variational else "")

@@ -6,13 +6,13 @@ attribute (or a list/tuple of them) is a child. So names come out as PyTorch's d
 ``weight_ih_l0``, ``encoder.weight``, ``layers.1.bias``.
 """
 
-import numbers
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
 import numpy as np
 
 from .. import config
+from .._checks import check_int  # noqa: F401  (the layers import it from here)
 from ..tensor import Tensor, to_arguments
 
 
@@ -26,13 +26,6 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
-
-
-def check_int(name, what, value, minimum):
-    """Raise ValueError unless ``value`` is an int (not a bool) >= ``minimum``."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: {what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 #: The dtypes a module's parameters may have (the fused kernels compute in these two).
