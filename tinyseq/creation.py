@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from . import config
-from .tensor import Tensor
+from .tensor import Tensor, as_array
 
 
 def size_of(size, owner):
@@ -66,13 +66,13 @@ def full(size, fill_value, dtype=None, requires_grad=False):
 
 def zeros_like(t, dtype=None, requires_grad=False):
     """Zeros with ``t``'s shape and (unless given) dtype."""
-    data = t.data if isinstance(t, Tensor) else np.asarray(t)
+    data = as_array(t)
     return Tensor(np.zeros(data.shape, dtype or data.dtype), requires_grad=requires_grad)
 
 
 def ones_like(t, dtype=None, requires_grad=False):
     """Ones with ``t``'s shape and (unless given) dtype."""
-    data = t.data if isinstance(t, Tensor) else np.asarray(t)
+    data = as_array(t)
     return Tensor(np.ones(data.shape, dtype or data.dtype), requires_grad=requires_grad)
 
 

@@ -18,7 +18,7 @@ from . import config
 from . import random as _random
 from ._checks import check_int
 from ._blas import matmul as gemm
-from .tensor import Function, IndexedGrad, Tensor, torch_names
+from .tensor import Function, IndexedGrad, Tensor, as_array, torch_names
 
 
 # ---------------------------------------------------------------- helpers
@@ -264,7 +264,7 @@ class Where(Function):
 
 def where(cond, a, b):
     """Pick ``a`` where ``cond`` is true, else ``b`` (all three broadcast together)."""
-    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    cond = as_array(cond)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: cond must be a bool array, got dtype {cond.dtype}")
     a, b = _pair(a, b)
@@ -887,8 +887,7 @@ def getitem(a, index):
     a = _tensor(a)
     index = index if isinstance(index, tuple) else (index,)
     if not _is_basic(index):
-        index = tuple(np.asarray(x.data if isinstance(x, Tensor) else x) if isinstance(x, (Tensor, list)) else x
-                      for x in index)
+        index = tuple(as_array(x) if isinstance(x, (Tensor, list)) else x for x in index)
         for x in index:
             if isinstance(x, np.ndarray) and x.dtype.kind not in "iub":
                 raise TypeError(f"getitem: index arrays must be integer or bool, got dtype {x.dtype}")
@@ -919,7 +918,7 @@ def embedding(indices, weight, padding_idx=None):
     ``padding_idx``: that row's value is still looked up, but it gets no gradient (as PyTorch).
     """
     weight = _tensor(weight)
-    idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    idx = as_array(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
     if weight.ndim != 2:
@@ -933,7 +932,7 @@ def embedding(indices, weight, padding_idx=None):
 
 def one_hot(indices, num_classes, dtype=None):
     """Float one-hot encoding (not differentiable): (*indices.shape, num_classes)."""
-    idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    idx = as_array(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"one_hot: indices must be integers, got dtype {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
@@ -1178,7 +1177,7 @@ def dropout(a, p=0.5, training=True, generator=None, mask=None):
     """
     a = _tensor(a)
     if mask is not None:
-        mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=a.dtype)
+        mask = as_array(mask, a.dtype)
         try:
             if np.broadcast_shapes(a.shape, mask.shape) != a.shape:
                 raise ValueError

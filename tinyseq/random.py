@@ -13,7 +13,7 @@ import numpy as np
 
 from ._checks import check_int
 from .creation import float_dtype, size_of
-from .tensor import Tensor
+from .tensor import Tensor, as_array
 
 _default = np.random.default_rng()
 
@@ -84,7 +84,7 @@ def multinomial(probs, num_samples, replacement=False, generator=None):
     ``num_samples`` non-zero weights. Returns int64 indices of shape (num_samples,) or
     (rows, num_samples).
     """
-    p = np.asarray(probs.data if isinstance(probs, Tensor) else probs, dtype=np.float64)
+    p = as_array(probs, np.float64)
     if p.ndim not in (1, 2) or p.shape[-1] == 0:
         raise ValueError(f"multinomial: probs must be 1-D or 2-D with at least one category, got shape {p.shape}")
     num_samples = check_int("multinomial", "num_samples", num_samples, 1)

@@ -12,7 +12,7 @@ from ..ops import (  # noqa: F401  (re-exported)
     dropout, embedding, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
 from ..ops import SoftmaxNLL, getitem, matmul, reshape, sum as _sum, where as _where
-from ..tensor import Tensor
+from ..tensor import Tensor, as_array
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -81,7 +81,7 @@ def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=Fal
         log_probs = Tensor(log_probs)
     if log_probs.ndim < 1:
         raise ValueError(f"{name}: the input needs a class axis, got a 0-d tensor")
-    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    t = as_array(target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{name}: target must hold integer class indices, got dtype {t.dtype}")
     if t.shape != log_probs.shape[:-1]:
@@ -100,7 +100,7 @@ def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=Fal
         )
     weight = counted.astype(log_probs.dtype)
     if mask is not None:
-        m = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+        m = as_array(mask)
         if m.shape != t.shape:
             raise ValueError(f"{name}: mask shape {m.shape} does not match target shape {t.shape}")
         weight = weight * m.astype(log_probs.dtype)
@@ -136,7 +136,7 @@ def mse_loss(input, target, *, reduction="mean", mask=None):
     diff = input - target
     sq = diff * diff
     if mask is not None:
-        m = np.asarray(mask.data if isinstance(mask, Tensor) else mask).astype(input.dtype)
+        m = as_array(mask).astype(input.dtype)
         try:
             m = np.broadcast_to(m, input.shape)
         except ValueError:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import config
 from .._checks import check_int  # noqa: F401  (the layers import it from here)
-from ..tensor import Tensor, to_arguments
+from ..tensor import Tensor, as_array, to_arguments
 
 
 class Parameter(Tensor):
@@ -198,7 +198,7 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            arr = np.asarray(value.data if isinstance(value, Tensor) else value)
+            arr = as_array(value)
             if arr.shape != p.shape:
                 problems.append(f"shape mismatch for {name}: expected {p.shape}, got {arr.shape}")
             elif arr.dtype.kind not in "fiu":

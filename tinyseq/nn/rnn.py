@@ -26,7 +26,7 @@ from .. import backend as _backend
 from .. import ops
 from .. import random as _random
 from ..gates import gate_slices, num_gates
-from ..tensor import Tensor
+from ..tensor import Tensor, as_array
 from . import _fused, init
 from .functional import dropout as _dropout
 from .module import Module, Parameter, as_input, check_dtype, check_int
@@ -443,7 +443,7 @@ class RNNBase(Module):
 
         mask = None
         if lengths is not None:
-            lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+            lengths = as_array(lengths)
             if lengths.shape == (0,):
                 lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
             if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from ...tensor import Tensor
+from ...tensor import Tensor, as_array
 
 
 def _with_grads(parameters):
@@ -50,7 +50,7 @@ def clip_grad_value_(parameters, clip_value):
 
 def sequence_mask(lengths, max_len=None, batch_first=False):
     """Bool mask of valid steps: (T, B) (or (B, T) with ``batch_first``), True where t < length."""
-    lengths = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+    lengths = as_array(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
         raise ValueError(f"sequence_mask: lengths must be a 1-D integer array, got shape {lengths.shape} "
                          f"and dtype {lengths.dtype}")
