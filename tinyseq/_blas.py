@@ -7,7 +7,7 @@ training step would keep two pools spinning on the same cores: on the 2-core mac
 benchmarks/RESULTS.md that made a whole LSTM training step 1.8x slower. So the graph's 2-D
 products (``ops.matmul``, hence ``nn.Linear``) go through ``matmul`` below, which calls
 SciPy's BLAS when SciPy is installed and NumPy's when it is not, and the kernels' big GEMMs
-through numba (``tinyseq_jit.cpu._common.dot``): one library, one pool.
+through numba (``tinyseq_jit.cpu._gemm.dot``): one library, one pool.
 
 Products below ``THREADED_MNK`` multiply-adds stay with ``np.dot``: OpenBLAS runs them on the
 calling thread, so they wake no pool, and NumPy calls them faster (0.5 us against 2 us for
