@@ -7,7 +7,7 @@ re-exported here (``tinyseq.tanh(x)``, ``tinyseq.matmul(a, b)``, ...).
 
 import os as _os
 
-from . import _malloc, bptt, config, data, interop, nn, ops, optim, random
+from . import _malloc, bptt, config, data, interop, nn, ops, optim, random, viz
 from .creation import arange, from_numpy, full, ones, ones_like, zeros, zeros_like
 from .gradcheck import GradcheckError, gradcheck
 from .ops import (

@@ -1,4 +1,4 @@
-"""Truncated backpropagation through time.
+"""Truncated backpropagation through time, and instruments for studying BPTT.
 
 Full BPTT unrolls the whole sequence and backpropagates through all of it: memory grows with
 its length, and one update waits for its end. Truncated BPTT walks the sequence in pieces
@@ -15,13 +15,26 @@ k1 - k2 just advance the state, under ``no_grad``) and only their loss is traine
 at first, a tensor, or a tuple of tensors such as an LSTM's ``(h, c)``), and ``loss_fn(output,
 y)`` a scalar tensor. The state is carried between ``step`` calls; call ``reset()`` where the
 streams start again.
+
+The instruments (see the README's "Studying BPTT"):
+
+- ``grad_norms_through_time``: ||dL/dh_t|| (and ||dL/dc_t||) at every step, per layer and
+  direction, on every backend; ``last_step_loss`` puts the loss at the last step only, so
+  the curve shows how far back the signal reaches.
+- ``state_jacobians``: dh_t/dh_{t-1} along a trajectory, the singular values of the products
+  dh_T/dh_k, and the eigenvalues of W_hh.
+- ``truncation_bias``: how far truncated BPTT's gradient is from the full one, per k.
 """
+
+import contextlib
+from typing import NamedTuple
 
 import numpy as np
 
-from . import nn
+from . import nn, ops
 from ._checks import check_int
-from .tensor import Tensor, no_grad
+from .gates import gate_names
+from .tensor import Tensor, as_array, no_grad
 
 
 def detach_state(state):
@@ -62,15 +75,7 @@ class TBPTT:
         k1, k2 = check_int("TBPTT", "k1", k1, 1), check_int("TBPTT", "k2", k2, 1)
         if k2 > k1:
             raise ValueError(f"TBPTT: k2 ({k2}) must be at most k1 ({k1})")
-        bidirectional = [name for name, m in model.named_modules() if getattr(m, "bidirectional", False)]
-        if bidirectional:
-            raise ValueError(f"TBPTT: {bidirectional[0] or 'the model'} is bidirectional; truncated BPTT needs a "
-                             "causal model (a reverse direction would read steps past the truncation)")
-        layouts = {name: m.batch_first for name, m in model.named_modules() if hasattr(m, "batch_first")}
-        wrong = [name for name, layout in layouts.items() if layout != batch_first]
-        if wrong:
-            raise ValueError(f"TBPTT: batch_first={batch_first}, but the model's {wrong[0]} has "
-                             f"batch_first={layouts[wrong[0]]}; the time axis must be the same")
+        _check_causal("TBPTT", model, batch_first)
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.k1, self.k2, self.max_norm, self.batch_first = int(k1), int(k2), max_norm, batch_first
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -89,34 +94,22 @@ class TBPTT:
         and lists as saved (a namedtuple comes back a tuple)."""
         self.state = _tensors(state_dict["state"])
 
-    def _steps(self, a, start, stop):
-        return a[:, start:stop] if self.batch_first else a[start:stop]
-
     def step(self, x, y):
         """Train on x and its targets y (T steps on the time axis) in updates of ``k1`` steps,
         carrying the state across them and into the next call (the model is put in training
         mode). Returns the loss averaged over the trained steps (each update's loss weighted
         by its number of steps: with a mean loss, the mean over every trained position)."""
-        axis = 1 if self.batch_first else 0
-        if getattr(x, "ndim", 0) <= axis or getattr(y, "ndim", 0) <= axis:
-            raise ValueError(f"TBPTT.step: x and y need a time axis {axis}, got {type(x).__name__} and "
-                             f"{type(y).__name__} of shapes {getattr(x, 'shape', None)} and {getattr(y, 'shape', None)}")
-        steps = x.shape[axis]
-        if steps == 0 or y.shape[axis] != steps:
-            raise ValueError(f"TBPTT.step: x and y need the same, non-zero number of steps on axis {axis}, "
-                             f"got shapes {x.shape} and {y.shape}")
+        steps = _count_steps("TBPTT.step", x, y, self.batch_first)
         self.model.train()
         total = trained_steps = 0
-        for start in range(0, steps, self.k1):
-            stop = min(start + self.k1, steps)
-            trained = max(start, stop - self.k2)
+        for start, trained, stop in _pieces(steps, self.k1, self.k2):
             state = self.state  # stored detached
             if trained > start:
                 with no_grad():
-                    _, state = self.model(self._steps(x, start, trained), state)
+                    _, state = self.model(_time_slice(x, start, trained, self.batch_first), state)
             self.optimizer.zero_grad()
-            output, state = self.model(self._steps(x, trained, stop), state)
-            loss = self.loss_fn(output, self._steps(y, trained, stop))
+            output, state = self.model(_time_slice(x, trained, stop, self.batch_first), state)
+            loss = self.loss_fn(output, _time_slice(y, trained, stop, self.batch_first))
             loss.backward()
             if self.max_norm is not None:
                 nn.utils.clip_grad_norm_(self.params, self.max_norm)
@@ -153,6 +146,326 @@ def evaluate(model, loss_fn, batches, state=None):
     if count == 0:
         raise ValueError("evaluate: batches yielded no targets")
     return total / count
+
+
+# ---------------------------------------------------------------- gradient flow through time
+
+
+class GradientFlow(NamedTuple):
+    """What ``grad_norms_through_time`` measured."""
+
+    h: np.ndarray  # (L*D, T, B): ||dL/dh_t|| of each sequence at each step, per layer-direction
+    c: np.ndarray  # the same for an LSTM's cell state c_t; None for other cells
+    names: tuple  # each row's layer-direction, in h_n's order: "l0", "l0_reverse", "l1", ... ("cell" for a cell)
+    loss: float
+
+
+def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
+    """How the gradient of a loss spreads back through time: ||dL/dh_t|| at every step.
+
+    ``layer``: an ``nn.RNN``/``LSTM``/``GRU`` on any backend (the fused kernels record the
+    norms in their backward; the graph records them with hooks: the same numbers), or a cell
+    called as ``cell(x_t, hx) -> h`` or ``(h, c)`` (``nn.LSTMCell``, or your own Module),
+    unrolled here over the steps of x (T, B, I). ``loss_fn(output, state) -> scalar Tensor``
+    reads what the layer returns (for a cell: its h at every step, (T, B, H), and its last
+    state); the default is ``last_step_loss(output)``. ``hx`` and ``lengths`` are the
+    layer's arguments.
+
+    h_t is the state after step t (for a reverse direction too, t is the input's step), and
+    dL/dh_t is all of it: through the output at t and through every later step. Steps past
+    a sequence's length read 0. The parameters' ``.grad`` are left as they were.
+    Returns a ``GradientFlow``.
+    """
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"grad_norms_through_time: expected a recurrent layer or a cell Module, got "
+                        f"{type(layer).__name__}")
+    recorded = []  # an (S, T, B) array per layer-direction, filled by backward
+    with _grads_kept(layer):
+        if isinstance(layer, nn.rnn.RNNBase):
+            output, state = layer._forward(x, hx, lengths, grad_norms=recorded)
+            names = tuple(s[1:] for k in range(layer.num_layers) for s in layer._suffixes(k))
+            batch_first = layer.batch_first
+        else:
+            if lengths is not None:
+                raise ValueError("grad_norms_through_time: lengths= is for the recurrent layers; a cell runs all T steps")
+            layer, x = _as_cell("grad_norms_through_time", layer, x)
+            steps = _unroll(layer, x, hx)
+            recorded.append(np.zeros((len(steps[0]),) + x.shape[:2], dtype=steps[0][0].dtype))
+            for t, states in enumerate(steps):
+                for s, row in zip(states, recorded[0][:, t]):
+                    if s.requires_grad:
+                        s.register_hook(nn.rnn._norm_hook(row))
+            output, names, batch_first = ops.stack([s[0] for s in steps], axis=0), ("cell",), False
+            state = steps[-1][0] if len(steps[-1]) == 1 else steps[-1]
+        loss = loss_fn(output, state) if loss_fn is not None else last_step_loss(output, lengths, batch_first)
+        _scalar_loss("grad_norms_through_time", loss).backward()
+    norms = np.stack(recorded)  # (L*D, S, T, B)
+    return GradientFlow(norms[:, 0], norms[:, 1] if norms.shape[1] == 2 else None, names, loss.item())
+
+
+def last_step_loss(output, lengths=None, batch_first=False, seed=0):
+    """L = sum over sequences of u . y_last: a loss at each sequence's last step only.
+
+    ``output`` (T, B, F), (B, T, F) with ``batch_first``, or (T, F) for one sequence; y_last
+    is each sequence's output at step ``lengths[b] - 1`` (T - 1 without ``lengths``); u is a
+    fixed random unit vector (drawn from ``seed``). So dL/dy_last = u has norm 1 and nothing
+    else gets a gradient directly: whatever reaches an earlier step came back through time.
+    """
+    if not isinstance(output, Tensor) or output.ndim not in (2, 3):
+        raise ValueError(f"last_step_loss: expected a 2-D or 3-D output Tensor, got {type(output).__name__} of shape "
+                         f"{getattr(output, 'shape', None)}")
+    if output.ndim == 2:
+        output = ops.unsqueeze(output, 1)
+    elif batch_first:
+        output = ops.transpose(output, 0, 1)
+    steps, batch, features = output.shape
+    last = np.full(batch, steps - 1) if lengths is None else as_array(lengths) - 1
+    if last.shape != (batch,) or last.dtype.kind not in "iu" or (batch and (last.min() < 0 or last.max() >= steps)):
+        raise ValueError(f"last_step_loss: lengths must be {batch} ints in [1, {steps}], got {lengths!r}")
+    u = np.random.default_rng(seed).standard_normal(features)
+    u = (u / np.linalg.norm(u)).astype(output.dtype)
+    return (output[last, np.arange(batch)] * u).sum()
+
+
+# ---------------------------------------------------------------- Jacobian spectra
+
+
+class StateJacobians(NamedTuple):
+    """What ``state_jacobians`` measured; s is the state (h, or an LSTM's h and c stacked),
+    N its size, s_t the state after step t and s_{-1} the initial one."""
+
+    jacobians: np.ndarray  # (T, B, N, N): ds_t/ds_{t-1}, one per step and sequence
+    singular_values: np.ndarray  # (T, B, top): of ds_{T-1}/ds_{k-1} = J[T-1] ... J[k], largest first
+    eigenvalues: dict  # gate -> the eigenvalues of W_hh's (H, H) block for it, largest modulus first
+
+    @property
+    def spectral_norms(self):
+        """(T, B): the largest singular value of each product ds_{T-1}/ds_{k-1}."""
+        return self.singular_values[..., 0]
+
+
+def state_jacobians(cell, x, hx=None, top=None):
+    """The Jacobians of a recurrence along the trajectory that x drives it through.
+
+    ``cell``: a cell (``nn.RNNCell``, ``LSTMCell``, ``GRUCell`` or your own Module called as
+    ``cell(x_t, hx) -> h`` or ``(h, c)``), or a one-layer, one-direction ``nn.RNN``/``LSTM``/
+    ``GRU`` (its cell's equations with its weights). x: (T, B, I) (a layer's ``batch_first``
+    is honoured), or (T, I); ``hx``: the initial state (zeros if None).
+
+    Each step's Jacobian ds_t/ds_{t-1} comes from reverse mode over that one step: the state
+    repeated N times along the batch and backward seeded with the identity, so one backward
+    gives every row. The products ds_{T-1}/ds_{k-1} (how the last state responds to the state
+    entering step k, T - k steps earlier) are multiplied from the end; ``top`` keeps their
+    largest singular values (all N if None). The eigenvalues are of the cell's
+    ``weight_hh`` blocks, where it has one (an empty dict otherwise). The parameters'
+    ``.grad`` are left as they were. Returns a ``StateJacobians``.
+    """
+    cell, x = _as_cell("state_jacobians", cell, x)
+    with no_grad():
+        steps = _unroll(cell, x, hx)
+    entering = [_as_states(hx, steps[0])] + [[s.data for s in states] for states in steps[:-1]]
+    sizes = [s.shape[-1] for s in entering[0]]
+    batch, n = entering[0][0].shape[0], sum(sizes)
+    seeds = np.split(np.tile(np.eye(n, dtype=entering[0][0].dtype), (batch, 1)), np.cumsum(sizes)[:-1], axis=1)
+    jacobians = np.empty((len(steps), batch, n, n), dtype=seeds[0].dtype)
+    with _grads_kept(cell):
+        for t, states in enumerate(entering):
+            # Row (b, i) of the repeated batch gets the seed e_i: its gradient is row i of J_b.
+            leaves = [Tensor(np.repeat(s, n, axis=0), requires_grad=True) for s in states]
+            out = _state_tuple(cell(np.repeat(x[t], n, axis=0), leaves[0] if len(leaves) == 1 else tuple(leaves)))
+            loss = sum((o * seed).sum() for o, seed in zip(out, seeds))
+            loss.backward()
+            jacobians[t] = np.concatenate([leaf.grad for leaf in leaves], axis=1).reshape(batch, n, n)
+    products = np.broadcast_to(np.eye(n), (batch, n, n))
+    top = n if top is None else check_int("state_jacobians", "top", top, 1)
+    singular = np.empty((len(steps), batch, min(top, n)))
+    for k in reversed(range(len(steps))):
+        products = products @ jacobians[k]
+        singular[k] = np.linalg.svd(products, compute_uv=False)[:, :top]
+    return StateJacobians(jacobians, singular, _eigenvalues(cell))
+
+
+def _as_cell(owner, cell, x):
+    """A cell with a layer's first-layer weights (or the cell itself), and x as (T, B, I)."""
+    x = as_array(x)
+    if isinstance(cell, nn.rnn.RNNBase):
+        layer = cell
+        if layer.num_layers != 1 or layer.bidirectional:
+            raise ValueError(f"{owner}: expected a one-layer, one-direction layer, got num_layers={layer.num_layers}, "
+                             f"bidirectional={layer.bidirectional}; pass a cell with the weights you want to study")
+        kind = layer._kind
+        cell = getattr(nn, f"{layer.mode}Cell")(layer.input_size, layer.hidden_size, layer.bias,
+                                                **{k: getattr(layer, k) for k in kind.options},
+                                                dtype=nn.rnn._param_dtype(layer))
+        for key, attr in nn.rnn._PARAMETERS.items():
+            setattr(cell, attr, getattr(layer, f"{attr}_l0", None))
+        if layer.batch_first and x.ndim == 3:
+            x = x.swapaxes(0, 1)
+    elif not isinstance(cell, nn.Module):
+        raise TypeError(f"{owner}: expected a cell or a recurrent layer, got {type(cell).__name__}")
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"{owner}: expected x of shape (T, B, I) or (T, I) with T >= 1, got {x.shape}")
+    return cell, x
+
+
+def _unroll(cell, x, hx):
+    """Run ``cell`` over the steps of x (T, B, I); the states after each step, as tuples."""
+    steps = []
+    for t in range(x.shape[0]):
+        hx = cell(x[t], hx)
+        steps.append(_state_tuple(hx))
+    return steps
+
+
+def _state_tuple(state):
+    if isinstance(state, Tensor):
+        return (state,)
+    if isinstance(state, (tuple, list)) and state and all(isinstance(s, Tensor) for s in state):
+        return tuple(state)
+    raise TypeError(f"a cell must return its new state as a Tensor or a tuple of Tensors, got {type(state).__name__}")
+
+
+def _as_states(hx, first):
+    """The initial state as arrays like the states in ``first``: ``hx``, or zeros."""
+    if hx is None:
+        return [np.zeros_like(s.data) for s in first]
+    return [as_array(s) for s in (hx if isinstance(hx, (tuple, list)) else (hx,))]
+
+
+def _eigenvalues(cell):
+    """{gate: the eigenvalues of W_hh's (H, H) block} for a cell with a ``weight_hh`` of (G*H, H),
+    largest modulus first."""
+    w = getattr(cell, "weight_hh", None)
+    if w is None or w.ndim != 2 or w.shape[0] % w.shape[1]:
+        return {}
+    hidden, blocks, mode = w.shape[1], w.shape[0] // w.shape[1], getattr(cell, "mode", None)
+    if mode in nn.rnn.KINDS:  # a built-in cell: its gates
+        gates = gate_names(mode, getattr(cell, "coupled", False))
+    else:  # your own: "h" for one square W_hh, else the blocks' numbers
+        gates = ("h",) if blocks == 1 else tuple(str(k) for k in range(blocks))
+    found = {}
+    for k, gate in enumerate(gates):
+        values = np.linalg.eigvals(w.data[k * hidden:(k + 1) * hidden].astype(np.float64))
+        found[gate] = values[np.argsort(-np.abs(values), kind="stable")]
+    return found
+
+
+# ---------------------------------------------------------------- truncation bias
+
+
+class TruncationBias(NamedTuple):
+    """How far the gradient truncated to ``k`` steps is from full BPTT's."""
+
+    k: int
+    cosine: float  # cos(g_k, g): 1 when they point the same way
+    relative_error: float  # ||g_k - g|| / ||g||: 0 when they are equal
+
+
+def truncation_bias(model, loss_fn, batch, ks, batch_first=False, state=None):
+    """Compare the gradient truncated BPTT follows with the full one, for each k in ``ks``.
+
+    ``model``, ``loss_fn`` and ``batch_first`` as for ``TBPTT``; ``batch`` is (x, y).
+    The truncated gradient g_k is what ``TBPTT(k1=k)`` would follow if it did not update in
+    between: the sequence cut into pieces of k steps, each starting from the state the one
+    before it ended in, detached, and each piece's loss weighted by its share of the T
+    steps, so that for k >= T it is exactly the full gradient g (cosine 1, error 0). It runs
+    in evaluation mode (no dropout) and leaves the mode and the parameters' ``.grad`` as
+    they were. Returns a list of ``TruncationBias(k, cosine, relative_error)``.
+    """
+    x, y = batch
+    _check_causal("truncation_bias", model, batch_first)
+    steps = _count_steps("truncation_bias", x, y, batch_first)
+    ks = [check_int("truncation_bias", "k", k, 1) for k in ks]
+    was_training = model.training
+    model.eval()
+    try:
+        with _grads_kept(model) as params:
+            full = _truncated_gradient(model, params, loss_fn, x, y, steps, steps, batch_first, state)
+            rows = []
+            for k in ks:
+                g = _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, state)
+                norms = np.dot(g, g) * np.dot(full, full)
+                cosine = float(np.clip(np.dot(g, full) / np.sqrt(norms), -1.0, 1.0)) if norms > 0 else float("nan")
+                rows.append(TruncationBias(k, cosine, float(np.linalg.norm(g - full) / np.linalg.norm(full))))
+    finally:
+        model.train(was_training)
+    return rows
+
+
+def _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, state):
+    """All parameters' gradient, flattened, with BPTT cut every k steps (see ``truncation_bias``)."""
+    for p in params:
+        p.grad = None
+    for start, _, stop in _pieces(steps, k, k):
+        output, state = model(_time_slice(x, start, stop, batch_first), state)
+        loss = _scalar_loss("truncation_bias", loss_fn(output, _time_slice(y, start, stop, batch_first)))
+        (loss * ((stop - start) / steps)).backward()
+        state = detach_state(state)
+    return np.concatenate([(np.zeros(p.shape) if p.grad is None else p.grad).ravel() for p in params])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _grads_kept(module):
+    """Run a block that calls backward with every parameter's ``.grad`` cleared, then put the
+    old ones back: the instruments leave no trace in the model. Yields the parameters."""
+    params = module.parameters()
+    kept = [p.grad for p in params]
+    try:
+        for p in params:
+            p.grad = None
+        yield params
+    finally:
+        for p, g in zip(params, kept):
+            p.grad = g
+
+
+def _scalar_loss(owner, loss):
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
+        raise ValueError(f"{owner}: loss_fn must return a one-element Tensor that requires grad, got "
+                         f"{type(loss).__name__}" + (f" of shape {loss.shape}" if isinstance(loss, Tensor) else ""))
+    return loss
+
+
+def _check_causal(owner, model, batch_first):
+    """Refuse a model with a bidirectional layer, or one whose time axis is not ``batch_first``'s."""
+    bidirectional = [name for name, m in model.named_modules() if getattr(m, "bidirectional", False)]
+    if bidirectional:
+        raise ValueError(f"{owner}: {bidirectional[0] or 'the model'} is bidirectional; truncated BPTT needs a "
+                         "causal model (a reverse direction would read steps past the truncation)")
+    layouts = {name: m.batch_first for name, m in model.named_modules() if hasattr(m, "batch_first")}
+    wrong = [name for name, layout in layouts.items() if layout != batch_first]
+    if wrong:
+        raise ValueError(f"{owner}: batch_first={batch_first}, but the model's {wrong[0] or 'layer'} has "
+                         f"batch_first={layouts[wrong[0]]}; the time axis must be the same")
+
+
+def _count_steps(owner, x, y, batch_first):
+    """The number of time steps of x and y, which must agree and not be zero."""
+    axis = 1 if batch_first else 0
+    if getattr(x, "ndim", 0) <= axis or getattr(y, "ndim", 0) <= axis:
+        raise ValueError(f"{owner}: x and y need a time axis {axis}, got {type(x).__name__} and "
+                         f"{type(y).__name__} of shapes {getattr(x, 'shape', None)} and {getattr(y, 'shape', None)}")
+    steps = x.shape[axis]
+    if steps == 0 or y.shape[axis] != steps:
+        raise ValueError(f"{owner}: x and y need the same, non-zero number of steps on axis {axis}, "
+                         f"got shapes {x.shape} and {y.shape}")
+    return steps
+
+
+def _pieces(steps, k1, k2):
+    """(start, trained, stop) of each piece of k1 steps: gradients run through [trained, stop)."""
+    for start in range(0, steps, k1):
+        stop = min(start + k1, steps)
+        yield start, max(start, stop - k2), stop
+
+
+def _time_slice(a, start, stop, batch_first):
+    return a[:, start:stop] if batch_first else a[start:stop]
 
 
 def _plain(state):

@@ -113,6 +113,12 @@ def to_arguments(owner, args, dtype=None):
 _creation_order = itertools.count()
 
 
+def creation_mark():
+    """A number above every tensor's made so far and below every one made after: where a
+    piece of the graph (such as one unrolled time step) starts (``tinyseq.viz``)."""
+    return next(_creation_order)
+
+
 class Function:
     """One differentiable operation: ``forward`` on arrays, ``backward`` right under it.
 

@@ -18,37 +18,40 @@ class FusedRecurrence(Function):
     Inputs: x (T, B, I), the initial states (h0, or h0 and c0, (B, H) each), then the
     weights, each named in ``names`` as the kernels name it ("x", "h0", "c0", "w_ih", ...).
     The output packs ``out`` and the final states along the first axis, (T + 1 or 2, B, H),
-    so that their gradients come back to ``backward`` as one array.
+    so that their gradients come back to ``backward`` as one array. ``grad_norms``: None, or
+    the (S, T, B) array in which the backward kernel records ||dL/d state_t||.
     """
 
-    def forward(self, *arrays, pair, names, lengths, reverse, options):
+    def forward(self, *arrays, pair, names, lengths, reverse, options, grad_norms=None):
         kernel_forward, kernel_backward = pair
         args = dict(zip(names, arrays))
         states = [args.pop(k) for k in ("h0", "c0") if k in args]
         x = args.pop("x")
         result = kernel_forward(x, *states, args, lengths=lengths, reverse=reverse, **options)
         finals = [result.h_n] if result.c_n is None else [result.h_n, result.c_n]
-        self.save(result.saved, kernel_backward, names, x.shape[0])
+        self.save(result.saved, kernel_backward, names, x.shape[0], grad_norms)
+        self.label = f"{type(self).__name__}\n{kernel_forward.__name__}, T={x.shape[0]}"  # for tinyseq.viz
         return np.concatenate([result.out] + [f[None] for f in finals], axis=0)
 
     def backward(self, g):
-        saved, kernel_backward, names, steps = self.saved
-        grads = kernel_backward(saved, g[:steps], *g[steps:], need_dx=self.needs_input_grad[0])
+        saved, kernel_backward, names, steps, grad_norms = self.saved
+        grads = kernel_backward(saved, g[:steps], *g[steps:], need_dx=self.needs_input_grad[0], grad_norms=grad_norms)
         return tuple(getattr(grads, name) for name in names)
 
 
-def run(kernel, x, states, weights, lengths, reverse, options):
+def run(kernel, x, states, weights, lengths, reverse, options, grad_norms=None):
     """Run one layer-direction on the CPU kernel pair ``kernel`` ("rnn", "lstm" or "gru").
 
     x (T, B, I) and ``states`` ((h0,) or (h0, c0), (B, H) each) are Tensors; ``weights`` maps
     the kernels' names ("w_ih", "w_hh", ...) to the layer's parameters; ``options`` are the
-    kernel's own arguments (``nonlinearity``, ``coupled`` or ``reset_after``). Returns
-    (out (T, B, H), the final states), as the graph's loop does.
+    kernel's own arguments (``nonlinearity``, ``coupled`` or ``reset_after``); ``grad_norms``
+    None or an (S, T, B) array for the backward's telemetry. Returns (out (T, B, H), the final
+    states), as the graph's loop does.
     """
     cpu = backend.load_jit().cpu
     pair = getattr(cpu, f"{kernel}_forward"), getattr(cpu, f"{kernel}_backward")
     names = ("x", "h0", "c0")[:1 + len(states)] + tuple(weights)
     packed = FusedRecurrence.apply(x, *states, *weights.values(), pair=pair, names=names, lengths=lengths,
-                                   reverse=reverse, options=options)
+                                   reverse=reverse, options=options, grad_norms=grad_norms)
     steps = x.shape[0]
     return packed[:steps], tuple(packed[steps + k] for k in range(len(states)))

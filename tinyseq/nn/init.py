@@ -10,8 +10,8 @@ Random values are drawn in float64 and rounded to the tensor's dtype on assignme
 Rounding is monotone, so a uniform fill on ``[a, b]`` stays within ``[dtype(a), dtype(b)]``.
 
 Recurrent extras beyond PyTorch: ``default_rnn_`` (PyTorch's RNN/LSTM/GRU default),
-``orthogonal_gates_`` and ``identity_`` for stacked-gate weights ``(G*H, H)``, and
-``lstm_forget_bias_``.
+``orthogonal_gates_``, ``identity_`` and ``spectral_radius_`` for stacked-gate weights
+``(G*H, H)``, and ``lstm_forget_bias_``.
 """
 
 import math
@@ -29,7 +29,7 @@ __all__ = [
     "manual_seed", "calculate_gain", "calculate_fan_in_and_fan_out",
     "uniform_", "normal_", "constant_", "zeros_", "ones_", "default_rnn_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
-    "orthogonal_", "orthogonal_gates_", "identity_", "eye_", "lstm_forget_bias_",
+    "orthogonal_", "orthogonal_gates_", "identity_", "eye_", "spectral_radius_", "lstm_forget_bias_",
 ]
 
 # ---------------------------------------------------------------- generator and checks
@@ -297,6 +297,32 @@ def identity_(t, scale=1.0, num_gates=1):
         )
     scale = _number(scale, "scale", "identity_")
     arr[...] = np.tile(scale * np.eye(block_rows), (num_gates, 1))
+    return t
+
+
+def spectral_radius_(t, radius, num_gates=1):
+    """Rescale a square recurrent weight so that its spectral radius (its eigenvalues' largest
+    modulus) is ``radius``; with ``num_gates=G`` each (H, H) block of a (G*H, H) weight on its own.
+
+    The eigenvalues of W_hh say how a linearised recurrence treats a perturbation of the state
+    over k steps: it shrinks like radius^k below 1 and grows like it above. ``t`` keeps its
+    shape of eigenvectors; a block whose eigenvalues are all 0 cannot be rescaled (ValueError).
+    """
+    arr = _array(t, "spectral_radius_")
+    if arr.ndim != 2:
+        raise ValueError(f"init.spectral_radius_: expected a 2-D tensor, got shape {arr.shape}")
+    num_gates, block_rows = _gate_rows(arr, num_gates, "spectral_radius_")
+    if block_rows != arr.shape[1]:
+        raise ValueError(f"init.spectral_radius_: expected square gate blocks, got {num_gates} block(s) of shape "
+                         f"({block_rows}, {arr.shape[1]}) from a weight of shape {arr.shape}")
+    radius = _number(radius, "radius", "spectral_radius_")
+    for k in range(num_gates):
+        block = arr[k * block_rows:(k + 1) * block_rows]
+        current = np.abs(np.linalg.eigvals(block.astype(np.float64))).max() if block.size else 0.0
+        if current == 0:
+            raise ValueError(f"init.spectral_radius_: block {k} has spectral radius 0 (all eigenvalues 0); "
+                             "fill it with something else first")
+        block[...] = block * (radius / current)
     return t
 
 

@@ -25,8 +25,9 @@ import numpy as np
 from .. import backend as _backend
 from .. import ops
 from .. import random as _random
+from .. import viz
 from ..gates import gate_slices, num_gates
-from ..tensor import Tensor, as_array
+from ..tensor import Tensor, as_array, creation_mark
 from . import _fused, init
 from .functional import dropout as _dropout
 from .module import Module, Parameter, as_input, check_dtype, check_int
@@ -460,11 +461,13 @@ class RNNBase(Module):
 
     # ------------------------------------------------------------ forward
 
-    def _run_direction(self, x, weights, states, mask, reverse):
+    def _run_direction(self, x, weights, states, mask, reverse, norms=None, label=""):
         """One layer-direction over all steps on the graph backend: the step function as ops.
 
         ``weights`` maps kernel names to this direction's parameters; ``states`` is (h0,) or
-        (h0, c0). Returns (outputs (T, B, H), the final states).
+        (h0, c0); ``norms``: None, or an (S, T, B) array that backward fills with each
+        sequence's ||dL/d state_t|| (as the fused kernels' telemetry does); ``label`` names
+        the steps in ``tinyseq.viz`` pictures. Returns (outputs (T, B, H), the final states).
         """
         kind = self._kind
         # RNN and LSTM add both biases outside any product, so they join the input
@@ -477,15 +480,26 @@ class RNNBase(Module):
         w = _StepWeights(self.mode, weights, self.coupled, self.reset_after, fold_b_hh=fold)
         outputs = [None] * x.shape[0]
         for t in reversed(range(x.shape[0])) if reverse else range(x.shape[0]):
+            first = creation_mark()
             new = kind.step(xp[t], states, w, self)
             if mask is None or mask[t].all():
                 states, outputs[t] = new, new[0]
             else:  # the padding rule: a padded step keeps the state and outputs zeros
                 states = tuple(ops.where(mask[t], n, s) for n, s in zip(new, states))
                 outputs[t] = ops.where(mask[t], new[0], 0.0)
+            if norms is not None and new[0].requires_grad:
+                for state, row in zip(new, norms[:, t]):  # its gradient is 0 at padded steps (where)
+                    state.register_hook(_norm_hook(row))
+            viz.mark_time_step(outputs[t], f"{label} t={t}", first)
         return ops.stack(outputs, axis=0), states
 
     def forward(self, x, hx=None, lengths=None):
+        return self._forward(x, hx, lengths)
+
+    def _forward(self, x, hx, lengths, grad_norms=None):
+        """``forward``; with a list as ``grad_norms``, each layer-direction (in the order of
+        h_n's first axis) appends to it the (S, T, B) array its backward fills with every
+        sequence's ||dL/dh_t|| (and ||dL/dc_t||) at every step (``tinyseq.bptt``)."""
         x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
         fused = _backend.resolve(self.backend) == "numba"
         if mask is not None and not fused:
@@ -503,10 +517,16 @@ class RNNBase(Module):
                 k = layer * self.num_directions + d
                 weights = _cell_weights(self, suffix)
                 initial = tuple(s[k] for s in states)
+                norms = None
+                if grad_norms is not None:
+                    norms = np.zeros((len(kind.states),) + x.shape[:2], dtype=x.dtype)
+                    grad_norms.append(norms)
                 if fused:
-                    out, final = _fused.run(kind.kernel, layer_input, initial, weights, lengths, d == 1, options)
+                    out, final = _fused.run(kind.kernel, layer_input, initial, weights, lengths, d == 1, options,
+                                            grad_norms=norms)
                 else:
-                    out, final = self._run_direction(layer_input, weights, initial, mask, reverse=d == 1)
+                    out, final = self._run_direction(layer_input, weights, initial, mask, d == 1, norms,
+                                                     label=f"{type(self).__name__}{suffix}")
                 outs.append(out)
                 finals.append(final)
             layer_input = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)
@@ -530,6 +550,15 @@ class RNNBase(Module):
             if value != default:
                 parts.append(f"{key}={value!r}")
         return ", ".join(parts)
+
+
+def _norm_hook(row):
+    """A backward hook that writes each sequence's gradient norm ||g[b]|| into ``row`` (B,)."""
+
+    def hook(g):
+        row[...] = np.sqrt((g * g).sum(axis=-1))
+
+    return hook
 
 
 # The layers' docstrings share their arguments, inputs and outputs; each fills in its

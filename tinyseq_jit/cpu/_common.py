@@ -127,6 +127,41 @@ def add_state_grad(t, lengths, dh, dh_rec):
             dh[b] += dh_rec[b]
 
 
+# ---------------------------------------------------------------- gradient telemetry
+#
+# A backward can record ||dL/dh_t|| (and an LSTM's ||dL/dc_t||) of every sequence at every
+# step: the norm of the state's gradient it holds anyway, once everything that reaches h_t
+# (its output's gradient, the next step's) is summed in. The caller hands over an (S, T, B)
+# array for the S states; without one the loops get an empty array and record nothing.
+
+
+def norm_buffer(name, grad_norms, states, inputs):
+    """What the backward loop records into: ``grad_norms`` checked ((S, T, B), x's dtype) with
+    its padded steps zeroed, or, for None, an empty (S, 0, 0) array that records nothing."""
+    steps, batch = inputs.x.shape[:2]
+    if grad_norms is None:
+        return np.empty((states, 0, 0), dtype=inputs.x.dtype)
+    expected = (states, steps, batch)
+    if (not isinstance(grad_norms, np.ndarray) or grad_norms.shape != expected or grad_norms.dtype != inputs.x.dtype
+            or not grad_norms.flags.c_contiguous or not grad_norms.flags.writeable):
+        got = (f"shape {grad_norms.shape}, dtype {grad_norms.dtype}" if isinstance(grad_norms, np.ndarray)
+               else type(grad_norms).__name__)
+        raise ValueError(f"{name}: grad_norms must be a writable C-contiguous {np.dtype(inputs.x.dtype)} array of "
+                         f"shape {expected} (states, T, B), got {got}")
+    zero_padding(inputs.padding, *grad_norms)
+    return grad_norms
+
+
+@jit
+def record_norm(grad_norms, state, t, b, grad):
+    """grad_norms[state, t, b] = ||grad||, unless ``grad_norms`` records nothing (no time axis)."""
+    if grad_norms.shape[1]:
+        total = 0.0
+        for v in grad:
+            total += v * v
+        grad_norms[state, t, b] = np.sqrt(total)
+
+
 # ---------------------------------------------------------------- the GEMMs outside the loop
 
 

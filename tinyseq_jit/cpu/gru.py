@@ -19,7 +19,8 @@ from tinyseq.gates import gate_slice, num_gates
 from .._contract import Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    Inputs, add_state_grad, check_inputs, input_grads, project, time_step, weight_grad, zero_padding,
+    Inputs, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, time_step, weight_grad,
+    zero_padding,
 )
 from ._gemm import plan_product, product_into, product_scratch
 from ._math import add_product, sigmoid_rows, tanh, tanh_rows
@@ -75,13 +76,14 @@ def _gru_forward(xp, w_hh_t, b_hh, gz, gn, h0, lengths, reverse, out, acts, n_re
 
 
 @jit
-def _gru_backward(d_out, d_h_n, w_hh, gz, gn, lengths, reverse, acts, n_rec, h_prev, d_xp, d_hw):
+def _gru_backward(d_out, d_h_n, w_hh, gz, gn, lengths, reverse, acts, n_rec, h_prev, d_xp, d_hw, grad_norms):
     """BPTT over all steps, r applied after the product; returns dh0.
 
     d_out (T, B, H), d_h_n (B, H): the incoming gradients; w_hh: ``plan_product(W_hh, B)``;
     gz, gn, lengths, reverse as for ``_gru_forward``, and its acts, n_rec and h_prev.
     Written at valid steps (zero them at padded steps before the call): d_xp (T, B, 3H)
-    the gradient of xp, d_hw (T, B, 3H) that of h_{t-1} W_hh^T + b_hh.
+    the gradient of xp, d_hw (T, B, 3H) that of h_{t-1} W_hh^T + b_hh; grad_norms (1, T, B)
+    ||dL/dh_t||, unless it is (1, 0, 0) (record nothing).
     """
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
@@ -96,6 +98,7 @@ def _gru_backward(d_out, d_h_n, w_hh, gz, gn, lengths, reverse, acts, n_rec, h_p
             r, z, n = a[:gz], a[gz:gn], a[gn:]
             dr, dz, dn = d_a[:gz], d_a[gz:gn], d_a[gn:]
             dh_t += d_out[t, b]
+            record_norm(grad_norms, 0, t, b, dh_t)
             for j in range(hidden):
                 dn[j] = dh_t[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
             for j in range(hidden):
@@ -147,11 +150,11 @@ def _gru_classic_forward(xp, w_rz_t, w_n_t, b_hh, gz, gn, h0, lengths, reverse, 
 
 
 @jit
-def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, gz, gn, lengths, reverse, acts, n_rec, h_prev, d_xp):
+def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, gz, gn, lengths, reverse, acts, n_rec, h_prev, d_xp, grad_norms):
     """BPTT over all steps, r applied before the product; returns dh0.
 
     As ``_gru_backward`` with W_hh planned in two parts (w_rz: its r and z rows, w_n: n's);
-    only d_xp is written (the gradient of b_hh equals b_ih's in this form).
+    only d_xp and grad_norms are written (the gradient of b_hh equals b_ih's in this form).
     """
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
@@ -168,6 +171,7 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, gz, gn, lengths, reverse, act
             a, dh_t, h_last, dz, dn = acts[t, b], dh[b], h_prev[t, b], d_a[b, gz:gn], d_a[b, gn:]
             z, n = a[gz:gn], a[gn:]
             dh_t += d_out[t, b]
+            record_norm(grad_norms, 0, t, b, dh_t)
             for j in range(hidden):
                 dn[j] = dh_t[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
             for j in range(hidden):
@@ -216,27 +220,29 @@ def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
     return Forward(out, h_n, None, GRUSaved(inputs, reset_after, acts, n_rec, h_prev))
 
 
-def gru_backward(saved, d_out, d_h_n, need_dx=True):
+def gru_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     """BPTT through a ``gru_forward`` call in one call; returns a ``Grads`` (x None unless
-    ``need_dx``)."""
+    ``need_dx``). ``grad_norms``, if given, a (1, T, B) array: written with ||dL/dh_t|| of
+    every sequence at every step (zero at padded steps)."""
     inputs = saved.inputs
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=inputs.x.dtype) for a in (d_out, d_h_n))
     batch, hidden = d_out.shape[1], d_out.shape[2]
     gz, gn = _gate_starts(hidden)
     w_hh, lengths, reverse = inputs.w["w_hh"], inputs.lengths, inputs.reverse
     d_xp = np.empty_like(saved.acts)
+    grad_norms = norm_buffer("gru_backward", grad_norms, 1, inputs)
     if saved.reset_after:
         d_hw = np.empty_like(saved.acts)
         zero_padding(inputs.padding, d_xp, d_hw)
         dh0 = _gru_backward(d_out, d_h_n, plan_product(w_hh, batch), gz, gn, lengths, reverse, saved.acts,
-                            saved.n_rec, saved.h_prev, d_xp, d_hw)
+                            saved.n_rec, saved.h_prev, d_xp, d_hw, grad_norms)
         dw_hh = weight_grad(d_hw, saved.h_prev)
         db_hh = d_hw.reshape(-1, 3 * hidden).sum(axis=0)
     else:
         zero_padding(inputs.padding, d_xp)
         w_rz, w_n = plan_product(w_hh[:gn], batch), plan_product(w_hh[gn:], batch)
         dh0 = _gru_classic_backward(d_out, d_h_n, w_rz, w_n, gz, gn, lengths, reverse, saved.acts, saved.n_rec,
-                                    saved.h_prev, d_xp)
+                                    saved.h_prev, d_xp, grad_norms)
         dw_hh = np.concatenate([weight_grad(d_xp[..., :gn], saved.h_prev), weight_grad(d_xp[..., gn:], saved.n_rec)])
         db_hh = None
     dx, dw_ih, db_ih = input_grads(inputs, d_xp, need_dx)

@@ -19,7 +19,8 @@ from tinyseq.gates import gate_slice, num_gates
 from .._contract import WEIGHTS, Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    Inputs, add_biases, add_state_grad, check_inputs, input_grads, project, time_step, weight_grad, zero_padding,
+    Inputs, add_biases, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, time_step,
+    weight_grad, zero_padding,
 )
 from ._gemm import plan_product, product_into, product_scratch
 from ._math import add_product, sigmoid_rows, tanh, tanh_rows
@@ -92,14 +93,15 @@ def _lstm_forward(xp, w_hh_t, peep, peephole, coupled, gf, gg, go, h0, c0, lengt
 
 @jit
 def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, go, lengths, reverse, acts, c_prev,
-                   c_new, d_gates, d_peep):
-    """BPTT over all steps; returns (dh0, dc0) and fills ``d_gates`` and ``d_peep``.
+                   c_new, d_gates, d_peep, grad_norms):
+    """BPTT over all steps; returns (dh0, dc0) and fills ``d_gates``, ``d_peep`` and ``grad_norms``.
 
     d_out (T, B, H), d_h_n and d_c_n (B, H): the incoming gradients; w_hh:
     ``plan_product(W_hh, B)``; peep, peephole, coupled, gf, gg, go, lengths, reverse as for
     ``_lstm_forward``, and its acts, c_prev and c_new. Written: d_gates (T, B, G*H), the
     gradients of the gates' pre-activations at valid steps (zero them at padded steps before
-    the call); d_peep (3, H) += the peepholes' gradients.
+    the call); d_peep (3, H) += the peepholes' gradients; grad_norms (2, T, B): ||dL/dh_t|| and
+    ||dL/dc_t|| at valid steps, or (2, 0, 0) to record nothing.
     """
     steps, batch, hidden = d_out.shape
     ci, cf, co = peep[0], peep[1], peep[2]
@@ -116,6 +118,7 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, g
             f, g, o = a[gf:gg], a[gg:go], a[go:]
             df, dg, do = da[gf:gg], da[gg:go], da[go:]
             dh_t += d_out[t, b]
+            record_norm(grad_norms, 0, t, b, dh_t)
             for j in range(hidden):  # through h_t = o tanh(c_t)
                 tanh_c = tanh(c_t[j])
                 do[j] = dh_t[j] * tanh_c * o[j] * (1.0 - o[j])
@@ -124,6 +127,7 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, g
             if peephole:
                 add_product(dc_t, do, co)
                 add_product(d_co, do, c_t)
+            record_norm(grad_norms, 1, t, b, dc_t)  # all of dL/dc_t is in now
             if coupled:  # through c_t = f c_{t-1} + (1 - f) g
                 for j in range(hidden):
                     dg[j] = dc_t[j] * (1.0 - f[j]) * (1.0 - g[j] * g[j])
@@ -172,17 +176,20 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
     return Forward(out, h_n, c_n, LSTMSaved(inputs, peep, peephole, coupled, acts, h_prev, c_prev, c_new))
 
 
-def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True):
+def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True, grad_norms=None):
     """BPTT through a ``lstm_forward`` call in one call; returns a ``Grads`` (x None unless
-    ``need_dx``)."""
+    ``need_dx``). ``grad_norms``, if given, a (2, T, B) array: written with ||dL/dh_t|| and
+    ||dL/dc_t|| of every sequence at every step (zero at padded steps)."""
     inputs = saved.inputs
     d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=inputs.x.dtype) for a in (d_out, d_h_n, d_c_n))
     d_gates = np.empty_like(saved.acts)
     zero_padding(inputs.padding, d_gates)
     d_peep = np.zeros_like(saved.peep)
+    grad_norms = norm_buffer("lstm_backward", grad_norms, 2, inputs)
     dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(inputs.w["w_hh"], d_out.shape[1]), saved.peep,
                               saved.peephole, saved.coupled, *_gate_starts(d_out.shape[2], saved.coupled),
-                              inputs.lengths, inputs.reverse, saved.acts, saved.c_prev, saved.c_new, d_gates, d_peep)
+                              inputs.lengths, inputs.reverse, saved.acts, saved.c_prev, saved.c_new, d_gates, d_peep,
+                              grad_norms)
     dx, dw_ih, db = input_grads(inputs, d_gates, need_dx)
     return weight_grads(inputs.w, x=dx, h0=dh0, c0=dc0, w_ih=dw_ih, w_hh=weight_grad(d_gates, saved.h_prev),
                         b_ih=db, b_hh=db.copy(), ci=d_peep[0], cf=d_peep[1], co=d_peep[2])

@@ -12,7 +12,8 @@ from tinyseq.gates import num_gates
 from .._contract import Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    Inputs, add_biases, add_state_grad, check_inputs, input_grads, project, time_step, weight_grad, zero_padding,
+    Inputs, add_biases, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, time_step,
+    weight_grad, zero_padding,
 )
 from ._gemm import plan_product, product_into, product_scratch
 from ._math import tanh_rows
@@ -59,12 +60,13 @@ def _rnn_forward(xp, w_hh_t, relu, h0, lengths, reverse, out, h_prev):
 
 
 @jit
-def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre):
-    """BPTT over all steps; returns dh0 and fills ``d_pre``.
+def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre, grad_norms):
+    """BPTT over all steps; returns dh0 and fills ``d_pre`` and ``grad_norms``.
 
     d_out (T, B, H), d_h_n (B, H): the incoming gradients; w_hh: ``plan_product(W_hh, B)``;
     out (T, B, H): the forward's h_t; d_pre (T, B, H): written with the gradient of each
-    step's pre-activation at valid steps (zero them at padded steps before the call).
+    step's pre-activation at valid steps (zero them at padded steps before the call);
+    grad_norms (1, T, B): ||dL/dh_t|| at valid steps, or (1, 0, 0) to record nothing.
     """
     steps, batch, hidden = d_out.shape
     dh = d_h_n.copy()
@@ -75,13 +77,15 @@ def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre):
         for b in range(batch):
             if t >= lengths[b]:
                 continue
-            h_t, d_p, dh_t, d_o = out[t, b], d_pre[t, b], dh[b], d_out[t, b]
+            h_t, d_p, dh_t = out[t, b], d_pre[t, b], dh[b]
+            dh_t += d_out[t, b]
+            record_norm(grad_norms, 0, t, b, dh_t)
             if relu:
                 for j in range(hidden):
-                    d_p[j] = (dh_t[j] + d_o[j]) * (1.0 if h_t[j] > 0 else 0.0)
+                    d_p[j] = dh_t[j] * (1.0 if h_t[j] > 0 else 0.0)
             else:
                 for j in range(hidden):
-                    d_p[j] = (dh_t[j] + d_o[j]) * (1.0 - h_t[j] * h_t[j])
+                    d_p[j] = dh_t[j] * (1.0 - h_t[j] * h_t[j])
             dh_t[:] = 0.0  # h_{t-1} reaches h_t only through the product
         product_into(d_pre[t], w_hh, parts, dh_rec)
         add_state_grad(t, lengths, dh, dh_rec)
@@ -108,15 +112,17 @@ def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"
     return Forward(out, h_n, None, RNNSaved(inputs, relu, out, h_prev))
 
 
-def rnn_backward(saved, d_out, d_h_n, need_dx=True):
+def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     """BPTT through an ``rnn_forward`` call in one call; returns a ``Grads`` (x None unless
-    ``need_dx``)."""
+    ``need_dx``). ``grad_norms``, if given, a (1, T, B) array: written with ||dL/dh_t|| of
+    every sequence at every step (zero at padded steps)."""
     inputs = saved.inputs
     d_out, d_h_n = (np.ascontiguousarray(a, dtype=inputs.x.dtype) for a in (d_out, d_h_n))
     d_pre = np.empty_like(saved.out)
     zero_padding(inputs.padding, d_pre)
+    grad_norms = norm_buffer("rnn_backward", grad_norms, 1, inputs)
     dh0 = _rnn_backward(d_out, d_h_n, plan_product(inputs.w["w_hh"], d_out.shape[1]), saved.relu, inputs.lengths,
-                        inputs.reverse, saved.out, d_pre)
+                        inputs.reverse, saved.out, d_pre, grad_norms)
     dx, dw_ih, db = input_grads(inputs, d_pre, need_dx)
     return weight_grads(inputs.w, x=dx, h0=dh0, w_ih=dw_ih, w_hh=weight_grad(d_pre, saved.h_prev), b_ih=db,
                         b_hh=db.copy())
