@@ -20,7 +20,11 @@ Prints a table (the spectral radius of W_hh, |dL/dh_t| at the first step, the me
 per step, the largest singular value of dh_{T-1}/dh_0), writes <out>/results.json and
 <out>/gradient_flow.png: |dL/dh_t| against t, the largest singular value of the Jacobian
 product against the number of steps it spans, and W_hh's eigenvalues against the unit circle.
+Where Graphviz's ``dot`` is installed it also draws the graph BPTT walks for a 3-step tanh RNN
+into <out>/rnn_graph.png (``tinyseq.viz``).
 """
+
+import shutil
 
 import numpy as np
 
@@ -103,6 +107,17 @@ def plot(runs, path):
     common.save_figure(fig, path)
 
 
+def draw_graph(path):
+    """The autodiff graph of a 3-step tanh RNN with the loss at its last step, drawn by Graphviz."""
+    if shutil.which("dot") is None:
+        print(f"not drawing {path}: Graphviz's dot is not installed (viz.to_dot gives the DOT text without it)")
+        return None
+    rnn = nn.RNN(2, 3, backend="graph")
+    out, _ = rnn(np.ones((3, 1, 2), dtype=np.float32))
+    print(f"wrote {ts.viz.render(ts.bptt.last_step_loss(out), path, params=rnn)}")
+    return str(path)
+
+
 def main(argv=None):
     """Study every model on one input; print the table, write the JSON and PNG, return the results."""
     p = common.parser(__doc__.splitlines()[0], out="runs/gradient_flow")
@@ -133,8 +148,9 @@ def main(argv=None):
     print(f"T={args.steps} H={args.hidden} B={args.batch}: {timer.seconds:.1f} s")
     config = {k: getattr(args, k) for k in ("steps", "hidden", "batch", "inputs", "seed", "backend", "quick")}
     results = {"config": {**config, "models": models}, "seconds": timer.seconds, "runs": runs}
-    common.write_json(f"{args.out}/results.json", results)
     plot(runs, f"{args.out}/gradient_flow.png")
+    results["graph"] = draw_graph(f"{args.out}/rnn_graph.png")
+    common.write_json(f"{args.out}/results.json", results)
     return results
 
 

@@ -128,6 +128,22 @@ def test_the_instruments_leave_the_parameters_grads_and_refuse_bad_arguments():
         state_jacobians(nn.LSTM(2, 3, num_layers=2).double(), x)
 
 
+def test_the_instruments_work_on_a_frozen_layer_under_no_grad_and_draw_no_random_numbers():
+    layer = nn.GRU(2, 3).double()
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    x = np.random.default_rng(0).standard_normal((4, 2, 2))
+    ts.manual_seed(3)
+    with ts.no_grad():
+        flow = grad_norms_through_time(layer, x)
+        spectra = state_jacobians(layer, x)
+    np.testing.assert_allclose(flow.h[0, -1], 1.0, rtol=1e-12)
+    assert spectra.jacobians.shape == (4, 2, 3, 3) and np.abs(spectra.jacobians).max() > 0
+    drawn = ts.rand(3).data
+    ts.manual_seed(3)
+    np.testing.assert_array_equal(ts.rand(3).data, drawn)
+
+
 # ---------------------------------------------------------------- the kernels' telemetry
 
 

@@ -1,6 +1,7 @@
 """examples/gradient_flow.py: the vanishing and exploding story, measured on seven networks."""
 
 import json
+import shutil
 
 import pytest
 
@@ -24,6 +25,10 @@ def test_quick_run_tells_the_vanishing_story(tmp_path):
     assert runs["tanh rho=0.5"]["factor_per_step"] < 0.5
     assert json.loads((tmp_path / "results.json").read_text())["config"]["steps"] == 30
     assert (tmp_path / "gradient_flow.png").stat().st_size > 10_000
+    if shutil.which("dot"):  # .ci/run installs Graphviz
+        assert (tmp_path / "rnn_graph.png").read_bytes()[:4] == b"\x89PNG"
+    else:
+        assert results["graph"] is None
 
 
 def test_bad_flags_are_refused():

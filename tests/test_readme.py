@@ -40,6 +40,18 @@ def kernel_contract(ns, tmp_path):  # "(5, 2, 4) (16, 4) None": named gradients,
     np.testing.assert_array_equal(ns["result"].out[3:, 1], 0.0)  # past the second sequence's length
 
 
+def study(ns, tmp_path):  # vanishing norms and spectral norms, radius 0.5, truncation exact at k = T, 3 clusters
+    norms = [float(v) for v in ns["printed"][0].strip("[]").split()]
+    assert norms[-1] == 1.0 or abs(norms[-1] - 1) < 1e-12
+    assert all(a < 1e-3 * b for a, b in zip(norms, norms[1:]))  # each 33 steps back: under a thousandth
+    sigma = ns["spectra"].spectral_norms[::33, 0]
+    assert all(a < 1e-3 * b for a, b in zip(sigma, sigma[1:]))
+    assert abs(float(ns["printed"][2]) - 0.5) < 1e-12
+    rows = ns["printed"][3:]
+    assert len(rows) == 3 and rows[2] == "TruncationBias(k=100, cosine=1.0, relative_error=0.0)"
+    assert ns["dot"].count("subgraph cluster_") == 3
+
+
 # What each block claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "trainer = ts.bptt.TBPTT(": tour,
@@ -48,6 +60,7 @@ CLAIMS = {
     "class Classifier(nn.Module):": classifier,
     'with backend.use_backend("graph"):': backends,
     "grads = cpu.lstm_backward(": kernel_contract,
+    "flow = bptt.grad_norms_through_time(": study,
 }
 
 

@@ -34,7 +34,8 @@ import numpy as np
 from . import nn, ops
 from ._checks import check_int
 from .gates import gate_names
-from .tensor import Tensor, as_array, no_grad
+from .random import get_rng_state, set_rng_state
+from .tensor import Tensor, as_array, enable_grad, no_grad
 
 
 def detach_state(state):
@@ -172,24 +173,24 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
     layer's arguments.
 
     h_t is the state after step t (for a reverse direction too, t is the input's step), and
-    dL/dh_t is all of it: through the output at t and through every later step. Steps past
-    a sequence's length read 0. The parameters' ``.grad`` are left as they were.
+    dL/dh_t is all of it: through the output at t and through the steps that read h_t after
+    it. Steps past a sequence's length read 0. The parameters' ``.grad`` are left as they were.
     Returns a ``GradientFlow``.
     """
     if not isinstance(layer, nn.Module):
         raise TypeError(f"grad_norms_through_time: expected a recurrent layer or a cell Module, got "
                         f"{type(layer).__name__}")
     recorded = []  # an (S, T, B) array per layer-direction, filled by backward
-    with _grads_kept(layer):
+    with _grads_kept(layer), enable_grad():
         if isinstance(layer, nn.rnn.RNNBase):
-            output, state = layer._forward(x, hx, lengths, grad_norms=recorded)
+            output, state = layer._forward(_leaf(x), hx, lengths, grad_norms=recorded)
             names = tuple(s[1:] for k in range(layer.num_layers) for s in layer._suffixes(k))
             batch_first = layer.batch_first
         else:
             if lengths is not None:
                 raise ValueError("grad_norms_through_time: lengths= is for the recurrent layers; a cell runs all T steps")
             layer, x = _as_cell("grad_norms_through_time", layer, x)
-            steps = _unroll(layer, x, hx)
+            steps = _unroll(layer, _leaf(x), hx)
             recorded.append(np.zeros((len(steps[0]),) + x.shape[:2], dtype=steps[0][0].dtype))
             for t, states in enumerate(steps):
                 for s, row in zip(states, recorded[0][:, t]):
@@ -268,7 +269,7 @@ def state_jacobians(cell, x, hx=None, top=None):
     batch, n = entering[0][0].shape[0], sum(sizes)
     seeds = np.split(np.tile(np.eye(n, dtype=entering[0][0].dtype), (batch, 1)), np.cumsum(sizes)[:-1], axis=1)
     jacobians = np.empty((len(steps), batch, n, n), dtype=seeds[0].dtype)
-    with _grads_kept(cell):
+    with _grads_kept(cell), enable_grad():
         for t, states in enumerate(entering):
             # Row (b, i) of the repeated batch gets the seed e_i: its gradient is row i of J_b.
             leaves = [Tensor(np.repeat(s, n, axis=0), requires_grad=True) for s in states]
@@ -293,11 +294,12 @@ def _as_cell(owner, cell, x):
         if layer.num_layers != 1 or layer.bidirectional:
             raise ValueError(f"{owner}: expected a one-layer, one-direction layer, got num_layers={layer.num_layers}, "
                              f"bidirectional={layer.bidirectional}; pass a cell with the weights you want to study")
-        kind = layer._kind
+        rng_state = get_rng_state()  # the cell's own initial draws must not move the user's stream
         cell = getattr(nn, f"{layer.mode}Cell")(layer.input_size, layer.hidden_size, layer.bias,
-                                                **{k: getattr(layer, k) for k in kind.options},
+                                                **{k: getattr(layer, k) for k in layer._kind.options},
                                                 dtype=nn.rnn._param_dtype(layer))
-        for key, attr in nn.rnn._PARAMETERS.items():
+        set_rng_state(rng_state)
+        for attr in nn.rnn._PARAMETERS.values():
             setattr(cell, attr, getattr(layer, f"{attr}_l0", None))
         if layer.batch_first and x.ndim == 3:
             x = x.swapaxes(0, 1)
@@ -381,7 +383,7 @@ def truncation_bias(model, loss_fn, batch, ks, batch_first=False, state=None):
     was_training = model.training
     model.eval()
     try:
-        with _grads_kept(model) as params:
+        with _grads_kept(model) as params, enable_grad():
             full = _truncated_gradient(model, params, loss_fn, x, y, steps, steps, batch_first, state)
             rows = []
             for k in ks:
@@ -422,6 +424,15 @@ def _grads_kept(module):
     finally:
         for p, g in zip(params, kept):
             p.grad = g
+
+
+def _leaf(x):
+    """x as a Tensor that requires grad (a float array, or a Tensor as it is): then there is a graph
+    to walk back through even when every parameter is frozen."""
+    if isinstance(x, Tensor):
+        return x
+    x = as_array(x)
+    return Tensor(x, requires_grad=True) if x.dtype.kind == "f" else Tensor(x)
 
 
 def _scalar_loss(owner, loss):

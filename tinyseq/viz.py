@@ -22,12 +22,12 @@ import subprocess
 FORMATS = ("svg", "png", "pdf")
 
 
-def mark_time_step(tensor, label, first):
+def mark_time_step(tensor, label, t, first):
     """Record that the ops made since ``tinyseq.tensor.creation_mark()`` returned ``first``, up
-    to the one that made ``tensor``, are one time step named ``label`` (the recurrent layers
-    call it once per step; nothing is recorded outside the graph)."""
+    to the one that made ``tensor``, are step ``t`` of the layer-direction ``label`` (the
+    recurrent layers call it once per step; nothing is recorded outside the graph)."""
     if tensor._ctx is not None:
-        tensor._ctx.time_step = (label, first)
+        tensor._ctx.time_step = (label, t, first)
 
 
 def to_dot(tensor, params=None):
@@ -127,8 +127,8 @@ def _time_steps(nodes):
         k = bisect.bisect_left(ends, node._seq)
         if node._ctx is None or k == len(marks):
             return None
-        label, first = marks[k][1]
-        return label if node._seq > first else None
+        label, t, first = marks[k][1]
+        return f"{label} t={t}" if node._seq > first else None
 
     return step
 

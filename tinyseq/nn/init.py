@@ -305,8 +305,9 @@ def spectral_radius_(t, radius, num_gates=1):
     modulus) is ``radius``; with ``num_gates=G`` each (H, H) block of a (G*H, H) weight on its own.
 
     The eigenvalues of W_hh say how a linearised recurrence treats a perturbation of the state
-    over k steps: it shrinks like radius^k below 1 and grows like it above. ``t`` keeps its
-    shape of eigenvectors; a block whose eigenvalues are all 0 cannot be rescaled (ValueError).
+    over k steps: it shrinks like radius^k below 1 and grows like it above. Only the scale
+    changes (the eigenvectors stay); a block whose eigenvalues are all 0 cannot be rescaled
+    (ValueError).
     """
     arr = _array(t, "spectral_radius_")
     if arr.ndim != 2:

@@ -490,7 +490,7 @@ class RNNBase(Module):
             if norms is not None and new[0].requires_grad:
                 for state, row in zip(new, norms[:, t]):  # its gradient is 0 at padded steps (where)
                     state.register_hook(_norm_hook(row))
-            viz.mark_time_step(outputs[t], f"{label} t={t}", first)
+            viz.mark_time_step(outputs[t], label, t, first)
         return ops.stack(outputs, axis=0), states
 
     def forward(self, x, hx=None, lengths=None):

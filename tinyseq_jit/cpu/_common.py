@@ -130,9 +130,12 @@ def add_state_grad(t, lengths, dh, dh_rec):
 # ---------------------------------------------------------------- gradient telemetry
 #
 # A backward can record ||dL/dh_t|| (and an LSTM's ||dL/dc_t||) of every sequence at every
-# step: the norm of the state's gradient it holds anyway, once everything that reaches h_t
-# (its output's gradient, the next step's) is summed in. The caller hands over an (S, T, B)
-# array for the S states; without one the loops get an empty array and record nothing.
+# step: the norm of the state's gradient it holds anyway, once everything that reaches the
+# state (its output's gradient, the next step's) is summed in. The caller hands over an
+# (S, T, B) array for the S states; without one the loops get an empty (S, 0, 0) array and
+# skip the recording. NOTE: dL/dh_t is recorded by ``record_norms`` once per step, before
+# the loop over the batch, which it leaves as it was: the same code inside that loop, even
+# never run, made a small RNN's backward 10% slower (benchmarks/RESULTS.md, issue 12).
 
 
 def norm_buffer(name, grad_norms, states, inputs):
@@ -153,13 +156,25 @@ def norm_buffer(name, grad_norms, states, inputs):
 
 
 @jit
+def record_norms(grad_norms, state, t, lengths, dh, d_out_t):
+    """grad_norms[state, t, b] = ||dh[b] + d_out_t[b]|| for every sequence b inside its length:
+    the state's gradient from step t+1 plus the output's: all of dL/dh_t."""
+    for b in range(dh.shape[0]):
+        if t < lengths[b]:
+            total = 0.0
+            for j in range(dh.shape[1]):
+                g = dh[b, j] + d_out_t[b, j]
+                total += g * g
+            grad_norms[state, t, b] = np.sqrt(total)
+
+
+@jit
 def record_norm(grad_norms, state, t, b, grad):
-    """grad_norms[state, t, b] = ||grad||, unless ``grad_norms`` records nothing (no time axis)."""
-    if grad_norms.shape[1]:
-        total = 0.0
-        for v in grad:
-            total += v * v
-        grad_norms[state, t, b] = np.sqrt(total)
+    """grad_norms[state, t, b] = ||grad||."""
+    total = 0.0
+    for v in grad:
+        total += v * v
+    grad_norms[state, t, b] = np.sqrt(total)
 
 
 # ---------------------------------------------------------------- the GEMMs outside the loop

@@ -19,7 +19,7 @@ from tinyseq.gates import gate_slice, num_gates
 from .._contract import Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    Inputs, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, time_step, weight_grad,
+    Inputs, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norms, time_step, weight_grad,
     zero_padding,
 )
 from ._gemm import plan_product, product_into, product_scratch
@@ -89,8 +89,11 @@ def _gru_backward(d_out, d_h_n, w_hh, gz, gn, lengths, reverse, acts, n_rec, h_p
     dh = d_h_n.copy()
     dh_rec = np.empty_like(dh)
     parts = product_scratch(batch, w_hh)
+    record = grad_norms.shape[1] > 0
     for s in range(steps):
         t = time_step(s, steps, not reverse)  # BPTT runs the other way
+        if record:
+            record_norms(grad_norms, 0, t, lengths, dh, d_out[t])
         for b in range(batch):
             if t >= lengths[b]:
                 continue
@@ -98,7 +101,6 @@ def _gru_backward(d_out, d_h_n, w_hh, gz, gn, lengths, reverse, acts, n_rec, h_p
             r, z, n = a[:gz], a[gz:gn], a[gn:]
             dr, dz, dn = d_a[:gz], d_a[gz:gn], d_a[gn:]
             dh_t += d_out[t, b]
-            record_norm(grad_norms, 0, t, b, dh_t)
             for j in range(hidden):
                 dn[j] = dh_t[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
             for j in range(hidden):
@@ -162,8 +164,11 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, gz, gn, lengths, reverse, act
     dh_rec = np.empty_like(dh)
     d_n, d_rz = np.empty_like(dh), np.empty((batch, gn), dtype=dh.dtype)  # contiguous for the products
     parts_rz, parts_n = product_scratch(batch, w_rz), product_scratch(batch, w_n)
+    record = grad_norms.shape[1] > 0
     for s in range(steps):
         t = time_step(s, steps, not reverse)  # BPTT runs the other way
+        if record:
+            record_norms(grad_norms, 0, t, lengths, dh, d_out[t])
         d_a = d_xp[t]
         for b in range(batch):
             if t >= lengths[b]:
@@ -171,7 +176,6 @@ def _gru_classic_backward(d_out, d_h_n, w_rz, w_n, gz, gn, lengths, reverse, act
             a, dh_t, h_last, dz, dn = acts[t, b], dh[b], h_prev[t, b], d_a[b, gz:gn], d_a[b, gn:]
             z, n = a[gz:gn], a[gn:]
             dh_t += d_out[t, b]
-            record_norm(grad_norms, 0, t, b, dh_t)
             for j in range(hidden):
                 dn[j] = dh_t[j] * (1.0 - z[j]) * (1.0 - n[j] * n[j])
             for j in range(hidden):

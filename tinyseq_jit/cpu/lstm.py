@@ -19,8 +19,8 @@ from tinyseq.gates import gate_slice, num_gates
 from .._contract import WEIGHTS, Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    Inputs, add_biases, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, time_step,
-    weight_grad, zero_padding,
+    Inputs, add_biases, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, record_norms,
+    time_step, weight_grad, zero_padding,
 )
 from ._gemm import plan_product, product_into, product_scratch
 from ._math import add_product, sigmoid_rows, tanh, tanh_rows
@@ -109,8 +109,11 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, g
     dh, dc = d_h_n.copy(), d_c_n.copy()
     dh_rec = np.empty_like(dh)
     parts = product_scratch(batch, w_hh)
+    record = grad_norms.shape[1] > 0
     for s in range(steps):
         t = time_step(s, steps, not reverse)  # BPTT runs the other way
+        if record:
+            record_norms(grad_norms, 0, t, lengths, dh, d_out[t])
         for b in range(batch):
             if t >= lengths[b]:
                 continue
@@ -118,7 +121,6 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, g
             f, g, o = a[gf:gg], a[gg:go], a[go:]
             df, dg, do = da[gf:gg], da[gg:go], da[go:]
             dh_t += d_out[t, b]
-            record_norm(grad_norms, 0, t, b, dh_t)
             for j in range(hidden):  # through h_t = o tanh(c_t)
                 tanh_c = tanh(c_t[j])
                 do[j] = dh_t[j] * tanh_c * o[j] * (1.0 - o[j])
@@ -127,7 +129,8 @@ def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, g
             if peephole:
                 add_product(dc_t, do, co)
                 add_product(d_co, do, c_t)
-            record_norm(grad_norms, 1, t, b, dc_t)  # all of dL/dc_t is in now
+            if record:  # all of dL/dc_t is in now
+                record_norm(grad_norms, 1, t, b, dc_t)
             if coupled:  # through c_t = f c_{t-1} + (1 - f) g
                 for j in range(hidden):
                     dg[j] = dc_t[j] * (1.0 - f[j]) * (1.0 - g[j] * g[j])

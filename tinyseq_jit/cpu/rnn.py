@@ -12,7 +12,7 @@ from tinyseq.gates import num_gates
 from .._contract import Forward, weight_grads
 from .._jit import jit
 from ._common import (
-    Inputs, add_biases, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norm, time_step,
+    Inputs, add_biases, add_state_grad, check_inputs, input_grads, norm_buffer, project, record_norms, time_step,
     weight_grad, zero_padding,
 )
 from ._gemm import plan_product, product_into, product_scratch
@@ -72,20 +72,21 @@ def _rnn_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre, grad_n
     dh = d_h_n.copy()
     dh_rec = np.empty_like(dh)
     parts = product_scratch(batch, w_hh)
+    record = grad_norms.shape[1] > 0
     for s in range(steps):
         t = time_step(s, steps, not reverse)  # BPTT runs the other way
+        if record:
+            record_norms(grad_norms, 0, t, lengths, dh, d_out[t])
         for b in range(batch):
             if t >= lengths[b]:
                 continue
-            h_t, d_p, dh_t = out[t, b], d_pre[t, b], dh[b]
-            dh_t += d_out[t, b]
-            record_norm(grad_norms, 0, t, b, dh_t)
+            h_t, d_p, dh_t, d_o = out[t, b], d_pre[t, b], dh[b], d_out[t, b]
             if relu:
                 for j in range(hidden):
-                    d_p[j] = dh_t[j] * (1.0 if h_t[j] > 0 else 0.0)
+                    d_p[j] = (dh_t[j] + d_o[j]) * (1.0 if h_t[j] > 0 else 0.0)
             else:
                 for j in range(hidden):
-                    d_p[j] = dh_t[j] * (1.0 - h_t[j] * h_t[j])
+                    d_p[j] = (dh_t[j] + d_o[j]) * (1.0 - h_t[j] * h_t[j])
             dh_t[:] = 0.0  # h_{t-1} reaches h_t only through the product
         product_into(d_pre[t], w_hh, parts, dh_rec)
         add_state_grad(t, lengths, dh, dh_rec)
