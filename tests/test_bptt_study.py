@@ -144,6 +144,31 @@ def test_the_instruments_work_on_a_frozen_layer_under_no_grad_and_draw_no_random
     np.testing.assert_array_equal(ts.rand(3).data, drawn)
 
 
+def test_the_instruments_run_in_evaluation_mode_and_read_inputs_as_values():
+    ts.manual_seed(11)
+    layer = nn.GRU(3, 4, num_layers=2, dropout=0.5, backend="graph").double()  # in training mode
+    x = np.random.default_rng(12).standard_normal((6, 2, 3))
+    first, state = grad_norms_through_time(layer, x), ts.get_rng_state()
+    np.testing.assert_array_equal(grad_norms_through_time(layer, x).h, first.h)  # no dropout: the same numbers
+    assert layer.training and ts.get_rng_state() == state
+    np.testing.assert_array_equal(grad_norms_through_time(layer, x.tolist()).h, first.h)  # lists, as the layer takes
+    xt, h0 = Tensor(x, requires_grad=True), Tensor(np.zeros((2, 2, 4)), requires_grad=True)
+    np.testing.assert_array_equal(grad_norms_through_time(layer, xt, hx=h0).h, first.h)
+    assert xt.grad is None and h0.grad is None  # read as values
+    rnn = nn.LSTM(3, 4).double()
+    h0 = np.random.default_rng(13).standard_normal((1, 2, 4))
+    with_layer_state = state_jacobians(rnn, x, hx=(h0, h0))  # the layer's (1, B, H), as h_n comes back
+    np.testing.assert_array_equal(state_jacobians(rnn, x, hx=(h0[0], h0[0])).jacobians, with_layer_state.jacobians)
+
+
+def test_a_whole_model_is_refused_with_a_pointer_to_its_layer():
+    model = Model("graph")
+    x = np.zeros((5, 2, 3), dtype=np.float32)
+    for instrument in (grad_norms_through_time, state_jacobians):
+        with pytest.raises(TypeError, match="holding the recurrent layer 'rnn'; pass that layer"):
+            instrument(model, x)
+
+
 # ---------------------------------------------------------------- the kernels' telemetry
 
 
@@ -172,10 +197,14 @@ def test_kernel_telemetry_writes_every_element_and_changes_no_gradient(kernel):
     assert (norms[:, np.arange(steps)[:, None] < lengths] > 0).all()
     for a, b in zip(plain, recorded):
         assert (a is None and b is None) or np.array_equal(a, b)
-    with pytest.raises(ValueError, match=f"{name}_backward: grad_norms must be .* of shape \\({len(states)}, 5, 3\\)"):
+    with pytest.raises(ValueError, match=f"{name}_backward: grad_norms must have shape \\({len(states)}, 5, 3\\)"):
         backward(saved, d_out, *d_states, grad_norms=np.zeros((len(states), 3, 5)))
     with pytest.raises(ValueError, match="float64"):
         backward(saved, d_out, *d_states, grad_norms=np.zeros((len(states), steps, batch), dtype=np.float32))
+    with pytest.raises(TypeError, match="None or a NumPy array, got list"):
+        backward(saved, d_out, *d_states, grad_norms=norms.tolist())
+    with pytest.raises(ValueError, match="C-contiguous"):
+        backward(saved, d_out, *d_states, grad_norms=np.zeros((len(states), batch, steps)).transpose(0, 2, 1))
 
 
 # ---------------------------------------------------------------- Jacobian spectra
@@ -317,6 +346,17 @@ def test_truncation_bias_refuses_what_truncated_bptt_refuses():
         truncation_bias(Model("graph"), mse, (x, x), ks=[0])
     with pytest.raises(ValueError, match="same, non-zero number of steps"):
         truncation_bias(Model("graph"), mse, (x, x[:3]), ks=[2])
+    with pytest.raises(TypeError, match="ks must be a list of ints"):
+        truncation_bias(Model("graph"), mse, (x, x), ks=4)
+    with pytest.raises(ValueError, match="batch must be a pair"):
+        truncation_bias(Model("graph"), mse, (x, x, x), ks=[2])
+    frozen = Model("graph")
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter of the model requires grad"):
+        truncation_bias(frozen, mse, (x, x), ks=[2])
+    with pytest.raises(ValueError, match="the full BPTT gradient is zero"):
+        truncation_bias(Model("graph"), lambda out, y: (out * 0).sum(), (x, x), ks=[2])
 
 
 # ---------------------------------------------------------------- the spectral-radius init
@@ -333,3 +373,7 @@ def test_spectral_radius_init_sets_each_gate_block_s_radius():
         nn.init.spectral_radius_(np.zeros((3, 3)), 1.0)
     with pytest.raises(ValueError, match="square gate blocks"):
         nn.init.spectral_radius_(np.ones((4, 3)), 1.0)
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        nn.init.spectral_radius_(np.eye(3), -1.0)
+    with pytest.raises(ValueError, match="nan or inf"):
+        nn.init.spectral_radius_(np.full((3, 3), np.nan), 1.0)

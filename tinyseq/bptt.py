@@ -21,17 +21,18 @@ The instruments (see the README's "Studying BPTT"):
 - ``grad_norms_through_time``: ||dL/dh_t|| (and ||dL/dc_t||) at every step, per layer and
   direction, on every backend; ``last_step_loss`` puts the loss at the last step only, so
   the curve shows how far back the signal reaches.
-- ``state_jacobians``: dh_t/dh_{t-1} along a trajectory, the singular values of the products
-  dh_T/dh_k, and the eigenvalues of W_hh.
+- ``state_jacobians``: dh_t/dh_{t-1} along a trajectory, the singular values of their
+  products (how the last state responds to an earlier one), and the eigenvalues of W_hh.
 - ``truncation_bias``: how far truncated BPTT's gradient is from the full one, per k.
 """
 
 import contextlib
+import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from . import nn, ops
+from . import config, nn, ops
 from ._checks import check_int
 from .gates import gate_names
 from .random import get_rng_state, set_rng_state
@@ -165,32 +166,33 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
     """How the gradient of a loss spreads back through time: ||dL/dh_t|| at every step.
 
     ``layer``: an ``nn.RNN``/``LSTM``/``GRU`` on any backend (the fused kernels record the
-    norms in their backward; the graph records them with hooks: the same numbers), or a cell
-    called as ``cell(x_t, hx) -> h`` or ``(h, c)`` (``nn.LSTMCell``, or your own Module),
-    unrolled here over the steps of x (T, B, I). ``loss_fn(output, state) -> scalar Tensor``
-    reads what the layer returns (for a cell: its h at every step, (T, B, H), and its last
-    state); the default is ``last_step_loss(output)``. ``hx`` and ``lengths`` are the
-    layer's arguments.
+    norms in their backward; the graph records them with hooks: the same numbers; a
+    subclass's own ``forward`` is not called), or a cell called as ``cell(x_t, hx) -> h`` or
+    ``(h, c)`` (``nn.LSTMCell``, or your own Module), unrolled here over the steps of x, which
+    is then (T, B, I), time first. ``loss_fn(output, state) -> scalar Tensor`` reads what the
+    layer returns (for a cell: its h at every step, (T, B, H), and its last state); the
+    default is ``last_step_loss(output)``. ``hx`` and ``lengths`` are the layer's arguments;
+    x and hx are read as values (a Tensor's own graph and ``.grad`` are left alone).
 
     h_t is the state after step t (for a reverse direction too, t is the input's step), and
     dL/dh_t is all of it: through the output at t and through the steps that read h_t after
-    it. Steps past a sequence's length read 0. The parameters' ``.grad`` are left as they were.
-    Returns a ``GradientFlow``.
+    it. Steps past a sequence's length read 0. It runs in evaluation mode (no dropout, so
+    the same numbers every call) and leaves the mode and the parameters' ``.grad`` as they
+    were. Returns a ``GradientFlow``.
     """
-    if not isinstance(layer, nn.Module):
-        raise TypeError(f"grad_norms_through_time: expected a recurrent layer or a cell Module, got "
-                        f"{type(layer).__name__}")
+    owner = "grad_norms_through_time"
+    _check_module(owner, layer)
     recorded = []  # an (S, T, B) array per layer-direction, filled by backward
-    with _grads_kept(layer), enable_grad():
+    with _studying(layer):
         if isinstance(layer, nn.rnn.RNNBase):
-            output, state = layer._forward(_leaf(x), hx, lengths, grad_norms=recorded)
+            output, state = layer._forward(_leaf(layer, x), _state_values(hx), lengths, grad_norms=recorded)
             names = tuple(s[1:] for k in range(layer.num_layers) for s in layer._suffixes(k))
             batch_first = layer.batch_first
         else:
             if lengths is not None:
-                raise ValueError("grad_norms_through_time: lengths= is for the recurrent layers; a cell runs all T steps")
-            layer, x = _as_cell("grad_norms_through_time", layer, x)
-            steps = _unroll(layer, _leaf(x), hx)
+                raise ValueError(f"{owner}: lengths= is for the recurrent layers; a cell runs all T steps")
+            layer, x, hx = _as_cell(owner, layer, x, hx)
+            steps = _unroll(owner, layer, _leaf(layer, x), hx)
             recorded.append(np.zeros((len(steps[0]),) + x.shape[:2], dtype=steps[0][0].dtype))
             for t, states in enumerate(steps):
                 for s, row in zip(states, recorded[0][:, t]):
@@ -211,6 +213,8 @@ def last_step_loss(output, lengths=None, batch_first=False, seed=0):
     is each sequence's output at step ``lengths[b] - 1`` (T - 1 without ``lengths``); u is a
     fixed random unit vector (drawn from ``seed``). So dL/dy_last = u has norm 1 and nothing
     else gets a gradient directly: whatever reaches an earlier step came back through time.
+    NOTE: a bidirectional layer's output holds both directions, so u is split between them,
+    and the reverse direction, which ends at t = 0, gets its gradient at the last step only.
     """
     if not isinstance(output, Tensor) or output.ndim not in (2, 3):
         raise ValueError(f"last_step_loss: expected a 2-D or 3-D output Tensor, got {type(output).__name__} of shape "
@@ -251,44 +255,62 @@ def state_jacobians(cell, x, hx=None, top=None):
     ``cell``: a cell (``nn.RNNCell``, ``LSTMCell``, ``GRUCell`` or your own Module called as
     ``cell(x_t, hx) -> h`` or ``(h, c)``), or a one-layer, one-direction ``nn.RNN``/``LSTM``/
     ``GRU`` (its cell's equations with its weights). x: (T, B, I) (a layer's ``batch_first``
-    is honoured), or (T, I); ``hx``: the initial state (zeros if None).
+    is honoured), or (T, I); ``hx``: the initial state, (B, H) each, or for a layer also
+    its own (1, B, H) (zeros if None).
 
     Each step's Jacobian ds_t/ds_{t-1} comes from reverse mode over that one step: the state
     repeated N times along the batch and backward seeded with the identity, so one backward
     gives every row. The products ds_{T-1}/ds_{k-1} (how the last state responds to the state
     entering step k, T - k steps earlier) are multiplied from the end; ``top`` keeps their
     largest singular values (all N if None). The eigenvalues are of the cell's
-    ``weight_hh`` blocks, where it has one (an empty dict otherwise). The parameters'
-    ``.grad`` are left as they were. Returns a ``StateJacobians``.
+    ``weight_hh`` blocks, where it has one (an empty dict otherwise). It runs in evaluation
+    mode and leaves the mode and the parameters' ``.grad`` as they were. Returns a
+    ``StateJacobians``.
     """
-    cell, x = _as_cell("state_jacobians", cell, x)
-    with no_grad():
-        steps = _unroll(cell, x, hx)
-    entering = [_as_states(hx, steps[0])] + [[s.data for s in states] for states in steps[:-1]]
-    sizes = [s.shape[-1] for s in entering[0]]
-    batch, n = entering[0][0].shape[0], sum(sizes)
-    seeds = np.split(np.tile(np.eye(n, dtype=entering[0][0].dtype), (batch, 1)), np.cumsum(sizes)[:-1], axis=1)
-    jacobians = np.empty((len(steps), batch, n, n), dtype=seeds[0].dtype)
-    with _grads_kept(cell), enable_grad():
+    owner = "state_jacobians"
+    _check_module(owner, cell)
+    cell, x, hx = _as_cell(owner, cell, x, hx)
+    top = None if top is None else check_int(owner, "top", top, 1)
+    with _studying(cell):
+        with no_grad():
+            steps = _unroll(owner, cell, x, hx)
+        entering = [_as_states(hx, steps[0])] + [[s.data for s in states] for states in steps[:-1]]
+        sizes = [s.shape[-1] for s in entering[0]]
+        batch, n = entering[0][0].shape[0], sum(sizes)
+        seeds = np.split(np.tile(np.eye(n, dtype=entering[0][0].dtype), (batch, 1)), np.cumsum(sizes)[:-1], axis=1)
+        jacobians = np.empty((len(steps), batch, n, n), dtype=seeds[0].dtype)
         for t, states in enumerate(entering):
             # Row (b, i) of the repeated batch gets the seed e_i: its gradient is row i of J_b.
             leaves = [Tensor(np.repeat(s, n, axis=0), requires_grad=True) for s in states]
-            out = _state_tuple(cell(np.repeat(x[t], n, axis=0), leaves[0] if len(leaves) == 1 else tuple(leaves)))
+            step = cell(np.repeat(x[t], n, axis=0), leaves[0] if len(leaves) == 1 else tuple(leaves))
+            out = _state_tuple(owner, step)
             loss = sum((o * seed).sum() for o, seed in zip(out, seeds))
             loss.backward()
             jacobians[t] = np.concatenate([leaf.grad for leaf in leaves], axis=1).reshape(batch, n, n)
     products = np.broadcast_to(np.eye(n), (batch, n, n))
-    top = n if top is None else check_int("state_jacobians", "top", top, 1)
-    singular = np.empty((len(steps), batch, min(top, n)))
+    top = n if top is None else min(top, n)
+    singular = np.empty((len(steps), batch, top))
     for k in reversed(range(len(steps))):
         products = products @ jacobians[k]
         singular[k] = np.linalg.svd(products, compute_uv=False)[:, :top]
     return StateJacobians(jacobians, singular, _eigenvalues(cell))
 
 
-def _as_cell(owner, cell, x):
-    """A cell with a layer's first-layer weights (or the cell itself), and x as (T, B, I)."""
-    x = as_array(x)
+def _check_module(owner, module):
+    """Refuse what is not a cell or a recurrent layer, such as a whole model."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{owner}: expected a recurrent layer or a cell Module, got {type(module).__name__}")
+    if not isinstance(module, nn.rnn.RNNBase):
+        inside = next((name for name, m in module.named_modules() if isinstance(m, nn.rnn.RNNBase)), None)
+        if inside is not None:
+            raise TypeError(f"{owner}: got a {type(module).__name__} holding the recurrent layer {inside!r}; "
+                            f"pass that layer (or a cell), not the whole model")
+
+
+def _as_cell(owner, cell, x, hx):
+    """A cell with a layer's first-layer weights (or the cell itself), x as (T, B, I) and hx
+    as (B, H) arrays (a layer's (1, B, H) state too), or None."""
+    x, hx = _values(cell, x), _state_values(hx)
     if isinstance(cell, nn.rnn.RNNBase):
         layer = cell
         if layer.num_layers != 1 or layer.bidirectional:
@@ -303,30 +325,57 @@ def _as_cell(owner, cell, x):
             setattr(cell, attr, getattr(layer, f"{attr}_l0", None))
         if layer.batch_first and x.ndim == 3:
             x = x.swapaxes(0, 1)
-    elif not isinstance(cell, nn.Module):
-        raise TypeError(f"{owner}: expected a cell or a recurrent layer, got {type(cell).__name__}")
+        if hx is not None:
+            parts = [s[0] if s.ndim == 3 and s.shape[0] == 1 else s for s in (hx if isinstance(hx, tuple) else (hx,))]
+            hx = tuple(parts) if isinstance(hx, tuple) else parts[0]
     if x.ndim == 2:
         x = x[:, None]
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"{owner}: expected x of shape (T, B, I) or (T, I) with T >= 1, got {x.shape}")
-    return cell, x
+    return cell, x, hx
 
 
-def _unroll(cell, x, hx):
+def _values(module, x):
+    """x as an array: a Tensor's data, an array as it is, Python numbers and lists in the
+    module's parameter dtype (as the layers convert them)."""
+    if isinstance(x, (Tensor, np.ndarray)):
+        return as_array(x)
+    params = module.parameters()
+    return np.asarray(x, dtype=params[0].dtype if params else config.DEFAULT_DTYPE)
+
+
+def _leaf(module, x):
+    """x's values as a new leaf that requires grad (a float x): then there is a graph to walk
+    back through even when every parameter is frozen, and x's own graph is left alone."""
+    x = _values(module, x)
+    return Tensor(x, requires_grad=x.dtype.kind == "f")
+
+
+def _state_values(hx):
+    """An initial state as arrays (a tuple for an LSTM's (h, c)), or None."""
+    if hx is None:
+        return None
+    if isinstance(hx, (tuple, list)):
+        return tuple(as_array(s) for s in hx)
+    return as_array(hx)
+
+
+def _unroll(owner, cell, x, hx):
     """Run ``cell`` over the steps of x (T, B, I); the states after each step, as tuples."""
     steps = []
     for t in range(x.shape[0]):
         hx = cell(x[t], hx)
-        steps.append(_state_tuple(hx))
+        steps.append(_state_tuple(owner, hx))
     return steps
 
 
-def _state_tuple(state):
+def _state_tuple(owner, state):
     if isinstance(state, Tensor):
         return (state,)
     if isinstance(state, (tuple, list)) and state and all(isinstance(s, Tensor) for s in state):
         return tuple(state)
-    raise TypeError(f"a cell must return its new state as a Tensor or a tuple of Tensors, got {type(state).__name__}")
+    raise TypeError(f"{owner}: a cell must return its new state as a Tensor or a tuple of Tensors, got "
+                    f"{type(state).__name__}")
 
 
 def _as_states(hx, first):
@@ -376,23 +425,28 @@ def truncation_bias(model, loss_fn, batch, ks, batch_first=False, state=None):
     in evaluation mode (no dropout) and leaves the mode and the parameters' ``.grad`` as
     they were. Returns a list of ``TruncationBias(k, cosine, relative_error)``.
     """
+    owner = "truncation_bias"
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ValueError(f"{owner}: batch must be a pair (x, y), got {type(batch).__name__}"
+                         + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+    if isinstance(ks, numbers.Integral) or not all(isinstance(k, numbers.Integral) for k in np.ravel(ks)):
+        raise TypeError(f"{owner}: ks must be a list of ints (e.g. [1, 10, 100]), got {ks!r}")
     x, y = batch
-    _check_causal("truncation_bias", model, batch_first)
-    steps = _count_steps("truncation_bias", x, y, batch_first)
-    ks = [check_int("truncation_bias", "k", k, 1) for k in ks]
-    was_training = model.training
-    model.eval()
-    try:
-        with _grads_kept(model) as params, enable_grad():
-            full = _truncated_gradient(model, params, loss_fn, x, y, steps, steps, batch_first, state)
-            rows = []
-            for k in ks:
-                g = _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, state)
-                norms = np.dot(g, g) * np.dot(full, full)
-                cosine = float(np.clip(np.dot(g, full) / np.sqrt(norms), -1.0, 1.0)) if norms > 0 else float("nan")
-                rows.append(TruncationBias(k, cosine, float(np.linalg.norm(g - full) / np.linalg.norm(full))))
-    finally:
-        model.train(was_training)
+    _check_causal(owner, model, batch_first)
+    steps = _count_steps(owner, x, y, batch_first)
+    ks = [check_int(owner, "k", k, 1) for k in np.ravel(ks)]
+    with _studying(model) as params:
+        if not any(p.requires_grad for p in params):
+            raise ValueError(f"{owner}: no parameter of the model requires grad; there is no gradient to compare")
+        full = _truncated_gradient(model, params, loss_fn, x, y, steps, steps, batch_first, state)
+        if not np.dot(full, full) > 0:
+            raise ValueError(f"{owner}: the full BPTT gradient is zero (or not finite); there is nothing to compare")
+        rows = []
+        for k in ks:
+            g = _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, state)
+            cosine = np.dot(g, full) / np.sqrt(np.dot(g, g) * np.dot(full, full))  # exactly 1 when g is full
+            rows.append(TruncationBias(k, float(np.clip(cosine, -1.0, 1.0)),
+                                       float(np.linalg.norm(g - full) / np.linalg.norm(full))))
     return rows
 
 
@@ -412,27 +466,22 @@ def _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, sta
 
 
 @contextlib.contextmanager
-def _grads_kept(module):
-    """Run a block that calls backward with every parameter's ``.grad`` cleared, then put the
-    old ones back: the instruments leave no trace in the model. Yields the parameters."""
-    params = module.parameters()
+def _studying(module):
+    """Run the block in evaluation mode (no dropout: the same numbers every call), with grad
+    mode on and every parameter's ``.grad`` cleared, then put the mode and the ``.grad`` back:
+    the instruments leave no trace in the model. Yields the parameters."""
+    params, was_training = module.parameters(), module.training
     kept = [p.grad for p in params]
+    module.eval()
     try:
         for p in params:
             p.grad = None
-        yield params
+        with enable_grad():
+            yield params
     finally:
         for p, g in zip(params, kept):
             p.grad = g
-
-
-def _leaf(x):
-    """x as a Tensor that requires grad (a float array, or a Tensor as it is): then there is a graph
-    to walk back through even when every parameter is frozen."""
-    if isinstance(x, Tensor):
-        return x
-    x = as_array(x)
-    return Tensor(x, requires_grad=True) if x.dtype.kind == "f" else Tensor(x)
+        module.train(was_training)
 
 
 def _scalar_loss(owner, loss):

@@ -317,6 +317,10 @@ def spectral_radius_(t, radius, num_gates=1):
         raise ValueError(f"init.spectral_radius_: expected square gate blocks, got {num_gates} block(s) of shape "
                          f"({block_rows}, {arr.shape[1]}) from a weight of shape {arr.shape}")
     radius = _number(radius, "radius", "spectral_radius_")
+    if radius < 0:
+        raise ValueError(f"init.spectral_radius_: radius must be >= 0 (a modulus), got {radius}")
+    if not np.isfinite(arr).all():
+        raise ValueError("init.spectral_radius_: the weight holds nan or inf; fill it with finite values first")
     for k in range(num_gates):
         block = arr[k * block_rows:(k + 1) * block_rows]
         current = np.abs(np.linalg.eigvals(block.astype(np.float64))).max() if block.size else 0.0

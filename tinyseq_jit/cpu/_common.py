@@ -144,13 +144,14 @@ def norm_buffer(name, grad_norms, states, inputs):
     steps, batch = inputs.x.shape[:2]
     if grad_norms is None:
         return np.empty((states, 0, 0), dtype=inputs.x.dtype)
-    expected = (states, steps, batch)
-    if (not isinstance(grad_norms, np.ndarray) or grad_norms.shape != expected or grad_norms.dtype != inputs.x.dtype
-            or not grad_norms.flags.c_contiguous or not grad_norms.flags.writeable):
-        got = (f"shape {grad_norms.shape}, dtype {grad_norms.dtype}" if isinstance(grad_norms, np.ndarray)
-               else type(grad_norms).__name__)
-        raise ValueError(f"{name}: grad_norms must be a writable C-contiguous {np.dtype(inputs.x.dtype)} array of "
-                         f"shape {expected} (states, T, B), got {got}")
+    expected, dtype = (states, steps, batch), np.dtype(inputs.x.dtype)
+    if not isinstance(grad_norms, np.ndarray):
+        raise TypeError(f"{name}: grad_norms must be None or a NumPy array, got {type(grad_norms).__name__}")
+    if grad_norms.shape != expected or grad_norms.dtype != dtype:
+        raise ValueError(f"{name}: grad_norms must have shape {expected} (states, T, B) and x's dtype {dtype}, "
+                         f"got shape {grad_norms.shape} and dtype {grad_norms.dtype}")
+    if not grad_norms.flags.c_contiguous or not grad_norms.flags.writeable:
+        raise ValueError(f"{name}: grad_norms must be a writable C-contiguous array (np.empty{expected} is one)")
     zero_padding(inputs.padding, *grad_norms)
     return grad_norms
 
