@@ -1,0 +1,66 @@
+"""Offline compilation, "PTX lint": every numba.cuda kernel compiles for real GPUs
+(compute capability 8.0 and 9.0) with no GPU present, which catches the typing errors the
+simulator lets through, and a float32 kernel has no float64 instruction in it.
+
+It needs the CUDA compiler libraries (``pip install -e ".[ptx]"``, large: CI installs them)
+and numba's real CUDA target, so it runs with the simulator off: ``pytest -m ptx``. Where
+the libraries are missing it skips, unless TINYSEQ_REQUIRE_PTX=1 (CI), where it fails.
+With ``ptxas`` on PATH it also assembles each kernel and prints its registers, spills and
+shared memory.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+import numba
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ptx
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("compile_ptx needs numba's real CUDA target, not the simulator", allow_module_level=True)
+
+from numba import cuda  # noqa: E402
+
+from tinyseq_jit.cuda import _gemm  # noqa: E402
+
+KERNELS = _gemm.kernel_signatures()
+CAPABILITIES = [(8, 0), (9, 0)]
+
+
+@pytest.fixture(scope="module")
+def compiler():
+    """compile_ptx, once it has compiled a trivial kernel; skip (or fail in CI) without the libraries."""
+    def probe(a):
+        a[0] = 1.0
+
+    try:
+        cuda.compile_ptx(probe, (numba.float32[::1],), cc=(8, 0))
+    except Exception as e:  # the missing library's error type differs between versions
+        reason = f"the CUDA compiler libraries are not installed ({type(e).__name__}: {str(e)[:160]})"
+        if os.environ.get("TINYSEQ_REQUIRE_PTX") == "1":
+            pytest.fail(reason + '; pip install -e ".[ptx]"')
+        pytest.skip(reason)
+    return cuda.compile_ptx
+
+
+@pytest.mark.parametrize("cc", CAPABILITIES, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+@pytest.mark.parametrize("name,dtype,fn,signature", KERNELS, ids=[k[0] for k in KERNELS])
+def test_kernel_compiles_for_real_gpus(compiler, name, dtype, fn, signature, cc, tmp_path):
+    ptx, _ = compiler(fn, signature, cc=cc)
+    assert ".entry" in ptx
+    if dtype == np.float32:
+        f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line)]
+        assert not f64, f"{name}: float64 instructions in a float32 kernel: {f64[:3]}"
+    ptxas = shutil.which("ptxas")
+    if ptxas:
+        path = tmp_path / f"{name}.ptx"
+        path.write_text(ptx)
+        done = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-v", str(path), "-o", os.devnull],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        used = re.findall(r"Used \d+ registers.*|\d+ bytes spill.*", done.stderr)
+        print(f"{name} sm_{cc[0]}{cc[1]}: {'; '.join(used)}")
