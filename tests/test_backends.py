@@ -17,47 +17,7 @@ import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
 from tinyseq.nn._fused import FusedRecurrence
 
-from helpers import layer_configs, layer_loss_and_inputs
-
-
-def run(layer, backend_name, x, states, lengths, weights, mode):
-    """Forward + backward of a weighted sum on one backend; returns (values, grads)."""
-    layer.backend = backend_name
-    layer.zero_grad()
-    xt = Tensor(x.copy(), requires_grad=True)
-    st_t = [Tensor(s.copy(), requires_grad=True) for s in states]
-    hx = (tuple(st_t) if mode == "LSTM" else st_t[0]) if st_t else None
-    out, h_n = layer(xt, hx, lengths=lengths)
-    finals = list(h_n) if mode == "LSTM" else [h_n]
-    total = 0
-    for t, w in zip([out, *finals], weights):
-        total = total + (t * w).sum()
-    total.backward()
-    values = [t.data for t in [out, *finals]]
-    grads = [xt.grad, *(s.grad for s in st_t), *(p.grad for p in layer.parameters())]
-    return values, grads
-
-
-def compare(config, dtype=np.float64, rtol=1e-9, atol=1e-12):
-    mode, options, sizes, lengths, given_state, seed = config
-    layer, _, inputs = layer_loss_and_inputs(*config)
-    layer.to(dtype)
-    x = inputs[0].data.astype(dtype)
-    n_states = (2 if mode == "LSTM" else 1) if given_state else 0
-    states = [s.data.astype(dtype) for s in inputs[1 : 1 + n_states]]
-    lengths = None if lengths is None else np.asarray(lengths)
-    rng = np.random.default_rng(seed)
-    with ts.no_grad():
-        probe, _ = layer(Tensor(x), None, lengths=lengths)
-    n_dirs = 2 if options["bidirectional"] else 1
-    final_shape = (options["num_layers"] * n_dirs, sizes["batch"], sizes["hidden"])
-    weights = [rng.standard_normal(probe.shape).astype(dtype)] + [
-        rng.standard_normal(final_shape).astype(dtype) for _ in range(2 if mode == "LSTM" else 1)]
-    graph = run(layer, "graph", x, states, lengths, weights, mode)
-    fused = run(layer, "numba", x, states, lengths, weights, mode)
-    for kind, ref, got in (("value", graph[0], fused[0]), ("grad", graph[1], fused[1])):
-        for k, (a, b) in enumerate(zip(ref, got)):
-            np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{kind} {k} of {config}")
+from helpers import compare, layer_configs, layer_loss_and_inputs
 
 
 @given(config=layer_configs())
@@ -167,7 +127,11 @@ def test_missing_numba_falls_back_for_auto_and_explains_for_numba(monkeypatch):
 
 
 def test_cuda_backend_explains_it_is_not_available():
-    with pytest.raises(RuntimeError, match="backend 'cuda' is not available"):
+    from tinyseq_jit import cuda
+
+    if cuda.status()[0] is not None:
+        pytest.skip("numba.cuda can run here (a GPU or the simulator)")
+    with pytest.raises(RuntimeError, match="backend 'cuda' is not available: .*NUMBA_ENABLE_CUDASIM=1"):
         nn.RNN(2, 3, backend="cuda")
 
 

@@ -3,8 +3,11 @@
 The simulator runs a kernel's threads on the CPU, so these shapes are tiny. What is here so
 far (issue 13, in progress): the tiled GEMM equals NumPy's product at ragged tile edges,
 in both dtypes and every transpose, writes every element of its output and launches once;
-without a GPU and without the simulator, and without numba.cuda at all, the package
-imports and says why it cannot run; ``backend="cuda"`` is still refused with a reason.
+the RNN kernel pair equals the CPU pair (outputs, every gradient, the gradient norms; with
+lengths, reverse, relu, partial biases; float64 and float32) with every element written,
+and its launches per pass are counted; without a GPU and without the simulator, and
+without numba.cuda at all, the package imports and says why it cannot run;
+``backend="cuda"`` is still refused with a reason.
 """
 
 import os
@@ -15,6 +18,9 @@ import numpy as np
 import pytest
 
 from tinyseq import nn
+from tinyseq.bptt import grad_norms_through_time
+
+from helpers import compare
 
 pytestmark = pytest.mark.cuda
 
@@ -44,6 +50,76 @@ def test_gemm_equals_numpy_at_ragged_tile_edges(dtype, rtol, trans_a, trans_b):
         np.testing.assert_allclose(out.copy_to_host(), 2 * expected, rtol=rtol, atol=rtol)
 
 
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every device array the kernels allocate starts as nan: an element they forget stays nan."""
+    from numba import cuda
+
+    def device_array(shape, dtype=np.float64, **kwargs):
+        return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
+
+    monkeypatch.setattr(cuda, "device_array", device_array)
+
+
+RNN_CASES = [  # nonlinearity, reverse, lengths, biases, dtype
+    ("tanh", False, [4, 1, 3], ("b_ih", "b_hh"), np.float64),
+    ("relu", True, [2, 4, 4], ("b_ih",), np.float64),
+    ("tanh", True, None, (), np.float32),
+    ("relu", False, [3, 3, 1], ("b_hh",), np.float32),
+]
+
+
+@simulated
+@pytest.mark.parametrize("nonlinearity,reverse,lengths,biases,dtype", RNN_CASES)
+def test_rnn_kernels_equal_the_cpu_kernels(poisoned, nonlinearity, reverse, lengths, biases, dtype):
+    """Outputs, every gradient and the gradient norms of the CUDA pair equal the CPU pair's
+    (which equal the unrolled graph's, tests/test_backends.py), with every element written."""
+    from tinyseq_jit import cpu
+    from tinyseq_jit import cuda as tc
+
+    rng = np.random.default_rng(1)
+    steps, batch, inputs, hidden = 4, 3, 2, 5
+    rtol = 1e-9 if dtype == np.float64 else 1e-4
+    x, h0 = rng.standard_normal((steps, batch, inputs)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype)
+    weights = {"w_ih": rng.standard_normal((hidden, inputs)), "w_hh": 0.5 * rng.standard_normal((hidden, hidden)),
+               **{b: rng.standard_normal(hidden) for b in biases}}
+    weights = {k: v.astype(dtype) for k, v in weights.items()}
+    d_out, d_h_n = rng.standard_normal((steps, batch, hidden)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype)
+    options = dict(lengths=lengths, reverse=reverse, nonlinearity=nonlinearity)
+    expected, got = cpu.rnn_forward(x, h0, weights, **options), tc.rnn_forward(x, h0, weights, **options)
+    for name in ("out", "h_n"):
+        np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=rtol, atol=rtol, err_msg=name)
+    assert got.c_n is None
+    norms_cpu, norms = np.zeros((1, steps, batch), dtype), np.full((1, steps, batch), np.nan, dtype)
+    grads_cpu = cpu.rnn_backward(expected.saved, d_out, d_h_n, grad_norms=norms_cpu)
+    tc.reset_launches()
+    grads = tc.rnn_backward(got.saved, d_out, d_h_n, grad_norms=norms)
+    assert sum(tc.reset_launches().values()) == 3 * steps + 4  # per step: norms, point-wise, gemm; then 4
+    for name, a in grads_cpu._asdict().items():
+        b = getattr(grads, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol, err_msg=name)
+    np.testing.assert_allclose(norms, norms_cpu, rtol=rtol, atol=rtol)
+
+
+@simulated
+def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned):
+    from tinyseq_jit import cuda as tc
+
+    rng = np.random.default_rng(2)
+    for steps in (1, 3):
+        x, h0 = rng.standard_normal((steps, 2, 3)), np.zeros((2, 4))
+        weights = {"w_ih": rng.standard_normal((4, 3)), "w_hh": rng.standard_normal((4, 4))}
+        tc.reset_launches()
+        result = tc.rnn_forward(x, h0, weights)
+        assert tc.reset_launches() == {"gemm_kernel_float64": steps + 1, "rnn_step_forward_float64": steps}
+        grads = tc.rnn_backward(result.saved, np.ones((steps, 2, 4)), np.zeros((2, 4)), need_dx=False)
+        assert tc.reset_launches() == {"gemm_kernel_float64": steps + 2, "rnn_step_backward_float64": steps,
+                                       "column_sums_float64": 1}
+        assert grads.x is None and grads.b_ih is None and grads.w_hh.shape == (4, 4)
+
+
 @simulated
 def test_gemm_refuses_what_it_cannot_multiply():
     from tinyseq_jit import cuda as tc
@@ -69,6 +145,8 @@ def test_without_a_gpu_the_package_imports_and_says_how_to_run():
     assert where is None and "NUMBA_ENABLE_CUDASIM=1" in why
     with pytest.raises(RuntimeError, match="gemm: numba.cuda finds no usable NVIDIA GPU"):
         tc.gemm(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(RuntimeError, match="rnn_forward: numba.cuda finds no usable NVIDIA GPU"):
+        tc.rnn_forward(np.ones((2, 1, 1)), np.zeros((1, 1)), {"w_ih": np.ones((1, 1)), "w_hh": np.ones((1, 1))})
 
 
 def test_without_numba_cuda_the_package_imports_and_says_how_to_install():
@@ -83,6 +161,48 @@ def test_without_numba_cuda_the_package_imports_and_says_how_to_install():
     assert "pip install -e \".[cuda]\"" in lines[0] and lines[1].startswith("gemm: numba.cuda cannot be imported")
 
 
+@pytest.mark.skipif(SIMULATED, reason="the simulator can run backend='cuda'")
 def test_cuda_backend_is_refused_with_a_reason():
-    with pytest.raises(RuntimeError, match="backend 'cuda' is not available"):
+    from tinyseq_jit import cuda as tc
+
+    if tc.status()[0] == "gpu":
+        pytest.skip("a real GPU is present")
+    with pytest.raises(RuntimeError, match="backend 'cuda' is not available: numba.cuda finds no usable NVIDIA GPU"):
         nn.LSTM(3, 4, backend="cuda")
+
+
+# A few of tests/test_backends.py's configurations (mode, options, sizes, lengths, h0 given,
+# seed), small enough for the simulator: every cell option, layers, directions, lengths.
+LAYERS = [
+    ("RNN", {"num_layers": 1, "bidirectional": True, "bias": True, "batch_first": False, "nonlinearity": "relu"},
+     {"steps": 3, "batch": 2, "input_size": 2, "hidden": 3}, [3, 1], True, 1),
+    ("LSTM", {"num_layers": 2, "bidirectional": False, "bias": True, "batch_first": True, "peephole": True,
+              "coupled": True}, {"steps": 3, "batch": 2, "input_size": 2, "hidden": 2}, [2, 3], True, 2),
+    ("LSTM", {"num_layers": 1, "bidirectional": True, "bias": False, "batch_first": False, "peephole": True,
+              "coupled": False}, {"steps": 2, "batch": 3, "input_size": 1, "hidden": 2}, None, False, 3),
+    ("GRU", {"num_layers": 1, "bidirectional": True, "bias": True, "batch_first": True, "reset_after": True},
+     {"steps": 3, "batch": 2, "input_size": 2, "hidden": 3}, [1, 3], True, 4),
+    ("GRU", {"num_layers": 2, "bidirectional": False, "bias": True, "batch_first": False, "reset_after": False},
+     {"steps": 3, "batch": 2, "input_size": 2, "hidden": 2}, [3, 2], False, 5),
+]
+
+
+@simulated
+@pytest.mark.parametrize("config", LAYERS, ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYERS)])
+def test_cuda_layers_equal_the_graph(config):
+    """backend="cuda": the layer's outputs, final states and the gradients of its input, initial
+    states and every parameter equal the graph backend's (float64 1e-9, float32 1e-4)."""
+    compare(config, backend="cuda")
+    compare(config, dtype=np.float32, rtol=1e-4, atol=1e-5, backend="cuda")
+
+
+@simulated
+def test_cuda_gradient_norms_equal_the_graph_s():
+    layer = nn.LSTM(2, 3, num_layers=2, bidirectional=True, peephole=True).double()
+    x = np.random.default_rng(6).standard_normal((3, 2, 2))
+    flows = {}
+    for backend in ("graph", "cuda"):
+        layer.backend = backend
+        flows[backend] = grad_norms_through_time(layer, x, lengths=[3, 2])
+    np.testing.assert_allclose(flows["cuda"].h, flows["graph"].h, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(flows["cuda"].c, flows["graph"].c, rtol=1e-9, atol=1e-12)

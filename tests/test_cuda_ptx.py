@@ -25,9 +25,9 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 
 from numba import cuda  # noqa: E402
 
-from tinyseq_jit.cuda import _gemm  # noqa: E402
+from tinyseq_jit import cuda as tinyseq_cuda  # noqa: E402
 
-KERNELS = _gemm.kernel_signatures()
+KERNELS = tinyseq_cuda.kernel_signatures()
 CAPABILITIES = [(8, 0), (9, 0)]
 
 
@@ -48,7 +48,7 @@ def compiler():
 
 
 @pytest.mark.parametrize("cc", CAPABILITIES, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
-@pytest.mark.parametrize("name,dtype,fn,signature", KERNELS, ids=[k[0] for k in KERNELS])
+@pytest.mark.parametrize("name,dtype,fn,signature", KERNELS, ids=[f"{k[0]}-{i}" for i, k in enumerate(KERNELS)])
 def test_kernel_compiles_for_real_gpus(compiler, name, dtype, fn, signature, cc, tmp_path):
     ptx, _ = compiler(fn, signature, cc=cc)
     assert ".entry" in ptx

@@ -3,8 +3,8 @@
 A layer's ``backend=`` argument wins unless it is "auto"; "auto" defers to the process-wide
 choice (``set_backend``, the ``use_backend`` context manager, or the ``TINYSEQ_BACKEND``
 environment variable), and when that is "auto" too, to numba if ``tinyseq_jit`` imports,
-else graph. Asking for a backend that cannot run raises an error saying why and how to
-install it; "auto" falls back silently.
+else graph ("auto" never picks cuda: ask for it). Asking for a backend that cannot run
+raises an error saying why and how to install it; "auto" falls back silently.
 
 This module only chooses. How a fused layer-direction joins the graph is in
 ``nn/_fused.py``. ``tinyseq_jit`` is imported lazily: ``tinyseq`` itself needs only NumPy.
@@ -18,6 +18,7 @@ BACKENDS = ("auto", "graph", "numba", "cuda")
 _default = None  # None: read TINYSEQ_BACKEND, else "auto"
 _jit = None
 _jit_error = None
+_cuda = None
 
 
 def _check(name, where):
@@ -64,6 +65,24 @@ def load_jit():
     return _jit
 
 
+def load_cuda():
+    """``tinyseq_jit.cuda`` once it can run kernels here (a GPU, or the simulator); otherwise a
+    RuntimeError saying why and what to do."""
+    global _cuda
+    if _cuda is None:
+        jit = load_jit()
+        if jit is None:
+            raise RuntimeError(f"backend 'cuda' is not available: importing tinyseq_jit failed ({_jit_error}); "
+                               "install the dependencies with: pip install numba scipy")
+        from tinyseq_jit import cuda
+
+        where, why = cuda.status()
+        if where is None:
+            raise RuntimeError(f"backend 'cuda' is not available: {why}")
+        _cuda = cuda
+    return _cuda
+
+
 def resolve(name):
     """The backend a layer with ``backend=name`` runs on now: "graph", "numba" or "cuda"."""
     _check(name, "backend")
@@ -77,8 +96,5 @@ def resolve(name):
             "install the dependencies with: pip install numba scipy"
         )
     if name == "cuda":
-        raise RuntimeError(
-            "backend 'cuda' is not available: the numba.cuda kernels are not part of this version of "
-            "tinyseq_jit yet; use backend='numba' (CPU) or 'graph'"
-        )
+        load_cuda()
     return name

@@ -39,8 +39,9 @@ class FusedRecurrence(Function):
         return tuple(getattr(grads, name) for name in names)
 
 
-def run(kernel, x, states, weights, lengths, reverse, options, grad_norms=None):
-    """Run one layer-direction on the CPU kernel pair ``kernel`` ("rnn", "lstm" or "gru").
+def run(kernel, x, states, weights, lengths, reverse, options, grad_norms=None, device="numba"):
+    """Run one layer-direction on the kernel pair ``kernel`` ("rnn", "lstm" or "gru") of
+    ``device``: "numba" (``tinyseq_jit.cpu``) or "cuda" (``tinyseq_jit.cuda``).
 
     x (T, B, I) and ``states`` ((h0,) or (h0, c0), (B, H) each) are Tensors; ``weights`` maps
     the kernels' names ("w_ih", "w_hh", ...) to the layer's parameters; ``options`` are the
@@ -48,8 +49,8 @@ def run(kernel, x, states, weights, lengths, reverse, options, grad_norms=None):
     None or an (S, T, B) array for the backward's telemetry. Returns (out (T, B, H), the final
     states), as the graph's loop does.
     """
-    cpu = backend.load_jit().cpu
-    pair = getattr(cpu, f"{kernel}_forward"), getattr(cpu, f"{kernel}_backward")
+    kernels = backend.load_cuda() if device == "cuda" else backend.load_jit().cpu
+    pair = getattr(kernels, f"{kernel}_forward"), getattr(kernels, f"{kernel}_backward")
     names = ("x", "h0", "c0")[:1 + len(states)] + tuple(weights)
     packed = FusedRecurrence.apply(x, *states, *weights.values(), pair=pair, names=names, lengths=lengths,
                                    reverse=reverse, options=options, grad_norms=grad_norms)

@@ -501,7 +501,8 @@ class RNNBase(Module):
         h_n's first axis) appends to it the (S, T, B) array its backward fills with every
         sequence's ||dL/dh_t|| (and ||dL/dc_t||) at every step (``tinyseq.bptt``)."""
         x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
-        fused = _backend.resolve(self.backend) == "numba"
+        where = _backend.resolve(self.backend)
+        fused = where != "graph"
         if mask is not None and not fused:
             # Padded steps must influence nothing: a nan there would reach the gradients as
             # 0 * nan through the unused step's ops, so it is replaced before any product.
@@ -523,7 +524,7 @@ class RNNBase(Module):
                     grad_norms.append(norms)
                 if fused:
                     out, final = _fused.run(kind.kernel, layer_input, initial, weights, lengths, d == 1, options,
-                                            grad_norms=norms)
+                                            grad_norms=norms, device=where)
                 else:
                     out, final = self._run_direction(layer_input, weights, initial, mask, d == 1, norms,
                                                      label=f"{type(self).__name__}{suffix}")

@@ -18,10 +18,12 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ._runtime import launch, on_device, require
+from ._runtime import launch, on_device, require, simulated
 
-#: threads per block side, and the side of the shared tiles: a compile-time constant
-TILE = 16
+#: threads per block side, and the side of the shared tiles: a compile-time constant. NOTE:
+#: the simulator runs every thread of a block as a Python thread, so there it is 8 (the
+#: same code at smaller, still ragged, tiles); what is compiled for GPUs is 16.
+TILE = 8 if simulated() else 16
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -31,7 +33,7 @@ def _make_gemm_kernel(dtype):
     zero = dtype.type(0)  # a float32 zero in the float32 kernel: no silent float64
 
     def gemm_kernel(a, b, out, trans_a, trans_b, accumulate):
-        """out (M, N) = op(a) (M, K) @ op(b) (K, N), or out += it; a, b, out C-contiguous 2-D."""
+        """out (M, N) = op(a) (M, K) @ op(b) (K, N), or out += it; a, b 2-D (views too), out C-contiguous."""
         a_slab = cuda.shared.array((TILE, TILE), scalar)
         b_slab = cuda.shared.array((TILE, TILE), scalar)
         ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
@@ -68,19 +70,20 @@ GEMM_KERNELS = {dtype.name: _make_gemm_kernel(dtype) for dtype in FLOATS}
 def kernel_signatures():
     """(name, python function, argument types) of every kernel here, for compiling ahead of time."""
     found = []
+    flag = numba.boolean
     for dtype in FLOATS:
-        matrix = numba.from_dtype(dtype)[:, ::1]
+        matrix, view = numba.from_dtype(dtype)[:, ::1], numba.from_dtype(dtype)[:, :]
         kernel = GEMM_KERNELS[dtype.name]
-        found.append((kernel.py_func.__name__, dtype, kernel.py_func,
-                      (matrix, matrix, matrix, numba.boolean, numba.boolean, numba.boolean)))
+        for a, b in ((matrix, matrix), (view, matrix)):  # a column slice of the gate gradients as a
+            found.append((kernel.py_func.__name__, dtype, kernel.py_func, (a, b, matrix, flag, flag, flag)))
     return found
 
 
 def _device(name, what, m):
-    """``m`` as a C-contiguous 2-D float device array (uploading a NumPy array)."""
+    """``m`` as a 2-D float device array (uploading a NumPy array); a device view stays a view."""
     if on_device(m):
-        if m.ndim != 2 or not m.is_c_contiguous():
-            raise ValueError(f"{name}: {what} must be a C-contiguous 2-D device array, got shape {m.shape}")
+        if m.ndim != 2:
+            raise ValueError(f"{name}: {what} must be a 2-D device array, got shape {m.shape}")
         return m
     arr = np.asarray(m)
     if arr.ndim != 2:
@@ -91,7 +94,8 @@ def _device(name, what, m):
 def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
     """op(a) @ op(b) on the GPU, into the device array ``out`` (made if None); returns ``out``.
 
-    a, b: NumPy or device arrays, 2-D, of one float dtype (float32 or float64); op(a) is
+    a, b: NumPy or device arrays (device views such as column slices too), 2-D, of one float
+    dtype (float32 or float64); op(a) is
     (M, K) and op(b) (K, N), transposed first where ``trans_a`` / ``trans_b``. With
     ``accumulate`` the product is added to ``out``. NumPy inputs are uploaded; the result
     stays on the device (``out.copy_to_host()`` brings it back).

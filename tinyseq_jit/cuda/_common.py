@@ -1,0 +1,130 @@
+"""What the CUDA kernel pairs share: the point-wise launch shape, device functions for the
+activations, and the small kernels around the loops (gradient norms, column sums).
+
+Every kernel is made per float dtype by a factory, so that its constants are of that dtype
+(a float32 kernel holds no float64 literal) and its shared arrays know their type.
+"""
+
+import math
+
+import numba
+from numba import cuda
+
+from ._gemm import FLOATS
+
+#: threads per block of the point-wise kernels: units (x) by sequences (y)
+BLOCK = (16, 4)
+#: threads per block of the one-thread-per-row or -column kernels
+LINE = 32
+
+
+def grid(batch, hidden):
+    """(grid, block) for a point-wise kernel over (B, H): a thread per (sequence, unit)."""
+    return (-(-hidden // BLOCK[0]), -(-batch // BLOCK[1])), BLOCK
+
+
+def line(n):
+    """(grid, block) for a kernel with a thread per row or column, n of them."""
+    return -(-n // LINE), LINE
+
+
+def activations(dtype):
+    """Device functions (sigmoid, tanh) for one dtype, inlined into the kernels that call them."""
+    zero, one = dtype.type(0), dtype.type(1)
+
+    @cuda.jit(device=True, inline="always")
+    def sigmoid(x):
+        if x >= zero:
+            return one / (one + math.exp(-x))
+        e = math.exp(x)  # NOTE: the stable side: exp of a negative number cannot overflow
+        return e / (one + e)
+
+    @cuda.jit(device=True, inline="always")
+    def tanh(x):
+        return math.tanh(x)
+
+    return sigmoid, tanh
+
+
+def _make_kernels(dtype):
+    zero = dtype.type(0)
+
+    def row_norms(m, lengths, t, state, grad_norms):
+        """grad_norms[state, t, b] = ||m[b]|| for the sequences inside their length at step t,
+        0 for the others; a thread per sequence, summing in a fixed order."""
+        b = cuda.grid(1)
+        batch, hidden = m.shape
+        if b < batch:
+            total = zero
+            if t < lengths[b]:
+                for j in range(hidden):
+                    total += m[b, j] * m[b, j]
+            grad_norms[state, t, b] = math.sqrt(total)
+
+    def sum_norms(dh, d_out, lengths, t, state, grad_norms):
+        """As ``row_norms`` for dh + d_out[t]: all of dL/dh_t before a backward step."""
+        b = cuda.grid(1)
+        batch, hidden = dh.shape
+        if b < batch:
+            total = zero
+            if t < lengths[b]:
+                for j in range(hidden):
+                    g = dh[b, j] + d_out[t, b, j]
+                    total += g * g
+            grad_norms[state, t, b] = math.sqrt(total)
+
+    def column_sums(m, out):
+        """out[j] = the sum of m's column j (a bias's gradient), a thread per column."""
+        j = cuda.grid(1)
+        if j < m.shape[1]:
+            total = zero
+            for i in range(m.shape[0]):
+                total += m[i, j]
+            out[j] = total
+
+    def product_column_sums(a, start, c, out):
+        """out[j] = sum_i a[i, start + j] * c[i, j] (a peephole's gradient), a thread per column."""
+        j = cuda.grid(1)
+        if j < c.shape[1]:
+            total = zero
+            for i in range(c.shape[0]):
+                total += a[i, start + j] * c[i, j]
+            out[j] = total
+
+    return named(dtype, row_norms, sum_norms, column_sums, product_column_sums)
+
+
+def named(dtype, *functions):
+    """{name: kernel} for python kernel functions, each compiled as ``name_{dtype}``."""
+    kernels = {}
+    for fn in functions:
+        name = fn.__name__
+        fn.__name__ = f"{name}_{dtype.name}"
+        kernels[name] = cuda.jit(fn)
+    return kernels
+
+
+KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
+
+
+def types(dtype):
+    """The numba types the kernels' signatures are written in, for one dtype."""
+    f = numba.from_dtype(dtype)
+    return {"vector": f[::1], "matrix": f[:, ::1], "cube": f[:, :, ::1], "lengths": numba.int64[::1],
+            "index": numba.int64, "flag": numba.boolean}
+
+
+def kernel_signatures():
+    """(name, dtype, python function, argument types) of the kernels here."""
+    found = []
+    for dtype in FLOATS:
+        k, ty = KERNELS[dtype.name], types(dtype)
+        matrix, cube, lengths, index = ty["matrix"], ty["cube"], ty["lengths"], ty["index"]
+        signatures = {
+            "row_norms": (matrix, lengths, index, index, cube),
+            "sum_norms": (matrix, cube, lengths, index, index, cube),
+            "column_sums": (matrix, ty["vector"]),
+            "product_column_sums": (matrix, index, matrix, ty["vector"]),
+        }
+        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
+    return found

@@ -1,0 +1,273 @@
+"""Fused GRU layer-direction on the GPU, both forms; gates stacked r, z, n as PyTorch.
+
+The same entry points, arguments, checks, contract and numbers as ``tinyseq_jit.cpu.gru``:
+
+    r = sigmoid(xp_r + h W_hr^T + b_hr),  z = sigmoid(xp_z + h W_hz^T + b_hz)
+    reset_after=True  (PyTorch, cuDNN):  n = tanh(xp_n + r * (h W_hn^T + b_hn))
+    reset_after=False (Cho et al. 2014): n = tanh(xp_n + (r * h) W_hn^T + b_hn)
+    h' = n + z * (h - n)
+
+The per-step path, as ``cuda/rnn.py``. PyTorch's form takes one ``gemm`` and one
+point-wise kernel per step (2T + 1 launches forward, 2T + 5 backward with dx); the classic
+form waits for r before its second product, so it takes two of each (4T + 1 forward,
+4T + 6 backward with dx). Recording gradient norms adds T.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import cuda
+
+from tinyseq.gates import num_gates
+
+from .._contract import Forward, weight_grads
+from ..cpu._common import Inputs, check_inputs, norm_buffer
+from ..cpu.gru import _gate_starts
+from . import _common
+from ._common import activations, grid, line, named, types
+from ._gemm import FLOATS, gemm
+from ._runtime import launch, require
+
+
+class GRUSaved(NamedTuple):
+    """What ``gru_backward`` needs from ``gru_forward``; the arrays stay on the device."""
+
+    inputs: Inputs  # the checked host arguments
+    reset_after: bool
+    device: dict  # x (T*B, I), w_ih, w_hh, lengths: the uploaded inputs
+    acts: object  # (T, B, 3H): the gates r, z, n after their non-linearities
+    n_rec: object  # (T, B, H): n's recurrent input: h_{t-1} W_hn^T + b_hn, or r * h_{t-1} (classic)
+    h_prev: object  # (T, B, H): h_{t-1}
+
+
+def _make_kernels(dtype):
+    zero, one = dtype.type(0), dtype.type(1)
+    sigmoid, tanh = activations(dtype)
+
+    def gru_step_forward(xp, b_ih, b_hh, hw, gz, gn, h, lengths, t, out, acts, n_rec, h_prev):
+        """Step t, r applied after the product, for every (b, j): xp (T, B, 3H) x W_ih^T; hw (B, 3H)
+        h_{t-1} W_hh^T; h (B, H) the state, updated. Written: h_prev[t] everywhere, out[t] (0 at
+        padded steps), acts[t] and n_rec[t] at valid steps."""
+        j, b = cuda.grid(2)
+        batch, hidden = h.shape
+        if b < batch and j < hidden:
+            h_last = h[b, j]
+            h_prev[t, b, j] = h_last
+            if t < lengths[b]:
+                r = sigmoid((xp[t, b, j] + b_ih[j]) + (hw[b, j] + b_hh[j]))
+                z = sigmoid((xp[t, b, gz + j] + b_ih[gz + j]) + (hw[b, gz + j] + b_hh[gz + j]))
+                hn = hw[b, gn + j] + b_hh[gn + j]
+                n = tanh((xp[t, b, gn + j] + b_ih[gn + j]) + r * hn)
+                acts[t, b, j], acts[t, b, gz + j], acts[t, b, gn + j] = r, z, n
+                n_rec[t, b, j] = hn
+                h_t = n + z * (h_last - n)
+                out[t, b, j] = h_t
+                h[b, j] = h_t
+            else:
+                out[t, b, j] = zero
+
+    def gru_step_backward(d_out, dh, lengths, t, gz, gn, acts, n_rec, h_prev, d_xp, d_hw):
+        """BPTT step t, r applied after the product, for every (b, j): dh (B, H) holds dL/dh_t from
+        the later steps and becomes z * dL/dh_t, the direct path (the next gemm adds the rest).
+        Written: d_xp[t] and d_hw[t] (the gradients of xp and of h_{t-1} W_hh^T + b_hh; zeros at
+        padded steps)."""
+        j, b = cuda.grid(2)
+        batch, hidden = dh.shape
+        if b < batch and j < hidden:
+            if t < lengths[b]:
+                r, z, n = acts[t, b, j], acts[t, b, gz + j], acts[t, b, gn + j]
+                dh_t = dh[b, j] + d_out[t, b, j]
+                dn = dh_t * (one - z) * (one - n * n)
+                dz = dh_t * (h_prev[t, b, j] - n) * z * (one - z)
+                dr = dn * n_rec[t, b, j] * r * (one - r)
+                d_xp[t, b, j], d_xp[t, b, gz + j], d_xp[t, b, gn + j] = dr, dz, dn
+                d_hw[t, b, j], d_hw[t, b, gz + j], d_hw[t, b, gn + j] = dr, dz, dn * r
+                dh[b, j] = dh_t * z
+            else:
+                for k in range(3):
+                    d_xp[t, b, k * hidden + j] = zero
+                    d_hw[t, b, k * hidden + j] = zero
+
+    def gru_classic_gates(xp, b_ih, b_hh, hw_rz, gz, h, t, acts, n_rec):
+        """Step t of the classic form, first half, for every (b, j), padded or not (n's product
+        takes all of n_rec[t]): r and z from hw_rz (B, 2H) h_{t-1} W_h{r,z}^T; n_rec[t] = r * h."""
+        j, b = cuda.grid(2)
+        batch, hidden = h.shape
+        if b < batch and j < hidden:
+            r = sigmoid((xp[t, b, j] + b_ih[j]) + (hw_rz[b, j] + b_hh[j]))
+            z = sigmoid((xp[t, b, gz + j] + b_ih[gz + j]) + (hw_rz[b, gz + j] + b_hh[gz + j]))
+            acts[t, b, j], acts[t, b, gz + j] = r, z
+            n_rec[t, b, j] = r * h[b, j]
+
+    def gru_classic_state(xp, b_ih, b_hh, rhw, gn, h, lengths, t, out, acts, h_prev):
+        """Step t of the classic form, second half: n from rhw (B, H) (r * h_{t-1}) W_hn^T, then the
+        new state. Written: h_prev[t] everywhere, out[t] (0 at padded steps), acts[t]'s n at
+        valid steps."""
+        j, b = cuda.grid(2)
+        batch, hidden = h.shape
+        if b < batch and j < hidden:
+            h_last = h[b, j]
+            h_prev[t, b, j] = h_last
+            if t < lengths[b]:
+                n = tanh((xp[t, b, gn + j] + b_ih[gn + j]) + (rhw[b, j] + b_hh[gn + j]))
+                acts[t, b, gn + j] = n
+                z = acts[t, b, gn - hidden + j]
+                h_t = n + z * (h_last - n)
+                out[t, b, j] = h_t
+                h[b, j] = h_t
+            else:
+                out[t, b, j] = zero
+
+    def gru_classic_step_backward(d_out, dh, lengths, t, gz, gn, acts, h_prev, d_xp):
+        """BPTT step t of the classic form, first half: dn and dz into d_xp[t] (zeros at padded
+        steps, r's too); dh becomes z * dL/dh_t."""
+        j, b = cuda.grid(2)
+        batch, hidden = dh.shape
+        if b < batch and j < hidden:
+            if t < lengths[b]:
+                z, n = acts[t, b, gz + j], acts[t, b, gn + j]
+                dh_t = dh[b, j] + d_out[t, b, j]
+                d_xp[t, b, gn + j] = dh_t * (one - z) * (one - n * n)
+                d_xp[t, b, gz + j] = dh_t * (h_prev[t, b, j] - n) * z * (one - z)
+                dh[b, j] = dh_t * z
+            else:
+                for k in range(3):
+                    d_xp[t, b, k * hidden + j] = zero
+
+    def gru_classic_reset_backward(d_rh, dh, lengths, t, acts, h_prev, d_xp):
+        """BPTT step t of the classic form, second half: from d_rh (B, H), the gradient of r * h_{t-1},
+        r's gradient into d_xp[t] and d_rh * r into dh, at valid steps."""
+        j, b = cuda.grid(2)
+        batch, hidden = dh.shape
+        if b < batch and j < hidden and t < lengths[b]:
+            r = acts[t, b, j]
+            d_xp[t, b, j] = d_rh[b, j] * h_prev[t, b, j] * r * (one - r)
+            dh[b, j] += d_rh[b, j] * r
+
+    return named(dtype, gru_step_forward, gru_step_backward, gru_classic_gates, gru_classic_state,
+                 gru_classic_step_backward, gru_classic_reset_backward)
+
+
+KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
+
+
+def kernel_signatures():
+    """(name, dtype, python function, argument types) of every kernel here, for compiling ahead of time."""
+    found = []
+    for dtype in FLOATS:
+        k, ty = KERNELS[dtype.name], types(dtype)
+        vector, matrix, cube, lengths, index = (ty[n] for n in ("vector", "matrix", "cube", "lengths", "index"))
+        signatures = {
+            "gru_step_forward": (cube, vector, vector, matrix, index, index, matrix, lengths, index, cube, cube, cube,
+                                 cube),
+            "gru_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube, cube, cube),
+            "gru_classic_gates": (cube, vector, vector, matrix, index, matrix, index, cube, cube),
+            "gru_classic_state": (cube, vector, vector, matrix, index, matrix, lengths, index, cube, cube, cube),
+            "gru_classic_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube),
+            "gru_classic_reset_backward": (matrix, matrix, lengths, index, cube, cube, cube),
+        }
+        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
+    return found
+
+
+def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
+    """Run one GRU layer in one direction over all T steps, on the GPU.
+
+    x (T, B, I); h0 (B, H); ``weights``: w_ih (3H, I), w_hh (3H, H), and optionally b_ih
+    and b_hh (3H,); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0;
+    ``reset_after`` picks the form (see the module docstring). Returns a ``Forward``: out
+    (T, B, H), h_n (B, H), c_n None, saved (its arrays on the device).
+    """
+    require("gru_forward")
+    inputs = check_inputs("gru_forward", num_gates("GRU"), x, (h0,), weights, lengths, reverse)
+    w, h0 = inputs.w, inputs.states[0]
+    (steps, batch, features), hidden, dtype = inputs.x.shape, h0.shape[1], inputs.x.dtype
+    gz, gn = _gate_starts(hidden)
+    zeros = np.zeros(3 * hidden, dtype)
+    device = {"x": cuda.to_device(inputs.x.reshape(steps * batch, features)), "w_ih": cuda.to_device(w["w_ih"]),
+              "w_hh": cuda.to_device(w["w_hh"]), "lengths": cuda.to_device(inputs.lengths)}
+    b_ih, b_hh = (cuda.to_device(w.get(name, zeros)) for name in ("b_ih", "b_hh"))
+    xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, 3 * hidden)
+    h = cuda.to_device(h0)
+    acts = cuda.device_array((steps, batch, 3 * hidden), dtype)
+    out, n_rec, h_prev = (cuda.device_array((steps, batch, hidden), dtype) for _ in range(3))
+    kernels, lengths_dev = KERNELS[dtype.name], device["lengths"]
+    shape = grid(batch, hidden)
+    if reset_after:
+        hw = cuda.device_array((batch, 3 * hidden), dtype)
+    else:
+        hw_rz, rhw = cuda.device_array((batch, gn), dtype), cuda.device_array((batch, hidden), dtype)
+        w_rz, w_n = device["w_hh"][:gn], device["w_hh"][gn:]
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        if reset_after:
+            gemm(h, device["w_hh"], hw, trans_b=True)
+            launch(kernels["gru_step_forward"], *shape, xp, b_ih, b_hh, hw, gz, gn, h, lengths_dev, t, out, acts, n_rec,
+                   h_prev)
+        else:
+            gemm(h, w_rz, hw_rz, trans_b=True)
+            launch(kernels["gru_classic_gates"], *shape, xp, b_ih, b_hh, hw_rz, gz, h, t, acts, n_rec)
+            gemm(n_rec[t], w_n, rhw, trans_b=True)
+            launch(kernels["gru_classic_state"], *shape, xp, b_ih, b_hh, rhw, gn, h, lengths_dev, t, out, acts, h_prev)
+    saved = GRUSaved(inputs, reset_after, device, acts, n_rec, h_prev)
+    return Forward(out.copy_to_host(), h.copy_to_host(), None, saved)
+
+
+def gru_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
+    """BPTT through a ``gru_forward`` call in one call, on the GPU; returns a ``Grads`` (x None
+    unless ``need_dx``). ``grad_norms``, if given, a (1, T, B) array: written with ||dL/dh_t||
+    of every sequence at every step (zero at padded steps)."""
+    require("gru_backward")
+    inputs, device = saved.inputs, saved.device
+    dtype = inputs.x.dtype
+    d_out, d_h_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n))
+    steps, batch, hidden = d_out.shape
+    gz, gn = _gate_starts(hidden)
+    norms = norm_buffer("gru_backward", grad_norms, 1, inputs)
+    recording = norms.shape[1] > 0
+    kernels, shared = KERNELS[dtype.name], _common.KERNELS[dtype.name]
+    d_out_dev, dh = cuda.to_device(d_out), cuda.to_device(d_h_n)
+    norms_dev = cuda.to_device(norms) if recording else None
+    lengths, shape = device["lengths"], grid(batch, hidden)
+    d_xp = cuda.device_array((steps, batch, 3 * hidden), dtype)
+    if saved.reset_after:
+        d_hw = cuda.device_array((steps, batch, 3 * hidden), dtype)
+    else:
+        d_rh = cuda.device_array((batch, hidden), dtype)
+        w_rz, w_n = device["w_hh"][:gn], device["w_hh"][gn:]
+    for s in range(steps):
+        t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
+        if recording:
+            launch(shared["sum_norms"], *line(batch), dh, d_out_dev, lengths, t, 0, norms_dev)
+        if saved.reset_after:
+            launch(kernels["gru_step_backward"], *shape, d_out_dev, dh, lengths, t, gz, gn, saved.acts, saved.n_rec,
+                   saved.h_prev, d_xp, d_hw)
+            gemm(d_hw[t], device["w_hh"], dh, accumulate=True)
+        else:
+            launch(kernels["gru_classic_step_backward"], *shape, d_out_dev, dh, lengths, t, gz, gn, saved.acts,
+                   saved.h_prev, d_xp)
+            gemm(d_xp[t][:, gn:], w_n, d_rh)
+            launch(kernels["gru_classic_reset_backward"], *shape, d_rh, dh, lengths, t, saved.acts, saved.h_prev,
+                   d_xp)
+            gemm(d_xp[t][:, :gn], w_rz, dh, accumulate=True)
+    if recording:
+        norms[...] = norms_dev.copy_to_host()
+    flat = d_xp.reshape(steps * batch, 3 * hidden)
+    h_prev = saved.h_prev.reshape(steps * batch, hidden)
+    dx = gemm(flat, device["w_ih"]).copy_to_host().reshape(inputs.x.shape) if need_dx else None
+    dw_ih = gemm(flat, device["x"], trans_a=True).copy_to_host()
+    db_ih = cuda.device_array(3 * hidden, dtype)
+    launch(shared["column_sums"], *line(3 * hidden), flat, db_ih)
+    db_ih = db_ih.copy_to_host()
+    if saved.reset_after:
+        d_hw_flat = d_hw.reshape(steps * batch, 3 * hidden)
+        dw_hh = gemm(d_hw_flat, h_prev, trans_a=True).copy_to_host()
+        db_hh = cuda.device_array(3 * hidden, dtype)
+        launch(shared["column_sums"], *line(3 * hidden), d_hw_flat, db_hh)
+        db_hh = db_hh.copy_to_host()
+    else:
+        dw_hh = np.concatenate([gemm(flat[:, :gn], h_prev, trans_a=True).copy_to_host(),
+                                gemm(flat[:, gn:], saved.n_rec.reshape(steps * batch, hidden), trans_a=True)
+                                .copy_to_host()])
+        db_hh = db_ih.copy()  # b_hh is added where b_ih is
+    return weight_grads(inputs.w, x=dx, h0=dh.copy_to_host(), w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih, b_hh=db_hh)

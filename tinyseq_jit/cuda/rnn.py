@@ -1,0 +1,167 @@
+"""Fused Elman RNN layer-direction on the GPU: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+The same entry points, arguments, checks, contract and numbers as ``tinyseq_jit.cpu.rnn``
+(``act`` is tanh or relu; a sequence past its length keeps its state and outputs zeros).
+This is the per-step path, the general one: the input projection for all steps is one
+``gemm`` before the loop; each step is one ``gemm`` for h_{t-1} W_hh^T and one point-wise
+kernel, a thread per (sequence, unit); backward, one point-wise kernel and one ``gemm``
+per step, then the weight gradients in a few ``gemm`` calls after the loop. Inputs and
+weights are uploaded once per call, the saved activations stay on the device until the
+backward, and the results come back once. A pass launches 2T + 1 kernels forward, 2T + 4
+backward (3 without dx), T more when recording gradient norms.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import cuda
+
+from .._contract import Forward, weight_grads
+from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
+from . import _common
+from ._common import activations, grid, line, named, types
+from ._gemm import FLOATS, gemm
+from ._runtime import launch, require
+
+_NONLINEARITIES = ("tanh", "relu")
+
+
+class RNNSaved(NamedTuple):
+    """What ``rnn_backward`` needs from ``rnn_forward``; the arrays stay on the device."""
+
+    inputs: Inputs  # the checked host arguments
+    relu: bool
+    device: dict  # x (T*B, I), w_ih, w_hh, lengths: the uploaded inputs
+    out: object  # (T, B, H) device array: h_t, which is also what the activation's derivative needs
+    h_prev: object  # (T, B, H) device array: h_{t-1}, the state step t read
+
+
+def _make_kernels(dtype):
+    """The point-wise kernels for one float dtype (their constants in that dtype)."""
+    zero, one = dtype.type(0), dtype.type(1)
+    _, tanh = activations(dtype)
+
+    @cuda.jit(device=True, inline="always")
+    def activation(pre, relu):
+        if relu:
+            return pre if pre > zero else zero
+        return tanh(pre)
+
+    @cuda.jit(device=True, inline="always")
+    def activation_grad(g, h, relu):
+        """The gradient of the pre-activation from g = dL/dh_t, through h_t = act(pre)."""
+        if relu:
+            return g if h > zero else zero
+        return g * (one - h * h)
+
+    def rnn_step_forward(xp, bias, hw, h, lengths, t, relu, out, h_prev):
+        """Step t for every (b, j): xp (T, B, H) x W_ih^T; bias (H,) b_ih + b_hh; hw (B, H)
+        h_{t-1} W_hh^T; h (B, H) the state, updated; written: out[t] and h_prev[t], all of it."""
+        j, b = cuda.grid(2)
+        batch, hidden = h.shape
+        if b < batch and j < hidden:
+            h_prev[t, b, j] = h[b, j]
+            if t < lengths[b]:
+                h_t = activation(xp[t, b, j] + bias[j] + hw[b, j], relu)
+                out[t, b, j] = h_t
+                h[b, j] = h_t
+            else:
+                out[t, b, j] = zero
+
+    def rnn_step_backward(d_out, dh, out, lengths, t, relu, d_pre):
+        """Step t of BPTT for every (b, j): dh (B, H) holds dL/dh_t from the later steps; written:
+        d_pre[t] (zeros at padded steps), and dh zeroed where step t is valid (h_{t-1} reaches
+        h_t only through the product, which the next gemm adds into dh)."""
+        j, b = cuda.grid(2)
+        batch, hidden = dh.shape
+        if b < batch and j < hidden:
+            if t < lengths[b]:
+                d_pre[t, b, j] = activation_grad(dh[b, j] + d_out[t, b, j], out[t, b, j], relu)
+                dh[b, j] = zero
+            else:
+                d_pre[t, b, j] = zero
+
+    return named(dtype, rnn_step_forward, rnn_step_backward)
+
+
+KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
+
+
+def kernel_signatures():
+    """(name, dtype, python function, argument types) of every kernel here, for compiling ahead of time."""
+    found = []
+    for dtype in FLOATS:
+        k, ty = KERNELS[dtype.name], types(dtype)
+        vector, matrix, cube, lengths, index, flag = (ty[n] for n in ("vector", "matrix", "cube", "lengths",
+                                                                    "index", "flag"))
+        signatures = {
+            "rnn_step_forward": (cube, vector, matrix, matrix, lengths, index, flag, cube, cube),
+            "rnn_step_backward": (cube, matrix, cube, lengths, index, flag, cube),
+        }
+        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
+    return found
+
+
+def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"):
+    """Run one Elman RNN layer in one direction over all T steps, on the GPU.
+
+    x (T, B, I); h0 (B, H); ``weights``: w_ih (H, I), w_hh (H, H), and optionally b_ih and
+    b_hh (H,); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0; ``nonlinearity``
+    "tanh" or "relu". Returns a ``Forward``: out (T, B, H), h_n (B, H), c_n None, saved (its
+    arrays on the device).
+    """
+    require("rnn_forward")
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"rnn_forward: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    inputs = check_inputs("rnn_forward", 1, x, (h0,), weights, lengths, reverse)
+    w, (steps, batch, features) = inputs.w, inputs.x.shape
+    hidden, dtype = w["w_hh"].shape[0], inputs.x.dtype
+    bias = add_biases(w.get("b_ih"), w.get("b_hh"))
+    device = {"x": cuda.to_device(inputs.x.reshape(steps * batch, features)), "w_ih": cuda.to_device(w["w_ih"]),
+              "w_hh": cuda.to_device(w["w_hh"]), "lengths": cuda.to_device(inputs.lengths)}
+    bias = cuda.to_device(np.zeros(hidden, dtype) if bias is None else bias)
+    h = cuda.to_device(inputs.states[0])
+    xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, hidden)
+    hw = cuda.device_array((batch, hidden), dtype)
+    out, h_prev = cuda.device_array((steps, batch, hidden), dtype), cuda.device_array((steps, batch, hidden), dtype)
+    step, relu = KERNELS[dtype.name]["rnn_step_forward"], nonlinearity == "relu"
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        gemm(h, device["w_hh"], hw, trans_b=True)
+        launch(step, *grid(batch, hidden), xp, bias, hw, h, device["lengths"], t, relu, out, h_prev)
+    saved = RNNSaved(inputs, relu, device, out, h_prev)
+    return Forward(out.copy_to_host(), h.copy_to_host(), None, saved)
+
+
+def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
+    """BPTT through an ``rnn_forward`` call in one call, on the GPU; returns a ``Grads`` (x
+    None unless ``need_dx``). ``grad_norms``, if given, a (1, T, B) array: written with
+    ||dL/dh_t|| of every sequence at every step (zero at padded steps)."""
+    require("rnn_backward")
+    inputs, device = saved.inputs, saved.device
+    dtype = inputs.x.dtype
+    d_out, d_h_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n))
+    steps, batch, hidden = d_out.shape
+    norms = norm_buffer("rnn_backward", grad_norms, 1, inputs)
+    recording = norms.shape[1] > 0
+    kernels, shared = KERNELS[dtype.name], _common.KERNELS[dtype.name]
+    d_out_dev, dh = cuda.to_device(d_out), cuda.to_device(d_h_n)
+    norms_dev = cuda.to_device(norms) if recording else None
+    d_pre = cuda.device_array((steps, batch, hidden), dtype)
+    for s in range(steps):
+        t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
+        if recording:
+            launch(shared["sum_norms"], *line(batch), dh, d_out_dev, device["lengths"], t, 0, norms_dev)
+        launch(kernels["rnn_step_backward"], *grid(batch, hidden), d_out_dev, dh, saved.out, device["lengths"], t,
+               saved.relu, d_pre)
+        gemm(d_pre[t], device["w_hh"], dh, accumulate=True)
+    if recording:
+        norms[...] = norms_dev.copy_to_host()
+    flat = d_pre.reshape(steps * batch, hidden)
+    dx = gemm(flat, device["w_ih"]).copy_to_host().reshape(inputs.x.shape) if need_dx else None
+    dw_ih = gemm(flat, device["x"], trans_a=True).copy_to_host()
+    dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True).copy_to_host()
+    db = cuda.device_array(hidden, dtype)
+    launch(shared["column_sums"], *line(hidden), flat, db)
+    db = db.copy_to_host()
+    return weight_grads(inputs.w, x=dx, h0=dh.copy_to_host(), w_ih=dw_ih, w_hh=dw_hh, b_ih=db, b_hh=db.copy())
