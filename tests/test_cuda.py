@@ -120,6 +120,38 @@ def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned):
         assert grads.x is None and grads.b_ih is None and grads.w_hh.shape == (4, 4)
 
 
+# kernel, forward options, peepholes, launches forward, backward, backward recording norms (T steps)
+PASSES = [
+    ("lstm", {}, False, lambda t: 2 * t + 1, lambda t: 2 * t + 4, lambda t: 4 * t + 4),
+    ("lstm", {"coupled": True}, True, lambda t: 2 * t + 1, lambda t: 2 * t + 6, lambda t: 4 * t + 6),
+    ("lstm", {}, True, lambda t: 2 * t + 1, lambda t: 2 * t + 7, lambda t: 4 * t + 7),
+    ("gru", {}, False, lambda t: 2 * t + 1, lambda t: 2 * t + 5, lambda t: 3 * t + 5),
+    ("gru", {"reset_after": False}, False, lambda t: 4 * t + 1, lambda t: 4 * t + 5, lambda t: 5 * t + 5),
+]
+
+
+@simulated
+@pytest.mark.parametrize("kernel,options,peephole,forward,backward,recording", PASSES)
+def test_launches_per_pass_grow_with_T_only_as_documented(kernel, options, peephole, forward, backward, recording):
+    from tinyseq_jit import cuda as tc
+
+    rng = np.random.default_rng(3)
+    gates = {"lstm": 3 if options.get("coupled") else 4, "gru": 3}[kernel]
+    for steps in (1, 2):
+        weights = {"w_ih": rng.standard_normal((gates * 2, 2)), "w_hh": rng.standard_normal((gates * 2, 2))}
+        if peephole:
+            weights.update({k: np.ones(2) for k in (("cf", "co") if options.get("coupled") else ("ci", "cf", "co"))})
+        states = (np.zeros((2, 2)),) * (2 if kernel == "lstm" else 1)
+        tc.reset_launches()
+        result = getattr(tc, f"{kernel}_forward")(rng.standard_normal((steps, 2, 2)), *states, weights, **options)
+        assert sum(tc.reset_launches().values()) == forward(steps)
+        backward_kernel = getattr(tc, f"{kernel}_backward")
+        backward_kernel(result.saved, np.ones((steps, 2, 2)), *states)
+        assert sum(tc.reset_launches().values()) == backward(steps)
+        backward_kernel(result.saved, np.ones((steps, 2, 2)), *states, grad_norms=np.zeros((len(states), steps, 2)))
+        assert sum(tc.reset_launches().values()) == recording(steps)
+
+
 @simulated
 def test_gemm_refuses_what_it_cannot_multiply():
     from tinyseq_jit import cuda as tc

@@ -10,7 +10,7 @@ The same entry points, arguments, checks, contract and numbers as ``tinyseq_jit.
 The per-step path, as ``cuda/rnn.py``. PyTorch's form takes one ``gemm`` and one
 point-wise kernel per step (2T + 1 launches forward, 2T + 5 backward with dx); the classic
 form waits for r before its second product, so it takes two of each (4T + 1 forward,
-4T + 6 backward with dx). Recording gradient norms adds T.
+4T + 5 backward with dx). Recording gradient norms adds T.
 """
 
 from typing import NamedTuple
