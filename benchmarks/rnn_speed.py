@@ -27,6 +27,7 @@ Also measured, each in child processes:
     would raise the child's baseline and hide the step's growth.
 
     python benchmarks/rnn_speed.py [--threads 2] [--rounds 2] [--repeats 5] [--only S1,S5]
+    python benchmarks/rnn_speed.py --device cuda [...]    # the GPU benchmark: cuda_speed.py
 """
 
 import argparse
@@ -236,7 +237,20 @@ def print_table(rows, backends, args):
 
 
 def main(argv=None):
-    """Parse options; run as a child worker, or run every measurement and write the JSON."""
+    """Parse options; run as a child worker, or run every measurement and write the JSON.
+    ``--device cuda`` runs ``cuda_speed.py`` instead, with the other options passed on."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--device" in argv:
+        at = argv.index("--device")
+        device = argv[at + 1] if at + 1 < len(argv) else None
+        if device not in ("cpu", "cuda"):
+            raise SystemExit(f"rnn_speed: --device must be cpu or cuda, got {device!r}")
+        del argv[at:at + 2]
+        if device == "cuda":
+            sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+            import cuda_speed
+
+            return cuda_speed.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="BLAS / OpenMP / numba / torch threads (default 2)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per backend")

@@ -10,6 +10,8 @@ without numba.cuda at all, the package imports and says why it cannot run;
 ``backend="cuda"`` is still refused with a reason.
 """
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import pytest
 from tinyseq import nn
 from tinyseq.bptt import grad_norms_through_time
 
-from helpers import compare
+from helpers import EXAMPLES, compare
 
 pytestmark = pytest.mark.cuda
 
@@ -150,6 +152,19 @@ def test_launches_per_pass_grow_with_T_only_as_documented(kernel, options, peeph
         assert sum(tc.reset_launches().values()) == backward(steps)
         backward_kernel(result.saved, np.ones((steps, 2, 2)), *states, grad_norms=np.zeros((len(states), steps, 2)))
         assert sum(tc.reset_launches().values()) == recording(steps)
+
+
+@simulated
+def test_the_gpu_benchmark_runs_end_to_end_at_tiny_shapes(tmp_path):
+    path = EXAMPLES.parent / "benchmarks" / "cuda_speed.py"
+    spec = importlib.util.spec_from_file_location("cuda_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--only", "S7,S6", "--no-grid", "--repeats", "1", "--warmup", "0",
+                       "--out", str(tmp_path / "cuda.json")])
+    assert [(r["id"], r["T"], r["B"], r["H"]) for r in rows] == [("S6", 3, 2, 4), ("S7", 3, 1, 4)]
+    assert rows[1]["launches_per_train_step"] == (2 * 3 + 1) + (2 * 3 + 3)  # RNN: forward, backward without dx
+    assert json.loads((tmp_path / "cuda.json").read_text())["where"] == "simulator"
 
 
 @simulated

@@ -359,7 +359,7 @@ class RNNBase(Module):
     share (their docstrings have the arguments, inputs and outputs).
 
     On the "graph" backend each layer-direction runs the step functions above as ops; on
-    "numba" it is one fused kernel pair (``nn/_fused.py``).
+    "numba" (and "cuda") it is one fused kernel pair (``nn/_fused.py``).
     """
 
     mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's; the key of the layer's ``KINDS`` entry
@@ -580,8 +580,9 @@ _LAYER_DOC = """{title}
         dropout: dropout probability on each layer's output except the last, in training. Default: 0.
         bidirectional: if True (D = 2), each layer also runs from t = T-1 down to 0 and the two
             directions' outputs are concatenated. Default: False.
-        backend: "graph" (these unrolled ops), "numba" (fused kernels, ``tinyseq_jit``) or
-            "auto" (default: ``tinyseq.backend``'s choice, numba when it imports). Same numbers.
+        backend: "graph" (these unrolled ops), "numba" (fused kernels, ``tinyseq_jit``), "cuda"
+            (the same on an NVIDIA GPU, ``tinyseq_jit.cuda``) or "auto" (default:
+            ``tinyseq.backend``'s choice, numba when it imports; never cuda). Same numbers.
         dtype: float32 (default) or float64; the input and states must match.
         generator: a ``numpy.random.Generator`` for the dropout masks (default: the library's).
 
