@@ -3,9 +3,10 @@
 The simulator runs a kernel's threads on the CPU, so these shapes are tiny. What is here so
 far (issue 13, in progress): the tiled GEMM equals NumPy's product at ragged tile edges,
 in both dtypes and every transpose, writes every element of its output and launches once;
-the RNN kernel pair equals the CPU pair (outputs, every gradient, the gradient norms; with
-lengths, reverse, relu, partial biases; float64 and float32) with every element written,
-and its launches per pass are counted; without a GPU and without the simulator, and
+the RNN kernel pair, on both its paths, equals the CPU pair (outputs, every gradient, the
+gradient norms; with lengths, reverse, relu, partial biases; float64 and float32) with
+every element written; the layers on backend="cuda" equal the graph; the launches per pass
+are counted for every cell and path; without a GPU and without the simulator, and
 without numba.cuda at all, the package imports and says why it cannot run;
 ``backend="cuda"`` is still refused with a reason.
 """
@@ -52,6 +53,16 @@ def test_gemm_equals_numpy_at_ragged_tile_edges(dtype, rtol, trans_a, trans_b):
         np.testing.assert_allclose(out.copy_to_host(), 2 * expected, rtol=rtol, atol=rtol)
 
 
+@pytest.fixture(params=["per-block", "per-step"])
+def path(request, monkeypatch):
+    """Each test that takes it runs on both paths: the time loop in one kernel, and a launch a step."""
+    from tinyseq_jit.cuda import _common
+
+    if request.param == "per-step":
+        monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
+    return request.param
+
+
 @pytest.fixture
 def poisoned(monkeypatch):
     """Every device array the kernels allocate starts as nan: an element they forget stays nan."""
@@ -73,7 +84,7 @@ RNN_CASES = [  # nonlinearity, reverse, lengths, biases, dtype
 
 @simulated
 @pytest.mark.parametrize("nonlinearity,reverse,lengths,biases,dtype", RNN_CASES)
-def test_rnn_kernels_equal_the_cpu_kernels(poisoned, nonlinearity, reverse, lengths, biases, dtype):
+def test_rnn_kernels_equal_the_cpu_kernels(poisoned, path, nonlinearity, reverse, lengths, biases, dtype):
     """Outputs, every gradient and the gradient norms of the CUDA pair equal the CPU pair's
     (which equal the unrolled graph's, tests/test_backends.py), with every element written."""
     from tinyseq_jit import cpu
@@ -96,7 +107,8 @@ def test_rnn_kernels_equal_the_cpu_kernels(poisoned, nonlinearity, reverse, leng
     grads_cpu = cpu.rnn_backward(expected.saved, d_out, d_h_n, grad_norms=norms_cpu)
     tc.reset_launches()
     grads = tc.rnn_backward(got.saved, d_out, d_h_n, grad_norms=norms)
-    assert sum(tc.reset_launches().values()) == 3 * steps + 4  # per step: norms, point-wise, gemm; then 4
+    # per step: norms, point-wise, gemm; then 4 (dx, dW_ih, dW_hh, the bias sums); or all steps in one kernel
+    assert sum(tc.reset_launches().values()) == (3 * steps + 4 if path == "per-step" else 1 + 4)
     for name, a in grads_cpu._asdict().items():
         b = getattr(grads, name)
         assert (a is None) == (b is None), name
@@ -106,9 +118,11 @@ def test_rnn_kernels_equal_the_cpu_kernels(poisoned, nonlinearity, reverse, leng
 
 
 @simulated
-def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned):
+def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned, monkeypatch):
     from tinyseq_jit import cuda as tc
+    from tinyseq_jit.cuda import _common
 
+    monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)  # the per-step path
     rng = np.random.default_rng(2)
     for steps in (1, 3):
         x, h0 = rng.standard_normal((steps, 2, 3)), np.zeros((2, 4))
@@ -120,6 +134,13 @@ def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned):
         assert tc.reset_launches() == {"gemm_kernel_float64": steps + 2, "rnn_step_backward_float64": steps,
                                        "column_sums_float64": 1}
         assert grads.x is None and grads.b_ih is None and grads.w_hh.shape == (4, 4)
+    monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", _common.MAX_HIDDEN)  # the per-block path: T-free
+    for steps in (1, 3):
+        result = tc.rnn_forward(rng.standard_normal((steps, 5, 3)), np.zeros((5, 4)), weights)
+        assert tc.reset_launches() == {"gemm_kernel_float64": 1, "rnn_block_forward_float64": 1}
+        tc.rnn_backward(result.saved, np.ones((steps, 5, 4)), np.zeros((5, 4)), need_dx=False)
+        assert tc.reset_launches() == {"rnn_block_backward_float64": 1, "gemm_kernel_float64": 2,
+                                       "column_sums_float64": 1}
 
 
 # kernel, forward options, peepholes, launches forward, backward, backward recording norms (T steps)
@@ -163,7 +184,7 @@ def test_the_gpu_benchmark_runs_end_to_end_at_tiny_shapes(tmp_path):
     rows = bench.main(["--only", "S7,S6", "--no-grid", "--repeats", "1", "--warmup", "0",
                        "--out", str(tmp_path / "cuda.json")])
     assert [(r["id"], r["T"], r["B"], r["H"]) for r in rows] == [("S6", 3, 2, 4), ("S7", 3, 1, 4)]
-    assert rows[1]["launches_per_train_step"] == (2 * 3 + 1) + (2 * 3 + 3)  # RNN: forward, backward without dx
+    assert rows[1]["launches_per_train_step"] == 2 + 4  # RNN, H = 4: the per-block path; backward without dx
     assert json.loads((tmp_path / "cuda.json").read_text())["where"] == "simulator"
 
 

@@ -11,11 +11,39 @@ import numba
 from numba import cuda
 
 from ._gemm import FLOATS
+from ._runtime import simulated
 
 #: threads per block of the point-wise kernels: units (x) by sequences (y)
 BLOCK = (16, 4)
 #: threads per block of the one-thread-per-row or -column kernels
 LINE = 32
+
+# ---------------------------------------------------------------- which path runs a pass
+#
+# The per-block path keeps the whole time loop inside one kernel: a block owns ROWS
+# sequences and all H units (a thread per (sequence, unit)), keeps their state in shared
+# memory and reads W_hh from global memory (L2-cached), with ``syncthreads`` between the
+# steps; blocks never wait for each other, so the simulator runs it exactly as a GPU would.
+# Its shared arrays are sized at compile time, so it takes H <= MAX_HIDDEN; a larger H
+# runs the per-step path (a GEMM and a point-wise kernel per step). NOTE: the simulator
+# runs each thread of a block as a Python thread, so there MAX_HIDDEN is 8 (the same code).
+
+#: sequences per block on the per-block path
+ROWS = 4
+#: the largest H the per-block path's shared arrays hold
+MAX_HIDDEN = 8 if simulated() else 64
+#: the largest H that takes the per-block path (a tunable: 0 sends every shape per step)
+BLOCK_PATH_MAX_HIDDEN = MAX_HIDDEN
+
+
+def per_block(hidden):
+    """True when a pass with H = ``hidden`` keeps its time loop in one kernel."""
+    return hidden <= min(BLOCK_PATH_MAX_HIDDEN, MAX_HIDDEN)
+
+
+def block_grid(batch):
+    """(grid, block) of the per-block path: ROWS sequences per block, MAX_HIDDEN units each."""
+    return -(-batch // ROWS), (MAX_HIDDEN, ROWS)
 
 
 def grid(batch, hidden):

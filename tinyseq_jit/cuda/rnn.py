@@ -2,24 +2,26 @@
 
 The same entry points, arguments, checks, contract and numbers as ``tinyseq_jit.cpu.rnn``
 (``act`` is tanh or relu; a sequence past its length keeps its state and outputs zeros).
-This is the per-step path, the general one: the input projection for all steps is one
-``gemm`` before the loop; each step is one ``gemm`` for h_{t-1} W_hh^T and one point-wise
-kernel, a thread per (sequence, unit); backward, one point-wise kernel and one ``gemm``
-per step, then the weight gradients in a few ``gemm`` calls after the loop. Inputs and
-weights are uploaded once per call, the saved activations stay on the device until the
-backward, and the results come back once. A pass launches 2T + 1 kernels forward, 2T + 4
-backward (3 without dx), T more when recording gradient norms.
+The input projection for all steps is one ``gemm`` before the loop, and the weight
+gradients a few ``gemm`` calls after it. The loop runs on one of two paths (``_common``):
+for H <= MAX_HIDDEN the per-block path, one kernel for all T steps (2 launches forward, 5
+backward, 4 without dx); otherwise the per-step path, one ``gemm`` for h_{t-1} W_hh^T and
+one point-wise kernel a step (2T + 1 forward, 2T + 4 backward, 3 without dx, and T more
+when recording gradient norms). Inputs and weights are uploaded once per call, the saved
+activations stay on the device until the backward, and the results come back once.
 """
 
+import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import cuda
 
 from .._contract import Forward, weight_grads
 from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
 from . import _common
-from ._common import activations, grid, line, named, types
+from ._common import MAX_HIDDEN, ROWS, activations, block_grid, grid, line, named, per_block, types
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
 
@@ -37,8 +39,9 @@ class RNNSaved(NamedTuple):
 
 
 def _make_kernels(dtype):
-    """The point-wise kernels for one float dtype (their constants in that dtype)."""
+    """The kernels for one float dtype (their constants and shared arrays in that dtype)."""
     zero, one = dtype.type(0), dtype.type(1)
+    scalar = numba.from_dtype(dtype)
     _, tanh = activations(dtype)
 
     @cuda.jit(device=True, inline="always")
@@ -81,7 +84,82 @@ def _make_kernels(dtype):
             else:
                 d_pre[t, b, j] = zero
 
-    return named(dtype, rnn_step_forward, rnn_step_backward)
+    def rnn_block_forward(xp, bias, w_hh, relu, h0, lengths, reverse, out, h_prev, h_n):
+        """The whole recurrence, ROWS sequences per block: xp (T, B, H) x W_ih^T; bias (H,)
+        b_ih + b_hh; w_hh (H, H); h0 (B, H). Written: out (0 at padded steps) and h_prev
+        everywhere, h_n."""
+        h = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)  # the block's states h_{t-1}
+        j, row = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.x * ROWS + row
+        steps, batch, hidden = out.shape
+        mine = b < batch and j < hidden
+        if mine:
+            h[row, j] = h0[b, j]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = steps - 1 - s if reverse else s
+            h_t = zero
+            if mine:
+                h_prev[t, b, j] = h[row, j]
+                if t < lengths[b]:
+                    hw = zero
+                    for k in range(hidden):
+                        hw += h[row, k] * w_hh[j, k]
+                    h_t = activation((xp[t, b, j] + bias[j]) + hw, relu)
+                    out[t, b, j] = h_t
+                else:
+                    h_t = h[row, j]
+                    out[t, b, j] = zero
+            cuda.syncthreads()  # every thread has read h_{t-1}
+            if mine:
+                h[row, j] = h_t
+            cuda.syncthreads()
+        if mine:
+            h_n[b, j] = h[row, j]
+
+    def rnn_block_backward(d_out, d_h_n, w_hh, relu, lengths, reverse, out, d_pre, dh0, record, grad_norms):
+        """BPTT over all steps, ROWS sequences per block. Written: d_pre (T, B, H) (zeros at padded
+        steps), dh0 (B, H), and with ``record`` grad_norms (1, T, B)."""
+        dh = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)  # dL/dh_t from the later steps
+        dp = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)  # this step's d_pre, for the product
+        j, row = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.x * ROWS + row
+        steps, batch, hidden = d_out.shape
+        mine = b < batch and j < hidden
+        if mine:
+            dh[row, j] = d_h_n[b, j]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = s if reverse else steps - 1 - s  # BPTT runs the other way
+            valid = mine and t < lengths[b]
+            if record and j == 0 and b < batch:  # one thread per sequence, a fixed order
+                total = zero
+                if t < lengths[b]:
+                    for k in range(hidden):
+                        g = dh[row, k] + d_out[t, b, k]
+                        total += g * g
+                grad_norms[0, t, b] = math.sqrt(total)
+            g = zero
+            if valid:
+                g = activation_grad(dh[row, j] + d_out[t, b, j], out[t, b, j], relu)
+            if mine:
+                d_pre[t, b, j] = g
+            dp[row, j] = g
+            cuda.syncthreads()
+            dh_t = zero
+            if valid:  # h_{t-1} reaches h_t only through the product
+                for k in range(hidden):
+                    dh_t += dp[row, k] * w_hh[k, j]
+            elif mine:
+                dh_t = dh[row, j]  # a padded step passes the gradient on
+            cuda.syncthreads()
+            if mine:
+                dh[row, j] = dh_t
+            cuda.syncthreads()
+        if mine:
+            dh0[b, j] = dh[row, j]
+
+    return named(dtype, rnn_step_forward, rnn_step_backward, rnn_block_forward, rnn_block_backward)
 
 
 KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
@@ -97,6 +175,8 @@ def kernel_signatures():
         signatures = {
             "rnn_step_forward": (cube, vector, matrix, matrix, lengths, index, flag, cube, cube),
             "rnn_step_backward": (cube, matrix, cube, lengths, index, flag, cube),
+            "rnn_block_forward": (cube, vector, matrix, flag, matrix, lengths, flag, cube, cube, matrix),
+            "rnn_block_backward": (cube, matrix, matrix, flag, lengths, flag, cube, cube, matrix, flag, cube),
         }
         found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
     return found
@@ -122,13 +202,20 @@ def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"
     bias = cuda.to_device(np.zeros(hidden, dtype) if bias is None else bias)
     h = cuda.to_device(inputs.states[0])
     xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, hidden)
-    hw = cuda.device_array((batch, hidden), dtype)
     out, h_prev = cuda.device_array((steps, batch, hidden), dtype), cuda.device_array((steps, batch, hidden), dtype)
-    step, relu = KERNELS[dtype.name]["rnn_step_forward"], nonlinearity == "relu"
-    for s in range(steps):
-        t = steps - 1 - s if reverse else s
-        gemm(h, device["w_hh"], hw, trans_b=True)
-        launch(step, *grid(batch, hidden), xp, bias, hw, h, device["lengths"], t, relu, out, h_prev)
+    kernels, relu = KERNELS[dtype.name], nonlinearity == "relu"
+    if per_block(hidden):
+        h_n = cuda.device_array((batch, hidden), dtype)
+        launch(kernels["rnn_block_forward"], *block_grid(batch), xp, bias, device["w_hh"], relu, h, device["lengths"],
+               reverse, out, h_prev, h_n)
+        h = h_n
+    else:
+        hw = cuda.device_array((batch, hidden), dtype)
+        for s in range(steps):
+            t = steps - 1 - s if reverse else s
+            gemm(h, device["w_hh"], hw, trans_b=True)
+            launch(kernels["rnn_step_forward"], *grid(batch, hidden), xp, bias, hw, h, device["lengths"], t, relu,
+                   out, h_prev)
     saved = RNNSaved(inputs, relu, device, out, h_prev)
     return Forward(out.copy_to_host(), h.copy_to_host(), None, saved)
 
@@ -148,13 +235,20 @@ def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     d_out_dev, dh = cuda.to_device(d_out), cuda.to_device(d_h_n)
     norms_dev = cuda.to_device(norms) if recording else None
     d_pre = cuda.device_array((steps, batch, hidden), dtype)
-    for s in range(steps):
-        t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
-        if recording:
-            launch(shared["sum_norms"], *line(batch), dh, d_out_dev, device["lengths"], t, 0, norms_dev)
-        launch(kernels["rnn_step_backward"], *grid(batch, hidden), d_out_dev, dh, saved.out, device["lengths"], t,
-               saved.relu, d_pre)
-        gemm(d_pre[t], device["w_hh"], dh, accumulate=True)
+    if per_block(hidden):
+        dh0 = cuda.device_array((batch, hidden), dtype)
+        launch(kernels["rnn_block_backward"], *block_grid(batch), d_out_dev, dh, device["w_hh"], saved.relu,
+               device["lengths"], inputs.reverse, saved.out, d_pre, dh0, recording,
+               norms_dev if recording else cuda.device_array((1, 1, 1), dtype))
+        dh = dh0
+    else:
+        for s in range(steps):
+            t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
+            if recording:
+                launch(shared["sum_norms"], *line(batch), dh, d_out_dev, device["lengths"], t, 0, norms_dev)
+            launch(kernels["rnn_step_backward"], *grid(batch, hidden), d_out_dev, dh, saved.out, device["lengths"], t,
+                   saved.relu, d_pre)
+            gemm(d_pre[t], device["w_hh"], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
     flat = d_pre.reshape(steps * batch, hidden)
