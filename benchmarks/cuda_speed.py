@@ -162,8 +162,9 @@ def _line(row):
     cudnn = row.get("cudnn_ms")
     goal = f"<= {row['goal']}" if row["goal"] else ""
     verdict = ("PASS" if ratio["train"] <= row["goal"] else "MISS") if ratio and row["goal"] else ""
+    ours = row["cuda_ms"]
     return (f"{row['id']:<12}{row['cell']:<5}{row['T']:>5}{row['B']:>5}{row['I']:>6}{row['H']:>6} | launches "
-            f"{row['launches_per_train_step']:>6} | cuda tr {row['cuda_ms']['train']:9.2f} fwd {row['cuda_ms']['fwd']:9.2f}"
+            f"{row['launches_per_train_step']:>6} | cuda tr {ours['train']:9.2f} fwd {ours['fwd']:9.2f}"
             + (f" | cudnn tr {cudnn['train']:8.2f} fwd {cudnn['fwd']:8.2f} | cuda/cudnn tr {ratio['train']:5.2f} "
                f"fwd {ratio['fwd']:5.2f} {goal} {verdict}" if cudnn else " | cudnn -"))
 

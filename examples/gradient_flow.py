@@ -71,7 +71,7 @@ def study(name, x, hidden):
         "grad_norm": norms.tolist(),  # index t
         "factor_per_step": float((norms[0] / norms[-1]) ** (1 / (steps - 1))) if norms[0] > 0 else 0.0,
         "product_norm": spectra.spectral_norms[:, 0][::-1].tolist(),  # index k - 1: dh_{T-1}/dh_{T-1-k}
-        "eigenvalues": [[complex(v).real, complex(v).imag] for v in spectra.eigenvalues[next(iter(spectra.eigenvalues))]],
+        "eigenvalues": [[v.real, v.imag] for v in next(iter(spectra.eigenvalues.values())).astype(complex)],
     }
 
 

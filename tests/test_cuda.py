@@ -1,14 +1,14 @@
 """CUDA path: run in its own process under the simulator, NUMBA_ENABLE_CUDASIM=1 pytest -m cuda.
 
-The simulator runs a kernel's threads on the CPU, so these shapes are tiny. What is here so
-far (issue 13, in progress): the tiled GEMM equals NumPy's product at ragged tile edges,
-in both dtypes and every transpose, writes every element of its output and launches once;
-the RNN kernel pair, on both its paths, equals the CPU pair (outputs, every gradient, the
-gradient norms; with lengths, reverse, relu, partial biases; float64 and float32) with
-every element written; the layers on backend="cuda" equal the graph; the launches per pass
-are counted for every cell and path; without a GPU and without the simulator, and
-without numba.cuda at all, the package imports and says why it cannot run;
-``backend="cuda"`` is still refused with a reason.
+The simulator runs a kernel's threads on the CPU, so these shapes are tiny. The tiled GEMM
+equals NumPy's product at ragged tile edges, in both dtypes and every transpose, writes
+every element of its output and launches once; the RNN kernel pair equals the CPU pair
+(outputs, every gradient, the gradient norms; with lengths, reverse, relu, partial biases;
+float64 and float32) with every element written; the layers of every cell on
+backend="cuda" equal the graph, and so do their gradient norms; each runs on both paths
+(the time loop in one kernel, and a launch per step), whose launches per pass are counted;
+the GPU benchmark runs end to end; without a GPU and without the simulator, and without
+numba.cuda at all, the package imports and says why it cannot run.
 """
 
 import importlib.util
@@ -93,11 +93,12 @@ def test_rnn_kernels_equal_the_cpu_kernels(poisoned, path, nonlinearity, reverse
     rng = np.random.default_rng(1)
     steps, batch, inputs, hidden = 4, 3, 2, 5
     rtol = 1e-9 if dtype == np.float64 else 1e-4
-    x, h0 = rng.standard_normal((steps, batch, inputs)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype)
+    draw = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
+    x, h0 = draw(steps, batch, inputs), draw(batch, hidden)
     weights = {"w_ih": rng.standard_normal((hidden, inputs)), "w_hh": 0.5 * rng.standard_normal((hidden, hidden)),
                **{b: rng.standard_normal(hidden) for b in biases}}
     weights = {k: v.astype(dtype) for k, v in weights.items()}
-    d_out, d_h_n = rng.standard_normal((steps, batch, hidden)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype)
+    d_out, d_h_n = draw(steps, batch, hidden), draw(batch, hidden)
     options = dict(lengths=lengths, reverse=reverse, nonlinearity=nonlinearity)
     expected, got = cpu.rnn_forward(x, h0, weights, **options), tc.rnn_forward(x, h0, weights, **options)
     for name in ("out", "h_n"):
@@ -143,19 +144,24 @@ def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned, monkeyp
                                        "column_sums_float64": 1}
 
 
-# kernel, forward options, peepholes, launches forward, backward, backward recording norms (T steps)
+# kernel, forward options, peepholes; launches forward, backward, backward recording norms
+# (T steps) on the per-step path; forward and backward (recording or not) on the per-block path
 PASSES = [
-    ("lstm", {}, False, lambda t: 2 * t + 1, lambda t: 2 * t + 4, lambda t: 4 * t + 4),
-    ("lstm", {"coupled": True}, True, lambda t: 2 * t + 1, lambda t: 2 * t + 6, lambda t: 4 * t + 6),
-    ("lstm", {}, True, lambda t: 2 * t + 1, lambda t: 2 * t + 7, lambda t: 4 * t + 7),
-    ("gru", {}, False, lambda t: 2 * t + 1, lambda t: 2 * t + 5, lambda t: 3 * t + 5),
-    ("gru", {"reset_after": False}, False, lambda t: 4 * t + 1, lambda t: 4 * t + 5, lambda t: 5 * t + 5),
+    ("lstm", {}, False, lambda t: 2 * t + 1, lambda t: 2 * t + 4, lambda t: 4 * t + 4, 2, 5),
+    ("lstm", {"coupled": True}, True, lambda t: 2 * t + 1, lambda t: 2 * t + 6, lambda t: 4 * t + 6, 2, 7),
+    ("lstm", {}, True, lambda t: 2 * t + 1, lambda t: 2 * t + 7, lambda t: 4 * t + 7, 2, 8),
+    ("gru", {}, False, lambda t: 2 * t + 1, lambda t: 2 * t + 5, lambda t: 3 * t + 5, 2, 6),
+    ("gru", {"reset_after": False}, False, lambda t: 4 * t + 1, lambda t: 4 * t + 5, lambda t: 5 * t + 5, 2, 6),
 ]
 
 
 @simulated
-@pytest.mark.parametrize("kernel,options,peephole,forward,backward,recording", PASSES)
-def test_launches_per_pass_grow_with_T_only_as_documented(kernel, options, peephole, forward, backward, recording):
+@pytest.mark.parametrize("kernel,options,peephole,forward,backward,recording,block_forward,block_backward", PASSES)
+def test_launches_per_pass_grow_with_T_only_as_documented(path, kernel, options, peephole, forward, backward,
+                                                          recording, block_forward, block_backward):
+    if path == "per-block":
+        forward, backward = (lambda t: block_forward), (lambda t: block_backward)
+        recording = backward
     from tinyseq_jit import cuda as tc
 
     rng = np.random.default_rng(3)
@@ -257,15 +263,15 @@ LAYERS = [
 
 @simulated
 @pytest.mark.parametrize("config", LAYERS, ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYERS)])
-def test_cuda_layers_equal_the_graph(config):
-    """backend="cuda": the layer's outputs, final states and the gradients of its input, initial
-    states and every parameter equal the graph backend's (float64 1e-9, float32 1e-4)."""
+def test_cuda_layers_equal_the_graph(path, config):
+    """backend="cuda", on both paths: the layer's outputs, final states and the gradients of its
+    input, initial states and every parameter equal the graph backend's (float64 1e-9, float32 1e-4)."""
     compare(config, backend="cuda")
     compare(config, dtype=np.float32, rtol=1e-4, atol=1e-5, backend="cuda")
 
 
 @simulated
-def test_cuda_gradient_norms_equal_the_graph_s():
+def test_cuda_gradient_norms_equal_the_graph_s(path):
     layer = nn.LSTM(2, 3, num_layers=2, bidirectional=True, peephole=True).double()
     x = np.random.default_rng(6).standard_normal((3, 2, 2))
     flows = {}

@@ -37,8 +37,9 @@ def to_dot(tensor, params=None):
     Tensor. ``tensor`` must require grad (else it has no graph).
     """
     if not getattr(tensor, "requires_grad", False):
+        that = " that does not" if hasattr(tensor, "requires_grad") else ""
         raise ValueError(f"to_dot: expected a Tensor that requires grad (the output of recorded ops), "
-                         f"got {type(tensor).__name__}" + (" that does not" if hasattr(tensor, "requires_grad") else ""))
+                         f"got {type(tensor).__name__}{that}")
     names = _names(params)
     nodes = _walk(tensor)
     steps = _time_steps(nodes)

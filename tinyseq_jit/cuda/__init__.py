@@ -1,10 +1,10 @@
 """tinyseq_jit.cuda: the fused recurrences on an NVIDIA GPU, with numba-cuda (the ``cuda`` extra).
 
-Work in progress (issue 13): the shared-memory tiled ``gemm`` that every path builds on,
-and the RNN's kernel pair on the per-step path (``rnn_forward``/``rnn_backward``, the CPU
-pair's entry points, contract and gradient-norm telemetry) are here; the LSTM and GRU pairs
-and the paths that keep the time loop inside one kernel come next, and until the layers
-can use them ``backend="cuda"`` says it is not available.
+The RNN, LSTM and GRU kernel pairs, with the CPU pairs' entry points (``rnn_forward``,
+``lstm_backward``, ...), contract and gradient-norm telemetry, on two paths: the whole time
+loop in one kernel for H <= ``_common.MAX_HIDDEN``, a ``gemm`` and a point-wise kernel per
+step otherwise; ``gemm`` is the shared-memory tiled GEMM they are built on. ``backend="cuda"``
+runs the layers on them.
 
 Importing this package never fails: without numba-cuda, its functions raise an error that
 says how to install it; with it but without a GPU they raise one that says how to use the

@@ -32,6 +32,10 @@ LINE = 32
 ROWS = 4
 #: the largest H the per-block path's shared arrays hold
 MAX_HIDDEN = 8 if simulated() else 64
+#: the row of gate gradients the per-block backward keeps per sequence, up to four gates.
+#: NOTE: a shared array's shape must be a literal or a global constant, not an expression
+#: (the simulator takes one; compiling for a GPU does not: tests/test_cuda_ptx.py catches it)
+GATES_HIDDEN = 4 * MAX_HIDDEN
 #: the largest H that takes the per-block path (a tunable: 0 sends every shape per step)
 BLOCK_PATH_MAX_HIDDEN = MAX_HIDDEN
 

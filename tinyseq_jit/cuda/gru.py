@@ -7,14 +7,18 @@ The same entry points, arguments, checks, contract and numbers as ``tinyseq_jit.
     reset_after=False (Cho et al. 2014): n = tanh(xp_n + (r * h) W_hn^T + b_hn)
     h' = n + z * (h - n)
 
-The per-step path, as ``cuda/rnn.py``. PyTorch's form takes one ``gemm`` and one
-point-wise kernel per step (2T + 1 launches forward, 2T + 5 backward with dx); the classic
-form waits for r before its second product, so it takes two of each (4T + 1 forward,
-4T + 5 backward with dx). Recording gradient norms adds T.
+The two paths of ``cuda/rnn.py``, with the step's maths in ``cell`` and ``cell_grad``.
+For H <= MAX_HIDDEN one kernel runs all T steps of either form (2 launches forward, 6
+backward with dx). Otherwise, per step: PyTorch's form takes one ``gemm`` and one
+point-wise kernel (2T + 1 forward, 2T + 5 backward with dx); the classic form waits for r
+before its second product, so it takes two of each (4T + 1 forward, 4T + 5 backward with
+dx); recording gradient norms adds T.
 """
 
+import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -24,7 +28,9 @@ from .._contract import Forward, weight_grads
 from ..cpu._common import Inputs, check_inputs, norm_buffer
 from ..cpu.gru import _gate_starts
 from . import _common
-from ._common import activations, grid, line, named, types
+from ._common import (
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, grid, line, named, per_block, types,
+)
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
 
@@ -42,7 +48,26 @@ class GRUSaved(NamedTuple):
 
 def _make_kernels(dtype):
     zero, one = dtype.type(0), dtype.type(1)
+    scalar = numba.from_dtype(dtype)
     sigmoid, tanh = activations(dtype)
+
+    @cuda.jit(device=True, inline="always")
+    def cell(x_r, x_z, x_n, h_r, h_z, h_n, h_last):
+        """One unit's step with r applied after the product, shared by both paths: the gates'
+        input parts x_* (xp + b_ih) and recurrent parts h_* (h_{t-1} W_hh^T + b_hh); returns
+        r, z, n, h_t."""
+        r = sigmoid(x_r + h_r)
+        z = sigmoid(x_z + h_z)
+        n = tanh(x_n + r * h_n)
+        return r, z, n, n + z * (h_last - n)
+
+    @cuda.jit(device=True, inline="always")
+    def cell_grad(dh_t, r, z, n, h_n, h_last):
+        """One unit's BPTT step, r after the product: dr, dz, dn from dL/dh_t (the direct path to
+        h_{t-1} is dh_t * z)."""
+        dn = dh_t * (one - z) * (one - n * n)
+        dz = dh_t * (h_last - n) * z * (one - z)
+        return dn * h_n * r * (one - r), dz, dn
 
     def gru_step_forward(xp, b_ih, b_hh, hw, gz, gn, h, lengths, t, out, acts, n_rec, h_prev):
         """Step t, r applied after the product, for every (b, j): xp (T, B, 3H) x W_ih^T; hw (B, 3H)
@@ -54,13 +79,12 @@ def _make_kernels(dtype):
             h_last = h[b, j]
             h_prev[t, b, j] = h_last
             if t < lengths[b]:
-                r = sigmoid((xp[t, b, j] + b_ih[j]) + (hw[b, j] + b_hh[j]))
-                z = sigmoid((xp[t, b, gz + j] + b_ih[gz + j]) + (hw[b, gz + j] + b_hh[gz + j]))
                 hn = hw[b, gn + j] + b_hh[gn + j]
-                n = tanh((xp[t, b, gn + j] + b_ih[gn + j]) + r * hn)
+                r, z, n, h_t = cell(xp[t, b, j] + b_ih[j], xp[t, b, gz + j] + b_ih[gz + j],
+                                    xp[t, b, gn + j] + b_ih[gn + j], hw[b, j] + b_hh[j], hw[b, gz + j] + b_hh[gz + j],
+                                    hn, h_last)
                 acts[t, b, j], acts[t, b, gz + j], acts[t, b, gn + j] = r, z, n
                 n_rec[t, b, j] = hn
-                h_t = n + z * (h_last - n)
                 out[t, b, j] = h_t
                 h[b, j] = h_t
             else:
@@ -75,11 +99,9 @@ def _make_kernels(dtype):
         batch, hidden = dh.shape
         if b < batch and j < hidden:
             if t < lengths[b]:
-                r, z, n = acts[t, b, j], acts[t, b, gz + j], acts[t, b, gn + j]
+                r, z = acts[t, b, j], acts[t, b, gz + j]
                 dh_t = dh[b, j] + d_out[t, b, j]
-                dn = dh_t * (one - z) * (one - n * n)
-                dz = dh_t * (h_prev[t, b, j] - n) * z * (one - z)
-                dr = dn * n_rec[t, b, j] * r * (one - r)
+                dr, dz, dn = cell_grad(dh_t, r, z, acts[t, b, gn + j], n_rec[t, b, j], h_prev[t, b, j])
                 d_xp[t, b, j], d_xp[t, b, gz + j], d_xp[t, b, gn + j] = dr, dz, dn
                 d_hw[t, b, j], d_hw[t, b, gz + j], d_hw[t, b, gn + j] = dr, dz, dn * r
                 dh[b, j] = dh_t * z
@@ -144,8 +166,138 @@ def _make_kernels(dtype):
             d_xp[t, b, j] = d_rh[b, j] * h_prev[t, b, j] * r * (one - r)
             dh[b, j] += d_rh[b, j] * r
 
+    def gru_block_forward(xp, b_ih, b_hh, w_hh, reset_after, gz, gn, h0, lengths, reverse, out, acts, n_rec, h_prev,
+                          h_n):
+        """The whole recurrence, either form, ROWS sequences per block, the state in shared memory;
+        w_hh (3H, H). Written: out (0 at padded steps), h_prev and n_rec everywhere (n_rec 0 at
+        padded steps), acts at valid steps, h_n."""
+        h = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)
+        rh = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)  # the classic form's r * h_{t-1}
+        j, row = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.x * ROWS + row
+        steps, batch, hidden = out.shape
+        mine = b < batch and j < hidden
+        if mine:
+            h[row, j] = h0[b, j]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = steps - 1 - s if reverse else s
+            valid = mine and t < lengths[b]
+            h_last = h[row, j] if mine else zero
+            h_t, z = h_last, zero
+            h_r, h_z, hw_n = b_hh[j] if mine else zero, b_hh[gz + j] if mine else zero, zero
+            if mine:
+                h_prev[t, b, j] = h_last
+                out[t, b, j] = zero
+                n_rec[t, b, j] = zero
+            if valid:
+                for k in range(hidden):
+                    h_k = h[row, k]
+                    h_r += h_k * w_hh[j, k]
+                    h_z += h_k * w_hh[gz + j, k]
+                    if reset_after:
+                        hw_n += h_k * w_hh[gn + j, k]
+            if valid and reset_after:
+                hw_n += b_hh[gn + j]
+                r, z, n, h_t = cell(xp[t, b, j] + b_ih[j], xp[t, b, gz + j] + b_ih[gz + j],
+                                    xp[t, b, gn + j] + b_ih[gn + j], h_r, h_z, hw_n, h_last)
+                acts[t, b, j], acts[t, b, gz + j], acts[t, b, gn + j] = r, z, n
+                n_rec[t, b, j] = hw_n
+                out[t, b, j] = h_t
+            rh[row, j] = zero
+            if valid and not reset_after:
+                r = sigmoid((xp[t, b, j] + b_ih[j]) + h_r)
+                z = sigmoid((xp[t, b, gz + j] + b_ih[gz + j]) + h_z)
+                acts[t, b, j], acts[t, b, gz + j] = r, z
+                rh[row, j] = r * h_last
+                n_rec[t, b, j] = r * h_last
+            cuda.syncthreads()  # every thread has read h_{t-1} (and the classic form's r * h is in)
+            if valid and not reset_after:
+                for k in range(hidden):
+                    hw_n += rh[row, k] * w_hh[gn + j, k]
+                n = tanh((xp[t, b, gn + j] + b_ih[gn + j]) + (hw_n + b_hh[gn + j]))
+                acts[t, b, gn + j] = n
+                h_t = n + z * (h_last - n)
+                out[t, b, j] = h_t
+            if mine:
+                h[row, j] = h_t
+            cuda.syncthreads()
+        if mine:
+            h_n[b, j] = h[row, j]
+
+    def gru_block_backward(d_out, d_h_n, w_hh, reset_after, gz, gn, lengths, reverse, acts, n_rec, h_prev, d_xp,
+                           d_hw, dh0, record, grad_norms):
+        """BPTT over all steps, either form, ROWS sequences per block. Written: d_xp and (PyTorch's
+        form) d_hw, zeros at padded steps; dh0; with ``record`` grad_norms (1, T, B)."""
+        dh = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)
+        dg = cuda.shared.array((ROWS, GATES_HIDDEN), scalar)  # the gradients the products read
+        j, row = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.x * ROWS + row
+        steps, batch, hidden = d_out.shape
+        mine = b < batch and j < hidden
+        if mine:
+            dh[row, j] = d_h_n[b, j]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = s if reverse else steps - 1 - s  # BPTT runs the other way
+            valid = mine and t < lengths[b]
+            if record and j == 0 and b < batch:  # all of dL/dh_t, one thread per sequence
+                total = zero
+                if t < lengths[b]:
+                    for k in range(hidden):
+                        g = dh[row, k] + d_out[t, b, k]
+                        total += g * g
+                grad_norms[0, t, b] = math.sqrt(total)
+            if mine:
+                for q in range(3):
+                    d_xp[t, b, q * hidden + j] = zero
+                    if reset_after:
+                        d_hw[t, b, q * hidden + j] = zero
+            for q in range(3):
+                dg[row, q * MAX_HIDDEN + j] = zero
+            dh_t = dh[row, j] if mine else zero
+            direct = dh_t  # a padded step passes the gradient on
+            r = zero
+            if valid:
+                dh_t += d_out[t, b, j]
+                r, z, n, h_last = acts[t, b, j], acts[t, b, gz + j], acts[t, b, gn + j], h_prev[t, b, j]
+                if reset_after:
+                    dr, dz, dn = cell_grad(dh_t, r, z, n, n_rec[t, b, j], h_last)
+                    d_xp[t, b, j], d_xp[t, b, gz + j], d_xp[t, b, gn + j] = dr, dz, dn
+                    d_hw[t, b, j], d_hw[t, b, gz + j], d_hw[t, b, gn + j] = dr, dz, dn * r
+                    dg[row, j], dg[row, MAX_HIDDEN + j], dg[row, 2 * MAX_HIDDEN + j] = dr, dz, dn * r
+                else:
+                    dn = dh_t * (one - z) * (one - n * n)
+                    dz = dh_t * (h_last - n) * z * (one - z)
+                    d_xp[t, b, gz + j], d_xp[t, b, gn + j] = dz, dn
+                    dg[row, MAX_HIDDEN + j], dg[row, 2 * MAX_HIDDEN + j] = dz, dn
+                direct = dh_t * z
+            cuda.syncthreads()
+            if valid and not reset_after:  # through r * h_{t-1}: r's gradient, and r * d(r h)
+                d_rh = zero
+                for k in range(hidden):
+                    d_rh += dg[row, 2 * MAX_HIDDEN + k] * w_hh[gn + k, j]
+                dr = d_rh * h_prev[t, b, j] * r * (one - r)
+                d_xp[t, b, j] = dr
+                direct += d_rh * r
+            cuda.syncthreads()  # every thread has read dn
+            if valid and not reset_after:
+                dg[row, j] = dr
+                dg[row, 2 * MAX_HIDDEN + j] = zero  # n's product is done: W_hn is not in W_h{r,z}
+            cuda.syncthreads()
+            if valid:  # h_{t-1} through the products
+                for q in range(3):
+                    for k in range(hidden):
+                        direct += dg[row, q * MAX_HIDDEN + k] * w_hh[q * hidden + k, j]
+            cuda.syncthreads()
+            if mine:
+                dh[row, j] = direct
+            cuda.syncthreads()
+        if mine:
+            dh0[b, j] = dh[row, j]
+
     return named(dtype, gru_step_forward, gru_step_backward, gru_classic_gates, gru_classic_state,
-                 gru_classic_step_backward, gru_classic_reset_backward)
+                 gru_classic_step_backward, gru_classic_reset_backward, gru_block_forward, gru_block_backward)
 
 
 KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
@@ -165,6 +317,10 @@ def kernel_signatures():
             "gru_classic_state": (cube, vector, vector, matrix, index, matrix, lengths, index, cube, cube, cube),
             "gru_classic_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube),
             "gru_classic_reset_backward": (matrix, matrix, lengths, index, cube, cube, cube),
+            "gru_block_forward": (cube, vector, vector, matrix, ty["flag"], index, index, matrix, lengths, ty["flag"],
+                                  cube, cube, cube, cube, matrix),
+            "gru_block_backward": (cube, matrix, matrix, ty["flag"], index, index, lengths, ty["flag"], cube, cube,
+                                   cube, cube, cube, matrix, ty["flag"], cube),
         }
         found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
     return found
@@ -193,6 +349,12 @@ def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
     out, n_rec, h_prev = (cuda.device_array((steps, batch, hidden), dtype) for _ in range(3))
     kernels, lengths_dev = KERNELS[dtype.name], device["lengths"]
     shape = grid(batch, hidden)
+    if per_block(hidden):
+        h_n = cuda.device_array((batch, hidden), dtype)
+        launch(kernels["gru_block_forward"], *block_grid(batch), xp, b_ih, b_hh, device["w_hh"], reset_after, gz, gn,
+               h, lengths_dev, reverse, out, acts, n_rec, h_prev, h_n)
+        saved = GRUSaved(inputs, reset_after, device, acts, n_rec, h_prev)
+        return Forward(out.copy_to_host(), h_n.copy_to_host(), None, saved)
     if reset_after:
         hw = cuda.device_array((batch, 3 * hidden), dtype)
     else:
@@ -230,12 +392,20 @@ def gru_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     norms_dev = cuda.to_device(norms) if recording else None
     lengths, shape = device["lengths"], grid(batch, hidden)
     d_xp = cuda.device_array((steps, batch, 3 * hidden), dtype)
-    if saved.reset_after:
-        d_hw = cuda.device_array((steps, batch, 3 * hidden), dtype)
+    d_hw = cuda.device_array((steps, batch, 3 * hidden), dtype) if saved.reset_after else None
+    if per_block(hidden):
+        dh0 = cuda.device_array((batch, hidden), dtype)
+        launch(kernels["gru_block_backward"], *block_grid(batch), d_out_dev, dh, device["w_hh"], saved.reset_after, gz,
+               gn, lengths, inputs.reverse, saved.acts, saved.n_rec, saved.h_prev, d_xp,
+               d_hw if saved.reset_after else cuda.device_array((1, 1, 1), dtype), dh0, recording,
+               norms_dev if recording else cuda.device_array((1, 1, 1), dtype))
+        dh, steps_left = dh0, 0
     else:
+        steps_left = steps
+    if not saved.reset_after:
         d_rh = cuda.device_array((batch, hidden), dtype)
         w_rz, w_n = device["w_hh"][:gn], device["w_hh"][gn:]
-    for s in range(steps):
+    for s in range(steps_left):
         t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
         if recording:
             launch(shared["sum_norms"], *line(batch), dh, d_out_dev, lengths, t, 0, norms_dev)

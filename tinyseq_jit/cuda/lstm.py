@@ -7,16 +7,20 @@ see c_{t-1} and o sees c_t through diagonal weights ci, cf, co. Per step t:
     i, f, o = sigmoid(xp_t + h_{t-1} W_hh^T [+ peephole terms]),  g = tanh(...)
     c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
 
-The per-step path, as ``cuda/rnn.py``: one ``gemm`` for the input projection before the
-loop; per step one ``gemm`` for h_{t-1} W_hh^T and one point-wise kernel, a thread per
-(sequence, unit) computing all four gates of its unit; backward, one point-wise kernel and
-one ``gemm`` per step, then dx, dW_ih, dW_hh, the bias and peephole gradients after the
-loop. Launches per pass: 2T + 1 forward; 2T + 4 backward (3 without dx), + 3 (2 when
-coupled) with peepholes, + 2T when recording gradient norms.
+The two paths of ``cuda/rnn.py``, a thread per (sequence, unit) computing all the gates of
+its unit, with the step's maths in the device functions ``cell`` and ``cell_grad`` that
+both share: one ``gemm`` for the input projection before the loop, then for H <=
+MAX_HIDDEN one kernel for all T steps, else one ``gemm`` for h_{t-1} W_hh^T and one
+point-wise kernel per step; after the backward loop dx, dW_ih, dW_hh, the bias and peephole
+gradients. Launches per pass, per step: 2T + 1 forward; 2T + 4 backward (3 without dx),
++ 3 (2 when coupled) with peepholes, + 2T when recording gradient norms; per block: 2
+forward, 5 backward (+ 3 or 2 with peepholes).
 """
 
+import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -26,7 +30,9 @@ from .._contract import WEIGHTS, Forward, weight_grads
 from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
 from ..cpu.lstm import _gate_starts, _peepholes
 from . import _common
-from ._common import activations, grid, line, named, types
+from ._common import (
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, grid, line, named, per_block, types,
+)
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
 
@@ -46,7 +52,45 @@ class LSTMSaved(NamedTuple):
 
 def _make_kernels(dtype):
     zero, one = dtype.type(0), dtype.type(1)
+    scalar = numba.from_dtype(dtype)
     sigmoid, tanh = activations(dtype)
+
+    @cuda.jit(device=True, inline="always")
+    def cell(x_i, x_f, x_g, x_o, h_i, h_f, h_g, h_o, c_last, ci, cf, co, peephole, coupled):
+        """One unit's step, shared by both paths: the gates' input parts x_* (xp + bias) and
+        recurrent parts h_* (h_{t-1} W_hh^T), c_{t-1}, the peepholes; returns i, f, g, o, c_t, h_t."""
+        f = sigmoid(x_f + (h_f + c_last * cf if peephole else h_f))
+        g = tanh(x_g + h_g)
+        i = one - f if coupled else sigmoid(x_i + (h_i + c_last * ci if peephole else h_i))
+        c_t = f * c_last + i * g
+        o = sigmoid(x_o + (h_o + c_t * co if peephole else h_o))
+        return i, f, g, o, c_t, o * tanh(c_t)
+
+    @cuda.jit(device=True, inline="always")
+    def cell_grad(dh_t, dc_later, i, f, g, o, c_t, c_last, ci, cf, co, peephole, coupled):
+        """One unit's BPTT step, shared by both paths: from dL/dh_t and the part of dL/dc_t from
+        the later steps, the gates' pre-activation gradients di, df, dg, do, all of dL/dc_t,
+        and dL/dc_{t-1}'s part through this step."""
+        tanh_c = tanh(c_t)  # through h_t = o tanh(c_t)
+        do = dh_t * tanh_c * o * (one - o)
+        dc_t = dc_later + dh_t * o * (one - tanh_c * tanh_c)
+        if peephole:
+            dc_t += do * co
+        if coupled:  # through c_t = f c_{t-1} + (1 - f) g
+            di = zero
+            dg = dc_t * (one - f) * (one - g * g)
+            df = dc_t * (c_last - g) * f * (one - f)
+            dc_next = dc_t * f
+        else:  # through c_t = f c_{t-1} + i g
+            di = dc_t * g * i * (one - i)
+            df = dc_t * c_last * f * (one - f)
+            dg = dc_t * i * (one - g * g)
+            dc_next = dc_t * f
+            if peephole:
+                dc_next += di * ci
+        if peephole:
+            dc_next += df * cf
+        return di, df, dg, do, dc_t, dc_next
 
     def lstm_step_forward(xp, bias, hw, peep, peephole, coupled, gf, gg, go, h, c, lengths, t, out, acts, h_prev,
                           c_prev, c_new):
@@ -61,20 +105,14 @@ def _make_kernels(dtype):
             h_prev[t, b, j] = h[b, j]
             c_prev[t, b, j] = c_last
             if t < lengths[b]:
-                pre_f = hw[b, gf + j] + c_last * peep[1, j] if peephole else hw[b, gf + j]
-                f = sigmoid((xp[t, b, gf + j] + bias[gf + j]) + pre_f)
-                g = tanh((xp[t, b, gg + j] + bias[gg + j]) + hw[b, gg + j])
-                if coupled:
-                    i = one - f
-                else:
-                    pre_i = hw[b, j] + c_last * peep[0, j] if peephole else hw[b, j]
-                    i = sigmoid((xp[t, b, j] + bias[j]) + pre_i)
+                gi = 0 if coupled else j  # no i block when coupled: its parts go unread
+                i, f, g, o, c_t, h_t = cell(
+                    xp[t, b, gi] + bias[gi], xp[t, b, gf + j] + bias[gf + j], xp[t, b, gg + j] + bias[gg + j],
+                    xp[t, b, go + j] + bias[go + j], hw[b, gi], hw[b, gf + j], hw[b, gg + j], hw[b, go + j],
+                    c_last, peep[0, j], peep[1, j], peep[2, j], peephole, coupled)
+                if not coupled:
                     acts[t, b, j] = i
-                c_t = f * c_last + i * g
-                pre_o = hw[b, go + j] + c_t * peep[2, j] if peephole else hw[b, go + j]
-                o = sigmoid((xp[t, b, go + j] + bias[go + j]) + pre_o)
                 acts[t, b, gf + j], acts[t, b, gg + j], acts[t, b, go + j] = f, g, o
-                h_t = o * tanh(c_t)
                 c_new[t, b, j] = c_t
                 out[t, b, j] = h_t
                 h[b, j] = h_t
@@ -92,31 +130,15 @@ def _make_kernels(dtype):
         batch, hidden = dh.shape
         if b < batch and j < hidden:
             if t < lengths[b]:
-                f, g, o = acts[t, b, gf + j], acts[t, b, gg + j], acts[t, b, go + j]
-                c_t, c_last = c_new[t, b, j], c_prev[t, b, j]
-                dh_t = dh[b, j] + d_out[t, b, j]
-                tanh_c = tanh(c_t)  # through h_t = o tanh(c_t)
-                do = dh_t * tanh_c * o * (one - o)
-                dc_t = dc[b, j] + dh_t * o * (one - tanh_c * tanh_c)
-                if peephole:
-                    dc_t += do * peep[2, j]
+                i = one if coupled else acts[t, b, j]
+                di, df, dg, do, dc_t, dc_next = cell_grad(
+                    dh[b, j] + d_out[t, b, j], dc[b, j], i, acts[t, b, gf + j], acts[t, b, gg + j],
+                    acts[t, b, go + j], c_new[t, b, j], c_prev[t, b, j], peep[0, j], peep[1, j], peep[2, j], peephole,
+                    coupled)
                 if record:
                     dc_total[b, j] = dc_t
-                if coupled:  # through c_t = f c_{t-1} + (1 - f) g
-                    dg = dc_t * (one - f) * (one - g * g)
-                    df = dc_t * (c_last - g) * f * (one - f)
-                    dc_next = dc_t * f
-                else:  # through c_t = f c_{t-1} + i g
-                    i = acts[t, b, j]
-                    di = dc_t * g * i * (one - i)
-                    df = dc_t * c_last * f * (one - f)
-                    dg = dc_t * i * (one - g * g)
-                    dc_next = dc_t * f
-                    if peephole:
-                        dc_next += di * peep[0, j]
+                if not coupled:
                     d_gates[t, b, j] = di
-                if peephole:
-                    dc_next += df * peep[1, j]
                 d_gates[t, b, gf + j], d_gates[t, b, gg + j], d_gates[t, b, go + j] = df, dg, do
                 dc[b, j] = dc_next
                 dh[b, j] = zero
@@ -124,7 +146,120 @@ def _make_kernels(dtype):
                 for k in range(d_gates.shape[2] // hidden):
                     d_gates[t, b, k * hidden + j] = zero
 
-    return named(dtype, lstm_step_forward, lstm_step_backward)
+    def lstm_block_forward(xp, bias, w_hh, peep, peephole, coupled, gf, gg, go, h0, c0, lengths, reverse, out, acts,
+                           h_prev, c_prev, c_new, h_n, c_n):
+        """The whole recurrence, ROWS sequences per block, the state in shared memory; w_hh
+        (G*H, H); the other arguments and what is written as for ``lstm_step_forward`` at every
+        step, and h_n, c_n."""
+        h = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)
+        c = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)
+        j, row = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.x * ROWS + row
+        steps, batch, hidden = out.shape
+        mine = b < batch and j < hidden
+        gi = 0 if coupled else j
+        if mine:
+            h[row, j], c[row, j] = h0[b, j], c0[b, j]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = steps - 1 - s if reverse else s
+            h_t, c_t = zero, zero
+            if mine:
+                c_last = c[row, j]
+                h_prev[t, b, j] = h[row, j]
+                c_prev[t, b, j] = c_last
+                if t < lengths[b]:
+                    h_i, h_f, h_g, h_o = zero, zero, zero, zero  # h_{t-1} W_hh^T, this unit's four gates
+                    for k in range(hidden):
+                        h_k = h[row, k]
+                        if not coupled:
+                            h_i += h_k * w_hh[j, k]
+                        h_f += h_k * w_hh[gf + j, k]
+                        h_g += h_k * w_hh[gg + j, k]
+                        h_o += h_k * w_hh[go + j, k]
+                    i, f, g, o, c_t, h_t = cell(
+                        xp[t, b, gi] + bias[gi], xp[t, b, gf + j] + bias[gf + j], xp[t, b, gg + j] + bias[gg + j],
+                        xp[t, b, go + j] + bias[go + j], h_i, h_f, h_g, h_o, c_last, peep[0, j], peep[1, j],
+                        peep[2, j], peephole, coupled)
+                    if not coupled:
+                        acts[t, b, j] = i
+                    acts[t, b, gf + j], acts[t, b, gg + j], acts[t, b, go + j] = f, g, o
+                    c_new[t, b, j] = c_t
+                    out[t, b, j] = h_t
+                else:
+                    h_t, c_t = h[row, j], c_last
+                    out[t, b, j] = zero
+            cuda.syncthreads()  # every thread has read h_{t-1}
+            if mine:
+                h[row, j], c[row, j] = h_t, c_t
+            cuda.syncthreads()
+        if mine:
+            h_n[b, j], c_n[b, j] = h[row, j], c[row, j]
+
+    def lstm_block_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, go, lengths, reverse, acts,
+                            c_prev, c_new, d_gates, dh0, dc0, record, grad_norms):
+        """BPTT over all steps, ROWS sequences per block: dL/dh in shared memory, each unit's dL/dc
+        in its thread. Written: d_gates (zeros at padded steps), dh0, dc0, and with ``record``
+        grad_norms (2, T, B)."""
+        dh = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)
+        dcs = cuda.shared.array((ROWS, MAX_HIDDEN), scalar)  # all of dL/dc_t, for its norm
+        dgs = cuda.shared.array((ROWS, GATES_HIDDEN), scalar)  # this step's gate gradients, G blocks
+        j, row = cuda.threadIdx.x, cuda.threadIdx.y
+        b = cuda.blockIdx.x * ROWS + row
+        steps, batch, hidden = d_out.shape
+        blocks = d_gates.shape[2] // hidden
+        mine = b < batch and j < hidden
+        dc = d_c_n[b, j] if mine else zero
+        if mine:
+            dh[row, j] = d_h_n[b, j]
+        cuda.syncthreads()
+        for s in range(steps):
+            t = s if reverse else steps - 1 - s  # BPTT runs the other way
+            valid = mine and t < lengths[b]
+            if record and j == 0 and b < batch:  # all of dL/dh_t, one thread per sequence
+                total = zero
+                if t < lengths[b]:
+                    for k in range(hidden):
+                        g = dh[row, k] + d_out[t, b, k]
+                        total += g * g
+                grad_norms[0, t, b] = math.sqrt(total)
+            di, df, dg, do, dc_t = zero, zero, zero, zero, zero
+            if valid:
+                i = one if coupled else acts[t, b, j]
+                di, df, dg, do, dc_t, dc = cell_grad(
+                    dh[row, j] + d_out[t, b, j], dc, i, acts[t, b, gf + j], acts[t, b, gg + j], acts[t, b, go + j],
+                    c_new[t, b, j], c_prev[t, b, j], peep[0, j], peep[1, j], peep[2, j], peephole, coupled)
+            if mine:
+                if not coupled:
+                    d_gates[t, b, j] = di
+                d_gates[t, b, gf + j], d_gates[t, b, gg + j], d_gates[t, b, go + j] = df, dg, do
+            if not coupled:
+                dgs[row, j] = di
+            dgs[row, (gf // hidden) * MAX_HIDDEN + j] = df
+            dgs[row, (gg // hidden) * MAX_HIDDEN + j] = dg
+            dgs[row, (go // hidden) * MAX_HIDDEN + j] = do
+            dcs[row, j] = dc_t
+            cuda.syncthreads()
+            if record and j == 0 and b < batch:
+                total = zero
+                for k in range(hidden):
+                    total += dcs[row, k] * dcs[row, k]
+                grad_norms[1, t, b] = math.sqrt(total)
+            dh_t = zero
+            if valid:  # h_{t-1} reaches h_t only through the product
+                for q in range(blocks):
+                    for k in range(hidden):
+                        dh_t += dgs[row, q * MAX_HIDDEN + k] * w_hh[q * hidden + k, j]
+            elif mine:
+                dh_t = dh[row, j]  # a padded step passes the gradient on
+            cuda.syncthreads()
+            if mine:
+                dh[row, j] = dh_t
+            cuda.syncthreads()
+        if mine:
+            dh0[b, j], dc0[b, j] = dh[row, j], dc
+
+    return named(dtype, lstm_step_forward, lstm_step_backward, lstm_block_forward, lstm_block_backward)
 
 
 KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
@@ -141,6 +276,10 @@ def kernel_signatures():
                                   lengths, index, cube, cube, cube, cube, cube),
             "lstm_step_backward": (cube, matrix, matrix, matrix, flag, flag, index, index, index, lengths, index,
                                    cube, cube, cube, cube, flag, matrix),
+            "lstm_block_forward": (cube, ty["vector"], matrix, matrix, flag, flag, index, index, index, matrix, matrix,
+                                   lengths, flag, cube, cube, cube, cube, cube, matrix, matrix),
+            "lstm_block_backward": (cube, matrix, matrix, matrix, matrix, flag, flag, index, index, index, lengths,
+                                    flag, cube, cube, cube, cube, matrix, matrix, flag, cube),
         }
         found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
     return found
@@ -169,16 +308,21 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
     xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, gates)
     bias = cuda.to_device(np.zeros(gates, dtype) if bias is None else bias)
     h, c = cuda.to_device(h0), cuda.to_device(c0)
-    hw = cuda.device_array((batch, gates), dtype)
     acts = cuda.device_array((steps, batch, gates), dtype)
     out, h_prev, c_prev, c_new = (cuda.device_array((steps, batch, hidden), dtype) for _ in range(4))
-    step = KERNELS[dtype.name]["lstm_step_forward"]
-    starts = _gate_starts(hidden, coupled)
-    for s in range(steps):
-        t = steps - 1 - s if reverse else s
-        gemm(h, device["w_hh"], hw, trans_b=True)
-        launch(step, *grid(batch, hidden), xp, bias, hw, device["peep"], peephole, coupled, *starts, h, c,
-               device["lengths"], t, out, acts, h_prev, c_prev, c_new)
+    kernels, starts = KERNELS[dtype.name], _gate_starts(hidden, coupled)
+    if per_block(hidden):
+        h_n, c_n = cuda.device_array((batch, hidden), dtype), cuda.device_array((batch, hidden), dtype)
+        launch(kernels["lstm_block_forward"], *block_grid(batch), xp, bias, device["w_hh"], device["peep"], peephole,
+               coupled, *starts, h, c, device["lengths"], reverse, out, acts, h_prev, c_prev, c_new, h_n, c_n)
+        h, c = h_n, c_n
+    else:
+        hw = cuda.device_array((batch, gates), dtype)
+        for s in range(steps):
+            t = steps - 1 - s if reverse else s
+            gemm(h, device["w_hh"], hw, trans_b=True)
+            launch(kernels["lstm_step_forward"], *grid(batch, hidden), xp, bias, hw, device["peep"], peephole, coupled,
+                   *starts, h, c, device["lengths"], t, out, acts, h_prev, c_prev, c_new)
     saved = LSTMSaved(inputs, peephole, coupled, device, acts, h_prev, c_prev, c_new)
     return Forward(out.copy_to_host(), h.copy_to_host(), c.copy_to_host(), saved)
 
@@ -202,16 +346,23 @@ def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True, grad_norms=None):
     d_gates = cuda.device_array((steps, batch, gates), dtype)
     starts = _gate_starts(hidden, saved.coupled)
     lengths = device["lengths"]
-    for s in range(steps):
-        t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
-        if recording:
-            launch(shared["sum_norms"], *line(batch), dh, d_out_dev, lengths, t, 0, norms_dev)
-        launch(kernels["lstm_step_backward"], *grid(batch, hidden), d_out_dev, dh, dc, device["peep"],
-               saved.peephole, saved.coupled, *starts, lengths, t, saved.acts, saved.c_prev, saved.c_new, d_gates,
-               recording, dc_total)
-        if recording:
-            launch(shared["row_norms"], *line(batch), dc_total, lengths, t, 1, norms_dev)
-        gemm(d_gates[t], device["w_hh"], dh, accumulate=True)
+    if per_block(hidden):
+        dh0, dc0 = cuda.device_array((batch, hidden), dtype), cuda.device_array((batch, hidden), dtype)
+        launch(kernels["lstm_block_backward"], *block_grid(batch), d_out_dev, dh, dc, device["w_hh"], device["peep"],
+               saved.peephole, saved.coupled, *starts, lengths, inputs.reverse, saved.acts, saved.c_prev, saved.c_new,
+               d_gates, dh0, dc0, recording, norms_dev if recording else cuda.device_array((2, 1, 1), dtype))
+        dh, dc = dh0, dc0
+    else:
+        for s in range(steps):
+            t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
+            if recording:
+                launch(shared["sum_norms"], *line(batch), dh, d_out_dev, lengths, t, 0, norms_dev)
+            launch(kernels["lstm_step_backward"], *grid(batch, hidden), d_out_dev, dh, dc, device["peep"],
+                   saved.peephole, saved.coupled, *starts, lengths, t, saved.acts, saved.c_prev, saved.c_new,
+                   d_gates, recording, dc_total)
+            if recording:
+                launch(shared["row_norms"], *line(batch), dc_total, lengths, t, 1, norms_dev)
+            gemm(d_gates[t], device["w_hh"], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
     flat = d_gates.reshape(steps * batch, gates)
