@@ -40,7 +40,7 @@ def test_gemm_equals_numpy_at_ragged_tile_edges(dtype, rtol, trans_a, trans_b):
     from tinyseq_jit import cuda as tc
 
     rng = np.random.default_rng(0)
-    for rows, depth, cols in [(5, 33, 17), (17, 16, 1), (1, 1, 1)]:  # across, at and inside one 16-wide tile
+    for rows, depth, cols in [(5, 33, 17), (17, 16, 1), (1, 1, 1)]:  # across tiles (8 or 16 wide), inside one
         a = rng.standard_normal((depth, rows) if trans_a else (rows, depth)).astype(dtype)
         b = rng.standard_normal((cols, depth) if trans_b else (depth, cols)).astype(dtype)
         expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
@@ -195,6 +195,19 @@ def test_the_gpu_benchmark_runs_end_to_end_at_tiny_shapes(tmp_path):
 
 
 @simulated
+def test_empty_batches_and_zero_units_launch_nothing_empty(poisoned):
+    """B = 0 or H = 0 give empty results, as on the CPU, without launching an empty grid (a GPU refuses)."""
+    from tinyseq_jit import cuda as tc
+
+    out, h_n = nn.GRU(2, 3, backend="cuda")(np.ones((4, 0, 2), dtype=np.float32))
+    assert out.shape == (4, 0, 3) and h_n.shape == (1, 0, 3)
+    x, h0 = np.ones((3, 2, 2)), np.zeros((2, 0))
+    result = tc.lstm_forward(x, h0, h0, {"w_ih": np.ones((0, 2)), "w_hh": np.ones((0, 0))})
+    grads = tc.lstm_backward(result.saved, np.zeros((3, 2, 0)), h0, h0)
+    assert result.out.shape == (3, 2, 0) and grads.x.shape == (3, 2, 2) and not grads.x.any()
+
+
+@simulated
 def test_gemm_refuses_what_it_cannot_multiply():
     from tinyseq_jit import cuda as tc
 
@@ -263,7 +276,7 @@ LAYERS = [
 
 @simulated
 @pytest.mark.parametrize("config", LAYERS, ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYERS)])
-def test_cuda_layers_equal_the_graph(path, config):
+def test_cuda_layers_equal_the_graph(poisoned, path, config):
     """backend="cuda", on both paths: the layer's outputs, final states and the gradients of its
     input, initial states and every parameter equal the graph backend's (float64 1e-9, float32 1e-4)."""
     compare(config, backend="cuda")
@@ -271,7 +284,7 @@ def test_cuda_layers_equal_the_graph(path, config):
 
 
 @simulated
-def test_cuda_gradient_norms_equal_the_graph_s(path):
+def test_cuda_gradient_norms_equal_the_graph_s(poisoned, path):
     layer = nn.LSTM(2, 3, num_layers=2, bidirectional=True, peephole=True).double()
     x = np.random.default_rng(6).standard_normal((3, 2, 2))
     flows = {}

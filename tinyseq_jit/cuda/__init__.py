@@ -30,9 +30,14 @@ except ImportError as _error:  # no numba.cuda at all
         stub.__doc__ = f"Unavailable: numba.cuda is not installed ({name} needs it)."
         return stub
 
-    gemm, rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forward, gru_backward = (
+    gemm, rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forward, gru_backward, kernel_signatures = (
         _unavailable(name) for name in ("gemm", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
-                                        "gru_forward", "gru_backward"))
+                                        "gru_forward", "gru_backward", "kernel_signatures"))
+    launches = {}
+
+    def reset_launches():
+        """No launches without numba.cuda: returns {}."""
+        return {}
 
 else:
     from . import _common, _gemm, gru, lstm, rnn

@@ -23,7 +23,8 @@ LINE = 32
 # The per-block path keeps the whole time loop inside one kernel: a block owns ROWS
 # sequences and all H units (a thread per (sequence, unit)), keeps their state in shared
 # memory and reads W_hh from global memory (L2-cached), with ``syncthreads`` between the
-# steps; blocks never wait for each other, so the simulator runs it exactly as a GPU would.
+# steps; blocks never wait for each other, so the simulator runs its blocks as a GPU would
+# (though it models neither memory ordering nor uninitialised memory).
 # Its shared arrays are sized at compile time, so it takes H <= MAX_HIDDEN; a larger H
 # runs the per-step path (a GEMM and a point-wise kernel per step). NOTE: the simulator
 # runs each thread of a block as a Python thread, so there MAX_HIDDEN is 8 (the same code).
@@ -42,7 +43,7 @@ BLOCK_PATH_MAX_HIDDEN = MAX_HIDDEN
 
 def per_block(hidden):
     """True when a pass with H = ``hidden`` keeps its time loop in one kernel."""
-    return hidden <= min(BLOCK_PATH_MAX_HIDDEN, MAX_HIDDEN)
+    return 1 <= hidden <= min(BLOCK_PATH_MAX_HIDDEN, MAX_HIDDEN)
 
 
 def block_grid(batch):
@@ -66,10 +67,7 @@ def activations(dtype):
 
     @cuda.jit(device=True, inline="always")
     def sigmoid(x):
-        if x >= zero:
-            return one / (one + math.exp(-x))
-        e = math.exp(x)  # NOTE: the stable side: exp of a negative number cannot overflow
-        return e / (one + e)
+        return one / (one + math.exp(-x))  # as the CPU kernels; exp(-x) = inf gives 0, no nan
 
     @cuda.jit(device=True, inline="always")
     def tanh(x):

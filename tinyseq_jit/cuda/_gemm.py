@@ -37,8 +37,8 @@ def _make_gemm_kernel(dtype):
         a_slab = cuda.shared.array((TILE, TILE), scalar)
         b_slab = cuda.shared.array((TILE, TILE), scalar)
         ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-        i = cuda.blockIdx.y * TILE + ty  # the row of out this thread computes
-        j = cuda.blockIdx.x * TILE + tx  # and its column
+        i = cuda.blockIdx.x * TILE + ty  # the row of out this thread computes (rows on the grid's x:
+        j = cuda.blockIdx.y * TILE + tx  # T*B rows may pass the y axis's 65535 blocks) and its column
         rows, cols = out.shape
         depth = a.shape[0] if trans_a else a.shape[1]
         total = zero
@@ -68,7 +68,7 @@ GEMM_KERNELS = {dtype.name: _make_gemm_kernel(dtype) for dtype in FLOATS}
 
 
 def kernel_signatures():
-    """(name, python function, argument types) of every kernel here, for compiling ahead of time."""
+    """(name, dtype, python function, argument types) of every kernel here, for compiling ahead of time."""
     found = []
     flag = numba.boolean
     for dtype in FLOATS:
@@ -115,7 +115,7 @@ def gemm(a, b, out=None, trans_a=False, trans_b=False, accumulate=False):
     elif not on_device(out) or out.shape != (rows, cols) or out.dtype != a.dtype or not out.is_c_contiguous():
         raise ValueError(f"gemm: out must be a C-contiguous ({rows}, {cols}) {np.dtype(a.dtype)} device array, got "
                          f"{type(out).__name__} of shape {getattr(out, 'shape', None)}")
-    grid = ((cols + TILE - 1) // TILE, (rows + TILE - 1) // TILE)
+    grid = ((rows + TILE - 1) // TILE, (cols + TILE - 1) // TILE)
     if rows and cols:
         launch(GEMM_KERNELS[np.dtype(a.dtype).name], grid, (TILE, TILE), a, b, out, trans_a, trans_b, accumulate)
     return out

@@ -5,16 +5,15 @@ is imported) and why neither; ``launch`` counts every kernel launch, so that tes
 benchmarks can say how many launches a layer's pass takes.
 """
 
-import os
-
+import numba
 from numba import cuda
 
 INSTALL = 'pip install -e ".[cuda]"'
 
 
 def simulated():
-    """True when numba.cuda is its CPU simulator."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    """True when numba.cuda is its CPU simulator (as numba decided when it was imported)."""
+    return bool(numba.config.ENABLE_CUDASIM)
 
 
 def status():
@@ -53,7 +52,10 @@ def reset_launches():
 
 
 def launch(kernel, grid, block, *args):
-    """Launch ``kernel[grid, block](*args)`` and count it."""
+    """Launch ``kernel[grid, block](*args)`` and count it; nothing for an empty grid (B or H 0),
+    which a GPU refuses to launch."""
+    if 0 in (grid if isinstance(grid, tuple) else (grid,)):
+        return
     name = kernel.py_func.__name__
     launches[name] = launches.get(name, 0) + 1
     kernel[grid, block](*args)

@@ -352,7 +352,7 @@ def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
     if per_block(hidden):
         h_n = cuda.device_array((batch, hidden), dtype)
         launch(kernels["gru_block_forward"], *block_grid(batch), xp, b_ih, b_hh, device["w_hh"], reset_after, gz, gn,
-               h, lengths_dev, reverse, out, acts, n_rec, h_prev, h_n)
+               h, lengths_dev, inputs.reverse, out, acts, n_rec, h_prev, h_n)
         saved = GRUSaved(inputs, reset_after, device, acts, n_rec, h_prev)
         return Forward(out.copy_to_host(), h_n.copy_to_host(), None, saved)
     if reset_after:
@@ -361,7 +361,7 @@ def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
         hw_rz, rhw = cuda.device_array((batch, gn), dtype), cuda.device_array((batch, hidden), dtype)
         w_rz, w_n = device["w_hh"][:gn], device["w_hh"][gn:]
     for s in range(steps):
-        t = steps - 1 - s if reverse else s
+        t = steps - 1 - s if inputs.reverse else s
         if reset_after:
             gemm(h, device["w_hh"], hw, trans_b=True)
             launch(kernels["gru_step_forward"], *shape, xp, b_ih, b_hh, hw, gz, gn, h, lengths_dev, t, out, acts, n_rec,

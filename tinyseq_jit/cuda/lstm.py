@@ -12,7 +12,7 @@ its unit, with the step's maths in the device functions ``cell`` and ``cell_grad
 both share: one ``gemm`` for the input projection before the loop, then for H <=
 MAX_HIDDEN one kernel for all T steps, else one ``gemm`` for h_{t-1} W_hh^T and one
 point-wise kernel per step; after the backward loop dx, dW_ih, dW_hh, the bias and peephole
-gradients. Launches per pass, per step: 2T + 1 forward; 2T + 4 backward (3 without dx),
+gradients. Launches per pass, per step: 2T + 1 forward; 2T + 4 backward (2T + 3 without dx),
 + 3 (2 when coupled) with peepholes, + 2T when recording gradient norms; per block: 2
 forward, 5 backward (+ 3 or 2 with peepholes).
 """
@@ -96,8 +96,8 @@ def _make_kernels(dtype):
                           c_prev, c_new):
         """Step t for every (b, j): xp (T, B, G*H) x W_ih^T; bias (G*H,) b_ih + b_hh; hw (B, G*H) h_{t-1} W_hh^T;
         peep (3, H) ci, cf, co; gf, gg, go where the f, g, o blocks start; h, c (B, H) the state,
-        updated. Written: h_prev[t], c_prev[t] everywhere; out[t] (0 at padded steps), acts[t]
-        and c_new[t] at valid steps."""
+        updated. Written: h_prev[t], c_prev[t], out[t] and c_new[t] everywhere (out and c_new 0
+        at padded steps), acts[t] at valid steps."""
         j, b = cuda.grid(2)
         batch, hidden = h.shape
         if b < batch and j < hidden:
@@ -117,8 +117,9 @@ def _make_kernels(dtype):
                 out[t, b, j] = h_t
                 h[b, j] = h_t
                 c[b, j] = c_t
-            else:
+            else:  # c_new too: the peephole gradient's sum reads every row (0 * garbage can be nan)
                 out[t, b, j] = zero
+                c_new[t, b, j] = zero
 
     def lstm_step_backward(d_out, dh, dc, peep, peephole, coupled, gf, gg, go, lengths, t, acts, c_prev, c_new,
                            d_gates, record, dc_total):
@@ -189,6 +190,7 @@ def _make_kernels(dtype):
                 else:
                     h_t, c_t = h[row, j], c_last
                     out[t, b, j] = zero
+                    c_new[t, b, j] = zero
             cuda.syncthreads()  # every thread has read h_{t-1}
             if mine:
                 h[row, j], c[row, j] = h_t, c_t
@@ -314,12 +316,12 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
     if per_block(hidden):
         h_n, c_n = cuda.device_array((batch, hidden), dtype), cuda.device_array((batch, hidden), dtype)
         launch(kernels["lstm_block_forward"], *block_grid(batch), xp, bias, device["w_hh"], device["peep"], peephole,
-               coupled, *starts, h, c, device["lengths"], reverse, out, acts, h_prev, c_prev, c_new, h_n, c_n)
+               coupled, *starts, h, c, device["lengths"], inputs.reverse, out, acts, h_prev, c_prev, c_new, h_n, c_n)
         h, c = h_n, c_n
     else:
         hw = cuda.device_array((batch, gates), dtype)
         for s in range(steps):
-            t = steps - 1 - s if reverse else s
+            t = steps - 1 - s if inputs.reverse else s
             gemm(h, device["w_hh"], hw, trans_b=True)
             launch(kernels["lstm_step_forward"], *grid(batch, hidden), xp, bias, hw, device["peep"], peephole, coupled,
                    *starts, h, c, device["lengths"], t, out, acts, h_prev, c_prev, c_new)

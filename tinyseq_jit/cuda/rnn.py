@@ -6,8 +6,8 @@ The input projection for all steps is one ``gemm`` before the loop, and the weig
 gradients a few ``gemm`` calls after it. The loop runs on one of two paths (``_common``):
 for H <= MAX_HIDDEN the per-block path, one kernel for all T steps (2 launches forward, 5
 backward, 4 without dx); otherwise the per-step path, one ``gemm`` for h_{t-1} W_hh^T and
-one point-wise kernel a step (2T + 1 forward, 2T + 4 backward, 3 without dx, and T more
-when recording gradient norms). Inputs and weights are uploaded once per call, the saved
+one point-wise kernel a step (2T + 1 forward, 2T + 4 backward, 2T + 3 without dx, and T
+more when recording gradient norms). Inputs and weights are uploaded once per call, the saved
 activations stay on the device until the backward, and the results come back once.
 """
 
@@ -47,14 +47,14 @@ def _make_kernels(dtype):
     @cuda.jit(device=True, inline="always")
     def activation(pre, relu):
         if relu:
-            return pre if pre > zero else zero
+            return zero if pre < zero else pre  # as the CPU's max(pre, 0): a nan stays nan
         return tanh(pre)
 
     @cuda.jit(device=True, inline="always")
     def activation_grad(g, h, relu):
         """The gradient of the pre-activation from g = dL/dh_t, through h_t = act(pre)."""
         if relu:
-            return g if h > zero else zero
+            return g * (one if h > zero else zero)  # as the CPU: an inf or nan g stays visible
         return g * (one - h * h)
 
     def rnn_step_forward(xp, bias, hw, h, lengths, t, relu, out, h_prev):
@@ -207,12 +207,12 @@ def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"
     if per_block(hidden):
         h_n = cuda.device_array((batch, hidden), dtype)
         launch(kernels["rnn_block_forward"], *block_grid(batch), xp, bias, device["w_hh"], relu, h, device["lengths"],
-               reverse, out, h_prev, h_n)
+               inputs.reverse, out, h_prev, h_n)
         h = h_n
     else:
         hw = cuda.device_array((batch, hidden), dtype)
         for s in range(steps):
-            t = steps - 1 - s if reverse else s
+            t = steps - 1 - s if inputs.reverse else s
             gemm(h, device["w_hh"], hw, trans_b=True)
             launch(kernels["rnn_step_forward"], *grid(batch, hidden), xp, bias, hw, h, device["lengths"], t, relu,
                    out, h_prev)
