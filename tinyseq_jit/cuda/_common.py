@@ -63,7 +63,7 @@ def line(n):
 
 def activations(dtype):
     """Device functions (sigmoid, tanh) for one dtype, inlined into the kernels that call them."""
-    zero, one = dtype.type(0), dtype.type(1)
+    one = dtype.type(1)
 
     @cuda.jit(device=True, inline="always")
     def sigmoid(x):
@@ -74,6 +74,22 @@ def activations(dtype):
         return math.tanh(x)
 
     return sigmoid, tanh
+
+
+def block_norm(dtype):
+    """The device function a per-block backward records ||dL/dh_t|| with: the norm of
+    dh[row] + d_out[t, b] over the first ``hidden`` units, summed in a fixed order."""
+    zero = dtype.type(0)
+
+    @cuda.jit(device=True, inline="always")
+    def state_grad_norm(dh, row, d_out, t, b, hidden):
+        total = zero
+        for k in range(hidden):
+            g = dh[row, k] + d_out[t, b, k]
+            total += g * g
+        return math.sqrt(total)
+
+    return state_grad_norm
 
 
 def _make_kernels(dtype):

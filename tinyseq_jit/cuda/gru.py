@@ -15,7 +15,6 @@ before its second product, so it takes two of each (4T + 1 forward, 4T + 5 backw
 dx); recording gradient norms adds T.
 """
 
-import math
 from typing import NamedTuple
 
 import numba
@@ -29,7 +28,7 @@ from ..cpu._common import Inputs, check_inputs, norm_buffer
 from ..cpu.gru import _gate_starts
 from . import _common
 from ._common import (
-    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, grid, line, named, per_block, types,
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, types,
 )
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -50,6 +49,7 @@ def _make_kernels(dtype):
     zero, one = dtype.type(0), dtype.type(1)
     scalar = numba.from_dtype(dtype)
     sigmoid, tanh = activations(dtype)
+    state_grad_norm = block_norm(dtype)
 
     @cuda.jit(device=True, inline="always")
     def cell(x_r, x_z, x_n, h_r, h_z, h_n, h_last):
@@ -242,12 +242,7 @@ def _make_kernels(dtype):
             t = s if reverse else steps - 1 - s  # BPTT runs the other way
             valid = mine and t < lengths[b]
             if record and j == 0 and b < batch:  # all of dL/dh_t, one thread per sequence
-                total = zero
-                if t < lengths[b]:
-                    for k in range(hidden):
-                        g = dh[row, k] + d_out[t, b, k]
-                        total += g * g
-                grad_norms[0, t, b] = math.sqrt(total)
+                grad_norms[0, t, b] = state_grad_norm(dh, row, d_out, t, b, hidden) if t < lengths[b] else zero
             if mine:
                 for q in range(3):
                     d_xp[t, b, q * hidden + j] = zero

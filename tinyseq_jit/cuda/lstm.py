@@ -31,7 +31,7 @@ from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
 from ..cpu.lstm import _gate_starts, _peepholes
 from . import _common
 from ._common import (
-    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, grid, line, named, per_block, types,
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, types,
 )
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -54,6 +54,7 @@ def _make_kernels(dtype):
     zero, one = dtype.type(0), dtype.type(1)
     scalar = numba.from_dtype(dtype)
     sigmoid, tanh = activations(dtype)
+    state_grad_norm = block_norm(dtype)
 
     @cuda.jit(device=True, inline="always")
     def cell(x_i, x_f, x_g, x_o, h_i, h_f, h_g, h_o, c_last, ci, cf, co, peephole, coupled):
@@ -219,12 +220,7 @@ def _make_kernels(dtype):
             t = s if reverse else steps - 1 - s  # BPTT runs the other way
             valid = mine and t < lengths[b]
             if record and j == 0 and b < batch:  # all of dL/dh_t, one thread per sequence
-                total = zero
-                if t < lengths[b]:
-                    for k in range(hidden):
-                        g = dh[row, k] + d_out[t, b, k]
-                        total += g * g
-                grad_norms[0, t, b] = math.sqrt(total)
+                grad_norms[0, t, b] = state_grad_norm(dh, row, d_out, t, b, hidden) if t < lengths[b] else zero
             di, df, dg, do, dc_t = zero, zero, zero, zero, zero
             if valid:
                 i = one if coupled else acts[t, b, j]

@@ -11,7 +11,6 @@ more when recording gradient norms). Inputs and weights are uploaded once per ca
 activations stay on the device until the backward, and the results come back once.
 """
 
-import math
 from typing import NamedTuple
 
 import numba
@@ -21,7 +20,7 @@ from numba import cuda
 from .._contract import Forward, weight_grads
 from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
 from . import _common
-from ._common import MAX_HIDDEN, ROWS, activations, block_grid, grid, line, named, per_block, types
+from ._common import MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, types
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
 
@@ -43,6 +42,7 @@ def _make_kernels(dtype):
     zero, one = dtype.type(0), dtype.type(1)
     scalar = numba.from_dtype(dtype)
     _, tanh = activations(dtype)
+    state_grad_norm = block_norm(dtype)
 
     @cuda.jit(device=True, inline="always")
     def activation(pre, relu):
@@ -132,13 +132,8 @@ def _make_kernels(dtype):
         for s in range(steps):
             t = s if reverse else steps - 1 - s  # BPTT runs the other way
             valid = mine and t < lengths[b]
-            if record and j == 0 and b < batch:  # one thread per sequence, a fixed order
-                total = zero
-                if t < lengths[b]:
-                    for k in range(hidden):
-                        g = dh[row, k] + d_out[t, b, k]
-                        total += g * g
-                grad_norms[0, t, b] = math.sqrt(total)
+            if record and j == 0 and b < batch:  # all of dL/dh_t, one thread per sequence
+                grad_norms[0, t, b] = state_grad_norm(dh, row, d_out, t, b, hidden) if t < lengths[b] else zero
             g = zero
             if valid:
                 g = activation_grad(dh[row, j] + d_out[t, b, j], out[t, b, j], relu)
