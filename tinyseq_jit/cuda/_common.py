@@ -6,6 +6,7 @@ Every kernel is made per float dtype by a factory, so that its constants are of 
 """
 
 import math
+from types import SimpleNamespace
 
 import numba
 from numba import cuda
@@ -156,21 +157,27 @@ KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
 def types(dtype):
     """The numba types the kernels' signatures are written in, for one dtype."""
     f = numba.from_dtype(dtype)
-    return {"vector": f[::1], "matrix": f[:, ::1], "cube": f[:, :, ::1], "lengths": numba.int64[::1],
-            "index": numba.int64, "flag": numba.boolean}
+    return SimpleNamespace(vector=f[::1], matrix=f[:, ::1], cube=f[:, :, ::1], lengths=numba.int64[::1],
+                           index=numba.int64, flag=numba.boolean)
+
+
+def signatures(kernels, table):
+    """(name, dtype, python function, argument types) of every kernel in ``kernels`` (``{dtype
+    name: {name: kernel}}``), for compiling ahead of time; ``table(vector=..., matrix=...)``
+    gives ``{name: argument types}`` in the types of ``types(dtype)``."""
+    found = []
+    for dtype in FLOATS:
+        by_name = kernels[dtype.name]
+        found += [(by_name[name].py_func.__name__, dtype, by_name[name].py_func, signature)
+                  for name, signature in table(**vars(types(dtype))).items()]
+    return found
 
 
 def kernel_signatures():
     """(name, dtype, python function, argument types) of the kernels here."""
-    found = []
-    for dtype in FLOATS:
-        k, ty = KERNELS[dtype.name], types(dtype)
-        matrix, cube, lengths, index = ty["matrix"], ty["cube"], ty["lengths"], ty["index"]
-        signatures = {
-            "row_norms": (matrix, lengths, index, index, cube),
-            "sum_norms": (matrix, cube, lengths, index, index, cube),
-            "column_sums": (matrix, ty["vector"]),
-            "product_column_sums": (matrix, index, matrix, ty["vector"]),
-        }
-        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
-    return found
+    return signatures(KERNELS, lambda vector, matrix, cube, lengths, index, flag: {
+        "row_norms": (matrix, lengths, index, index, cube),
+        "sum_norms": (matrix, cube, lengths, index, index, cube),
+        "column_sums": (matrix, vector),
+        "product_column_sums": (matrix, index, matrix, vector),
+    })

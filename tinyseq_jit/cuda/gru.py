@@ -28,7 +28,7 @@ from ..cpu._common import Inputs, check_inputs, norm_buffer
 from ..cpu.gru import _gate_starts
 from . import _common
 from ._common import (
-    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, types,
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures,
 )
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -300,25 +300,19 @@ KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
 
 def kernel_signatures():
     """(name, dtype, python function, argument types) of every kernel here, for compiling ahead of time."""
-    found = []
-    for dtype in FLOATS:
-        k, ty = KERNELS[dtype.name], types(dtype)
-        vector, matrix, cube, lengths, index = (ty[n] for n in ("vector", "matrix", "cube", "lengths", "index"))
-        signatures = {
-            "gru_step_forward": (cube, vector, vector, matrix, index, index, matrix, lengths, index, cube, cube, cube,
-                                 cube),
-            "gru_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube, cube, cube),
-            "gru_classic_gates": (cube, vector, vector, matrix, index, matrix, index, cube, cube),
-            "gru_classic_state": (cube, vector, vector, matrix, index, matrix, lengths, index, cube, cube, cube),
-            "gru_classic_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube),
-            "gru_classic_reset_backward": (matrix, matrix, lengths, index, cube, cube, cube),
-            "gru_block_forward": (cube, vector, vector, matrix, ty["flag"], index, index, matrix, lengths, ty["flag"],
-                                  cube, cube, cube, cube, matrix),
-            "gru_block_backward": (cube, matrix, matrix, ty["flag"], index, index, lengths, ty["flag"], cube, cube,
-                                   cube, cube, cube, matrix, ty["flag"], cube),
-        }
-        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
-    return found
+    return signatures(KERNELS, lambda vector, matrix, cube, lengths, index, flag: {
+        "gru_step_forward": (cube, vector, vector, matrix, index, index, matrix, lengths, index, cube, cube, cube,
+                             cube),
+        "gru_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube, cube, cube),
+        "gru_classic_gates": (cube, vector, vector, matrix, index, matrix, index, cube, cube),
+        "gru_classic_state": (cube, vector, vector, matrix, index, matrix, lengths, index, cube, cube, cube),
+        "gru_classic_step_backward": (cube, matrix, lengths, index, index, index, cube, cube, cube),
+        "gru_classic_reset_backward": (matrix, matrix, lengths, index, cube, cube, cube),
+        "gru_block_forward": (cube, vector, vector, matrix, flag, index, index, matrix, lengths, flag,
+                              cube, cube, cube, cube, matrix),
+        "gru_block_backward": (cube, matrix, matrix, flag, index, index, lengths, flag, cube, cube,
+                               cube, cube, cube, matrix, flag, cube),
+    })
 
 
 def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):

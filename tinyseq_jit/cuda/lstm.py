@@ -31,7 +31,7 @@ from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
 from ..cpu.lstm import _gate_starts, _peepholes
 from . import _common
 from ._common import (
-    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, types,
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures,
 )
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -265,22 +265,16 @@ KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
 
 def kernel_signatures():
     """(name, dtype, python function, argument types) of every kernel here, for compiling ahead of time."""
-    found = []
-    for dtype in FLOATS:
-        k, ty = KERNELS[dtype.name], types(dtype)
-        matrix, cube, lengths, index, flag = (ty[n] for n in ("matrix", "cube", "lengths", "index", "flag"))
-        signatures = {
-            "lstm_step_forward": (cube, ty["vector"], matrix, matrix, flag, flag, index, index, index, matrix, matrix,
-                                  lengths, index, cube, cube, cube, cube, cube),
-            "lstm_step_backward": (cube, matrix, matrix, matrix, flag, flag, index, index, index, lengths, index,
-                                   cube, cube, cube, cube, flag, matrix),
-            "lstm_block_forward": (cube, ty["vector"], matrix, matrix, flag, flag, index, index, index, matrix, matrix,
-                                   lengths, flag, cube, cube, cube, cube, cube, matrix, matrix),
-            "lstm_block_backward": (cube, matrix, matrix, matrix, matrix, flag, flag, index, index, index, lengths,
-                                    flag, cube, cube, cube, cube, matrix, matrix, flag, cube),
-        }
-        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
-    return found
+    return signatures(KERNELS, lambda vector, matrix, cube, lengths, index, flag: {
+        "lstm_step_forward": (cube, vector, matrix, matrix, flag, flag, index, index, index, matrix, matrix,
+                              lengths, index, cube, cube, cube, cube, cube),
+        "lstm_step_backward": (cube, matrix, matrix, matrix, flag, flag, index, index, index, lengths, index,
+                               cube, cube, cube, cube, flag, matrix),
+        "lstm_block_forward": (cube, vector, matrix, matrix, flag, flag, index, index, index, matrix, matrix,
+                               lengths, flag, cube, cube, cube, cube, cube, matrix, matrix),
+        "lstm_block_backward": (cube, matrix, matrix, matrix, matrix, flag, flag, index, index, index, lengths,
+                                flag, cube, cube, cube, cube, matrix, matrix, flag, cube),
+    })
 
 
 def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False):

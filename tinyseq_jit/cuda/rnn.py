@@ -20,7 +20,7 @@ from numba import cuda
 from .._contract import Forward, weight_grads
 from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
 from . import _common
-from ._common import MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, types
+from ._common import MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
 
@@ -162,19 +162,12 @@ KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
 
 def kernel_signatures():
     """(name, dtype, python function, argument types) of every kernel here, for compiling ahead of time."""
-    found = []
-    for dtype in FLOATS:
-        k, ty = KERNELS[dtype.name], types(dtype)
-        vector, matrix, cube, lengths, index, flag = (ty[n] for n in ("vector", "matrix", "cube", "lengths",
-                                                                    "index", "flag"))
-        signatures = {
-            "rnn_step_forward": (cube, vector, matrix, matrix, lengths, index, flag, cube, cube),
-            "rnn_step_backward": (cube, matrix, cube, lengths, index, flag, cube),
-            "rnn_block_forward": (cube, vector, matrix, flag, matrix, lengths, flag, cube, cube, matrix),
-            "rnn_block_backward": (cube, matrix, matrix, flag, lengths, flag, cube, cube, matrix, flag, cube),
-        }
-        found += [(k[name].py_func.__name__, dtype, k[name].py_func, sig) for name, sig in signatures.items()]
-    return found
+    return signatures(KERNELS, lambda vector, matrix, cube, lengths, index, flag: {
+        "rnn_step_forward": (cube, vector, matrix, matrix, lengths, index, flag, cube, cube),
+        "rnn_step_backward": (cube, matrix, cube, lengths, index, flag, cube),
+        "rnn_block_forward": (cube, vector, matrix, flag, matrix, lengths, flag, cube, cube, matrix),
+        "rnn_block_backward": (cube, matrix, matrix, flag, lengths, flag, cube, cube, matrix, flag, cube),
+    })
 
 
 def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"):
