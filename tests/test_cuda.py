@@ -19,19 +19,38 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from tinyseq import nn
 from tinyseq.bptt import grad_norms_through_time
 
-from helpers import EXAMPLES, compare
+from helpers import EXAMPLES, compare, layer_configs
 
 pytestmark = pytest.mark.cuda
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-simulated = pytest.mark.skipif(not SIMULATED, reason="needs NUMBA_ENABLE_CUDASIM=1 set before numba is imported")
 
 
-@simulated
+def _gpu_present():
+    """True where numba.cuda finds a real GPU (never under the simulator)."""
+    if SIMULATED:
+        return False
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    return cuda.is_available()
+
+
+GPU = _gpu_present()
+#: the tests at tiny shapes: they run on the simulator, and on a real GPU too
+runs_kernels = pytest.mark.skipif(not (SIMULATED or GPU), reason="needs a GPU, or NUMBA_ENABLE_CUDASIM=1 set "
+                                                                 "before numba is imported")
+#: the tests at full sizes, too slow for the simulator
+gpu_only = pytest.mark.skipif(not GPU, reason="full sizes: needs a real GPU")
+
+
+@runs_kernels
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm_equals_numpy_at_ragged_tile_edges(dtype, rtol, trans_a, trans_b):
@@ -82,7 +101,7 @@ RNN_CASES = [  # nonlinearity, reverse, lengths, biases, dtype
 ]
 
 
-@simulated
+@runs_kernels
 @pytest.mark.parametrize("nonlinearity,reverse,lengths,biases,dtype", RNN_CASES)
 def test_rnn_kernels_equal_the_cpu_kernels(poisoned, path, nonlinearity, reverse, lengths, biases, dtype):
     """Outputs, every gradient and the gradient norms of the CUDA pair equal the CPU pair's
@@ -118,7 +137,7 @@ def test_rnn_kernels_equal_the_cpu_kernels(poisoned, path, nonlinearity, reverse
     np.testing.assert_allclose(norms, norms_cpu, rtol=rtol, atol=rtol)
 
 
-@simulated
+@runs_kernels
 def test_rnn_launches_per_pass_do_not_depend_on_anything_but_T(poisoned, monkeypatch):
     from tinyseq_jit import cuda as tc
     from tinyseq_jit.cuda import _common
@@ -155,7 +174,7 @@ PASSES = [
 ]
 
 
-@simulated
+@runs_kernels
 @pytest.mark.parametrize("kernel,options,peephole,forward,backward,recording,block_forward,block_backward", PASSES)
 def test_launches_per_pass_grow_with_T_only_as_documented(path, kernel, options, peephole, forward, backward,
                                                           recording, block_forward, block_backward):
@@ -181,7 +200,7 @@ def test_launches_per_pass_grow_with_T_only_as_documented(path, kernel, options,
         assert sum(tc.reset_launches().values()) == recording(steps)
 
 
-@simulated
+@runs_kernels
 def test_the_gpu_benchmark_runs_end_to_end_at_tiny_shapes(tmp_path):
     path = EXAMPLES.parent / "benchmarks" / "cuda_speed.py"
     spec = importlib.util.spec_from_file_location("cuda_speed", path)
@@ -190,11 +209,13 @@ def test_the_gpu_benchmark_runs_end_to_end_at_tiny_shapes(tmp_path):
     rows = bench.main(["--only", "S7,S6", "--no-grid", "--repeats", "1", "--warmup", "0",
                        "--out", str(tmp_path / "cuda.json")])
     assert [(r["id"], r["T"], r["B"], r["H"]) for r in rows] == [("S6", 3, 2, 4), ("S7", 3, 1, 4)]
-    assert rows[1]["launches_per_train_step"] == 2 + 4  # RNN, H = 4: the per-block path; backward without dx
+    # RNN, H = 4: the per-block path (and the sum of the two biases), backward without dx
+    assert rows[1]["launches_per_train_step"] == 3 + 4
+    assert all(set(r["kernels_ms"]) == {"train", "fwd"} for r in rows)  # the kernels alone, on device arrays
     assert json.loads((tmp_path / "cuda.json").read_text())["where"] == "simulator"
 
 
-@simulated
+@runs_kernels
 def test_empty_batches_and_zero_units_launch_nothing_empty(poisoned):
     """B = 0 or H = 0 give empty results, as on the CPU, without launching an empty grid (a GPU refuses)."""
     from tinyseq_jit import cuda as tc
@@ -207,7 +228,96 @@ def test_empty_batches_and_zero_units_launch_nothing_empty(poisoned):
     assert result.out.shape == (3, 2, 0) and grads.x.shape == (3, 2, 2) and not grads.x.any()
 
 
-@simulated
+# kernel, forward options, the weights (other than w_ih and w_hh), the number of states
+DEVICE_CASES = [
+    ("rnn", {"nonlinearity": "relu", "reverse": True}, ("b_ih", "b_hh"), 1),
+    ("lstm", {}, ("b_ih", "ci", "cf", "co"), 2),
+    ("lstm", {"coupled": True}, ("b_hh", "cf", "co"), 2),
+    ("gru", {}, ("b_ih", "b_hh"), 1),
+    ("gru", {"reset_after": False}, ("b_hh",), 1),
+]
+
+
+def _kernel_arguments(kernel, options, extra, states, dtype=np.float64, seed=8):
+    """Host arguments of a small kernel call, with a nan in x's padded steps (lengths [3, 1])."""
+    rng = np.random.default_rng(seed)
+    steps, batch, inputs, hidden = 3, 2, 2, 3
+    gates = {"rnn": 1, "lstm": 3 if options.get("coupled") else 4, "gru": 3}[kernel]
+    x = rng.standard_normal((steps, batch, inputs))
+    x[1:, 1] = np.nan  # padding: the kernels must not read it
+    shapes = {"w_ih": (gates * hidden, inputs), "w_hh": (gates * hidden, hidden), "b_ih": (gates * hidden,),
+              "b_hh": (gates * hidden,)}
+    weights = {k: 0.5 * rng.standard_normal(shapes.get(k, (hidden,))) for k in ("w_ih", "w_hh", *extra)}
+    state = [rng.standard_normal((batch, hidden)) for _ in range(states)]
+    grads = [rng.standard_normal((steps, batch, hidden))] + [rng.standard_normal((batch, hidden)) for _ in state]
+    cast = lambda a: a.astype(dtype)  # noqa: E731
+    return cast(x), [cast(a) for a in state], {k: cast(v) for k, v in weights.items()}, [cast(g) for g in grads]
+
+
+@runs_kernels
+@pytest.mark.parametrize("kernel,options,extra,states", DEVICE_CASES)
+def test_device_arrays_in_give_device_arrays_out_with_the_same_numbers(poisoned, path, kernel, options, extra,
+                                                                       states):
+    """Device arguments are read in place (never written), and the results stay on the device,
+    equal to the NumPy call's; a padded step's nan in x is not read."""
+    from numba import cuda
+
+    from tinyseq_jit import cuda as tc
+
+    x, state, weights, grads = _kernel_arguments(kernel, options, extra, states)
+    forward, backward = getattr(tc, f"{kernel}_forward"), getattr(tc, f"{kernel}_backward")
+    expected = forward(x, *state, weights, lengths=[3, 1], **options)
+    expected_grads = backward(expected.saved, *grads)
+    on_gpu = [cuda.to_device(a) for a in (x, *state)]
+    weights_gpu = {k: cuda.to_device(v) for k, v in weights.items()}
+    got = forward(*on_gpu, weights_gpu, lengths=[3, 1], **options)
+    got_grads = backward(got.saved, *(cuda.to_device(g) for g in grads))
+    for name, a in [*expected._asdict().items(), *expected_grads._asdict().items()]:
+        if name == "saved":
+            continue
+        b = getattr(got_grads if name in expected_grads._fields else got, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert tc._runtime.on_device(b), name
+            np.testing.assert_array_equal(b.copy_to_host(), a, err_msg=name)
+    np.testing.assert_array_equal(on_gpu[0].copy_to_host(), x)  # the caller's arrays are as they were
+    for a, b in zip(on_gpu[1:], state):
+        np.testing.assert_array_equal(a.copy_to_host(), b)
+
+
+@runs_kernels
+def test_device_arguments_are_checked_as_host_ones():
+    from numba import cuda
+
+    from tinyseq_jit import cuda as tc
+
+    x, (h0, c0), weights, (d_out, d_h, d_c) = _kernel_arguments("lstm", {}, ("b_ih",), 2)
+    gpu = {k: cuda.to_device(v) for k, v in weights.items()}
+    x_gpu, h_gpu, c_gpu = (cuda.to_device(a) for a in (x, h0, c0))
+    with pytest.raises(TypeError, match=r"lstm_forward: x, the states and the weights must be all NumPy arrays or "
+                                        r"all device arrays, got device arrays and NumPy ones \(c0\)"):
+        tc.lstm_forward(x_gpu, h_gpu, c0, gpu)
+    with pytest.raises(ValueError, match=r"lstm_forward: h0 has shape \(2, 2\), expected \(2, 3\)"):
+        tc.lstm_forward(x_gpu, cuda.to_device(h0[:, :2].copy()), c_gpu, gpu)
+    with pytest.raises(TypeError, match="lstm_forward: w_ih has dtype float32, expected float64"):
+        tc.lstm_forward(x_gpu, h_gpu, c_gpu, {**gpu, "w_ih": cuda.to_device(weights["w_ih"].astype(np.float32))})
+    with pytest.raises(ValueError, match="lstm_forward: the device array x must be C-contiguous"):
+        tc.lstm_forward(cuda.to_device(np.zeros((2, 3, 2)))[:, :2], h_gpu, c_gpu, gpu)
+    with pytest.raises(TypeError, match="lstm_forward: lengths must be a host array or a list"):
+        tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=cuda.to_device(np.array([3, 1])))
+    with pytest.raises(ValueError, match=r"lstm_forward: lengths must lie in \[1, 3\]"):
+        tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=[4, 1])
+    saved = tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=[3, 1]).saved
+    with pytest.raises(TypeError, match="lstm_backward: d_out and the final states' gradients must be all NumPy"):
+        tc.lstm_backward(saved, cuda.to_device(d_out), d_h, d_c)
+    with pytest.raises(TypeError, match="lstm_backward: the device array d_c_n must be C-contiguous and of x's "
+                                        "dtype float64, got float32"):
+        tc.lstm_backward(saved, *(cuda.to_device(g) for g in (d_out, d_h)), cuda.to_device(d_c.astype(np.float32)))
+    with pytest.raises(ValueError, match=r"lstm_backward: d_out has shape \(2, 2, 3\), expected \(3, 2, 3\)"):
+        tc.lstm_backward(saved, d_out[:2], d_h, d_c)
+
+
+@runs_kernels
 def test_gemm_refuses_what_it_cannot_multiply():
     from tinyseq_jit import cuda as tc
 
@@ -274,7 +384,7 @@ LAYERS = [
 ]
 
 
-@simulated
+@runs_kernels
 @pytest.mark.parametrize("config", LAYERS, ids=[f"{c[0]}-{i}" for i, c in enumerate(LAYERS)])
 def test_cuda_layers_equal_the_graph(poisoned, path, config):
     """backend="cuda", on both paths: the layer's outputs, final states and the gradients of its
@@ -283,7 +393,16 @@ def test_cuda_layers_equal_the_graph(poisoned, path, config):
     compare(config, dtype=np.float32, rtol=1e-4, atol=1e-5, backend="cuda")
 
 
-@simulated
+@runs_kernels
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=layer_configs())
+def test_cuda_layers_equal_the_graph_on_drawn_configurations(poisoned, path, config):
+    """tests/test_backends.py's property for backend="cuda", at the simulator's few examples."""
+    compare(config, backend="cuda")
+    compare(config, dtype=np.float32, rtol=1e-4, atol=1e-5, backend="cuda")
+
+
+@runs_kernels
 def test_cuda_gradient_norms_equal_the_graph_s(poisoned, path):
     layer = nn.LSTM(2, 3, num_layers=2, bidirectional=True, peephole=True).double()
     x = np.random.default_rng(6).standard_normal((3, 2, 2))
@@ -293,3 +412,41 @@ def test_cuda_gradient_norms_equal_the_graph_s(poisoned, path):
         flows[backend] = grad_norms_through_time(layer, x, lengths=[3, 2])
     np.testing.assert_allclose(flows["cuda"].h, flows["graph"].h, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(flows["cuda"].c, flows["graph"].c, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- full sizes, on a real GPU only
+
+FULL_LAYERS = [  # as LAYERS, at sizes for both paths (H <= 64 runs per block, H > 64 per step)
+    ("LSTM", {"num_layers": 2, "bidirectional": True, "bias": True, "batch_first": False, "peephole": True,
+              "coupled": False}, {"steps": 40, "batch": 37, "input_size": 33, "hidden": 64}, "ragged", True, 11),
+    ("LSTM", {"num_layers": 1, "bidirectional": False, "bias": True, "batch_first": True, "peephole": False,
+              "coupled": True}, {"steps": 30, "batch": 64, "input_size": 100, "hidden": 130}, None, False, 12),
+    ("GRU", {"num_layers": 2, "bidirectional": True, "bias": True, "batch_first": False, "reset_after": True},
+     {"steps": 50, "batch": 9, "input_size": 17, "hidden": 200}, "ragged", True, 13),
+    ("GRU", {"num_layers": 1, "bidirectional": False, "bias": False, "batch_first": False, "reset_after": False},
+     {"steps": 25, "batch": 70, "input_size": 64, "hidden": 48}, "ragged", True, 14),
+    ("RNN", {"num_layers": 3, "bidirectional": True, "bias": True, "batch_first": False, "nonlinearity": "tanh"},
+     {"steps": 100, "batch": 5, "input_size": 8, "hidden": 257}, None, True, 15),
+]
+
+
+@gpu_only
+@pytest.mark.parametrize("config", FULL_LAYERS, ids=[f"{c[0]}-{c[2]['hidden']}" for c in FULL_LAYERS])
+def test_cuda_layers_equal_the_graph_at_full_size(poisoned, config):
+    mode, options, sizes, lengths, given_state, seed = config
+    if lengths == "ragged":
+        lengths = list(np.random.default_rng(seed).integers(1, sizes["steps"] + 1, sizes["batch"]))
+    config = (mode, options, sizes, lengths, given_state, seed)
+    compare(config, backend="cuda")
+    # NOTE: float32 to 1e-3: over 100 steps of 3 layers the CPU kernels too are 4e-4 from the graph
+    compare(config, dtype=np.float32, rtol=1e-3, atol=1e-4, backend="cuda")
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-4)])
+def test_gemm_equals_numpy_at_full_size(dtype, rtol):
+    from tinyseq_jit import cuda as tc
+
+    rng = np.random.default_rng(16)
+    a, b = rng.standard_normal((1000, 777)).astype(dtype), rng.standard_normal((1025, 777)).astype(dtype)
+    np.testing.assert_allclose(tc.gemm(a, b, trans_b=True).copy_to_host(), a @ b.T, rtol=rtol, atol=rtol * 30)

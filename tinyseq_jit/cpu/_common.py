@@ -17,18 +17,17 @@ from ._gemm import dot
 FLOATS = (np.float32, np.float64)
 
 
-def _array(name, what, value, dtype, shape):
-    arr = np.asarray(value)
+def _check(name, what, arr, dtype, shape):
     if arr.dtype != dtype:
         raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {np.dtype(dtype)} like x")
     if arr.shape != shape:
         raise ValueError(f"{name}: {what} has shape {arr.shape}, expected {shape}")
-    return np.ascontiguousarray(arr)
 
 
 class Inputs(NamedTuple):
     """A layer-direction's arguments as ``check_inputs`` returns them; a kernel's saved tuple
-    keeps them for its backward."""
+    keeps them for its backward. (The GPU kernels keep x, the states and the weights on the
+    device; ``lengths`` and ``padding`` are host arrays everywhere.)"""
 
     x: np.ndarray  # (T, B, I), contiguous, padded steps zeroed
     states: tuple  # (h0,) or (h0, c0), (B, H) each
@@ -46,7 +45,22 @@ def check_inputs(name, gates, x, states, weights, lengths, reverse, allowed=("w_
     b_ih and b_hh (gates*H,) and the other names in ``allowed`` ((H,) each); lengths (B,)
     ints in [1, T] or None (all T).
     """
-    x = np.asarray(x)
+    x, states = np.asarray(x), tuple(np.asarray(s) for s in states)
+    weights = {k: None if v is None else np.asarray(v) for k, v in weights.items()}
+    lengths = check_shapes(name, gates, x, states, weights, lengths, allowed)
+    w = {k: np.ascontiguousarray(v) for k, v in weights.items() if v is not None}
+    states = tuple(np.ascontiguousarray(s) for s in states)
+    x = np.ascontiguousarray(x)
+    padding = padding_mask(lengths, x.shape[0])
+    if padding is not None and np.any(x[padding]):  # not already zeros (as a layer above the first's are)
+        x = x.copy()
+        zero_padding(padding, x)
+    return Inputs(x, states, w, lengths, padding, bool(reverse))
+
+
+def check_shapes(name, gates, x, states, weights, lengths, allowed):
+    """``check_inputs``'s checks of x, the states and the weights by their shapes and dtypes
+    alone (so device arrays pass through them too); returns ``lengths`` checked, as int64."""
     if x.dtype not in FLOATS:
         raise TypeError(f"{name}: x must be float32 or float64, got {x.dtype}")
     if x.ndim != 3:
@@ -55,36 +69,32 @@ def check_inputs(name, gates, x, states, weights, lengths, reverse, allowed=("w_
     if steps == 0:
         raise ValueError(f"{name}: x has no time steps (shape {x.shape})")
     unknown = sorted(set(weights) - set(allowed))
-    if unknown or "w_ih" not in weights or "w_hh" not in weights:
+    if unknown or weights.get("w_ih") is None or weights.get("w_hh") is None:
         raise ValueError(f"{name}: weights must hold w_ih and w_hh and may hold {allowed[2:]}, got "
                          f"{sorted(weights)}")
-    w_hh = np.asarray(weights["w_hh"])
+    w_hh = weights["w_hh"]
     if w_hh.ndim != 2 or w_hh.shape[0] != gates * w_hh.shape[1]:
         raise ValueError(f"{name}: w_hh must have shape ({gates}*H, H), got {w_hh.shape}")
     hidden = w_hh.shape[1]
     shapes = dict(w_ih=(gates * hidden, inputs), w_hh=(gates * hidden, hidden), b_ih=(gates * hidden,),
                   b_hh=(gates * hidden,))
-    w = {k: _array(name, k, v, x.dtype, shapes.get(k, (hidden,))) for k, v in weights.items() if v is not None}
-    states = tuple(_array(name, what, s, x.dtype, (batch, hidden)) for what, s in zip(("h0", "c0"), states))
+    for k, v in weights.items():
+        if v is not None:
+            _check(name, k, v, x.dtype, shapes.get(k, (hidden,)))
+    for what, s in zip(("h0", "c0"), states):
+        _check(name, what, s, x.dtype, (batch, hidden))
     if lengths is None:
-        lengths = np.full(batch, steps, dtype=np.int64)
-    else:
-        lengths = np.asarray(lengths)
-        if lengths.shape == (0,):
-            lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
-        if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-            raise ValueError(f"{name}: lengths must be {batch} integers, got shape {lengths.shape} "
-                             f"and dtype {lengths.dtype}")
-        if batch and (lengths.min() < 1 or lengths.max() > steps):
-            raise ValueError(f"{name}: lengths must lie in [1, {steps}], got values from {lengths.min()} "
-                             f"to {lengths.max()}")
-        lengths = lengths.astype(np.int64)
-    x = np.ascontiguousarray(x)
-    padding = padding_mask(lengths, steps)
-    if padding is not None and np.any(x[padding]):  # not already zeros (as a layer above the first's are)
-        x = x.copy()
-        zero_padding(padding, x)
-    return Inputs(x, states, w, lengths, padding, bool(reverse))
+        return np.full(batch, steps, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape == (0,):
+        lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
+    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
+        raise ValueError(f"{name}: lengths must be {batch} integers, got shape {lengths.shape} "
+                         f"and dtype {lengths.dtype}")
+    if batch and (lengths.min() < 1 or lengths.max() > steps):
+        raise ValueError(f"{name}: lengths must lie in [1, {steps}], got values from {lengths.min()} "
+                         f"to {lengths.max()}")
+    return lengths.astype(np.int64)
 
 
 # ---------------------------------------------------------------- the padding rule

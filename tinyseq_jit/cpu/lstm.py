@@ -205,17 +205,23 @@ def _gate_starts(hidden, coupled):
 
 def _peepholes(name, w, coupled, hidden, dtype):
     """The peepholes in ``w`` stacked as one (3, H) array ci, cf, co (zeros where absent), and
-    whether there are any; a partial set is refused."""
-    given = tuple(k for k in ("ci", "cf", "co") if k in w)
+    whether there are any."""
+    peephole = check_peepholes(name, w, coupled)
     peep = np.zeros((3, hidden), dtype=dtype)
+    for k, label in enumerate(("ci", "cf", "co")):
+        if label in w:
+            peep[k] = w[label]
+    return peep, peephole
+
+
+def check_peepholes(name, w, coupled):
+    """Whether ``w`` holds peepholes; a partial set, or ci on a coupled LSTM, is refused."""
+    given = tuple(k for k in ("ci", "cf", "co") if k in w)
     if not given:
-        return peep, False
+        return False
     if coupled and "ci" in given:
         raise ValueError(f"{name}: a coupled LSTM has no input gate, so it takes no ci peephole")
     needed = ("cf", "co") if coupled else ("ci", "cf", "co")
     if given != needed:
         raise ValueError(f"{name}: a peephole LSTM needs the weights {list(needed)}, got {list(given)}")
-    for k, label in enumerate(("ci", "cf", "co")):
-        if label in w:
-            peep[k] = w[label]
-    return peep, True
+    return True

@@ -1,5 +1,6 @@
 """What the CUDA kernel pairs share: the point-wise launch shape, device functions for the
-activations, and the small kernels around the loops (gradient norms, column sums).
+activations, and the small kernels around the loops (gradient norms, column sums, a bias
+sum, zeroing the padded steps of an input).
 
 Every kernel is made per float dtype by a factory, so that its constants are of that dtype
 (a float32 kernel holds no float64 literal) and its shared arrays know their type.
@@ -138,7 +139,21 @@ def _make_kernels(dtype):
                 total += a[i, start + j] * c[i, j]
             out[j] = total
 
-    return named(dtype, row_norms, sum_norms, column_sums, product_column_sums)
+    def vector_sum(a, b, out):
+        """out = a + b for vectors (b_ih + b_hh), a thread per element."""
+        j = cuda.grid(1)
+        if j < out.shape[0]:
+            out[j] = a[j] + b[j]
+
+    def zero_padded(x, lengths, out):
+        """out = x with its padded steps (t >= lengths[b]) zeroed, a thread per element."""
+        k = cuda.grid(1)
+        steps, batch, features = x.shape
+        if k < steps * batch * features:
+            t, b, i = k // (batch * features), k // features % batch, k % features
+            out[t, b, i] = x[t, b, i] if t < lengths[b] else zero
+
+    return named(dtype, row_norms, sum_norms, column_sums, product_column_sums, vector_sum, zero_padded)
 
 
 def named(dtype, *functions):
@@ -180,4 +195,6 @@ def kernel_signatures():
         "sum_norms": (matrix, cube, lengths, index, index, cube),
         "column_sums": (matrix, vector),
         "product_column_sums": (matrix, index, matrix, vector),
+        "vector_sum": (vector, vector, vector),
+        "zero_padded": (cube, lengths, cube),
     })

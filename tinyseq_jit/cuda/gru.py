@@ -18,15 +18,15 @@ dx); recording gradient norms adds T.
 from typing import NamedTuple
 
 import numba
-import numpy as np
 from numba import cuda
 
 from tinyseq.gates import num_gates
 
-from .._contract import Forward, weight_grads
-from ..cpu._common import Inputs, check_inputs, norm_buffer
+from .._contract import Forward
+from ..cpu._common import Inputs, norm_buffer
 from ..cpu.gru import _gate_starts
 from . import _common
+from ._arrays import copy, receive, receive_grads, send_grads, zeros
 from ._common import (
     GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures,
 )
@@ -37,9 +37,9 @@ from ._runtime import launch, require
 class GRUSaved(NamedTuple):
     """What ``gru_backward`` needs from ``gru_forward``; the arrays stay on the device."""
 
-    inputs: Inputs  # the checked host arguments
+    inputs: Inputs  # the checked arguments, x, h0 and the weights on the device
     reset_after: bool
-    device: dict  # x (T*B, I), w_ih, w_hh, lengths: the uploaded inputs
+    lengths: object  # (B,) device array
     acts: object  # (T, B, 3H): the gates r, z, n after their non-linearities
     n_rec: object  # (T, B, H): n's recurrent input: h_{t-1} W_hn^T + b_hn, or r * h_{t-1} (classic)
     h_prev: object  # (T, B, H): h_{t-1}
@@ -320,113 +320,103 @@ def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
 
     x (T, B, I); h0 (B, H); ``weights``: w_ih (3H, I), w_hh (3H, H), and optionally b_ih
     and b_hh (3H,); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0;
-    ``reset_after`` picks the form (see the module docstring). Returns a ``Forward``: out
-    (T, B, H), h_n (B, H), c_n None, saved (its arrays on the device).
+    ``reset_after`` picks the form (see the module docstring). x, h0 and the weights are
+    NumPy arrays, or all device arrays (then so are the results, left on the GPU). Returns a
+    ``Forward``: out (T, B, H), h_n (B, H), c_n None, saved (its arrays on the device).
     """
     require("gru_forward")
-    inputs = check_inputs("gru_forward", num_gates("GRU"), x, (h0,), weights, lengths, reverse)
+    inputs, give = receive("gru_forward", num_gates("GRU"), x, (h0,), weights, lengths, reverse)
     w, h0 = inputs.w, inputs.states[0]
     (steps, batch, features), hidden, dtype = inputs.x.shape, h0.shape[1], inputs.x.dtype
     gz, gn = _gate_starts(hidden)
-    zeros = np.zeros(3 * hidden, dtype)
-    device = {"x": cuda.to_device(inputs.x.reshape(steps * batch, features)), "w_ih": cuda.to_device(w["w_ih"]),
-              "w_hh": cuda.to_device(w["w_hh"]), "lengths": cuda.to_device(inputs.lengths)}
-    b_ih, b_hh = (cuda.to_device(w.get(name, zeros)) for name in ("b_ih", "b_hh"))
-    xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, 3 * hidden)
-    h = cuda.to_device(h0)
+    b_ih, b_hh = (w[name] if name in w else zeros(3 * hidden, dtype) for name in ("b_ih", "b_hh"))
+    lengths, w_hh = cuda.to_device(inputs.lengths), w["w_hh"]
+    xp = gemm(inputs.x.reshape(steps * batch, features), w["w_ih"], trans_b=True).reshape(steps, batch, 3 * hidden)
     acts = cuda.device_array((steps, batch, 3 * hidden), dtype)
     out, n_rec, h_prev = (cuda.device_array((steps, batch, hidden), dtype) for _ in range(3))
-    kernels, lengths_dev = KERNELS[dtype.name], device["lengths"]
-    shape = grid(batch, hidden)
+    kernels, shape = KERNELS[dtype.name], grid(batch, hidden)
     if per_block(hidden):
-        h_n = cuda.device_array((batch, hidden), dtype)
-        launch(kernels["gru_block_forward"], *block_grid(batch), xp, b_ih, b_hh, device["w_hh"], reset_after, gz, gn,
-               h, lengths_dev, inputs.reverse, out, acts, n_rec, h_prev, h_n)
-        saved = GRUSaved(inputs, reset_after, device, acts, n_rec, h_prev)
-        return Forward(out.copy_to_host(), h_n.copy_to_host(), None, saved)
+        h = cuda.device_array((batch, hidden), dtype)
+        launch(kernels["gru_block_forward"], *block_grid(batch), xp, b_ih, b_hh, w_hh, reset_after, gz, gn, h0,
+               lengths, inputs.reverse, out, acts, n_rec, h_prev, h)
+        return Forward(*give(out, h, None), GRUSaved(inputs, reset_after, lengths, acts, n_rec, h_prev))
+    h = copy(h0)
     if reset_after:
         hw = cuda.device_array((batch, 3 * hidden), dtype)
     else:
         hw_rz, rhw = cuda.device_array((batch, gn), dtype), cuda.device_array((batch, hidden), dtype)
-        w_rz, w_n = device["w_hh"][:gn], device["w_hh"][gn:]
     for s in range(steps):
         t = steps - 1 - s if inputs.reverse else s
         if reset_after:
-            gemm(h, device["w_hh"], hw, trans_b=True)
-            launch(kernels["gru_step_forward"], *shape, xp, b_ih, b_hh, hw, gz, gn, h, lengths_dev, t, out, acts, n_rec,
+            gemm(h, w_hh, hw, trans_b=True)
+            launch(kernels["gru_step_forward"], *shape, xp, b_ih, b_hh, hw, gz, gn, h, lengths, t, out, acts, n_rec,
                    h_prev)
         else:
-            gemm(h, w_rz, hw_rz, trans_b=True)
+            gemm(h, w_hh[:gn], hw_rz, trans_b=True)
             launch(kernels["gru_classic_gates"], *shape, xp, b_ih, b_hh, hw_rz, gz, h, t, acts, n_rec)
-            gemm(n_rec[t], w_n, rhw, trans_b=True)
-            launch(kernels["gru_classic_state"], *shape, xp, b_ih, b_hh, rhw, gn, h, lengths_dev, t, out, acts, h_prev)
-    saved = GRUSaved(inputs, reset_after, device, acts, n_rec, h_prev)
-    return Forward(out.copy_to_host(), h.copy_to_host(), None, saved)
+            gemm(n_rec[t], w_hh[gn:], rhw, trans_b=True)
+            launch(kernels["gru_classic_state"], *shape, xp, b_ih, b_hh, rhw, gn, h, lengths, t, out, acts, h_prev)
+    return Forward(*give(out, h, None), GRUSaved(inputs, reset_after, lengths, acts, n_rec, h_prev))
 
 
 def gru_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     """BPTT through a ``gru_forward`` call in one call, on the GPU; returns a ``Grads`` (x None
-    unless ``need_dx``). ``grad_norms``, if given, a (1, T, B) array: written with ||dL/dh_t||
-    of every sequence at every step (zero at padded steps)."""
+    unless ``need_dx``), device arrays if d_out is one. ``grad_norms``, if given, a (1, T, B)
+    NumPy array: written with ||dL/dh_t|| of every sequence at every step (zero at padded
+    steps)."""
     require("gru_backward")
-    inputs, device = saved.inputs, saved.device
-    dtype = inputs.x.dtype
-    d_out, d_h_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n))
-    steps, batch, hidden = d_out.shape
+    inputs, lengths, w = saved.inputs, saved.lengths, saved.inputs.w
+    (d_out, dh), give = receive_grads("gru_backward", inputs, d_out, d_h_n)
+    (steps, batch, hidden), dtype = d_out.shape, inputs.x.dtype
     gz, gn = _gate_starts(hidden)
+    w_hh = w["w_hh"]
     norms = norm_buffer("gru_backward", grad_norms, 1, inputs)
     recording = norms.shape[1] > 0
     kernels, shared = KERNELS[dtype.name], _common.KERNELS[dtype.name]
-    d_out_dev, dh = cuda.to_device(d_out), cuda.to_device(d_h_n)
-    norms_dev = cuda.to_device(norms) if recording else None
-    lengths, shape = device["lengths"], grid(batch, hidden)
+    norms_dev = cuda.to_device(norms) if recording else cuda.device_array((1, 1, 1), dtype)
+    shape = grid(batch, hidden)
     d_xp = cuda.device_array((steps, batch, 3 * hidden), dtype)
-    d_hw = cuda.device_array((steps, batch, 3 * hidden), dtype) if saved.reset_after else None
+    d_hw = cuda.device_array((steps, batch, 3 * hidden) if saved.reset_after else (1, 1, 1), dtype)
     if per_block(hidden):
         dh0 = cuda.device_array((batch, hidden), dtype)
-        launch(kernels["gru_block_backward"], *block_grid(batch), d_out_dev, dh, device["w_hh"], saved.reset_after, gz,
-               gn, lengths, inputs.reverse, saved.acts, saved.n_rec, saved.h_prev, d_xp,
-               d_hw if saved.reset_after else cuda.device_array((1, 1, 1), dtype), dh0, recording,
-               norms_dev if recording else cuda.device_array((1, 1, 1), dtype))
+        launch(kernels["gru_block_backward"], *block_grid(batch), d_out, dh, w_hh, saved.reset_after, gz, gn, lengths,
+               inputs.reverse, saved.acts, saved.n_rec, saved.h_prev, d_xp, d_hw, dh0, recording, norms_dev)
         dh, steps_left = dh0, 0
     else:
         steps_left = steps
     if not saved.reset_after:
         d_rh = cuda.device_array((batch, hidden), dtype)
-        w_rz, w_n = device["w_hh"][:gn], device["w_hh"][gn:]
     for s in range(steps_left):
         t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
         if recording:
-            launch(shared["sum_norms"], *line(batch), dh, d_out_dev, lengths, t, 0, norms_dev)
+            launch(shared["sum_norms"], *line(batch), dh, d_out, lengths, t, 0, norms_dev)
         if saved.reset_after:
-            launch(kernels["gru_step_backward"], *shape, d_out_dev, dh, lengths, t, gz, gn, saved.acts, saved.n_rec,
+            launch(kernels["gru_step_backward"], *shape, d_out, dh, lengths, t, gz, gn, saved.acts, saved.n_rec,
                    saved.h_prev, d_xp, d_hw)
-            gemm(d_hw[t], device["w_hh"], dh, accumulate=True)
+            gemm(d_hw[t], w_hh, dh, accumulate=True)
         else:
-            launch(kernels["gru_classic_step_backward"], *shape, d_out_dev, dh, lengths, t, gz, gn, saved.acts,
+            launch(kernels["gru_classic_step_backward"], *shape, d_out, dh, lengths, t, gz, gn, saved.acts,
                    saved.h_prev, d_xp)
-            gemm(d_xp[t][:, gn:], w_n, d_rh)
+            gemm(d_xp[t][:, gn:], w_hh[gn:], d_rh)
             launch(kernels["gru_classic_reset_backward"], *shape, d_rh, dh, lengths, t, saved.acts, saved.h_prev,
                    d_xp)
-            gemm(d_xp[t][:, :gn], w_rz, dh, accumulate=True)
+            gemm(d_xp[t][:, :gn], w_hh[:gn], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
     flat = d_xp.reshape(steps * batch, 3 * hidden)
     h_prev = saved.h_prev.reshape(steps * batch, hidden)
-    dx = gemm(flat, device["w_ih"]).copy_to_host().reshape(inputs.x.shape) if need_dx else None
-    dw_ih = gemm(flat, device["x"], trans_a=True).copy_to_host()
+    dx = gemm(flat, w["w_ih"]).reshape(inputs.x.shape) if need_dx else None
+    dw_ih = gemm(flat, inputs.x.reshape(steps * batch, inputs.x.shape[2]), trans_a=True)
     db_ih = cuda.device_array(3 * hidden, dtype)
     launch(shared["column_sums"], *line(3 * hidden), flat, db_ih)
-    db_ih = db_ih.copy_to_host()
     if saved.reset_after:
         d_hw_flat = d_hw.reshape(steps * batch, 3 * hidden)
-        dw_hh = gemm(d_hw_flat, h_prev, trans_a=True).copy_to_host()
+        dw_hh = gemm(d_hw_flat, h_prev, trans_a=True)
         db_hh = cuda.device_array(3 * hidden, dtype)
         launch(shared["column_sums"], *line(3 * hidden), d_hw_flat, db_hh)
-        db_hh = db_hh.copy_to_host()
     else:
-        dw_hh = np.concatenate([gemm(flat[:, :gn], h_prev, trans_a=True).copy_to_host(),
-                                gemm(flat[:, gn:], saved.n_rec.reshape(steps * batch, hidden), trans_a=True)
-                                .copy_to_host()])
-        db_hh = db_ih.copy()  # b_hh is added where b_ih is
-    return weight_grads(inputs.w, x=dx, h0=dh.copy_to_host(), w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih, b_hh=db_hh)
+        dw_hh = cuda.device_array((3 * hidden, hidden), dtype)
+        gemm(flat[:, :gn], h_prev, dw_hh[:gn], trans_a=True)
+        gemm(flat[:, gn:], saved.n_rec.reshape(steps * batch, hidden), dw_hh[gn:], trans_a=True)
+        db_hh = copy(db_ih)  # b_hh is added where b_ih is
+    return send_grads(give, inputs, x=dx, h0=dh, w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih, b_hh=db_hh)

@@ -14,22 +14,23 @@ MAX_HIDDEN one kernel for all T steps, else one ``gemm`` for h_{t-1} W_hh^T and 
 point-wise kernel per step; after the backward loop dx, dW_ih, dW_hh, the bias and peephole
 gradients. Launches per pass, per step: 2T + 1 forward; 2T + 4 backward (2T + 3 without dx),
 + 3 (2 when coupled) with peepholes, + 2T when recording gradient norms; per block: 2
-forward, 5 backward (+ 3 or 2 with peepholes).
+forward, 5 backward (+ 3 or 2 with peepholes); one more forward for the bias sum when both
+biases are given.
 """
 
 import math
 from typing import NamedTuple
 
 import numba
-import numpy as np
 from numba import cuda
 
 from tinyseq.gates import num_gates
 
-from .._contract import WEIGHTS, Forward, weight_grads
-from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
-from ..cpu.lstm import _gate_starts, _peepholes
+from .._contract import WEIGHTS, Forward
+from ..cpu._common import Inputs, norm_buffer
+from ..cpu.lstm import _gate_starts, check_peepholes
 from . import _common
+from ._arrays import copy, receive, receive_grads, send_grads, summed_bias, zeros
 from ._common import (
     GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures,
 )
@@ -40,10 +41,11 @@ from ._runtime import launch, require
 class LSTMSaved(NamedTuple):
     """What ``lstm_backward`` needs from ``lstm_forward``; the arrays stay on the device."""
 
-    inputs: Inputs  # the checked host arguments
+    inputs: Inputs  # the checked arguments, x, the states and the weights on the device
     peephole: bool
     coupled: bool
-    device: dict  # x (T*B, I), w_ih, w_hh, peep (3, H), lengths: the uploaded inputs
+    lengths: object  # (B,) device array
+    peep: object  # (3, H) device array: ci, cf, co (zeros where absent)
     acts: object  # (T, B, G*H): the gates after their non-linearities
     h_prev: object  # (T, B, H): h_{t-1}
     c_prev: object  # (T, B, H): c_{t-1}
@@ -283,94 +285,87 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
     x (T, B, I); h0, c0 (B, H); ``weights``: w_ih (G*H, I) and w_hh (G*H, H) with G = 4
     (3 when ``coupled``), optionally b_ih and b_hh (G*H,), and the peepholes ci, cf, co
     (H,) each for a peephole LSTM (cf and co when coupled); ``lengths`` (B,) or None;
-    ``reverse`` runs t = T-1 .. 0. Returns a ``Forward``: out (T, B, H), h_n, c_n (B, H),
-    saved (its arrays on the device).
+    ``reverse`` runs t = T-1 .. 0. x, the states and the weights are NumPy arrays, or all
+    device arrays (then so are the results, left on the GPU). Returns a ``Forward``: out
+    (T, B, H), h_n, c_n (B, H), saved (its arrays on the device).
     """
     require("lstm_forward")
-    inputs = check_inputs("lstm_forward", num_gates("LSTM", coupled), x, (h0, c0), weights, lengths, reverse,
-                          allowed=WEIGHTS)
+    inputs, give = receive("lstm_forward", num_gates("LSTM", coupled), x, (h0, c0), weights, lengths, reverse,
+                           allowed=WEIGHTS)
     w, (h0, c0) = inputs.w, inputs.states
     (steps, batch, features), hidden, dtype = inputs.x.shape, h0.shape[1], inputs.x.dtype
-    peep, peephole = _peepholes("lstm_forward", w, coupled, hidden, dtype)
     gates = w["w_hh"].shape[0]
-    bias = add_biases(w.get("b_ih"), w.get("b_hh"))
-    x_flat = inputs.x.reshape(steps * batch, features)
-    device = {"x": cuda.to_device(x_flat), "w_ih": cuda.to_device(w["w_ih"]), "w_hh": cuda.to_device(w["w_hh"]),
-              "peep": cuda.to_device(peep), "lengths": cuda.to_device(inputs.lengths)}
-    xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, gates)
-    bias = cuda.to_device(np.zeros(gates, dtype) if bias is None else bias)
-    h, c = cuda.to_device(h0), cuda.to_device(c0)
+    peephole, peep = check_peepholes("lstm_forward", w, coupled), zeros((3, hidden), dtype)
+    for k, name in enumerate(("ci", "cf", "co")):
+        if name in w:
+            peep[k].copy_to_device(w[name])
+    bias, lengths = summed_bias(w, gates, dtype), cuda.to_device(inputs.lengths)
+    xp = gemm(inputs.x.reshape(steps * batch, features), w["w_ih"], trans_b=True).reshape(steps, batch, gates)
     acts = cuda.device_array((steps, batch, gates), dtype)
     out, h_prev, c_prev, c_new = (cuda.device_array((steps, batch, hidden), dtype) for _ in range(4))
     kernels, starts = KERNELS[dtype.name], _gate_starts(hidden, coupled)
     if per_block(hidden):
-        h_n, c_n = cuda.device_array((batch, hidden), dtype), cuda.device_array((batch, hidden), dtype)
-        launch(kernels["lstm_block_forward"], *block_grid(batch), xp, bias, device["w_hh"], device["peep"], peephole,
-               coupled, *starts, h, c, device["lengths"], inputs.reverse, out, acts, h_prev, c_prev, c_new, h_n, c_n)
-        h, c = h_n, c_n
+        h, c = cuda.device_array((batch, hidden), dtype), cuda.device_array((batch, hidden), dtype)
+        launch(kernels["lstm_block_forward"], *block_grid(batch), xp, bias, w["w_hh"], peep, peephole, coupled,
+               *starts, h0, c0, lengths, inputs.reverse, out, acts, h_prev, c_prev, c_new, h, c)
     else:
-        hw = cuda.device_array((batch, gates), dtype)
+        h, c, hw = copy(h0), copy(c0), cuda.device_array((batch, gates), dtype)
         for s in range(steps):
             t = steps - 1 - s if inputs.reverse else s
-            gemm(h, device["w_hh"], hw, trans_b=True)
-            launch(kernels["lstm_step_forward"], *grid(batch, hidden), xp, bias, hw, device["peep"], peephole, coupled,
-                   *starts, h, c, device["lengths"], t, out, acts, h_prev, c_prev, c_new)
-    saved = LSTMSaved(inputs, peephole, coupled, device, acts, h_prev, c_prev, c_new)
-    return Forward(out.copy_to_host(), h.copy_to_host(), c.copy_to_host(), saved)
+            gemm(h, w["w_hh"], hw, trans_b=True)
+            launch(kernels["lstm_step_forward"], *grid(batch, hidden), xp, bias, hw, peep, peephole, coupled,
+                   *starts, h, c, lengths, t, out, acts, h_prev, c_prev, c_new)
+    saved = LSTMSaved(inputs, peephole, coupled, lengths, peep, acts, h_prev, c_prev, c_new)
+    return Forward(*give(out, h, c), saved)
 
 
 def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True, grad_norms=None):
     """BPTT through a ``lstm_forward`` call in one call, on the GPU; returns a ``Grads`` (x
-    None unless ``need_dx``). ``grad_norms``, if given, a (2, T, B) array: written with
-    ||dL/dh_t|| and ||dL/dc_t|| of every sequence at every step (zero at padded steps)."""
+    None unless ``need_dx``), device arrays if d_out is one. ``grad_norms``, if given, a
+    (2, T, B) NumPy array: written with ||dL/dh_t|| and ||dL/dc_t|| of every sequence at
+    every step (zero at padded steps)."""
     require("lstm_backward")
-    inputs, device = saved.inputs, saved.device
-    dtype = inputs.x.dtype
-    d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n, d_c_n))
-    steps, batch, hidden = d_out.shape
+    inputs, lengths, w = saved.inputs, saved.lengths, saved.inputs.w
+    (d_out, dh, dc), give = receive_grads("lstm_backward", inputs, d_out, d_h_n, d_c_n)
+    (steps, batch, hidden), dtype = d_out.shape, inputs.x.dtype
     gates = saved.acts.shape[2]
     norms = norm_buffer("lstm_backward", grad_norms, 2, inputs)
     recording = norms.shape[1] > 0
     kernels, shared = KERNELS[dtype.name], _common.KERNELS[dtype.name]
-    d_out_dev, dh, dc = cuda.to_device(d_out), cuda.to_device(d_h_n), cuda.to_device(d_c_n)
-    norms_dev = cuda.to_device(norms) if recording else None
-    dc_total = cuda.device_array((batch, hidden), dtype)
+    norms_dev = cuda.to_device(norms) if recording else cuda.device_array((2, 1, 1), dtype)
     d_gates = cuda.device_array((steps, batch, gates), dtype)
     starts = _gate_starts(hidden, saved.coupled)
-    lengths = device["lengths"]
     if per_block(hidden):
         dh0, dc0 = cuda.device_array((batch, hidden), dtype), cuda.device_array((batch, hidden), dtype)
-        launch(kernels["lstm_block_backward"], *block_grid(batch), d_out_dev, dh, dc, device["w_hh"], device["peep"],
+        launch(kernels["lstm_block_backward"], *block_grid(batch), d_out, dh, dc, w["w_hh"], saved.peep,
                saved.peephole, saved.coupled, *starts, lengths, inputs.reverse, saved.acts, saved.c_prev, saved.c_new,
-               d_gates, dh0, dc0, recording, norms_dev if recording else cuda.device_array((2, 1, 1), dtype))
+               d_gates, dh0, dc0, recording, norms_dev)
         dh, dc = dh0, dc0
     else:
+        dc_total = cuda.device_array((batch, hidden), dtype)
         for s in range(steps):
             t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
             if recording:
-                launch(shared["sum_norms"], *line(batch), dh, d_out_dev, lengths, t, 0, norms_dev)
-            launch(kernels["lstm_step_backward"], *grid(batch, hidden), d_out_dev, dh, dc, device["peep"],
-                   saved.peephole, saved.coupled, *starts, lengths, t, saved.acts, saved.c_prev, saved.c_new,
-                   d_gates, recording, dc_total)
+                launch(shared["sum_norms"], *line(batch), dh, d_out, lengths, t, 0, norms_dev)
+            launch(kernels["lstm_step_backward"], *grid(batch, hidden), d_out, dh, dc, saved.peep, saved.peephole,
+                   saved.coupled, *starts, lengths, t, saved.acts, saved.c_prev, saved.c_new, d_gates, recording,
+                   dc_total)
             if recording:
                 launch(shared["row_norms"], *line(batch), dc_total, lengths, t, 1, norms_dev)
-            gemm(d_gates[t], device["w_hh"], dh, accumulate=True)
+            gemm(d_gates[t], w["w_hh"], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
     flat = d_gates.reshape(steps * batch, gates)
-    dx = gemm(flat, device["w_ih"]).copy_to_host().reshape(inputs.x.shape) if need_dx else None
-    dw_ih = gemm(flat, device["x"], trans_a=True).copy_to_host()
-    dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True).copy_to_host()
+    dx = gemm(flat, w["w_ih"]).reshape(inputs.x.shape) if need_dx else None
+    dw_ih = gemm(flat, inputs.x.reshape(steps * batch, inputs.x.shape[2]), trans_a=True)
+    dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True)
     db = cuda.device_array(gates, dtype)
     launch(shared["column_sums"], *line(gates), flat, db)
-    db = db.copy_to_host()
-    d_peep = np.zeros((3, hidden), dtype)
+    d_peep = zeros((3, hidden), dtype)
     if saved.peephole:  # ci and cf see c_{t-1}, co sees c_t
         for k, start, c in ((0, 0, saved.c_prev), (1, starts[0], saved.c_prev), (2, starts[2], saved.c_new)):
-            if k == 0 and saved.coupled:
-                continue
-            out = cuda.device_array(hidden, dtype)
-            launch(shared["product_column_sums"], *line(hidden), flat, start, c.reshape(steps * batch, hidden), out)
-            d_peep[k] = out.copy_to_host()
-    return weight_grads(inputs.w, x=dx, h0=dh.copy_to_host(), c0=dc.copy_to_host(), w_ih=dw_ih, w_hh=dw_hh,
-                        b_ih=db, b_hh=db.copy(), ci=d_peep[0], cf=d_peep[1], co=d_peep[2])
+            if not (k == 0 and saved.coupled):
+                launch(shared["product_column_sums"], *line(hidden), flat, start, c.reshape(steps * batch, hidden),
+                       d_peep[k])
+    return send_grads(give, inputs, x=dx, h0=dh, c0=dc, w_ih=dw_ih, w_hh=dw_hh, b_ih=db, b_hh=copy(db),
+                      ci=d_peep[0], cf=d_peep[1], co=d_peep[2])

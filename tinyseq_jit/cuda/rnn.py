@@ -7,19 +7,21 @@ gradients a few ``gemm`` calls after it. The loop runs on one of two paths (``_c
 for H <= MAX_HIDDEN the per-block path, one kernel for all T steps (2 launches forward, 5
 backward, 4 without dx); otherwise the per-step path, one ``gemm`` for h_{t-1} W_hh^T and
 one point-wise kernel a step (2T + 1 forward, 2T + 4 backward, 2T + 3 without dx, and T
-more when recording gradient norms). Inputs and weights are uploaded once per call, the saved
-activations stay on the device until the backward, and the results come back once.
+more when recording gradient norms; one more forward for the bias sum when both biases are
+given). Inputs and weights are uploaded once per call (or read where they are, given as
+device arrays: ``_arrays``), the saved activations stay on the device until the backward,
+and the results come back once.
 """
 
 from typing import NamedTuple
 
 import numba
-import numpy as np
 from numba import cuda
 
-from .._contract import Forward, weight_grads
-from ..cpu._common import Inputs, add_biases, check_inputs, norm_buffer
+from .._contract import Forward
+from ..cpu._common import Inputs, norm_buffer
 from . import _common
+from ._arrays import copy, receive, receive_grads, send_grads, summed_bias
 from ._common import MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -30,9 +32,9 @@ _NONLINEARITIES = ("tanh", "relu")
 class RNNSaved(NamedTuple):
     """What ``rnn_backward`` needs from ``rnn_forward``; the arrays stay on the device."""
 
-    inputs: Inputs  # the checked host arguments
+    inputs: Inputs  # the checked arguments, x, h0 and the weights on the device
     relu: bool
-    device: dict  # x (T*B, I), w_ih, w_hh, lengths: the uploaded inputs
+    lengths: object  # (B,) device array
     out: object  # (T, B, H) device array: h_t, which is also what the activation's derivative needs
     h_prev: object  # (T, B, H) device array: h_{t-1}, the state step t read
 
@@ -175,75 +177,66 @@ def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"
 
     x (T, B, I); h0 (B, H); ``weights``: w_ih (H, I), w_hh (H, H), and optionally b_ih and
     b_hh (H,); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0; ``nonlinearity``
-    "tanh" or "relu". Returns a ``Forward``: out (T, B, H), h_n (B, H), c_n None, saved (its
-    arrays on the device).
+    "tanh" or "relu". x, h0 and the weights are NumPy arrays, or all device arrays (then
+    so are the results, left on the GPU). Returns a ``Forward``: out (T, B, H), h_n (B, H),
+    c_n None, saved (its arrays on the device).
     """
     require("rnn_forward")
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"rnn_forward: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    inputs = check_inputs("rnn_forward", 1, x, (h0,), weights, lengths, reverse)
+    inputs, give = receive("rnn_forward", 1, x, (h0,), weights, lengths, reverse)
     w, (steps, batch, features) = inputs.w, inputs.x.shape
     hidden, dtype = w["w_hh"].shape[0], inputs.x.dtype
-    bias = add_biases(w.get("b_ih"), w.get("b_hh"))
-    device = {"x": cuda.to_device(inputs.x.reshape(steps * batch, features)), "w_ih": cuda.to_device(w["w_ih"]),
-              "w_hh": cuda.to_device(w["w_hh"]), "lengths": cuda.to_device(inputs.lengths)}
-    bias = cuda.to_device(np.zeros(hidden, dtype) if bias is None else bias)
-    h = cuda.to_device(inputs.states[0])
-    xp = gemm(device["x"], device["w_ih"], trans_b=True).reshape(steps, batch, hidden)
+    bias, lengths = summed_bias(w, hidden, dtype), cuda.to_device(inputs.lengths)
+    xp = gemm(inputs.x.reshape(steps * batch, features), w["w_ih"], trans_b=True).reshape(steps, batch, hidden)
     out, h_prev = cuda.device_array((steps, batch, hidden), dtype), cuda.device_array((steps, batch, hidden), dtype)
     kernels, relu = KERNELS[dtype.name], nonlinearity == "relu"
     if per_block(hidden):
-        h_n = cuda.device_array((batch, hidden), dtype)
-        launch(kernels["rnn_block_forward"], *block_grid(batch), xp, bias, device["w_hh"], relu, h, device["lengths"],
-               inputs.reverse, out, h_prev, h_n)
-        h = h_n
+        h = cuda.device_array((batch, hidden), dtype)
+        launch(kernels["rnn_block_forward"], *block_grid(batch), xp, bias, w["w_hh"], relu, inputs.states[0],
+               lengths, inputs.reverse, out, h_prev, h)
     else:
-        hw = cuda.device_array((batch, hidden), dtype)
+        h, hw = copy(inputs.states[0]), cuda.device_array((batch, hidden), dtype)
         for s in range(steps):
             t = steps - 1 - s if inputs.reverse else s
-            gemm(h, device["w_hh"], hw, trans_b=True)
-            launch(kernels["rnn_step_forward"], *grid(batch, hidden), xp, bias, hw, h, device["lengths"], t, relu,
-                   out, h_prev)
-    saved = RNNSaved(inputs, relu, device, out, h_prev)
-    return Forward(out.copy_to_host(), h.copy_to_host(), None, saved)
+            gemm(h, w["w_hh"], hw, trans_b=True)
+            launch(kernels["rnn_step_forward"], *grid(batch, hidden), xp, bias, hw, h, lengths, t, relu, out, h_prev)
+    return Forward(*give(out, h, None), RNNSaved(inputs, relu, lengths, out, h_prev))
 
 
 def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     """BPTT through an ``rnn_forward`` call in one call, on the GPU; returns a ``Grads`` (x
-    None unless ``need_dx``). ``grad_norms``, if given, a (1, T, B) array: written with
-    ||dL/dh_t|| of every sequence at every step (zero at padded steps)."""
+    None unless ``need_dx``), device arrays if d_out is one. ``grad_norms``, if given, a
+    (1, T, B) NumPy array: written with ||dL/dh_t|| of every sequence at every step (zero at
+    padded steps)."""
     require("rnn_backward")
-    inputs, device = saved.inputs, saved.device
-    dtype = inputs.x.dtype
-    d_out, d_h_n = (np.ascontiguousarray(a, dtype=dtype) for a in (d_out, d_h_n))
-    steps, batch, hidden = d_out.shape
+    inputs, lengths, w = saved.inputs, saved.lengths, saved.inputs.w
+    (d_out, dh), give = receive_grads("rnn_backward", inputs, d_out, d_h_n)
+    (steps, batch, hidden), dtype = d_out.shape, inputs.x.dtype
     norms = norm_buffer("rnn_backward", grad_norms, 1, inputs)
     recording = norms.shape[1] > 0
     kernels, shared = KERNELS[dtype.name], _common.KERNELS[dtype.name]
-    d_out_dev, dh = cuda.to_device(d_out), cuda.to_device(d_h_n)
-    norms_dev = cuda.to_device(norms) if recording else None
+    norms_dev = cuda.to_device(norms) if recording else cuda.device_array((1, 1, 1), dtype)
     d_pre = cuda.device_array((steps, batch, hidden), dtype)
     if per_block(hidden):
         dh0 = cuda.device_array((batch, hidden), dtype)
-        launch(kernels["rnn_block_backward"], *block_grid(batch), d_out_dev, dh, device["w_hh"], saved.relu,
-               device["lengths"], inputs.reverse, saved.out, d_pre, dh0, recording,
-               norms_dev if recording else cuda.device_array((1, 1, 1), dtype))
+        launch(kernels["rnn_block_backward"], *block_grid(batch), d_out, dh, w["w_hh"], saved.relu, lengths,
+               inputs.reverse, saved.out, d_pre, dh0, recording, norms_dev)
         dh = dh0
     else:
         for s in range(steps):
             t = s if inputs.reverse else steps - 1 - s  # BPTT runs the other way
             if recording:
-                launch(shared["sum_norms"], *line(batch), dh, d_out_dev, device["lengths"], t, 0, norms_dev)
-            launch(kernels["rnn_step_backward"], *grid(batch, hidden), d_out_dev, dh, saved.out, device["lengths"], t,
-                   saved.relu, d_pre)
-            gemm(d_pre[t], device["w_hh"], dh, accumulate=True)
+                launch(shared["sum_norms"], *line(batch), dh, d_out, lengths, t, 0, norms_dev)
+            launch(kernels["rnn_step_backward"], *grid(batch, hidden), d_out, dh, saved.out, lengths, t, saved.relu,
+                   d_pre)
+            gemm(d_pre[t], w["w_hh"], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
     flat = d_pre.reshape(steps * batch, hidden)
-    dx = gemm(flat, device["w_ih"]).copy_to_host().reshape(inputs.x.shape) if need_dx else None
-    dw_ih = gemm(flat, device["x"], trans_a=True).copy_to_host()
-    dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True).copy_to_host()
+    dx = gemm(flat, w["w_ih"]).reshape(inputs.x.shape) if need_dx else None
+    dw_ih = gemm(flat, inputs.x.reshape(steps * batch, inputs.x.shape[2]), trans_a=True)
+    dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True)
     db = cuda.device_array(hidden, dtype)
     launch(shared["column_sums"], *line(hidden), flat, db)
-    db = db.copy_to_host()
-    return weight_grads(inputs.w, x=dx, h0=dh.copy_to_host(), w_ih=dw_ih, w_hh=dw_hh, b_ih=db, b_hh=db.copy())
+    return send_grads(give, inputs, x=dx, h0=dh, w_ih=dw_ih, w_hh=dw_hh, b_ih=db, b_hh=copy(db))
