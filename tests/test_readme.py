@@ -52,6 +52,11 @@ def study(ns, tmp_path):  # vanishing norms and spectral norms, radius 0.5, trun
     assert ns["dot"].count("subgraph cluster_") == 3
 
 
+def own_cell(ns, tmp_path):  # "(4, 10, 16) (4, 8) False", and every parameter got a gradient
+    assert ns["printed"] == ["(4, 10, 16) (4, 8) False"]
+    assert all(p.grad is not None and p.grad.any() for p in ns["layer"].parameters())
+
+
 # What each block claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "trainer = ts.bptt.TBPTT(": tour,
@@ -61,6 +66,7 @@ CLAIMS = {
     'with backend.use_backend("graph"):': backends,
     "grads = cpu.lstm_backward(": kernel_contract,
     "flow = bptt.grad_norms_through_time(": study,
+    "class MinimalGatedUnit(nn.Cell):": own_cell,
 }
 
 

@@ -197,7 +197,7 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
             for t, states in enumerate(steps):
                 for s, row in zip(states, recorded[0][:, t]):
                     if s.requires_grad:
-                        s.register_hook(nn.rnn._norm_hook(row))
+                        s.register_hook(nn.recurrent._norm_hook(row))
             output, names, batch_first = ops.stack([s[0] for s in steps], axis=0), ("cell",), False
             state = steps[-1][0] if len(steps[-1]) == 1 else steps[-1]
         loss = loss_fn(output, state) if loss_fn is not None else last_step_loss(output, lengths, batch_first)

@@ -25,12 +25,12 @@ import numpy as np
 from .. import backend as _backend
 from .. import ops
 from .. import random as _random
-from .. import viz
 from ..gates import gate_slices, num_gates
-from ..tensor import Tensor, as_array, creation_mark
+from ..tensor import Tensor
 from . import _fused, init
 from .functional import dropout as _dropout
 from .module import Module, Parameter, as_input, check_dtype, check_int
+from .recurrent import check_lengths, unroll
 
 # ---------------------------------------------------------------- step functions
 
@@ -442,21 +442,7 @@ class RNNBase(Module):
                 raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
             states.append(ops.unsqueeze(s, 1) if unbatched else s)
 
-        mask = None
-        if lengths is not None:
-            lengths = as_array(lengths)
-            if lengths.shape == (0,):
-                lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
-            if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-                raise ValueError(f"{name}: lengths must be {batch} integers (one per sequence), "
-                                 f"got shape {lengths.shape} and dtype {lengths.dtype}")
-            if batch and (lengths.min() < 1 or lengths.max() > steps):
-                raise ValueError(f"{name}: lengths must lie in [1, {steps}] (the number of time steps), "
-                                 f"got values from {lengths.min()} to {lengths.max()}")
-            if batch and lengths.min() < steps:
-                mask = (np.arange(steps)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
-            else:
-                lengths = None
+        lengths, mask = check_lengths(name, lengths, steps, batch)
         return x, states, mask, lengths, unbatched
 
     # ------------------------------------------------------------ forward
@@ -478,20 +464,12 @@ class RNNBase(Module):
         if b_ih is not None:
             xp = xp + (b_ih + b_hh if fold else b_ih)
         w = _StepWeights(self.mode, weights, self.coupled, self.reset_after, fold_b_hh=fold)
-        outputs = [None] * x.shape[0]
-        for t in reversed(range(x.shape[0])) if reverse else range(x.shape[0]):
-            first = creation_mark()
-            new = kind.step(xp[t], states, w, self)
-            if mask is None or mask[t].all():
-                states, outputs[t] = new, new[0]
-            else:  # the padding rule: a padded step keeps the state and outputs zeros
-                states = tuple(ops.where(mask[t], n, s) for n, s in zip(new, states))
-                outputs[t] = ops.where(mask[t], new[0], 0.0)
-            if norms is not None and new[0].requires_grad:
-                for state, row in zip(new, norms[:, t]):  # its gradient is 0 at padded steps (where)
-                    state.register_hook(_norm_hook(row))
-            viz.mark_time_step(outputs[t], label, t, first)
-        return ops.stack(outputs, axis=0), states
+
+        def cell(xp_t, states):
+            new = kind.step(xp_t, states, w, self)
+            return new[0], new
+
+        return unroll(cell, xp, tuple(states), mask, reverse, norms, label)
 
     def forward(self, x, hx=None, lengths=None):
         return self._forward(x, hx, lengths)
@@ -507,7 +485,7 @@ class RNNBase(Module):
             # Padded steps must influence nothing: a nan there would reach the gradients as
             # 0 * nan through the unused step's ops, so it is replaced before any product.
             # (The fused kernels do the same to their copy of x.)
-            x = ops.where(mask, x, 0.0)
+            x = ops.where(mask[:, :, None], x, 0.0)
         kind = self._kind
         options = {k: getattr(self, k) for k in kind.kernel_options}
         finals = []  # the final states of each layer-direction, bottom first
@@ -551,15 +529,6 @@ class RNNBase(Module):
             if value != default:
                 parts.append(f"{key}={value!r}")
         return ", ".join(parts)
-
-
-def _norm_hook(row):
-    """A backward hook that writes each sequence's gradient norm ||g[b]|| into ``row`` (B,)."""
-
-    def hook(g):
-        row[...] = np.sqrt((g * g).sum(axis=-1))
-
-    return hook
 
 
 # The layers' docstrings share their arguments, inputs and outputs; each fills in its

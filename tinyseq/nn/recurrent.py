@@ -1,0 +1,281 @@
+"""Any recurrent cell unrolled over time: ``Recurrent``, and ``Bidirectional`` and ``Stacked`` built on it.
+
+A cell is a Module whose ``forward(x_t, state)`` returns ``(y_t, new_state)``: x_t is one
+time step of the batch, (B, ...); the state is a Tensor or a tuple of Tensors, each (B, ...);
+y_t is what the layer outputs at that step. ``initial_state(batch)`` gives the state a
+sequence starts from (``Cell``'s: zeros of ``state_size``). For example::
+
+    class Elman(nn.Cell):
+        def __init__(self, inputs, hidden):
+            self.state_size = hidden
+            self.xh, self.hh = nn.Linear(inputs, hidden), nn.Linear(hidden, hidden, bias=False)
+
+        def forward(self, x, h):
+            h = (self.xh(x) + self.hh(h)).tanh()
+            return h, h
+
+    out, h_n = nn.Recurrent(Elman(3, 8))(x)    # x (T, B, 3) -> out (T, B, 8), h_n (B, 8)
+
+``unroll`` is tinyseq's one time loop: ``Recurrent`` runs your cell with it, and the
+built-in layers run their step functions with it on the graph backend, so the two share
+every rule below: with ``lengths``, a padded step keeps the state and outputs zeros, the
+reverse direction starts at each sequence's last valid step, and the final state is each
+sequence's last valid one.
+"""
+
+import numpy as np
+
+from .. import config, ops, viz
+from ..tensor import Tensor, as_array, creation_mark
+from .containers import ModuleList
+from .layers import Dropout
+from .module import Module, as_input
+
+
+def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label=""):
+    """Run ``cell(x_t, state) -> (y_t, new_state)`` over the T steps of ``xs`` (T, B, ...).
+
+    ``state``: a Tensor or a tuple of Tensors (B, ...); ``mask``: None or (T, B) booleans,
+    False at padded steps, which keep the state and output zeros; ``reverse`` runs t = T-1
+    .. 0; ``norms``: None, or an (S, T, B) array that backward fills with each sequence's
+    ||dL/d state_t|| for each of the S state tensors (``tinyseq.bptt``); ``label`` names the
+    steps in ``tinyseq.viz`` pictures. Returns (the outputs stacked (T, B, ...), the final state).
+    """
+    steps = xs.shape[0]
+    outputs = [None] * steps
+    for t in reversed(range(steps)) if reverse else range(steps):
+        first = creation_mark()
+        y, new = _checked_step(cell, xs[t], state)
+        if norms is not None:
+            for s, row in zip(_parts(new), norms[:, t]):  # at a padded step its gradient is 0 (where)
+                if s.requires_grad:
+                    s.register_hook(_norm_hook(row))
+        if mask is not None and not mask[t].all():
+            keep = mask[t]
+            kept = tuple(ops.where(_rows(keep, n), n, s) for n, s in zip(_parts(new), _parts(state)))
+            new = kept if isinstance(new, tuple) else kept[0]
+            y = ops.where(_rows(keep, y), y, 0.0)
+        state, outputs[t] = new, y
+        viz.mark_time_step(y, label, t, first)
+    return ops.stack(outputs, axis=0), state
+
+
+def _checked_step(cell, x_t, state):
+    """One step, with a clear error when the cell breaks the protocol."""
+    result = cell(x_t, state)
+    name = getattr(cell, "__name__", type(cell).__name__)
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor)):
+        raise TypeError(f"{name}: a cell's forward(x_t, state) must return (y_t, new_state) with y_t a Tensor, "
+                        f"got {_describe(result)}")
+    new = result[1]
+    same = isinstance(new, Tensor) if isinstance(state, Tensor) else (
+        isinstance(new, tuple) and len(new) == len(state) and all(isinstance(s, Tensor) for s in new))
+    if not same:
+        raise TypeError(f"{name}: the new state must have the old state's structure ({_describe(state)}), "
+                        f"got {_describe(new)}")
+    return result
+
+
+def _describe(value):
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}: ({', '.join(type(v).__name__ for v in value)})"
+    return f"a {type(value).__name__}"
+
+
+def _parts(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _rows(keep, like):
+    """The (B,) mask ``keep`` shaped to broadcast over ``like`` (B, ...)."""
+    return keep.reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def _norm_hook(row):
+    """A backward hook that writes each sequence's gradient norm ||g[b]|| into ``row`` (B,)."""
+
+    def hook(g):
+        row[...] = np.sqrt((g * g).reshape(g.shape[0], -1).sum(axis=-1))
+
+    return hook
+
+
+def check_lengths(name, lengths, steps, batch):
+    """``lengths`` checked (B ints in [1, T]) and the (T, B) mask it gives, True at valid
+    steps; (None, None) when it pads nothing."""
+    if lengths is None:
+        return None, None
+    lengths = as_array(lengths)
+    if lengths.shape == (0,):
+        lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
+    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
+        raise ValueError(f"{name}: lengths must be {batch} integers (one per sequence), "
+                         f"got shape {lengths.shape} and dtype {lengths.dtype}")
+    if batch and (lengths.min() < 1 or lengths.max() > steps):
+        raise ValueError(f"{name}: lengths must lie in [1, {steps}] (the number of time steps), "
+                         f"got values from {lengths.min()} to {lengths.max()}")
+    if not batch or lengths.min() == steps:
+        return None, None
+    return lengths, np.arange(steps)[:, None] < lengths[None, :]
+
+
+# ---------------------------------------------------------------- cells and layers
+
+
+class Cell(Module):
+    """The base of a cell for ``Recurrent``: write ``forward(x_t, state) -> (y_t, new_state)``.
+
+    Set ``state_size`` (H for one (B, H) state; a tuple of sizes for a tuple of states) and
+    ``initial_state(batch)`` gives zeros of those shapes in the dtype of the cell's
+    parameters; or write ``initial_state`` yourself.
+    """
+
+    state_size = None
+
+    def initial_state(self, batch):
+        """The state every sequence starts from: zeros of ``state_size``, (B, size) each."""
+        if self.state_size is None:
+            raise NotImplementedError(f"{type(self).__name__}: set state_size or write initial_state(batch)")
+        dtype = param_dtype(self)
+        sizes = self.state_size if isinstance(self.state_size, tuple) else (self.state_size,)
+        zeros = tuple(Tensor(np.zeros((batch, size), dtype=dtype)) for size in sizes)
+        return zeros if isinstance(self.state_size, tuple) else zeros[0]
+
+
+def param_dtype(module, default=np.dtype(config.DEFAULT_DTYPE)):
+    """The dtype of a module's parameters (``default`` if it has none)."""
+    for p in module.parameters():
+        return p.dtype
+    return default
+
+
+class Recurrent(Module):
+    """A cell unrolled over time: any ``forward(x_t, state) -> (y_t, new_state)`` becomes a layer.
+
+    Args:
+        cell: the cell (a Module; ``Cell`` gives it a zero ``initial_state``).
+        batch_first: if True, input and output are (B, T, ...) instead of (T, B, ...). Default: False.
+        reverse: if True, run from t = T-1 down to 0 (the outputs stay in time order). Default: False.
+
+    Inputs: input, state=None, lengths=None
+        - **input**: (T, B, ...), or (B, T, ...) with ``batch_first=True``.
+        - **state**: the initial state (a Tensor or a tuple of them, (B, ...) each);
+          ``cell.initial_state(B)`` if None.
+        - **lengths**: B ints in [1, T], as the built-in layers take them: padded steps keep
+          the state, outputs past a sequence's end are zero, a reverse layer runs over each
+          sequence's valid part. None: all T.
+
+    Outputs: output, final_state
+        - **output**: the y_t stacked, (T, B, ...) or (B, T, ...) with ``batch_first=True``.
+        - **final_state**: the state after each sequence's last valid step.
+    """
+
+    def __init__(self, cell, batch_first=False, reverse=False):
+        if not isinstance(cell, Module):
+            raise TypeError(f"Recurrent: cell must be a Module with forward(x_t, state) -> (y_t, new_state), "
+                            f"got {type(cell).__name__}")
+        self.cell, self.batch_first, self.reverse = cell, batch_first, reverse
+
+    def forward(self, x, state=None, lengths=None):
+        name = f"Recurrent({type(self.cell).__name__})"
+        x = as_input(name, x, param_dtype(self.cell, default=_dtype_of(x)))
+        dtype = x.dtype
+        if x.ndim < 3:
+            raise ValueError(f"{name}: expected an input of ({'B, T' if self.batch_first else 'T, B'}, ...) "
+                             f"with at least 3 axes, got shape {x.shape}")
+        if self.batch_first:
+            x = ops.transpose(x, 0, 1)
+        steps, batch = x.shape[:2]
+        if steps == 0:
+            raise ValueError(f"{name}: the input has no time steps (shape {x.shape})")
+        _, mask = check_lengths(name, lengths, steps, batch)
+        if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
+            x = ops.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, 0.0)
+        if state is None:
+            state = self.cell.initial_state(batch)
+        elif isinstance(state, (tuple, list)):
+            state = tuple(as_input(name, s, dtype, "state") for s in state)
+        else:
+            state = as_input(name, state, dtype, "state")
+        out, final = unroll(self.cell, x, state, mask, self.reverse, label=type(self.cell).__name__)
+        return (ops.transpose(out, 0, 1) if self.batch_first else out), final
+
+    def extra_repr(self):
+        flags = [f"{k}=True" for k in ("batch_first", "reverse") if getattr(self, k)]
+        return ", ".join(flags)
+
+
+def _dtype_of(x):
+    """The dtype an input to a cell without parameters keeps: its own if it is a float array."""
+    dtype = getattr(x, "dtype", None)
+    return dtype if dtype is not None and np.dtype(dtype).kind == "f" else np.dtype(config.DEFAULT_DTYPE)
+
+
+class Bidirectional(Module):
+    """Two ``Recurrent`` layers over the same input, one forward and one reversed, their
+    outputs concatenated on the last axis (as a built-in ``bidirectional=True`` layer).
+
+    Args:
+        forward_cell, backward_cell: the two directions' cells (two instances: they do
+            not share weights).
+        batch_first: as ``Recurrent``'s. Default: False.
+
+    Inputs: input, state=None, lengths=None; ``state`` is None or the pair (forward's,
+    backward's). Outputs: output (..., F_forward + F_backward), and the pair of final states.
+    """
+
+    def __init__(self, forward_cell, backward_cell, batch_first=False):
+        if forward_cell is backward_cell:
+            raise ValueError("Bidirectional: the two directions need two cells (one would share its weights)")
+        self.forward_layer = Recurrent(forward_cell, batch_first)
+        self.backward_layer = Recurrent(backward_cell, batch_first, reverse=True)
+        self.batch_first = batch_first
+
+    def forward(self, x, state=None, lengths=None):
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise ValueError("Bidirectional: state must be None or a pair (forward's, backward's)")
+        first, second = (None, None) if state is None else state
+        out_f, final_f = self.forward_layer(x, first, lengths)
+        out_b, final_b = self.backward_layer(x, second, lengths)
+        return ops.concatenate([out_f, out_b], axis=-1), (final_f, final_b)
+
+
+class Stacked(Module):
+    """Recurrent layers stacked, each reading the previous one's output, with dropout between.
+
+    Args:
+        layers: ``Recurrent`` or ``Bidirectional`` layers (anything with ``forward(x, state,
+            lengths) -> (output, final_state)``), bottom first; they share ``batch_first``.
+        dropout: the probability of zeroing an element of each layer's output but the last's,
+            in training. Default: 0.
+        variational: one dropout mask per sequence for all its steps (Gal & Ghahramani 2016)
+            instead of a new one for every element. Default: False.
+        generator: a ``numpy.random.Generator`` for the masks (default: the library's).
+
+    Inputs: input, state=None, lengths=None; ``state`` is None or one state per layer.
+    Outputs: the top layer's output, and the tuple of every layer's final state.
+    """
+
+    def __init__(self, layers, dropout=0.0, variational=False, generator=None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Stacked: expected at least one layer")
+        layouts = {getattr(layer, "batch_first", False) for layer in layers}
+        if len(layouts) > 1:
+            raise ValueError("Stacked: the layers must agree on batch_first")
+        self.layers = ModuleList(layers)
+        self.batch_first = layouts.pop()
+        self.drop = Dropout(dropout, variational=variational, batch_first=self.batch_first, generator=generator)
+
+    def forward(self, x, state=None, lengths=None):
+        if state is None:
+            state = [None] * len(self.layers)
+        elif not isinstance(state, (tuple, list)) or len(state) != len(self.layers):
+            raise ValueError(f"Stacked: state must be None or one state per layer ({len(self.layers)})")
+        finals = []
+        for k, (layer, initial) in enumerate(zip(self.layers, state)):
+            if k:
+                x = self.drop(x)
+            x, final = layer(x, initial, lengths)
+            finals.append(final)
+        return x, tuple(finals)
