@@ -294,3 +294,27 @@ def test_recursive_nn_passes_gradcheck_and_follows_each_tree():
         net([(1, 2, 3)])
     with pytest.raises(ValueError, match=r"a leaf must be a token id in \[0, 4\)"):
         net([(1, 7)])
+
+
+def test_the_bptt_instruments_study_your_own_cell_as_the_built_in_one():
+    """An ops LSTM cell, as nn.Recurrent or as the bare nn.Cell, gives the gradient norms
+    (with lengths) and the Jacobian spectra of nn.LSTM with the same weights."""
+    from tinyseq import bptt
+
+    ts.manual_seed(6)
+    layer = nn.LSTM(2, 3, backend="graph").double()
+    cell = OpsLSTM(2, 3)
+    _copy_weights(cell, layer, "_l0")
+    x = np.random.default_rng(10).standard_normal((5, 2, 2))
+    theirs = bptt.grad_norms_through_time(layer, x, lengths=[5, 3])
+    mine = bptt.grad_norms_through_time(nn.Recurrent(cell), x, lengths=[5, 3])
+    np.testing.assert_allclose(mine.h, theirs.h, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(mine.c, theirs.c, rtol=1e-12, atol=1e-15)
+    assert mine.names == ("cell",) and not mine.h[0, 3:, 1].any()  # past the second sequence's end
+    bare = bptt.grad_norms_through_time(cell, x)  # all T steps
+    np.testing.assert_allclose(bare.h, bptt.grad_norms_through_time(layer, x).h, rtol=1e-12)
+    spectra, expected = bptt.state_jacobians(cell, x), bptt.state_jacobians(layer, x)
+    np.testing.assert_allclose(spectra.jacobians, expected.jacobians, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(spectra.singular_values, expected.singular_values, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="runs forward in time"):
+        bptt.state_jacobians(nn.Recurrent(cell, reverse=True), x)

@@ -167,9 +167,10 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
 
     ``layer``: an ``nn.RNN``/``LSTM``/``GRU`` on any backend (the fused kernels record the
     norms in their backward; the graph records them with hooks: the same numbers; a
-    subclass's own ``forward`` is not called), or a cell called as ``cell(x_t, hx) -> h`` or
-    ``(h, c)`` (``nn.LSTMCell``, or your own Module), unrolled here over the steps of x, which
-    is then (T, B, I), time first. ``loss_fn(output, state) -> scalar Tensor`` reads what the
+    subclass's own ``forward`` is not called); an ``nn.Recurrent``, or an ``nn.Cell`` (run
+    as ``nn.Recurrent(cell)``): its first state's norms are ``h``, its second's ``c``; or a
+    cell called as ``cell(x_t, hx) -> h`` or ``(h, c)`` (``nn.LSTMCell``, or your own
+    Module), unrolled here over the steps of x, which is then (T, B, I), time first. ``loss_fn(output, state) -> scalar Tensor`` reads what the
     layer returns (for a cell: its h at every step, (T, B, H), and its last state); the
     default is ``last_step_loss(output)``. ``hx`` and ``lengths`` are the layer's arguments;
     x and hx are read as values (a Tensor's own graph and ``.grad`` are left alone).
@@ -184,9 +185,12 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
     _check_module(owner, layer)
     recorded = []  # an (S, T, B) array per layer-direction, filled by backward
     with _studying(layer):
-        if isinstance(layer, nn.rnn.RNNBase):
+        if isinstance(layer, nn.Cell):
+            layer = nn.Recurrent(layer)
+        if isinstance(layer, (nn.rnn.RNNBase, nn.Recurrent)):
             output, state = layer._forward(_leaf(layer, x), _state_values(hx), lengths, grad_norms=recorded)
-            names = tuple(s[1:] for k in range(layer.num_layers) for s in layer._suffixes(k))
+            names = ("cell",) if isinstance(layer, nn.Recurrent) else tuple(
+                s[1:] for k in range(layer.num_layers) for s in layer._suffixes(k))
             batch_first = layer.batch_first
         else:
             if lengths is not None:
@@ -203,7 +207,7 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
         loss = loss_fn(output, state) if loss_fn is not None else last_step_loss(output, lengths, batch_first)
         _scalar_loss("grad_norms_through_time", loss).backward()
     norms = np.stack(recorded)  # (L*D, S, T, B)
-    return GradientFlow(norms[:, 0], norms[:, 1] if norms.shape[1] == 2 else None, names, loss.item())
+    return GradientFlow(norms[:, 0], norms[:, 1] if norms.shape[1] >= 2 else None, names, loss.item())
 
 
 def last_step_loss(output, lengths=None, batch_first=False, seed=0):
@@ -311,6 +315,15 @@ def _as_cell(owner, cell, x, hx):
     """A cell with a layer's first-layer weights (or the cell itself), x as (T, B, I) and hx
     as (B, H) arrays (a layer's (1, B, H) state too), or None."""
     x, hx = _values(cell, x), _state_values(hx)
+    if isinstance(cell, nn.Recurrent):
+        if cell.reverse:
+            raise ValueError(f"{owner}: expected a layer that runs forward in time, got a reverse one; "
+                             "pass its cell")
+        if cell.batch_first and x.ndim == 3:
+            x = x.swapaxes(0, 1)
+        cell = cell.cell
+    if isinstance(cell, nn.Cell):
+        cell = _CellStep(cell)
     if isinstance(cell, nn.rnn.RNNBase):
         layer = cell
         if layer.num_layers != 1 or layer.bidirectional:
@@ -333,6 +346,24 @@ def _as_cell(owner, cell, x, hx):
     if x.ndim != 3 or x.shape[0] == 0:
         raise ValueError(f"{owner}: expected x of shape (T, B, I) or (T, I) with T >= 1, got {x.shape}")
     return cell, x, hx
+
+
+class _CellStep(nn.Module):
+    """An ``nn.Cell`` (``forward(x_t, state) -> (y_t, new_state)``) called as PyTorch's cells
+    are, ``cell(x_t, state) -> new_state``, from its ``initial_state`` when state is None."""
+
+    def __init__(self, cell):
+        self.cell = cell
+
+    def forward(self, x, state=None):
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if state is None:
+            state = self.cell.initial_state(x.shape[0])
+        elif isinstance(state, (tuple, list)):
+            state = tuple(s if isinstance(s, Tensor) else Tensor(s) for s in state)
+        elif not isinstance(state, Tensor):
+            state = Tensor(state)
+        return self.cell(x, state)[1]
 
 
 def _values(module, x):

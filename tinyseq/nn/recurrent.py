@@ -177,6 +177,12 @@ class Recurrent(Module):
         self.cell, self.batch_first, self.reverse = cell, batch_first, reverse
 
     def forward(self, x, state=None, lengths=None):
+        return self._forward(x, state, lengths)
+
+    def _forward(self, x, state, lengths, grad_norms=None):
+        """``forward``; with a list as ``grad_norms``, appends to it the (S, T, B) array that
+        backward fills with every sequence's ||dL/d s_t|| for each of the S state tensors
+        (``tinyseq.bptt``)."""
         name = f"Recurrent({type(self.cell).__name__})"
         x = as_input(name, x, param_dtype(self.cell, default=_dtype_of(x)))
         dtype = x.dtype
@@ -197,7 +203,11 @@ class Recurrent(Module):
             state = tuple(as_input(name, s, dtype, "state") for s in state)
         else:
             state = as_input(name, state, dtype, "state")
-        out, final = unroll(self.cell, x, state, mask, self.reverse, label=type(self.cell).__name__)
+        norms = None
+        if grad_norms is not None:
+            norms = np.zeros((len(_parts(state)), steps, batch), dtype=dtype)
+            grad_norms.append(norms)
+        out, final = unroll(self.cell, x, state, mask, self.reverse, norms, label=type(self.cell).__name__)
         return (ops.transpose(out, 0, 1) if self.batch_first else out), final
 
     def extra_repr(self):
