@@ -95,7 +95,7 @@ def kernel_steps(cell, steps, batch, inputs, hidden):
 
     def train():
         result = forward_kernel(x, *state, weights)
-        backward_kernel(result.saved, d_out, *d_state)
+        backward_kernel(result.saved, d_out, *d_state, need_dx=False)  # as the layers: x needs no gradient
         cuda.synchronize()
 
     def forward():

@@ -228,23 +228,25 @@ def test_empty_batches_and_zero_units_launch_nothing_empty(poisoned):
     assert result.out.shape == (3, 2, 0) and grads.x.shape == (3, 2, 2) and not grads.x.any()
 
 
-# kernel, forward options, the weights (other than w_ih and w_hh), the number of states
+# kernel, forward options, the weights (other than w_ih and w_hh), the number of states, lengths
 DEVICE_CASES = [
-    ("rnn", {"nonlinearity": "relu", "reverse": True}, ("b_ih", "b_hh"), 1),
-    ("lstm", {}, ("b_ih", "ci", "cf", "co"), 2),
-    ("lstm", {"coupled": True}, ("b_hh", "cf", "co"), 2),
-    ("gru", {}, ("b_ih", "b_hh"), 1),
-    ("gru", {"reset_after": False}, ("b_hh",), 1),
+    ("rnn", {"nonlinearity": "relu", "reverse": True}, ("b_ih", "b_hh"), 1, None),
+    ("lstm", {}, ("b_ih", "ci", "cf", "co"), 2, [3, 1]),
+    ("lstm", {"coupled": True}, ("b_hh", "cf", "co"), 2, None),
+    ("gru", {}, ("b_ih", "b_hh"), 1, [3, 1]),
+    ("gru", {"reset_after": False}, ("b_hh",), 1, None),
 ]
 
 
-def _kernel_arguments(kernel, options, extra, states, dtype=np.float64, seed=8):
-    """Host arguments of a small kernel call, with a nan in x's padded steps (lengths [3, 1])."""
+def _kernel_arguments(kernel, options, extra, states, dtype=np.float64, seed=8, lengths=(3, 1)):
+    """Host arguments of a small kernel call (T = 3, B = 2), with a nan in x's padded steps."""
     rng = np.random.default_rng(seed)
     steps, batch, inputs, hidden = 3, 2, 2, 3
     gates = {"rnn": 1, "lstm": 3 if options.get("coupled") else 4, "gru": 3}[kernel]
     x = rng.standard_normal((steps, batch, inputs))
-    x[1:, 1] = np.nan  # padding: the kernels must not read it
+    if lengths is not None:
+        for b, n in enumerate(lengths):
+            x[n:, b] = np.nan  # padding: the kernels must not read it
     shapes = {"w_ih": (gates * hidden, inputs), "w_hh": (gates * hidden, hidden), "b_ih": (gates * hidden,),
               "b_hh": (gates * hidden,)}
     weights = {k: 0.5 * rng.standard_normal(shapes.get(k, (hidden,))) for k in ("w_ih", "w_hh", *extra)}
@@ -255,34 +257,43 @@ def _kernel_arguments(kernel, options, extra, states, dtype=np.float64, seed=8):
 
 
 @runs_kernels
-@pytest.mark.parametrize("kernel,options,extra,states", DEVICE_CASES)
+@pytest.mark.parametrize("kernel,options,extra,states,lengths", DEVICE_CASES)
 def test_device_arrays_in_give_device_arrays_out_with_the_same_numbers(poisoned, path, kernel, options, extra,
-                                                                       states):
-    """Device arguments are read in place (never written), and the results stay on the device,
-    equal to the NumPy call's; a padded step's nan in x is not read."""
+                                                                       states, lengths):
+    """Device arguments are read in place (never written), the results stay on the device,
+    equal to the NumPy call's, and are the caller's to write into before the backward; a
+    padded step's nan in x is not read."""
     from numba import cuda
 
     from tinyseq_jit import cuda as tc
 
-    x, state, weights, grads = _kernel_arguments(kernel, options, extra, states)
+    x, state, weights, grads = _kernel_arguments(kernel, options, extra, states, lengths=lengths)
     forward, backward = getattr(tc, f"{kernel}_forward"), getattr(tc, f"{kernel}_backward")
-    expected = forward(x, *state, weights, lengths=[3, 1], **options)
+    expected = forward(x, *state, weights, lengths=lengths, **options)
     expected_grads = backward(expected.saved, *grads)
     on_gpu = [cuda.to_device(a) for a in (x, *state)]
     weights_gpu = {k: cuda.to_device(v) for k, v in weights.items()}
-    got = forward(*on_gpu, weights_gpu, lengths=[3, 1], **options)
+    got = forward(*on_gpu, weights_gpu, lengths=lengths, **options)
+    assert all(a is None or tc._runtime.on_device(a) for a in got[:3])
+    results = {name: None if a is None else a.copy_to_host() for name, a in zip(got._fields[:3], got[:3])}
+    for a in got[:3]:
+        if a is not None:
+            a.copy_to_device(np.zeros(a.shape, a.dtype))  # the caller's own: the backward must not read them
     got_grads = backward(got.saved, *(cuda.to_device(g) for g in grads))
     for name, a in [*expected._asdict().items(), *expected_grads._asdict().items()]:
         if name == "saved":
             continue
-        b = getattr(got_grads if name in expected_grads._fields else got, name)
+        b = results[name] if name in results else getattr(got_grads, name)
         assert (a is None) == (b is None), name
         if a is not None:
-            assert tc._runtime.on_device(b), name
-            np.testing.assert_array_equal(b.copy_to_host(), a, err_msg=name)
-    np.testing.assert_array_equal(on_gpu[0].copy_to_host(), x)  # the caller's arrays are as they were
-    for a, b in zip(on_gpu[1:], state):
+            if name not in results:
+                assert tc._runtime.on_device(b), name
+                b = b.copy_to_host()
+            np.testing.assert_array_equal(b, a, err_msg=name)
+    for a, b in zip(on_gpu, (x, *state)):  # the caller's arguments are as they were
         np.testing.assert_array_equal(a.copy_to_host(), b)
+    for k, v in weights_gpu.items():
+        np.testing.assert_array_equal(v.copy_to_host(), weights[k], err_msg=k)
 
 
 @runs_kernels
@@ -291,7 +302,7 @@ def test_device_arguments_are_checked_as_host_ones():
 
     from tinyseq_jit import cuda as tc
 
-    x, (h0, c0), weights, (d_out, d_h, d_c) = _kernel_arguments("lstm", {}, ("b_ih",), 2)
+    x, (h0, c0), weights, (d_out, d_h, d_c) = _kernel_arguments("lstm", {}, ("b_ih",), 2, lengths=None)
     gpu = {k: cuda.to_device(v) for k, v in weights.items()}
     x_gpu, h_gpu, c_gpu = (cuda.to_device(a) for a in (x, h0, c0))
     with pytest.raises(TypeError, match=r"lstm_forward: x, the states and the weights must be all NumPy arrays or "
@@ -308,7 +319,8 @@ def test_device_arguments_are_checked_as_host_ones():
     with pytest.raises(ValueError, match=r"lstm_forward: lengths must lie in \[1, 3\]"):
         tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=[4, 1])
     saved = tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=[3, 1]).saved
-    with pytest.raises(TypeError, match="lstm_backward: d_out and the final states' gradients must be all NumPy"):
+    with pytest.raises(TypeError, match=r"lstm_backward: d_out and the final states' gradients must be all NumPy "
+                                        r"arrays or all device arrays, got device arrays and NumPy ones \(d_h_n, d_c_n\)"):
         tc.lstm_backward(saved, cuda.to_device(d_out), d_h, d_c)
     with pytest.raises(TypeError, match="lstm_backward: the device array d_c_n must be C-contiguous and of x's "
                                         "dtype float64, got float32"):

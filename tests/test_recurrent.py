@@ -188,6 +188,10 @@ def test_recurrent_refuses_what_it_cannot_run():
         nn.Recurrent(Elman(2, 3))(np.zeros((2, 2)))
     with pytest.raises(NotImplementedError, match="set state_size or write initial_state"):
         nn.Recurrent(type("NoState", (nn.Cell,), {"forward": lambda self, x, h: (x, h)})())(np.zeros((1, 1, 1)))
+    with pytest.raises(ValueError, match=r"each state tensor must be \(B, ...\) with B = 1, no layer axis"):
+        nn.Recurrent(Elman(2, 3))(np.zeros((2, 1, 2)), np.zeros((1, 1, 3)) + np.zeros((2, 1, 3)))
+    with pytest.raises(TypeError, match="the cell has no initial_state"):
+        nn.Recurrent(nn.RNNCell(2, 3))(np.zeros((2, 1, 2), np.float32))
     with pytest.raises(ValueError, match="two cells"):
         cell = Elman(2, 3)
         nn.Bidirectional(cell, cell)
@@ -216,14 +220,12 @@ def test_jordan_cell_passes_gradcheck_and_feeds_back_its_output(activation, outp
     x = np.random.default_rng(4).standard_normal((4, 2, 3))
     _check_cell(cell, x, lengths=[4, 2])
     out, y_n = nn.Recurrent(cell)(x)
-    h = np.maximum if activation == "relu" else None
+    act = (lambda v: np.maximum(v, 0)) if activation == "relu" else np.tanh
+    act_y = (lambda v: 1 / (1 + np.exp(-v))) if output_activation == "sigmoid" else (lambda v: v)
     y = np.zeros((2, 2))
     for t in range(4):  # the equations, in NumPy
-        pre = x[t] @ cell.W.weight.data.T + cell.W.bias.data + y @ cell.U.weight.data.T
-        hidden = np.tanh(pre) if h is None else np.maximum(pre, 0)
-        y = 1 / (1 + np.exp(-(hidden @ cell.V.weight.data.T + cell.V.bias.data)))
-        if output_activation == "identity":
-            y = hidden @ cell.V.weight.data.T + cell.V.bias.data
+        hidden = act(x[t] @ cell.W.weight.data.T + cell.W.bias.data + y @ cell.U.weight.data.T)
+        y = act_y(hidden @ cell.V.weight.data.T + cell.V.bias.data)
         np.testing.assert_allclose(out.data[t], y, rtol=1e-12)
     np.testing.assert_allclose(y_n.data, y, rtol=1e-12)
 
@@ -273,8 +275,16 @@ def test_narx_closed_loop_is_the_open_loop_fed_its_own_predictions():
                              u[q - 1::-1].transpose(1, 0, 2).reshape(2, -1)], axis=-1)
     first = ops.tanh(narx.cell.W(Tensor(window)))
     np.testing.assert_allclose(open_loop[0], narx.cell.V(first).data, rtol=1e-12)
+    np.testing.assert_array_equal(narx(u, y[:-1]).data, open_loop)  # open loop reads y_0 .. y_{T-2}
     with pytest.raises(ValueError, match="expected T > delay = 3 steps"):
         narx(u[:3], y[:3])
+    with pytest.raises(ValueError, match="at least 7 of y"):
+        narx(u, y[:6])
+    cell = narx.cell  # on its own in nn.Recurrent: zero delay lines, then open or closed loop by x's width
+    out, _ = nn.Recurrent(cell)(np.concatenate([u, y], axis=-1))
+    assert out.shape == (8, 2, 2)
+    with pytest.raises(ValueError, match=r"NARXCell: x_t must have 1 features \(u_n, closed-loop\) or 3"):
+        nn.Recurrent(cell)(np.zeros((2, 2, 2)))
 
 
 def test_recursive_nn_passes_gradcheck_and_follows_each_tree():
@@ -290,6 +300,8 @@ def test_recursive_nn_passes_gradcheck_and_follows_each_tree():
     net([3]).sum().backward()  # a lone leaf: only its embedding row gets a gradient
     assert net.compose.weight.grad is None and net.embedding.weight.grad[3].all()
     assert not np.delete(net.embedding.weight.grad, 3, axis=0).any()
+    with pytest.raises(TypeError, match=r"expected a non-empty list of trees, got tuple; for one tree, pass \[tree\]"):
+        net((1, 2))
     with pytest.raises(TypeError, match=r"a tree is a token id or a pair \(left, right\)"):
         net([(1, 2, 3)])
     with pytest.raises(ValueError, match=r"a leaf must be a token id in \[0, 4\)"):

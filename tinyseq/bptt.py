@@ -168,9 +168,10 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
     ``layer``: an ``nn.RNN``/``LSTM``/``GRU`` on any backend (the fused kernels record the
     norms in their backward; the graph records them with hooks: the same numbers; a
     subclass's own ``forward`` is not called); an ``nn.Recurrent``, or an ``nn.Cell`` (run
-    as ``nn.Recurrent(cell)``): its first state's norms are ``h``, its second's ``c``; or a
-    cell called as ``cell(x_t, hx) -> h`` or ``(h, c)`` (``nn.LSTMCell``, or your own
-    Module), unrolled here over the steps of x, which is then (T, B, I), time first. ``loss_fn(output, state) -> scalar Tensor`` reads what the
+    as ``nn.Recurrent(cell)``), whose first state's norms are ``h`` and second state's
+    ``c`` (whatever that state is); or a cell called as ``cell(x_t, hx) -> h`` or ``(h,
+    c)`` (``nn.LSTMCell``, or your own Module), unrolled here over the steps of x, which is
+    then (T, B, I), time first. ``loss_fn(output, state) -> scalar Tensor`` reads what the
     layer returns (for a cell: its h at every step, (T, B, H), and its last state); the
     default is ``last_step_loss(output)``. ``hx`` and ``lengths`` are the layer's arguments;
     x and hx are read as values (a Tensor's own graph and ``.grad`` are left alone).

@@ -110,8 +110,8 @@ class NARX(Module):
 
     Inputs: u, y, closed_loop=False
         - **u**: (T, B, input_size), the exogenous inputs u_0 .. u_{T-1}.
-        - **y**: (T, B, output_size), the outputs y_0 .. y_{T-1}; closed-loop reads only the
-          first q (the warm-up), open-loop all but the last.
+        - **y**: (T', B, output_size), the outputs from y_0: closed-loop reads the first q
+          (the warm-up), open-loop the first T - 1 (any further steps are ignored).
     Output: the predictions of y_q .. y_{T-1}, (T - q, B, output_size).
 
     It runs on ``nn.Recurrent`` with ``NARXCell``, whose state is the two delay lines and
@@ -133,13 +133,14 @@ class NARX(Module):
             raise ValueError(f"NARX: expected u (T, B, {self.input_size}) and y (T, B, {self.output_size}), got "
                              f"shapes {u.shape} and {y.shape}")
         steps, batch = u.shape[:2]
-        if steps <= q or y.shape[1] != batch or y.shape[0] < (q if closed_loop else steps):
-            raise ValueError(f"NARX: expected T > delay = {q} steps of u and {'the first q' if closed_loop else 'T'} "
-                             f"of y, for the same batch; got shapes {u.shape} and {y.shape}")
-        self.cell.closed_loop = closed_loop
+        needed = q if closed_loop else steps - 1
+        if steps <= q or y.shape[1] != batch or y.shape[0] < needed:
+            raise ValueError(f"NARX: expected T > delay = {q} steps of u and at least {needed} of y "
+                             f"({'the warm-up' if closed_loop else 'T - 1'}) for the same batch; got shapes "
+                             f"{u.shape} and {y.shape}")
         y_line, u_line = _delay_line(y, q), _delay_line(u, q)
         xs = u[q - 1:steps - 1]
-        if not closed_loop:
+        if not closed_loop:  # the true y_n rides along with u_n: the cell then shifts it in
             xs = ops.concatenate([xs, y[q - 1:steps - 1]], axis=-1)
         predictions, _ = self.unrolled(xs, (y_line, u_line, y[q - 1]))
         return predictions
@@ -153,23 +154,32 @@ def _delay_line(series, q):
 
 
 class NARXCell(Cell):
-    """One step of ``NARX`` at time n: x_n is u_n, and open-loop also the true y_n.
+    """One step of ``NARX`` at time n. x_n is u_n (closed-loop), or u_n and the true y_n
+    side by side (open-loop: input_size + output_size features).
 
     State: (y-line (B, q*output_size), u-line (B, q*input_size), y_n (B, output_size)),
-    newest first, where y_n is the last prediction closed-loop. The step shifts y_n (the
-    true one open-loop) and u_n into the lines and returns y_{n+1} = F(lines) as its output
-    and as the state's last entry.
+    newest first, where y_n is the last prediction. The step shifts the true y_n (open-loop)
+    or the last prediction (closed-loop) and u_n into the lines, and returns y_{n+1} =
+    F(lines) as its output and as the state's last entry.
     """
 
     def __init__(self, input_size, output_size, delay, hidden_size, dtype=None):
-        self.input_size, self.output_size, self.delay, self.closed_loop = input_size, output_size, delay, False
+        for what, n in (("input_size", input_size), ("output_size", output_size), ("delay", delay),
+                        ("hidden_size", hidden_size)):
+            check_int("NARXCell", what, n, 1)
+        self.input_size, self.output_size, self.delay = input_size, output_size, delay
+        self.state_size = (delay * output_size, delay * input_size, output_size)
         self.W = Linear(delay * (input_size + output_size), hidden_size, dtype=dtype)
         self.V = Linear(hidden_size, output_size, dtype=dtype)
 
     def forward(self, x, state):
         y_line, u_line, y_last = state
+        width = x.shape[-1]
+        if width not in (self.input_size, self.input_size + self.output_size):
+            raise ValueError(f"NARXCell: x_t must have {self.input_size} features (u_n, closed-loop) or "
+                             f"{self.input_size + self.output_size} (u_n and y_n, open-loop), got {width}")
         u_n = x[:, :self.input_size]
-        y_n = y_last if self.closed_loop else x[:, self.input_size:]
+        y_n = y_last if width == self.input_size else x[:, self.input_size:]
         y_line = ops.concatenate([y_n, y_line[:, :-self.output_size]], axis=-1)
         u_line = ops.concatenate([u_n, u_line[:, :-self.input_size]], axis=-1)
         y_next = self.V(ops.tanh(self.W(ops.concatenate([y_line, u_line], axis=-1))))
@@ -200,8 +210,9 @@ class RecursiveNN(Module):
         self.compose = Linear(2 * hidden_size, hidden_size, dtype=dtype)
 
     def forward(self, trees):
-        if not isinstance(trees, (list, tuple)) or not trees:
-            raise TypeError(f"RecursiveNN: expected a non-empty list of trees, got {type(trees).__name__}")
+        if not isinstance(trees, list) or not trees:
+            hint = "; for one tree, pass [tree]" if isinstance(trees, (tuple, int)) else ""
+            raise TypeError(f"RecursiveNN: expected a non-empty list of trees, got {type(trees).__name__}{hint}")
         return ops.concatenate([self.encode(tree) for tree in trees], axis=0)
 
     def encode(self, tree):

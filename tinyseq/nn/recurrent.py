@@ -142,11 +142,11 @@ class Cell(Module):
         return zeros if isinstance(self.state_size, tuple) else zeros[0]
 
 
-def param_dtype(module, default=np.dtype(config.DEFAULT_DTYPE)):
-    """The dtype of a module's parameters (``default`` if it has none)."""
+def param_dtype(module, default=None):
+    """The dtype of a module's parameters (``default`` if it has none, else the default float dtype)."""
     for p in module.parameters():
         return p.dtype
-    return default
+    return np.dtype(config.DEFAULT_DTYPE) if default is None else default
 
 
 class Recurrent(Module):
@@ -167,7 +167,8 @@ class Recurrent(Module):
 
     Outputs: output, final_state
         - **output**: the y_t stacked, (T, B, ...) or (B, T, ...) with ``batch_first=True``.
-        - **final_state**: the state after each sequence's last valid step.
+        - **final_state**: the state after each sequence's last valid step, (B, ...) as the
+          cell keeps it: no (L*D, ...) layer axis as nn.LSTM's h_n has.
     """
 
     def __init__(self, cell, batch_first=False, reverse=False):
@@ -198,11 +199,18 @@ class Recurrent(Module):
         if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, 0.0)
         if state is None:
+            if not hasattr(self.cell, "initial_state"):
+                raise TypeError(f"{name}: the cell has no initial_state(batch); pass state=, or subclass nn.Cell "
+                                "(a PyTorch-style cell returning h alone is not a Recurrent cell: use nn.RNN/LSTM/GRU)")
             state = self.cell.initial_state(batch)
         elif isinstance(state, (tuple, list)):
             state = tuple(as_input(name, s, dtype, "state") for s in state)
         else:
             state = as_input(name, state, dtype, "state")
+        for s in _parts(state):
+            if s.ndim == 0 or s.shape[0] != batch:
+                raise ValueError(f"{name}: each state tensor must be (B, ...) with B = {batch}, no layer axis "
+                                 f"(unlike nn.LSTM's (L*D, B, H)); got shape {s.shape}")
         norms = None
         if grad_norms is not None:
             norms = np.zeros((len(_parts(state)), steps, batch), dtype=dtype)

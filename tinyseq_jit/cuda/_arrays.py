@@ -34,6 +34,8 @@ def receive(name, gates, x, states, weights, lengths, reverse, allowed=("w_ih", 
     x, the states and the weights are either all NumPy arrays or all C-contiguous device
     arrays; the device ones are used in place, except x when ``lengths`` pads some step:
     that is read through a copy with its padded steps zeroed (as the CPU kernels do).
+    NOTE: the backward reads them again (x for dW_ih, the weights), so a caller must not
+    write into its device arguments between a forward and its backward.
     """
     given = {"x": x, **dict(zip(("h0", "c0"), states)), **{k: v for k, v in weights.items() if v is not None}}
     where = {k: on_device(v) for k, v in given.items()}
@@ -81,7 +83,9 @@ def receive_grads(name, inputs, d_out, *d_states):
                                 f"got {g.dtype} with strides {g.strides}")
         give = left_on_device
     else:
-        raise TypeError(f"{name}: d_out and the final states' gradients must be all NumPy arrays or all device arrays")
+        host = ", ".join(what for what, g in zip(names, given) if not on_device(g))
+        raise TypeError(f"{name}: d_out and the final states' gradients must be all NumPy arrays or all device "
+                        f"arrays, got device arrays and NumPy ones ({host})")
     for what, g, shape in zip(names, given, expected):
         if g.shape != shape:
             raise ValueError(f"{name}: {what} has shape {g.shape}, expected {shape}")

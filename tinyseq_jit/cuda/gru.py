@@ -321,8 +321,9 @@ def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
     x (T, B, I); h0 (B, H); ``weights``: w_ih (3H, I), w_hh (3H, H), and optionally b_ih
     and b_hh (3H,); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0;
     ``reset_after`` picks the form (see the module docstring). x, h0 and the weights are
-    NumPy arrays, or all device arrays (then so are the results, left on the GPU). Returns a
-    ``Forward``: out (T, B, H), h_n (B, H), c_n None, saved (its arrays on the device).
+    NumPy arrays, or all device arrays (then so are the results, left on the GPU; the
+    backward reads the arguments again, so leave them unwritten until it has run). Returns
+    a ``Forward``: out (T, B, H), h_n (B, H), c_n None, saved (its arrays on the device).
     """
     require("gru_forward")
     inputs, give = receive("gru_forward", num_gates("GRU"), x, (h0,), weights, lengths, reverse)

@@ -286,7 +286,8 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
     (3 when ``coupled``), optionally b_ih and b_hh (G*H,), and the peepholes ci, cf, co
     (H,) each for a peephole LSTM (cf and co when coupled); ``lengths`` (B,) or None;
     ``reverse`` runs t = T-1 .. 0. x, the states and the weights are NumPy arrays, or all
-    device arrays (then so are the results, left on the GPU). Returns a ``Forward``: out
+    device arrays (then so are the results, left on the GPU; the backward reads the
+    arguments again, so leave them unwritten until it has run). Returns a ``Forward``: out
     (T, B, H), h_n, c_n (B, H), saved (its arrays on the device).
     """
     require("lstm_forward")

@@ -21,7 +21,7 @@ from numba import cuda
 from .._contract import Forward
 from ..cpu._common import Inputs, norm_buffer
 from . import _common
-from ._arrays import copy, receive, receive_grads, send_grads, summed_bias
+from ._arrays import copy, receive, receive_grads, send_grads, summed_bias, to_host
 from ._common import MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -178,7 +178,8 @@ def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"
     x (T, B, I); h0 (B, H); ``weights``: w_ih (H, I), w_hh (H, H), and optionally b_ih and
     b_hh (H,); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0; ``nonlinearity``
     "tanh" or "relu". x, h0 and the weights are NumPy arrays, or all device arrays (then
-    so are the results, left on the GPU). Returns a ``Forward``: out (T, B, H), h_n (B, H),
+    so are the results, left on the GPU; the backward reads the arguments again, so leave
+    them unwritten until it has run). Returns a ``Forward``: out (T, B, H), h_n (B, H),
     c_n None, saved (its arrays on the device).
     """
     require("rnn_forward")
@@ -201,7 +202,9 @@ def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"
             t = steps - 1 - s if inputs.reverse else s
             gemm(h, w["w_hh"], hw, trans_b=True)
             launch(kernels["rnn_step_forward"], *grid(batch, hidden), xp, bias, hw, h, lengths, t, relu, out, h_prev)
-    return Forward(*give(out, h, None), RNNSaved(inputs, relu, lengths, out, h_prev))
+    # NOTE: the backward reads out (the activation's derivative): a caller on the device gets a copy to write into
+    returned = out.copy_to_host() if give is to_host else copy(out)
+    return Forward(returned, *give(h, None), RNNSaved(inputs, relu, lengths, out, h_prev))
 
 
 def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
