@@ -117,37 +117,34 @@ def accuracy(model, trees, labels, batch=256):
 
 
 def train(name, task, tests, args, rng):
-    """Train one model on fresh random trees every step; returns its losses, its accuracy on
-    the trees of the training depths every --eval-every steps, and at the end at every depth."""
+    """Train one model on fresh random trees every step; returns its losses and its test
+    accuracy at every depth."""
     model = (TreeClassifier if name == "tree" else FlatClassifier)(task, args.hidden)
     opt = ts.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
-    depths = list(range(1, args.depth + 1))
-    seen = ([t for d in depths for t in tests[d][0]], np.concatenate([tests[d][1] for d in depths]))
-    losses, curve = [], []
+    losses = []
     for step in range(args.steps):
-        trees, labels = task.batch(rng, args.batch_size, depths)
+        trees, labels = task.batch(rng, args.batch_size, list(range(1, args.depth + 1)))
         loss = loss_fn(model(trees), labels)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-        if (step + 1) % args.eval_every == 0 or step == args.steps - 1:
-            curve.append((step + 1, accuracy(model, *seen)))
-    return losses, curve, {depth: accuracy(model, *t) for depth, t in tests.items()}
+    return losses, {depth: accuracy(model, *t) for depth, t in tests.items()}
 
 
-def plot(results, path):
+def plot(results, majority, depth, path):
     plt = common.pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for name, r in results.items():
         ax[0].plot(np.convolve(r["loss"], np.ones(25) / 25, mode="valid"), label=name)
-        steps, acc = zip(*r["curve"])
-        ax[1].plot(steps, acc, marker="o", label=name)
-    ax[0].set(title="training loss (moving mean of 25)", xlabel="step", ylabel="cross-entropy")
-    ax[1].set(title="test accuracy, the training depths", xlabel="step", ylabel="accuracy", ylim=(0, 1.02))
-    ax[1].axhline(0.1, color="grey", lw=0.8, ls="--", label="chance")
+        ax[1].plot(list(r["accuracy"]), list(r["accuracy"].values()), marker="o", label=name)
+    ax[1].plot(list(majority), list(majority.values()), color="grey", ls="--", label="majority class")
+    ax[1].axvspan(depth + 0.5, max(majority) + 0.5, color="grey", alpha=0.1, label="deeper than in training")
+    ax[0].set(title="training loss (moving mean of 25)", xlabel="step", ylabel="cross-entropy", yscale="log")
+    ax[1].set(title="test accuracy by tree depth", xlabel="depth", ylabel="accuracy", ylim=(0, 1.02),
+              xticks=list(majority))
     for a in ax:
         a.legend()
     common.save_figure(fig, path)
@@ -164,13 +161,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--eval-every", type=int, default=500)
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.test_size, args.eval_every = min(args.steps, 150), min(args.test_size, 100), 50
+        args.steps, args.test_size = min(args.steps, 150), min(args.test_size, 100)
     models = common.names(args.models, MODELS, "--models")
-    if min(args.depth, args.test_size, args.hidden, args.steps, args.batch_size, args.eval_every) < 1:
-        raise ValueError("recursive_nn: need --depth, --test-size, --hidden, --steps, --batch-size, --eval-every >= 1")
+    if min(args.depth, args.test_size, args.hidden, args.steps, args.batch_size) < 1:
+        raise ValueError("recursive_nn: need --depth, --test-size, --hidden, --steps, --batch-size >= 1")
     rng = common.start(args)
     task = TASKS[args.task]
     tests = {depth: task.batch(rng, args.test_size, [depth]) for depth in range(1, args.depth + 3)}
@@ -180,15 +176,16 @@ def main(argv=None):
     results, rows = {}, []
     for name in models:
         with common.Timer() as timer:
-            losses, curve, acc = train(name, task, tests, args, rng)
-        results[name] = {"loss": losses, "curve": curve, "accuracy": acc, "seconds": timer.seconds}
+            losses, acc = train(name, task, tests, args, rng)
+        results[name] = {"loss": losses, "accuracy": acc, "seconds": timer.seconds}
         rows.append([name, losses[0], float(np.mean(losses[-100:])), *acc.values(), round(timer.seconds, 1)])
     majority = [float(np.bincount(labels).max() / len(labels)) for _, labels in tests.values()]
     rows.append(["majority class", "", "", *majority, ""])
     print(common.table(["model", "first loss", "final loss", *(f"depth {d}" + (" (unseen)" if d > args.depth else "")
                                                             for d in tests), "seconds"], rows))
-    plot(results, f"{args.out}/recursive_nn.png")
-    summary = {"config": vars(args), "results": results, "majority": dict(zip(tests, majority))}
+    majority = dict(zip(tests, majority))
+    plot(results, majority, args.depth, f"{args.out}/recursive_nn.png")
+    summary = {"config": vars(args), "results": results, "majority": majority}
     common.write_json(f"{args.out}/results.json", summary)
     return summary
 
