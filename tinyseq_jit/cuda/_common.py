@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numba
 from numba import cuda
 
-from ._gemm import FLOATS
-from ._runtime import simulated
+from ._gemm import FLOATS, gemm
+from ._runtime import launch, simulated
 
 #: threads per block of the point-wise kernels: units (x) by sequences (y)
 BLOCK = (16, 4)
@@ -167,6 +167,23 @@ def named(dtype, *functions):
 
 
 KERNELS = {dtype.name: _make_kernels(dtype) for dtype in FLOATS}
+
+
+def column_sums(m):
+    """The sums of a (rows, n) device array's columns, (n,) on the device: one launch."""
+    out = cuda.device_array(m.shape[1], m.dtype)
+    launch(KERNELS[m.dtype.name]["column_sums"], *line(m.shape[1]), m, out)
+    return out
+
+
+def input_grads(inputs, d_xp, need_dx):
+    """dx (None unless ``need_dx``), dW_ih and the bias gradient from the input projection's
+    gradients d_xp (T, B, G*H), on the device: the CPU kernels' ``input_grads`` in three launches."""
+    x = inputs.x
+    steps, batch, features = x.shape
+    flat = d_xp.reshape(steps * batch, d_xp.shape[2])
+    dx = gemm(flat, inputs.w["w_ih"]).reshape(x.shape) if need_dx else None
+    return dx, gemm(flat, x.reshape(steps * batch, features), trans_a=True), column_sums(flat)
 
 
 def types(dtype):

@@ -28,7 +28,8 @@ from ..cpu.gru import _gate_starts
 from . import _common
 from ._arrays import copy, receive, receive_grads, send_grads, zeros
 from ._common import (
-    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures,
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, column_sums, grid, input_grads, line, named,
+    per_block, signatures,
 )
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -406,15 +407,10 @@ def gru_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
         norms[...] = norms_dev.copy_to_host()
     flat = d_xp.reshape(steps * batch, 3 * hidden)
     h_prev = saved.h_prev.reshape(steps * batch, hidden)
-    dx = gemm(flat, w["w_ih"]).reshape(inputs.x.shape) if need_dx else None
-    dw_ih = gemm(flat, inputs.x.reshape(steps * batch, inputs.x.shape[2]), trans_a=True)
-    db_ih = cuda.device_array(3 * hidden, dtype)
-    launch(shared["column_sums"], *line(3 * hidden), flat, db_ih)
+    dx, dw_ih, db_ih = input_grads(inputs, d_xp, need_dx)
     if saved.reset_after:
         d_hw_flat = d_hw.reshape(steps * batch, 3 * hidden)
-        dw_hh = gemm(d_hw_flat, h_prev, trans_a=True)
-        db_hh = cuda.device_array(3 * hidden, dtype)
-        launch(shared["column_sums"], *line(3 * hidden), d_hw_flat, db_hh)
+        dw_hh, db_hh = gemm(d_hw_flat, h_prev, trans_a=True), column_sums(d_hw_flat)
     else:
         dw_hh = cuda.device_array((3 * hidden, hidden), dtype)
         gemm(flat[:, :gn], h_prev, dw_hh[:gn], trans_a=True)

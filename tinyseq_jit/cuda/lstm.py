@@ -32,7 +32,8 @@ from ..cpu.lstm import _gate_starts, check_peepholes
 from . import _common
 from ._arrays import copy, receive, receive_grads, send_grads, summed_bias, zeros
 from ._common import (
-    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures,
+    GATES_HIDDEN, MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, input_grads, line, named, per_block,
+    signatures,
 )
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
@@ -356,12 +357,9 @@ def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True, grad_norms=None):
             gemm(d_gates[t], w["w_hh"], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
+    dx, dw_ih, db = input_grads(inputs, d_gates, need_dx)
     flat = d_gates.reshape(steps * batch, gates)
-    dx = gemm(flat, w["w_ih"]).reshape(inputs.x.shape) if need_dx else None
-    dw_ih = gemm(flat, inputs.x.reshape(steps * batch, inputs.x.shape[2]), trans_a=True)
     dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True)
-    db = cuda.device_array(gates, dtype)
-    launch(shared["column_sums"], *line(gates), flat, db)
     d_peep = zeros((3, hidden), dtype)
     if saved.peephole:  # ci and cf see c_{t-1}, co sees c_t
         for k, start, c in ((0, 0, saved.c_prev), (1, starts[0], saved.c_prev), (2, starts[2], saved.c_new)):

@@ -22,7 +22,9 @@ from .._contract import Forward
 from ..cpu._common import Inputs, norm_buffer
 from . import _common
 from ._arrays import copy, receive, receive_grads, send_grads, summed_bias, to_host
-from ._common import MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, line, named, per_block, signatures
+from ._common import (
+    MAX_HIDDEN, ROWS, activations, block_grid, block_norm, grid, input_grads, line, named, per_block, signatures,
+)
 from ._gemm import FLOATS, gemm
 from ._runtime import launch, require
 
@@ -236,10 +238,6 @@ def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
             gemm(d_pre[t], w["w_hh"], dh, accumulate=True)
     if recording:
         norms[...] = norms_dev.copy_to_host()
-    flat = d_pre.reshape(steps * batch, hidden)
-    dx = gemm(flat, w["w_ih"]).reshape(inputs.x.shape) if need_dx else None
-    dw_ih = gemm(flat, inputs.x.reshape(steps * batch, inputs.x.shape[2]), trans_a=True)
-    dw_hh = gemm(flat, saved.h_prev.reshape(steps * batch, hidden), trans_a=True)
-    db = cuda.device_array(hidden, dtype)
-    launch(shared["column_sums"], *line(hidden), flat, db)
+    dx, dw_ih, db = input_grads(inputs, d_pre, need_dx)
+    dw_hh = gemm(d_pre.reshape(steps * batch, hidden), saved.h_prev.reshape(steps * batch, hidden), trans_a=True)
     return send_grads(give, inputs, x=dx, h0=dh, w_ih=dw_ih, w_hh=dw_hh, b_ih=db, b_hh=copy(db))
