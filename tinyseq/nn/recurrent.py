@@ -234,8 +234,9 @@ class Bidirectional(Module):
     outputs concatenated on the last axis (as a built-in ``bidirectional=True`` layer).
 
     Args:
-        forward_cell, backward_cell: the two directions' cells (two instances: they do
-            not share weights).
+        forward_cell: the forward direction's cell.
+        backward_cell: the reversed direction's cell (another instance: the two do not
+            share weights).
         batch_first: as ``Recurrent``'s. Default: False.
 
     Inputs: input, state=None, lengths=None; ``state`` is None or the pair (forward's,

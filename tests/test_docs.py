@@ -1,0 +1,132 @@
+"""The documentation's Python examples run as written and do what their text says.
+
+Every ```python block of each page under docs/ runs, the page's blocks in order in one
+namespace (a page reads top to bottom), in a temporary directory; a block that makes a
+claim (a printed value, a file written) has a check here, found by a line only that block
+has. A block that cannot run on its own belongs in a ```text fence. The README's blocks are
+checked the same way by tests/test_readme.py, with this file's ``run_page``.
+"""
+
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyseq as ts
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+
+
+def python_blocks(page):
+    """The ```python blocks of a page, in order."""
+    return re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+
+
+def run_page(page, claims, tmp_path, monkeypatch):
+    """Run a page's ```python blocks in order in one namespace, each followed by its claim's
+    check ``check(ns, printed)`` (``printed``: the lines that block printed). Every block
+    needs exactly one marker in ``claims``; a marker mapped to None is a block that asserts
+    its own claim."""
+    monkeypatch.chdir(tmp_path)  # examples may write files (checkpoints)
+    ns = {"__name__": "__main__"}
+    for i, code in enumerate(python_blocks(page)):
+        checks = [check for marker, check in claims.items() if marker in code]
+        assert len(checks) == 1, f"{page.name} block {i}: needs exactly one marker in the claims, found {len(checks)}"
+        printed = []
+        ns["print"] = lambda *args, **kwargs: printed.append(" ".join(map(str, args)))
+        exec(compile(code, f"{page} (block {i})", "exec"), ns)
+        if checks[0] is not None:
+            checks[0](ns, printed)
+    return ns
+
+
+# ---------------------------------------------------------------- what the pages claim
+
+
+def prints(*lines):
+    """The check of a block whose claim is what it prints, line for line."""
+    def check(ns, printed):
+        assert printed == list(lines)
+    return check
+
+
+def fit_a_line(ns, printed):  # "~0, [2, -1, 0.5], [0.3]"
+    assert ns["loss"].item() < 1e-6
+    np.testing.assert_allclose(ns["w"].data.ravel(), [2.0, -1.0, 0.5], atol=1e-3)
+    np.testing.assert_allclose(ns["b"].data, [0.3], atol=1e-3)
+
+
+def classifier(ns, printed):  # it learns the sign of the first element, and the checkpoint loads
+    assert ns["loss"].item() < 0.2
+    saved = ts.load("classifier.npz")
+    assert saved["step"] == 299 and saved["model"].keys() == ns["model"].state_dict().keys()
+
+
+def backends(ns, printed):  # the same layer call on either backend
+    assert ns["out"].shape == (20, 8, 64) and ns["h"].shape == ns["c"].shape == (1, 8, 64)
+
+
+def kernel_contract(ns, printed):  # "(5, 2, 4) (16, 4) None": named gradients, None for no b_hh
+    assert printed == ["(5, 2, 4) (16, 4) None"]
+    assert ns["grads"].b_ih.shape == (16,) and ns["grads"].x.shape == (5, 2, 3)
+    np.testing.assert_array_equal(ns["result"].out[3:, 1], 0.0)  # past the second sequence's length
+
+
+def study(ns, printed):  # vanishing norms and spectral norms, radius 0.5, truncation exact at k = T, 3 clusters
+    norms = [float(v) for v in printed[0].strip("[]").split()]
+    assert norms[-1] == 1.0 or abs(norms[-1] - 1) < 1e-12
+    assert all(a < 1e-3 * b for a, b in zip(norms, norms[1:]))  # each 33 steps back: under a thousandth
+    sigma = ns["spectra"].spectral_norms[::33, 0]
+    assert all(a < 1e-3 * b for a, b in zip(sigma, sigma[1:]))
+    assert abs(float(printed[2]) - 0.5) < 1e-12
+    rows = printed[3:]
+    assert len(rows) == 3 and rows[2] == "TruncationBias(k=100, cosine=1.0, relative_error=0.0)"
+    assert ns["dot"].count("subgraph cluster_") == 3
+
+
+def own_cell(ns, printed):  # "(4, 10, 16) (4, 8) False", and every parameter got a gradient
+    assert printed == ["(4, 10, 16) (4, 8) False"]
+    assert all(p.grad is not None and np.asarray(p.grad).any() for p in ns["layer"].parameters())
+
+
+# Each page's claims, found by a line only that block has; a block missing here fails.
+CLAIMS = {
+    "tensor.md": {
+        "# the line to recover": fit_a_line,
+        "class Cube(Function):": None,  # asserts its own claim (gradcheck)
+    },
+    "nn.md": {"class Classifier(nn.Module):": classifier},
+    "backends.md": {
+        'with backend.use_backend("graph"):': backends,
+        "grads = cpu.lstm_backward(": kernel_contract,
+    },
+    "bptt.md": {"flow = bptt.grad_norms_through_time(": study},
+    "tutorials/own_cell.md": {"class MinimalGatedUnit(nn.Cell):": own_cell},
+    "tutorials/bptt_by_hand.md": {
+        "loss.backward()                                 # BPTT": prints("(6, 3, 5) (1, 3, 5)"),
+        'print("BPTT by hand equals loss.backward()")': None,  # asserts its own claim
+        'print("the fused kernels agree")': None,
+    },
+}
+
+
+def _claims_of(page):
+    return CLAIMS.get(page.relative_to(DOCS).as_posix(), {})
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if python_blocks(p)], ids=lambda p: str(p.relative_to(DOCS)))
+def test_page_examples_do_what_they_say(page, tmp_path, monkeypatch):
+    run_page(page, _claims_of(page), tmp_path, monkeypatch)
+
+
+def test_every_claim_has_its_block():
+    for name, claims in CLAIMS.items():
+        blocks = python_blocks(DOCS / name)
+        for marker in claims:
+            assert sum(marker in code for code in blocks) == 1, (name, marker)
