@@ -95,6 +95,31 @@ def own_cell(ns, printed):  # "(4, 10, 16) (4, 8) False", and every parameter go
     assert all(p.grad is not None and np.asarray(p.grad).any() for p in ns["layer"].parameters())
 
 
+def numbers(line):
+    """The numbers in a printed line (NumPy's array printing included)."""
+    return [float(v) for v in re.findall(r"-?\d+(?:\.\d*)?(?:e[-+]\d+)?", line)]
+
+
+def vanishing(ns, printed):  # radius 0.5 vanishes fast, 1.0 slower, 1.5 does not vanish
+    rows = {row[0]: row[1:] for row in map(numbers, printed)}
+    assert rows[0.5][0] < 1e-15 and 1e-15 < rows[1.0][0] < 1e-2 and rows[1.5][0] > 1
+    assert all(row[-1] == 1.0 for row in rows.values())
+
+
+def exploding(ns, printed):  # at the zero state the products grow at least like 1.5^k
+    growth, bound = numbers(printed[0]), numbers(printed[1])
+    assert all(g >= b for g, b in zip(growth, bound)) and growth[-1] > 1e10
+
+
+def clipped(ns, printed):  # "222 -> 1"
+    assert ns["before"] > 100 and abs(ns["after"] - 1) < 1e-6 and printed == ["222 -> 1"]
+
+
+def forget_gates(ns, printed):  # |dL/dc_0| vanishes at the default init, not with forget bias 5
+    default, opened = numbers(printed[0].split(")", 1)[1]), numbers(printed[1])
+    assert default[0] < 1e-9 and min(opened) > 0.05
+
+
 # Each page's claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "tensor.md": {
@@ -108,6 +133,19 @@ CLAIMS = {
     },
     "bptt.md": {"flow = bptt.grad_norms_through_time(": study},
     "tutorials/own_cell.md": {"class MinimalGatedUnit(nn.Cell):": own_cell},
+    "tutorials/autodiff.md": {
+        "show(y)": prints("Tanh", "  Add", "    Mul", "      leaf -2.0", "      leaf 0.5", "    leaf 1.0", "-2.0 0.5"),
+        "# -4.0: the two backward": prints("-4.0"),
+        "class Softplus(Function):": prints("True"),
+        "class WrongSoftplus(Softplus):": prints("gradcheck (mode 'full') failed for input 0 with shape (5,):"),
+    },
+    "tutorials/vanishing_exploding.md": {
+        "by_formula = (1 - h[t] ** 2)": prints("True (60, 1, 32, 32)", "1.5"),
+        "for radius in (0.5, 1.0, 1.5):": vanishing,
+        "quiet = np.zeros((60, 1, 8))": exploding,
+        "before = nn.utils.clip_grad_norm_(": clipped,
+        "nn.init.lstm_forget_bias_(lstm, 5.0)": forget_gates,
+    },
     "tutorials/bptt_by_hand.md": {
         "loss.backward()                                 # BPTT": prints("(6, 3, 5) (1, 3, 5)"),
         'print("BPTT by hand equals loss.backward()")': None,  # asserts its own claim
