@@ -120,6 +120,16 @@ def forget_gates(ns, printed):  # |dL/dc_0| vanishes at the default init, not wi
     assert default[0] < 1e-9 and min(opened) > 0.05
 
 
+def truncation_trains(ns, printed):  # k1 = 3 < delay learns nothing, k1 = 12 learns the echo
+    short, long = (numbers(line)[-1] for line in printed)
+    assert short > 0.5 and long < 0.01
+
+
+def truncation_measured(ns, printed):  # the bias shrinks with k and vanishes at k = T
+    cosines = [numbers(line)[1] for line in printed]
+    assert cosines[0] < cosines[1] < 1 and printed[2] == "k = 100: cosine 1.000, relative error 0.000"
+
+
 # Each page's claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "tensor.md": {
@@ -145,6 +155,11 @@ CLAIMS = {
         "quiet = np.zeros((60, 1, 8))": exploding,
         "before = nn.utils.clip_grad_norm_(": clipped,
         "nn.init.lstm_forget_bias_(lstm, 5.0)": forget_gates,
+    },
+    "tutorials/truncated_bptt.md": {
+        "class Echo(nn.Module):": None,  # definitions
+        "for epoch in range(25):": truncation_trains,
+        "model.double()                                           # float64": truncation_measured,
     },
     "tutorials/bptt_by_hand.md": {
         "loss.backward()                                 # BPTT": prints("(6, 3, 5) (1, 3, 5)"),
