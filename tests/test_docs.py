@@ -130,6 +130,13 @@ def truncation_measured(ns, printed):  # the bias shrinks with k and vanishes at
     assert cosines[0] < cosines[1] < 1 and printed[2] == "k = 100: cosine 1.000, relative error 0.000"
 
 
+def own_cell_flow(ns, printed):  # vanishes at init; the gate bias -4 keeps it
+    assert printed[0] == "(1, 50, 4)"
+    init, opened = numbers(printed[1]), numbers(printed[2])
+    assert init[0] < 1e-8 and init[3] < 1e-8 and init[2] == 1.0 and 0.05 < opened[0] <= 2
+    assert all(a < b for a, b in zip(init[:2], init[1:3]))
+
+
 # Each page's claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "tensor.md": {
@@ -142,7 +149,10 @@ CLAIMS = {
         "grads = cpu.lstm_backward(": kernel_contract,
     },
     "bptt.md": {"flow = bptt.grad_norms_through_time(": study},
-    "tutorials/own_cell.md": {"class MinimalGatedUnit(nn.Cell):": own_cell},
+    "tutorials/own_cell.md": {
+        "class MinimalGatedUnit(nn.Cell):": own_cell,
+        "flow = bptt.grad_norms_through_time(cell, x64)": own_cell_flow,
+    },
     "tutorials/autodiff.md": {
         "show(y)": prints("Tanh", "  Add", "    Mul", "      leaf -2.0", "      leaf 0.5", "    leaf 1.0", "-2.0 0.5"),
         "# -4.0: the two backward": prints("-4.0"),
