@@ -137,6 +137,14 @@ def own_cell_flow(ns, printed):  # vanishes at init; the gate bias -4 keeps it
     assert all(a < b for a, b in zip(init[:2], init[1:3]))
 
 
+def schedule(ns, printed):  # the halving lrs per group, and a checkpoint that loads back
+    assert printed == ["0 [0.1, 0.01]", "1 [0.05, 0.005]", "2 [0.05, 0.005]", "3 [0.025, 0.0025]"]
+    saved = ts.load("optim.npz")
+    ns["opt"].load_state_dict(saved["optimizer"])
+    ns["sched"].load_state_dict(saved["scheduler"])
+    assert ns["sched"].get_last_lr() == [0.025, 0.0025]
+
+
 # Each page's claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "tensor.md": {
@@ -153,6 +161,8 @@ CLAIMS = {
         "class MinimalGatedUnit(nn.Cell):": own_cell,
         "flow = bptt.grad_norms_through_time(cell, x64)": own_cell_flow,
     },
+    "data.md": {"batches = ts.data.StreamBatches(": prints("14 3 'the cat ' 'he cat s'", "' the dog' 'sat on t'")},
+    "optim.md": {"sched = ts.optim.StepLR(": schedule},
     "tutorials/autodiff.md": {
         "show(y)": prints("Tanh", "  Add", "    Mul", "      leaf -2.0", "      leaf 0.5", "    leaf 1.0", "-2.0 0.5"),
         "# -4.0: the two backward": prints("-4.0"),
