@@ -7,9 +7,9 @@ has. A block that cannot run on its own belongs in a ```text fence. The README's
 checked the same way by tests/test_readme.py, with this file's ``run_page``.
 """
 
+import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -203,3 +203,11 @@ def test_every_claim_has_its_block():
         blocks = python_blocks(DOCS / name)
         for marker in claims:
             assert sum(marker in code for code in blocks) == 1, (name, marker)
+
+
+def test_site_builds_strict(tmp_path):
+    """`mkdocs build --strict`: every link, anchor and API reference resolves (as in CI)."""
+    pytest.importorskip("mkdocstrings", reason="the site needs the docs extra: pip install -e '.[docs]'")
+    build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert build.returncode == 0, build.stderr

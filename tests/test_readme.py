@@ -2,6 +2,8 @@
 page's blocks; the documentation's are run by tests/test_docs.py, whose ``run_page`` this
 uses)."""
 
+import re
+
 import tinyseq as ts
 from test_docs import ROOT, python_blocks, run_page
 
@@ -27,3 +29,10 @@ def test_readme_examples_do_what_they_say(tmp_path, monkeypatch):
 def test_every_claim_has_its_block():
     for marker in CLAIMS:
         assert sum(marker in code for code in python_blocks(README)) == 1, marker
+
+
+def test_links_resolve():
+    """The README's relative links and pictures (the documentation pages among them) exist."""
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)|src=\"([^\"]+)\"", README.read_text())
+    paths = [a or b for a, b in targets if not (a or b).startswith(("http://", "https://"))]
+    assert len(paths) > 20 and not [p for p in paths if not (ROOT / p).exists()]
