@@ -205,6 +205,14 @@ def test_every_claim_has_its_block():
             assert sum(marker in code for code in blocks) == 1, (name, marker)
 
 
+def test_code_is_python_or_plainly_not():
+    """A fence is ```python (run), or ```text / ```bash / a plain one (never run): a Python
+    example cannot slip past the tests under another name (```py, ```python3, ```pycon)."""
+    for page in [*PAGES, ROOT / "README.md"]:
+        fences = re.findall(r"^```(\S*)$", page.read_text(), flags=re.M)
+        assert set(fences) <= {"python", "text", "bash", ""}, (page.name, set(fences))
+
+
 def test_site_builds_strict(tmp_path):
     """`mkdocs build --strict`: every link, anchor and API reference resolves (as in CI)."""
     pytest.importorskip("mkdocstrings", reason="the site needs the docs extra: pip install -e '.[docs]'")
