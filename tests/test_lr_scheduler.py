@@ -41,18 +41,36 @@ SCHEDULES = {
 }
 
 
-def make(module, label):
-    """A (parameters, optimizer, schedulers) of tinyseq (module=None) or of torch."""
-    name, kwargs, factory, _ = SCHEDULES[label]
+def grouped(module, name="SGD", **kwargs):
+    """A ``name`` optimizer over one parameter per lr in LRS, of tinyseq (module=None) or torch."""
     if module is None:
-        params = [Parameter(np.zeros(2)) for _ in LRS]
-        opt_module, sched_module = optim, lr_scheduler
+        params, opt_module = [Parameter(np.zeros(2)) for _ in LRS], optim
     else:
-        params = [module.nn.Parameter(module.zeros(2)) for _ in LRS]
-        opt_module, sched_module = module.optim, module.optim.lr_scheduler
-    opt = getattr(opt_module, name)([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)], **kwargs)
-    scheds = factory(sched_module, opt)
+        params, opt_module = [module.nn.Parameter(module.zeros(2)) for _ in LRS], module.optim
+    return getattr(opt_module, name)([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)], **kwargs)
+
+
+def schedulers(module):
+    return lr_scheduler if module is None else module.optim.lr_scheduler
+
+
+def make(module, label):
+    """The optimizer and the tuple of schedulers of a SCHEDULES entry, of tinyseq or torch."""
+    name, kwargs, factory, _ = SCHEDULES[label]
+    opt = grouped(module, name, **kwargs)
+    scheds = factory(schedulers(module), opt)
     return opt, scheds if isinstance(scheds, tuple) else (scheds,)
+
+
+def resume(opt, scheds, remake, round_trip):
+    """Fresh (optimizer, schedulers) from ``remake()`` loaded with these ones' state dicts,
+    which go through ``round_trip`` (a checkpoint file, or nothing) first."""
+    saved = round_trip({"optimizer": opt.state_dict(), "schedulers": [s.state_dict() for s in scheds]})
+    opt, scheds = remake()
+    opt.load_state_dict(saved["optimizer"])
+    for s, sd in zip(scheds, saved["schedulers"]):
+        s.load_state_dict(sd)
+    return opt, scheds
 
 
 def momenta(opt):
@@ -67,11 +85,7 @@ def history(module, label, resume_at, round_trip):
     seen = []
     for step in range(steps + 1):
         if step == resume_at:
-            saved = round_trip({"optimizer": opt.state_dict(), "schedulers": [s.state_dict() for s in scheds]})
-            opt, scheds = make(module, label)
-            opt.load_state_dict(saved["optimizer"])
-            for s, sd in zip(scheds, saved["schedulers"]):
-                s.load_state_dict(sd)
+            opt, scheds = resume(opt, scheds, lambda: make(module, label), round_trip)
         if step:
             opt.step()
             for s in scheds:
@@ -154,23 +168,18 @@ PLATEAUS = [
 ]
 
 
-def plateau_history(module, kwargs, tmp_path=None):
-    if module is None:
-        params, opt_module, make = [Parameter(np.zeros(2)) for _ in LRS], optim, lr_scheduler.ReduceLROnPlateau
-    else:
-        params = [module.nn.Parameter(module.zeros(2)) for _ in LRS]
-        opt_module, make = module.optim, module.optim.lr_scheduler.ReduceLROnPlateau
-    opt = opt_module.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)])
-    sched = make(opt, **kwargs)
+def plateau_history(module, kwargs, round_trip=None):
+    """The lrs, best, bad epochs and cooldown after each metric; at metric 30 the optimizer and
+    scheduler go through ``round_trip`` into fresh ones."""
+    def remake():
+        opt = grouped(module)
+        return opt, (schedulers(module).ReduceLROnPlateau(opt, **kwargs),)
+
+    opt, (sched,) = remake()
     seen = []
     for k, metric in enumerate(plateau_metrics()):
-        if k == 30 and tmp_path is not None:
-            ts.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp_path / "ckpt.npz")
-            ckpt = ts.load(tmp_path / "ckpt.npz")
-            opt = opt_module.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, LRS)])
-            sched = make(opt, **kwargs)
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
+        if k == 30 and round_trip is not None:
+            opt, (sched,) = resume(opt, (sched,), remake, round_trip)
         sched.step(metric if kwargs["mode"] == "min" else 2.0 - metric)  # "max": a positive, rising score
         seen.append(sched.get_last_lr() + [sched.best, sched.num_bad_epochs, sched.cooldown_counter])
     return seen, sched
@@ -180,7 +189,7 @@ def plateau_history(module, kwargs, tmp_path=None):
 @pytest.mark.parametrize("kwargs", PLATEAUS, ids=[f"{k['mode']}-{k['threshold_mode']}" for k in PLATEAUS])
 def test_reduce_lr_on_plateau_matches_torch(tmp_path, kwargs):
     torch = pytest.importorskip("torch")
-    ours, sched = plateau_history(None, kwargs, tmp_path)
+    ours, sched = plateau_history(None, kwargs, through_file(tmp_path))
     theirs, their_sched = plateau_history(torch, kwargs)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
     lrs = np.array(ours)[:, :3]

@@ -276,6 +276,11 @@ def random_split(dataset, lengths, generator=None):
 # ---------------------------------------------------------------- batching
 
 
+def _check_batch(owner, batch):
+    if not isinstance(batch, (list, tuple)) or not batch:
+        raise ValueError(f"{owner}: expected a non-empty list of samples, got {batch!r:.80}")
+
+
 def default_collate(batch):
     """Stack a list of samples into a batch, as ``torch.utils.data.default_collate``.
 
@@ -285,8 +290,7 @@ def default_collate(batch):
     same type, other tuples and lists position by position into a list (each sample must have
     the same length).
     """
-    if not isinstance(batch, (list, tuple)) or not batch:
-        raise ValueError(f"default_collate: expected a non-empty list of samples, got {batch!r:.80}")
+    _check_batch("default_collate", batch)
     first = batch[0]
     if isinstance(first, Tensor):
         return ops.stack(batch)
@@ -319,8 +323,7 @@ def pad_collate(batch, batch_first=False, padding_value=0.0):
     tuples collated with ``default_collate`` (so targets need one shape). To pass options to a
     ``DataLoader``: ``collate_fn=functools.partial(pad_collate, batch_first=True)``.
     """
-    if not isinstance(batch, (list, tuple)) or not batch:
-        raise ValueError(f"pad_collate: expected a non-empty list of samples, got {batch!r:.80}")
+    _check_batch("pad_collate", batch)
     if isinstance(batch[0], (Tensor, np.ndarray)):
         return pad_sequence(batch, batch_first, padding_value, return_lengths=True)
     if any(not isinstance(sample, (tuple, list)) or len(sample) != len(batch[0]) for sample in batch):
