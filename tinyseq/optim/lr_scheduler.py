@@ -83,6 +83,11 @@ class LRScheduler:
     def _check_settings(self, owner, settings):
         pass
 
+    def _keep_settings(self, **settings):
+        """Check a subclass's own arguments (``_check_settings``), then keep them as attributes."""
+        self._check_settings(type(self).__name__, settings)
+        vars(self).update(settings)
+
     def _group_lrs(self):
         return [group["lr"] for group in self.optimizer.param_groups]
 
@@ -163,8 +168,7 @@ class StepLR(LRScheduler):
     """Decay every ``step_size`` epochs: ``lr = initial_lr * gamma ** (epoch // step_size)``."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self._check_settings(type(self).__name__, {"step_size": step_size, "gamma": gamma})
-        self.step_size, self.gamma = int(step_size), gamma
+        self._keep_settings(step_size=step_size, gamma=gamma)
         super().__init__(optimizer, last_epoch)
 
     def _check_settings(self, owner, settings):
@@ -187,9 +191,8 @@ class MultiStepLR(LRScheduler):
         owner = type(self).__name__
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
             raise TypeError(f"{owner}: milestones must be an iterable of ints, got {type(milestones).__name__}")
-        milestones = list(milestones)
-        self._check_settings(owner, {"milestones": milestones, "gamma": gamma})
-        self.milestones, self.gamma = sorted(int(m) for m in milestones), gamma
+        self._keep_settings(milestones=list(milestones), gamma=gamma)
+        self.milestones.sort()
         super().__init__(optimizer, last_epoch)
 
     def _check_settings(self, owner, settings):
@@ -210,8 +213,7 @@ class ExponentialLR(LRScheduler):
     """Decay every epoch: ``lr = initial_lr * gamma ** epoch``."""
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self._check_settings(type(self).__name__, {"gamma": gamma})
-        self.gamma = gamma
+        self._keep_settings(gamma=gamma)
         super().__init__(optimizer, last_epoch)
 
     def _check_settings(self, owner, settings):
@@ -231,8 +233,7 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self._check_settings(type(self).__name__, {"T_max": T_max, "eta_min": eta_min})
-        self.T_max, self.eta_min = int(T_max), eta_min
+        self._keep_settings(T_max=T_max, eta_min=eta_min)
         super().__init__(optimizer, last_epoch)
 
     def _check_settings(self, owner, settings):
@@ -291,15 +292,13 @@ class OneCycleLR(LRScheduler):
             phases[1:] = [("max_lr", "initial_lr", "base_momentum", "max_momentum"),
                           ("initial_lr", "min_lr", "max_momentum", "max_momentum")]
             ends[1:] = [float(2 * pct_start * total_steps) - 2, total_steps - 1]
-        settings = {
-            "total_steps": total_steps,
-            "_schedule_phases": [dict(zip(("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum"),
-                                          (end, *names))) for end, names in zip(ends, phases)],
-            "_anneal_func_type": anneal_strategy,
-            "cycle_momentum": cycle_momentum,
-        }
-        self._check_settings(owner, settings)
-        vars(self).update(settings)
+        self._keep_settings(
+            total_steps=total_steps,
+            _schedule_phases=[dict(zip(("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum"),
+                                       (end, *names))) for end, names in zip(ends, phases)],
+            _anneal_func_type=anneal_strategy,
+            cycle_momentum=cycle_momentum,
+        )
         if last_epoch == -1:
             for lr, group in zip(max_lrs, optimizer.param_groups):
                 group["initial_lr"] = lr / div_factor
