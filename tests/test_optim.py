@@ -372,7 +372,9 @@ def test_scheduler_resume_with_last_epoch():
         optim.StepLR(opt, 2, last_epoch=3)
     optim.StepLR(opt, 2)
     sched = optim.StepLR(opt, 2, gamma=0.1, last_epoch=3)
-    assert sched.last_epoch == 4 and sched.get_last_lr() == pytest.approx([0.003])
+    # As torch's: the step construction makes (to epoch 4, a multiple of step_size) scales the
+    # group's current lr once; it does not recompute the closed form.
+    assert sched.last_epoch == 4 and sched.get_last_lr() == pytest.approx([0.03])
 
 
 @pytest.mark.parametrize("make,match", [
@@ -808,10 +810,14 @@ def assert_scheduler_load_fails_and_changes_nothing(sched, sd, error, match):
 
 @pytest.mark.parametrize("kind", sorted(SCHEDULER_KINDS))
 def test_scheduler_round_trips_through_a_checkpoint_file(tmp_path, kind):
+    # The schedules are chainable (each step scales the groups' current lrs), so a checkpoint
+    # holds the optimizer too, as with torch.
     sched = make_scheduler(kind)
-    save(sched.state_dict(), tmp_path / "sched.npz")
+    save({"optimizer": sched.optimizer.state_dict(), "scheduler": sched.state_dict()}, tmp_path / "sched.npz")
     resumed = make_scheduler(kind, epochs=0)
-    resumed.load_state_dict(load(tmp_path / "sched.npz"))
+    ckpt = load(tmp_path / "sched.npz")
+    resumed.optimizer.load_state_dict(ckpt["optimizer"])
+    resumed.load_state_dict(ckpt["scheduler"])
     assert resumed.state_dict() == sched.state_dict()
     for _ in range(8):
         sched.step()
@@ -829,13 +835,13 @@ def test_scheduler_rejects_another_schedulers_state_dict(source, target):
 
 
 @pytest.mark.parametrize("kind,mutate,match", [
-    ("StepLR", delete("last_epoch"), r"the state dict has entries \['_last_lr', 'base_lrs', 'gamma', 'step_size'\], expected "
-                                     r"\['_last_lr', 'base_lrs', 'gamma', 'last_epoch', 'step_size'\]"),
+    ("StepLR", delete("last_epoch"), r"the state dict has entries \['_last_lr', '_step_count', 'base_lrs', 'gamma', 'step_size'\], "
+                                     r"expected \['_last_lr', '_step_count', 'base_lrs', 'gamma', 'last_epoch', 'step_size'\]"),
     ("StepLR", set_in("bogus", 1), r"the state dict has entries .*'bogus'"),
     ("StepLR", set_in("last_epoch", -2), "last_epoch must be an int >= -1, got -2"),
     ("StepLR", set_in("last_epoch", 2.0), "last_epoch must be an int >= -1, got 2.0"),
-    ("StepLR", set_in("base_lrs", [0.5]), r"expected base_lrs to be a list of 2 lrs \(one per parameter group\), got \[0.5\]"),
-    ("StepLR", set_in("base_lrs", 0.5), "expected base_lrs to be a list of 2 lrs"),
+    ("StepLR", set_in("base_lrs", [0.5]), r"expected base_lrs to be a list of 2 numbers \(one per parameter group\), got \[0.5\]"),
+    ("StepLR", set_in("base_lrs", 0.5), "expected base_lrs to be a list of 2 numbers"),
     ("StepLR", set_in("_last_lr", [0.5, -0.1]), r"invalid _last_lr\[1\] -0.1"),
     ("StepLR", set_in("step_size", 0), "step_size must be a positive int, got 0"),
     ("StepLR", set_in("gamma", "fast"), "invalid gamma 'fast'"),

@@ -1,9 +1,19 @@
-"""Text as token streams, batched for truncated backpropagation through time.
+"""Datasets and batches: PyTorch's ``Dataset``/``DataLoader``, and token streams for truncated BPTT.
 
-A language model reads one long stream. To train on B sequences at once, ``StreamBatches``
-cuts the token array into B contiguous streams, one per batch row, and walks all of them
-in step: chunk i holds tokens [i k, (i + 1) k) of every stream, and its targets are the
-same positions shifted by one. Row b of chunk i + 1 continues row b of chunk i, so a
+Samples of a map-style dataset (``Dataset``, ``TensorDataset``, ``Subset``; anything with
+``__getitem__`` and ``__len__``) are batched by a ``DataLoader``, which shuffles with tinyseq's
+default generator (so ``ts.manual_seed`` fixes the order) and stacks the samples with
+``default_collate``. Sequences of different lengths batch with ``pad_collate``, which returns the
+``lengths=`` the recurrent layers take:
+
+    loader = DataLoader(dataset, batch_size=32, shuffle=True, collate_fn=pad_collate)
+    for x, lengths, y in loader:  # x: (T, 32, F) padded, lengths: (32,) int64, y: (32,)
+        out, h_n = gru(x, lengths=lengths)
+
+A language model reads one long stream instead. To train on B sequences at once,
+``StreamBatches`` cuts the token array into B contiguous streams, one per batch row, and walks
+all of them in step: chunk i holds tokens [i k, (i + 1) k) of every stream, and its targets are
+the same positions shifted by one. Row b of chunk i + 1 continues row b of chunk i, so a
 recurrent state carried from one chunk to the next (detached: truncated BPTT) is the
 state of the same stream.
 
@@ -16,9 +26,17 @@ Both keep their state in plain values (``state_dict``), so a checkpoint can resu
 the chunk it stopped.
 """
 
+import collections.abc
+import math
+import numbers
+
 import numpy as np
 
+from . import ops
 from ._checks import check_int
+from .nn.utils.rnn import pad_sequence
+from .random import get_generator
+from .tensor import Tensor
 
 
 class Vocab:
@@ -164,3 +182,206 @@ class StreamBatches:
         passes = state.get("passes", 0)
         passes = check_int("StreamBatches.load_state_dict", "passes", passes, 0)
         self.position, self.passes = int(position), int(passes)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class Dataset:
+    """A map-style dataset, as ``torch.utils.data.Dataset``: subclasses define ``__getitem__(i)``
+    (one sample) and ``__len__``. Any object with both works with ``DataLoader`` as well."""
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
+
+    def __len__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+
+class TensorDataset(Dataset):
+    """Samples ``(t[i] for t in tensors)``: rows of tensors or arrays with one first dimension.
+
+    Indexing a tensor gives a tensor, an array an array (``default_collate`` makes tensors of
+    either).
+    """
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorDataset: expected at least one tensor or array")
+        for i, t in enumerate(tensors):
+            if not isinstance(t, (Tensor, np.ndarray)) or t.ndim == 0:
+                got = f"a {t.ndim}-d {type(t).__name__}" if isinstance(t, (Tensor, np.ndarray)) else type(t).__name__
+                raise TypeError(f"TensorDataset: argument {i} must be a Tensor or array with a first dimension, "
+                                f"got {got}")
+            if t.shape[0] != tensors[0].shape[0]:
+                raise ValueError(f"TensorDataset: all tensors need the same first dimension; tensor 0 has "
+                                 f"{tensors[0].shape[0]} rows, tensor {i} has {t.shape[0]}")
+        self.tensors = tensors
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self):
+        return self.tensors[0].shape[0]
+
+
+class Subset(Dataset):
+    """The samples of ``dataset`` at ``indices``, in that order."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, indices
+
+    def __getitem__(self, index):
+        return self.dataset[self.indices[index]]
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def _check_dataset(owner, dataset):
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise TypeError(f"{owner}: expected a map-style dataset (with __getitem__ and __len__), "
+                        f"got {type(dataset).__name__}")
+    return len(dataset)
+
+
+def random_split(dataset, lengths, generator=None):
+    """Split ``dataset`` into non-overlapping random ``Subset``s of the given lengths.
+
+    ``lengths`` are ints summing to ``len(dataset)``, or fractions summing to 1: then each
+    split gets ``floor(fraction * len(dataset))`` samples and the ones left over go one each
+    to the first splits, in order (PyTorch's rule). The permutation comes from ``generator``
+    (a ``numpy.random.Generator``), else tinyseq's default generator.
+    """
+    n = _check_dataset("random_split", dataset)
+    lengths = list(lengths)
+    if not lengths or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in lengths):
+        raise ValueError(f"random_split: lengths must be a non-empty list of ints or fractions, got {lengths!r}")
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        for i, fraction in enumerate(lengths):
+            if not 0 <= fraction <= 1:
+                raise ValueError(f"random_split: fraction {i} is {fraction!r}, not between 0 and 1")
+        lengths = [math.floor(n * fraction) for fraction in lengths]
+        for i in range(n - sum(lengths)):
+            lengths[i % len(lengths)] += 1
+    for i, length in enumerate(lengths):
+        check_int("random_split", f"lengths[{i}]", length, 0)
+    if sum(lengths) != n:
+        raise ValueError(f"random_split: the lengths sum to {sum(lengths)}, the dataset has {n} samples")
+    order = get_generator(generator, "random_split").permutation(n).tolist()
+    ends = np.cumsum(lengths).tolist()
+    return [Subset(dataset, order[end - length:end]) for length, end in zip(lengths, ends)]
+
+
+# ---------------------------------------------------------------- batching
+
+
+def _check_batch(owner, batch):
+    if not isinstance(batch, (list, tuple)) or not batch:
+        raise ValueError(f"{owner}: expected a non-empty list of samples, got {batch!r:.80}")
+
+
+def default_collate(batch):
+    """Stack a list of samples into a batch, as ``torch.utils.data.default_collate``.
+
+    Tensors are stacked (``ops.stack``: differentiable), NumPy arrays and NumPy scalars become
+    a Tensor of their dtype, Python floats a float64 Tensor, ints an int64 one, bools a bool
+    one; strings stay a list. Dicts collate key by key, named tuples field by field into the
+    same type, other tuples and lists position by position into a list (each sample must have
+    the same length).
+    """
+    _check_batch("default_collate", batch)
+    first = batch[0]
+    if isinstance(first, Tensor):
+        return ops.stack(batch)
+    if isinstance(first, (np.ndarray, np.generic)) and first.dtype.kind in "biufc":
+        return Tensor(np.stack([np.asarray(x) for x in batch]))
+    if isinstance(first, (str, bytes)):
+        return list(batch)
+    if isinstance(first, numbers.Number):
+        dtype = bool if isinstance(first, bool) else np.int64 if isinstance(first, numbers.Integral) else np.float64
+        return Tensor(np.array(batch, dtype=dtype))
+    if isinstance(first, collections.abc.Mapping):
+        return {key: default_collate([sample[key] for sample in batch]) for key in first}
+    if isinstance(first, collections.abc.Sequence):
+        if any(len(sample) != len(first) for sample in batch):
+            raise ValueError("default_collate: the samples are sequences of different lengths; "
+                             "pad them (pad_collate) or give a collate_fn")
+        fields = [default_collate(list(samples)) for samples in zip(*batch)]
+        return type(first)(*fields) if hasattr(first, "_fields") else fields
+    raise TypeError(f"default_collate: samples must be Tensors, arrays, numbers, strings, dicts or sequences "
+                    f"of them, got {type(first).__name__}")
+
+
+def pad_collate(batch, batch_first=False, padding_value=0.0):
+    """Batch sequences of different lengths for the recurrent layers' ``lengths=``.
+
+    ``batch`` is a list of sequences (Tensors or arrays of shape (L_i, *)), or of tuples whose
+    first item is such a sequence (``(sequence, target, ...)``). Returns ``(padded, lengths)``
+    or ``(padded, lengths, *rest)``: ``padded`` (T, B, *) or, with ``batch_first``, (B, T, *)
+    (``nn.utils.rnn.pad_sequence``), ``lengths`` an int64 array (B,), and the other items of the
+    tuples collated with ``default_collate`` (so targets need one shape). To pass options to a
+    ``DataLoader``: ``collate_fn=functools.partial(pad_collate, batch_first=True)``.
+    """
+    _check_batch("pad_collate", batch)
+    if isinstance(batch[0], (Tensor, np.ndarray)):
+        return pad_sequence(batch, batch_first, padding_value, return_lengths=True)
+    if any(not isinstance(sample, (tuple, list)) or len(sample) != len(batch[0]) for sample in batch):
+        raise ValueError("pad_collate: expected every sample to be a sequence, or a tuple (sequence, ...) "
+                         "of one length")
+    sequences, *rest = zip(*batch)
+    padded, lengths = pad_sequence(sequences, batch_first, padding_value, return_lengths=True)
+    return (padded, lengths, *(default_collate(list(items)) for items in rest))
+
+
+class DataLoader:
+    """Batches of a dataset's samples, as ``torch.utils.data.DataLoader`` (in this process).
+
+    Args:
+        dataset: a map-style dataset (``__getitem__`` and ``__len__``).
+        batch_size: samples per batch. Default: 1.
+        shuffle: visit the samples in a new random order each epoch (each ``iter``), drawn from
+            ``generator``, else from tinyseq's default generator at the time the epoch starts
+            (``ts.manual_seed`` makes the order reproducible). Default: False.
+        sampler: an iterable of indices (with ``len``) giving the order instead; not with
+            ``shuffle``.
+        drop_last: drop the last batch if it is smaller than ``batch_size``. Default: False.
+        collate_fn: makes a batch from a list of samples. Default: ``default_collate``.
+        generator: a ``numpy.random.Generator`` for the shuffling.
+
+    ``len(loader)`` is the number of batches per epoch.
+    """
+
+    def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, drop_last=False, collate_fn=None,
+                 generator=None):
+        _check_dataset("DataLoader", dataset)
+        self.batch_size = check_int("DataLoader", "batch_size", batch_size, 1)
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle are mutually exclusive (the sampler gives the order)")
+        if sampler is not None and not (hasattr(sampler, "__iter__") and hasattr(sampler, "__len__")):
+            raise TypeError(f"DataLoader: sampler must be an iterable of indices with a len, "
+                            f"got {type(sampler).__name__}")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"DataLoader: collate_fn must be callable, got {type(collate_fn).__name__}")
+        get_generator(generator, "DataLoader")
+        self.dataset, self.shuffle, self.sampler, self.drop_last = dataset, bool(shuffle), sampler, bool(drop_last)
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
+        self.generator = generator
+
+    def _indices(self):
+        if self.sampler is not None:
+            return list(self.sampler)
+        n = len(self.dataset)
+        return get_generator(self.generator, "DataLoader").permutation(n).tolist() if self.shuffle else range(n)
+
+    def __iter__(self):
+        indices = self._indices()
+        for start in range(0, len(indices), self.batch_size):
+            chunk = indices[start:start + self.batch_size]
+            if len(chunk) < self.batch_size and self.drop_last:
+                return
+            yield self.collate_fn([self.dataset[i] for i in chunk])
+
+    def __len__(self):
+        n = len(self.sampler) if self.sampler is not None else len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules, with PyTorch's names, defaults and equations.
+"""Optimizers with PyTorch's names, defaults and equations; schedules in ``optim.lr_scheduler``.
 
 An optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and
 ``state`` (one dict per parameter, keyed by the parameter's position counted across groups).
@@ -15,8 +15,8 @@ import numbers
 
 import numpy as np
 
-from ._checks import check_int
-from .tensor import Tensor
+from .._checks import check_int
+from ..tensor import Tensor
 
 # ---------------------------------------------------------------- checks
 
@@ -81,6 +81,9 @@ def _scalar(value):
 
 
 # ---------------------------------------------------------------- Optimizer base
+
+# What lr_scheduler keeps in a parameter group (OneCycleLR all five, the others initial_lr).
+_SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 
 
 class Optimizer:
@@ -202,8 +205,8 @@ class Optimizer:
         ValueError (naming what was expected and what came) and leaves this optimizer as it
         was. The groups and their parameter counts must match; each group must hold this
         optimizer's hyperparameters (``self.defaults``' keys and ``params``; also allowed:
-        ``initial_lr``, which LR schedulers add, and extra keys this optimizer's own group
-        has) with valid values; each parameter's state must be empty or hold exactly the
+        the keys LR schedulers add, ``_SCHEDULER_KEYS``, and extra keys this optimizer's own
+        group has) with valid values; each parameter's state must be empty or hold exactly the
         entries ``_state_names`` gives for its group, with ``step`` an int >= 0 and arrays of
         the parameter's shape. Values as ``ts.load`` returns them (lists for tuples, 0-d
         arrays for NumPy scalars, str keys) are accepted.
@@ -225,7 +228,7 @@ class Optimizer:
         new_groups = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             _check_entries(owner, f"param group {i}", saved, [*self.defaults, "params"],
-                           optional=["initial_lr", *group])
+                           optional=[*_SCHEDULER_KEYS, *group])
             if not isinstance(saved["params"], list):
                 raise TypeError(f"{owner}: expected the params of param group {i} to be a list, "
                                 f"got {type(saved['params']).__name__}")
@@ -495,114 +498,6 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
 
 
-# ---------------------------------------------------------------- LR schedules
-
-
-class LRScheduler:
-    """Base class: sets each group's ``lr`` from a closed form in ``last_epoch``.
-
-    Call ``scheduler.step()`` once after each ``optimizer.step()``. Construction stores
-    ``initial_lr`` in every group (unless resuming with ``last_epoch >= 0``, which needs it)
-    and sets the lrs for epoch 0. Subclasses implement ``_lr_at(base_lr, epoch)`` and
-    ``_check_settings(owner, settings)``, which validates their own arguments (``step_size``,
-    ...) given as a dict, both at construction and in ``load_state_dict``.
-    """
-
-    def __init__(self, optimizer, last_epoch=-1):
-        owner = type(self).__name__
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{owner}: expected an Optimizer, got {type(optimizer).__name__}")
-        check_int(owner, "last_epoch", last_epoch, -1)
-        self.optimizer = optimizer
-        for i, group in enumerate(optimizer.param_groups):
-            if last_epoch == -1:
-                group.setdefault("initial_lr", group["lr"])
-            elif "initial_lr" not in group:
-                raise KeyError(f"{owner}: param_groups[{i}] has no 'initial_lr' to resume from")
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = int(last_epoch)
-        self.step()
-
-    def _lr_at(self, base_lr, epoch):
-        raise NotImplementedError
-
-    def _check_settings(self, owner, settings):
-        pass
-
-    def get_lr(self):
-        """The learning rates for ``last_epoch``, one per parameter group."""
-        return [self._lr_at(base_lr, self.last_epoch) for base_lr in self.base_lrs]
-
-    def step(self):
-        """Advance one epoch and write the new lrs into the optimizer's groups."""
-        self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def get_last_lr(self):
-        """The lrs the last ``step()`` set (a new list)."""
-        return list(self._last_lr)
-
-    def state_dict(self):
-        """Everything but the optimizer, as plain values."""
-        return {k: list(v) if isinstance(v, list) else v
-                for k, v in vars(self).items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict):
-        """Restore from this kind of scheduler's ``state_dict()`` (the optimizer restores its lrs).
-
-        Everything is checked before anything changes: the dict must have exactly this
-        scheduler's entries, ``last_epoch`` an int >= -1, ``base_lrs`` and ``_last_lr`` one
-        number >= 0 per parameter group and the subclass's settings valid; otherwise a
-        TypeError or ValueError says what was expected and the scheduler is left as it was.
-        """
-        owner = f"{type(self).__name__}.load_state_dict"
-        _check_entries(owner, "the state dict", state_dict, self.state_dict().keys(), kind="scheduler")
-        new = {k: _scalar(v) for k, v in state_dict.items()}  # also copies the lists
-        check_int(owner, "last_epoch", new["last_epoch"], -1)
-        n = len(self.optimizer.param_groups)
-        for name in ("base_lrs", "_last_lr"):
-            if not isinstance(new[name], list) or len(new[name]) != n:
-                raise ValueError(f"{owner}: expected {name} to be a list of {n} lrs "
-                                 f"(one per parameter group), got {new[name]!r}")
-            for i, lr in enumerate(new[name]):
-                _check_number(owner, f"{name}[{i}]", lr)
-        self._check_settings(owner, new)
-        vars(self).update(new)
-
-
-class StepLR(LRScheduler):
-    """Decay every ``step_size`` epochs: ``lr = base_lr * gamma ** (epoch // step_size)``."""
-
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self._check_settings(type(self).__name__, {"step_size": step_size, "gamma": gamma})
-        self.step_size, self.gamma = int(step_size), gamma
-        super().__init__(optimizer, last_epoch)
-
-    def _check_settings(self, owner, settings):
-        check_int(owner, "step_size", settings["step_size"], 1)
-        _check_number(owner, "gamma", settings["gamma"])
-
-    def _lr_at(self, base_lr, epoch):
-        return base_lr * self.gamma ** (epoch // self.step_size)
-
-
-class CosineAnnealingLR(LRScheduler):
-    """Cosine annealing: ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
-
-    Past ``T_max`` the cosine continues, so the lr rises again (as PyTorch's).
-    """
-
-    def __init__(self, optimizer, T_max, eta_min=0, last_epoch=-1):
-        self._check_settings(type(self).__name__, {"T_max": T_max, "eta_min": eta_min})
-        self.T_max, self.eta_min = int(T_max), eta_min
-        super().__init__(optimizer, last_epoch)
-
-    def _check_settings(self, owner, settings):
-        check_int(owner, "T_max", settings["T_max"], 1)
-        _check_number(owner, "eta_min", settings["eta_min"])
-
-    def _lr_at(self, base_lr, epoch):
-        cosine = 1 + math.cos(math.pi * epoch / self.T_max)
-        return self.eta_min + (base_lr - self.eta_min) * cosine / 2
+# NOTE: imported last: lr_scheduler imports Optimizer and the checks above from this module.
+from . import lr_scheduler  # noqa: E402
+from .lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR  # noqa: E402,F401  (the old import paths)
