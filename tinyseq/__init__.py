@@ -18,7 +18,9 @@ from .ops import (
 )
 from .random import default_generator, get_rng_state, manual_seed, multinomial, rand, randn, set_rng_state
 from .serialization import CheckpointError, load, save
-from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .tensor import (
+    Function, Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled, tensor,
+)
 
 __version__ = "0.1.0"
 

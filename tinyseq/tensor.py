@@ -23,7 +23,8 @@ _grad_enabled = True
 
 
 def is_grad_enabled():
-    """True unless inside ``no_grad()``."""
+    """True while operations record the graph: not inside ``no_grad()`` or ``inference_mode()``,
+    nor after ``set_grad_enabled(False)``."""
     return _grad_enabled
 
 
@@ -57,6 +58,56 @@ class enable_grad(no_grad):
     """The opposite of ``no_grad``: record the graph even inside a ``no_grad`` block."""
 
     _mode = True
+
+
+class set_grad_enabled(no_grad):
+    """Switch recording on (``mode=True``) or off, as ``torch.set_grad_enabled``.
+
+    Called alone, ``tinyseq.set_grad_enabled(False)`` switches at once and stays switched;
+    ``with tinyseq.set_grad_enabled(mode):`` switches back on leaving the block; and
+    ``@tinyseq.set_grad_enabled(mode)`` sets the mode only while the decorated function runs.
+    """
+
+    def __init__(self, mode):
+        super().__init__()
+        global _grad_enabled
+        self._mode = bool(mode)
+        self._prev.append(_grad_enabled)  # what a ``with`` block's exit goes back to
+        self._switched = True
+        _grad_enabled = self._mode
+
+    def __enter__(self):
+        if self._switched:  # __init__ has switched already and saved the mode before it
+            self._switched = False
+            return self
+        return super().__enter__()
+
+    def __call__(self, fn):
+        global _grad_enabled
+        if self._switched:  # a decorator: undo the switch __init__ made
+            self._switched = False
+            _grad_enabled = self._prev.pop()
+        return super().__call__(fn)
+
+
+class inference_mode(no_grad):
+    """``inference_mode()`` (or ``inference_mode(True)``) is ``no_grad``; ``inference_mode(False)``
+    records, as ``enable_grad`` (PyTorch's meaning). A context manager and a decorator, with or
+    without parentheses, as in PyTorch.
+
+    NOTE: PyTorch's inference mode also makes "inference tensors" that can never enter a
+    graph later; here tensors made inside it are ordinary tensors (no graph, as under
+    ``no_grad``), usable in autograd afterwards.
+    """
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # bare ``@inference_mode``
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__()
+        self._mode = not mode
 
 
 # ---------------------------------------------------------------- PyTorch's argument names
