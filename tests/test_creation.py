@@ -189,11 +189,18 @@ def test_modules_and_init_take_the_float_names(name):
     assert all(p.dtype == np.dtype(NAMES[name]) for p in layer.parameters())
     weight = nn.init.xavier_uniform_(ts.empty(3, 2, dtype=getattr(ts, name)))
     assert weight.dtype == np.dtype(NAMES[name]) and np.isfinite(weight.data).all()
-    assert nn.LSTM(2, 3, dtype=getattr(ts, name)).weight_ih_l0.dtype == np.dtype(NAMES[name])
+    made = [nn.Parameter(np.zeros(2), dtype=getattr(ts, name)), nn.Linear(2, 3, dtype=getattr(ts, name)).weight,
+            nn.Embedding(4, 3, dtype=getattr(ts, name)).weight, nn.LayerNorm(3, dtype=getattr(ts, name)).weight,
+            nn.LSTMCell(2, 3, dtype=getattr(ts, name)).weight_ih, nn.GRU(2, 3, dtype=getattr(ts, name)).weight_hh_l0]
+    assert all(p.dtype == np.dtype(NAMES[name]) for p in made)
 
 
-def test_modules_refuse_half_and_integer_names():
+def test_ops_take_half_and_modules_refuse_it_and_integer_names():
     from tinyseq import nn
+
+    x = Tensor([1.0, 2.0], dtype=ts.half, requires_grad=True)
+    (x * x).sum().backward()
+    assert np.asarray(x.grad).dtype == np.float16 and np.asarray(x.grad).tolist() == [2.0, 4.0]
 
     with pytest.raises(TypeError, match="dtype must be float32 or float64, got float16"):
         nn.Linear(2, 3).to(ts.half)

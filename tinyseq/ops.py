@@ -883,11 +883,25 @@ def argmin(a, axis=None, keepdims=False):
     return _arg(np.argmin, "argmin", a, axis, keepdims)
 
 
+class TakeAlong(Function):
+    """``a``'s entries at ``indices`` along ``axis`` (``np.take_along_axis``). NOTE: the indices
+    must be distinct along the axis (an argmax's, a sort's, a top-k's): backward puts the
+    gradient back, it does not add up repeats."""
+
+    def forward(self, a, indices, axis):
+        self.save(a.shape, indices, axis)
+        return np.take_along_axis(a, indices, axis)
+
+    def backward(self, g):
+        shape, indices, axis = self.saved
+        grad = np.zeros(shape, g.dtype)
+        np.put_along_axis(grad, indices, g, axis)
+        return grad
+
+
 def _values_at(a, indices, axis, keepdims):
-    """``a``'s entries at ``indices`` (keepdims-shaped, from argmax/argmin) along ``axis``; differentiable."""
-    grid = list(np.indices(indices.shape, sparse=True))
-    grid[axis] = indices
-    values = getitem(a, tuple(grid))
+    """``a``'s entries at ``indices`` (keepdims-shaped, distinct along ``axis``) along ``axis``; differentiable."""
+    values = TakeAlong.apply(a, indices=indices, axis=axis)
     return values if keepdims else squeeze(values, axis)
 
 
