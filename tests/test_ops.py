@@ -883,6 +883,7 @@ def test_casts_and_type_names():
     assert x.type(ts.float64) is x and x.type(np.float64) is x
     assert x.type(ts.long).dtype == np.int64 and x.type("torch.IntTensor").dtype == np.int32
     assert x.type(x.float().type()).dtype == np.float32
+    assert Tensor(np.ones(1, np.longdouble)).type() == "tinyseq." + np.dtype(np.longdouble).name  # no PyTorch name
     y = x.type(ts.float32)
     (y * 2).sum().backward()
     np.testing.assert_array_equal(np.asarray(x.grad), [2.0, 2.0, 2.0])

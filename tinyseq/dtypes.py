@@ -37,8 +37,9 @@ _DTYPES = {name: dt for dt, name in _TYPE_NAMES.items()}
 
 def type_name(dtype):
     """``'tinyseq.FloatTensor'`` for float32, ``'tinyseq.LongTensor'`` for int64, ... (PyTorch's
-    names with a ``tinyseq.`` prefix)."""
-    return "tinyseq." + _TYPE_NAMES[np.dtype(dtype)]
+    names with a ``tinyseq.`` prefix); a dtype PyTorch lacks (float128) gives ``'tinyseq.float128'``."""
+    dtype = np.dtype(dtype)
+    return "tinyseq." + _TYPE_NAMES.get(dtype, dtype.name)
 
 
 def from_type_name(name, owner):
