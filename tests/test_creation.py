@@ -120,3 +120,103 @@ def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
         ts.set_rng_state({"bit_generator": "Nope"})
     with pytest.raises(ValueError, match="set_rng_state: the PCG64 state does not load"):
         ts.set_rng_state({"bit_generator": "PCG64", "state": {}})
+
+
+# ---------------------------------------------------------------- randint
+
+
+def test_randint_takes_pytorchs_forms_and_follows_the_seed():
+    ts.manual_seed(4)
+    a = ts.randint(10, (3, 4))
+    ts.manual_seed(4)
+    assert ts.randint(0, 10, (3, 4)).tolist() == a.tolist() and a.dtype == np.int64
+    for t in (ts.randint(3, 5, (200,)), ts.randint(low=3, high=5, size=(200,)), ts.randint(3, 5, size=[200])):
+        assert t.shape == (200,) and set(t.tolist()) == {3, 4}
+    assert set(ts.randint(high=2, size=(100,)).tolist()) == {0, 1} and set(ts.randint(1, size=(5,)).tolist()) == {0}
+    assert ts.randint(-3, -2, ()).item() == -3
+    g1, g2 = np.random.default_rng(1), np.random.default_rng(1)
+    assert ts.randint(100, (5,), generator=g1).tolist() == ts.randint(100, (5,), generator=g2).tolist()
+    floats = ts.randint(5, (3,), dtype=ts.float32, requires_grad=True)
+    assert floats.dtype == np.float32 and floats.requires_grad and (floats.data == np.round(floats.data)).all()
+    assert ts.randint(0, 256, (4,), dtype=ts.uint8).dtype == np.uint8
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: ts.randint(10), TypeError, r"randint: size \(a tuple\) is required"),
+    (lambda: ts.randint(5, 5, (2,)), ValueError, "randint: expected low < high, got low=5 and high=5"),
+    (lambda: ts.randint(2.5, (2,)), TypeError, "randint: high must be an int, got 2.5"),
+    (lambda: ts.randint(3, (-1,)), ValueError, "randint: size must be non-negative ints"),
+    (lambda: ts.randint(0, 300, (2,), dtype=ts.uint8), ValueError, r"randint: \[0, 300\) does not fit dtype uint8"),
+    (lambda: ts.randint(2, (2,), dtype=ts.bool), TypeError, "randint: dtype must be an integer or floating-point dtype"),
+    (lambda: ts.randint(2, (2,), generator=3), TypeError, "randint: expected generator to be a numpy.random.Generator"),
+])
+def test_randint_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ---------------------------------------------------------------- dtype names
+
+NAMES = {"float16": np.float16, "half": np.float16, "float32": np.float32, "float": np.float32,
+         "float64": np.float64, "double": np.float64, "complex64": np.complex64, "cfloat": np.complex64,
+         "complex128": np.complex128, "cdouble": np.complex128, "int8": np.int8, "int16": np.int16,
+         "short": np.int16, "int32": np.int32, "int": np.int32, "int64": np.int64, "long": np.int64,
+         "uint8": np.uint8, "bool": np.bool_}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_names_are_accepted_wherever_a_dtype_is(name):
+    dtype, expected = getattr(ts, name), np.dtype(NAMES[name])
+    x = Tensor(np.array([1.0, 0.0]))
+    made = [Tensor([1, 0], dtype=dtype), ts.tensor([1, 0], dtype=dtype), ts.zeros(2, dtype=dtype),
+            ts.ones(2, dtype=dtype), ts.empty(2, dtype=dtype), ts.full((2,), 1, dtype=dtype),
+            ts.zeros_like(x, dtype=dtype), ts.ones_like(x, dtype=dtype), ts.arange(2, dtype=dtype),
+            x.to(dtype), x.to("cpu", dtype), x.to(dtype=dtype), x.astype(dtype), ts.cast(x, dtype), x.type(dtype),
+            x.new_zeros(2, dtype=dtype), ts.one_hot(np.array([1]), 2, dtype=dtype)]
+    if expected.kind in "iu":
+        made.append(ts.randint(2, (2,), dtype=dtype))
+    if expected.kind == "f":
+        made += [ts.rand(2, dtype=dtype), ts.randn(2, dtype=dtype)]
+    for t in made:
+        assert t.dtype == expected
+
+
+@pytest.mark.parametrize("name", ["float32", "float", "float64", "double"])
+def test_modules_and_init_take_the_float_names(name):
+    from tinyseq import nn
+
+    layer = nn.Linear(2, 3).to(getattr(ts, name))
+    assert all(p.dtype == np.dtype(NAMES[name]) for p in layer.parameters())
+    weight = nn.init.xavier_uniform_(ts.empty(3, 2, dtype=getattr(ts, name)))
+    assert weight.dtype == np.dtype(NAMES[name]) and np.isfinite(weight.data).all()
+    made = [nn.Parameter(np.zeros(2), dtype=getattr(ts, name)), nn.Linear(2, 3, dtype=getattr(ts, name)).weight,
+            nn.Embedding(4, 3, dtype=getattr(ts, name)).weight, nn.LayerNorm(3, dtype=getattr(ts, name)).weight,
+            nn.LSTMCell(2, 3, dtype=getattr(ts, name)).weight_ih, nn.GRU(2, 3, dtype=getattr(ts, name)).weight_hh_l0]
+    assert all(p.dtype == np.dtype(NAMES[name]) for p in made)
+
+
+def test_ops_take_half_and_modules_refuse_it_and_integer_names():
+    from tinyseq import nn
+
+    x = Tensor([1.0, 2.0], dtype=ts.half, requires_grad=True)
+    (x * x).sum().backward()
+    assert np.asarray(x.grad).dtype == np.float16 and np.asarray(x.grad).tolist() == [2.0, 4.0]
+
+    with pytest.raises(TypeError, match="dtype must be float32 or float64, got float16"):
+        nn.Linear(2, 3).to(ts.half)
+    with pytest.raises(TypeError, match="init.uniform_: expected a floating-point tensor, got dtype int64"):
+        nn.init.uniform_(ts.zeros(2, dtype=ts.long))
+
+
+@pytest.mark.torch
+def test_dtype_names_and_randint_match_torch():
+    torch = pytest.importorskip("torch")
+    for name in NAMES:
+        theirs = torch.zeros(1, dtype=getattr(torch, name))
+        assert np.dtype(getattr(ts, name)) == theirs.numpy().dtype, name
+        assert ts.zeros(1, dtype=getattr(ts, name)).type() == theirs.type().replace("torch.", "tinyseq."), name
+    for args, kwargs in [((10, (2, 3)), {}), ((3, 10, (4,)), {}), ((), {"high": 5, "size": (2,)}),
+                         ((5, (2,)), {"dtype": "float32"}), ((0, 200, (2,)), {"dtype": "uint8"})]:
+        ours = ts.randint(*args, **{k: getattr(ts, v) if k == "dtype" else v for k, v in kwargs.items()})
+        theirs = torch.randint(*args, **{k: getattr(torch, v) if k == "dtype" else v for k, v in kwargs.items()})
+        assert ours.dtype == theirs.numpy().dtype and ours.shape == tuple(theirs.shape)

@@ -441,6 +441,93 @@ def test_enable_grad_as_decorator_inside_no_grad():
     assert y.requires_grad
 
 
+def test_set_grad_enabled_called_alone_switches_until_switched_back():
+    x = rand((3,))
+    try:
+        tinyseq.set_grad_enabled(False)
+        assert not tinyseq.is_grad_enabled() and not (x * 2).requires_grad
+        tinyseq.set_grad_enabled(True)
+        assert tinyseq.is_grad_enabled() and (x * 2).requires_grad
+    finally:
+        tinyseq.set_grad_enabled(True)
+
+
+def test_set_grad_enabled_as_a_block_restores_the_mode_before_it():
+    x = rand((3,))
+    with tinyseq.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert tinyseq.is_grad_enabled()
+    with tinyseq.no_grad():
+        with tinyseq.set_grad_enabled(True):
+            assert (x * 2).requires_grad
+        assert not tinyseq.is_grad_enabled()
+    with pytest.raises(KeyError):
+        with tinyseq.set_grad_enabled(False):
+            raise KeyError
+    assert tinyseq.is_grad_enabled()
+
+
+def test_set_grad_enabled_as_a_decorator_sets_the_mode_only_inside():
+    @tinyseq.set_grad_enabled(False)
+    def depth(n):
+        assert not tinyseq.is_grad_enabled()
+        return 0 if n == 0 else 1 + depth(n - 1)
+
+    assert tinyseq.is_grad_enabled()  # decorating switched nothing
+    assert depth(3) == 3
+    assert tinyseq.is_grad_enabled()
+
+
+def test_inference_mode_is_no_grad_and_its_tensors_are_ordinary():
+    x, w = rand((3,)), rand((3,), seed=1)
+    with tinyseq.inference_mode():
+        y = x * 2
+        assert not tinyseq.is_grad_enabled() and not y.requires_grad
+    with tinyseq.no_grad():
+        with tinyseq.inference_mode(False):  # records, as PyTorch's
+            assert tinyseq.is_grad_enabled()
+
+    @tinyseq.inference_mode
+    def bare(t):
+        return t * 2
+
+    @tinyseq.inference_mode()
+    def called(t):
+        return t * 2
+
+    assert not bare(x).requires_grad and not called(x).requires_grad and tinyseq.is_grad_enabled()
+    (y * w).sum().backward()  # unlike PyTorch's inference tensors, y enters a graph later
+    np.testing.assert_allclose(np.asarray(w.grad), 2 * x.data)
+
+
+@pytest.mark.torch
+def test_grad_mode_switches_match_torch():
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for lib, is_enabled in ((tinyseq, tinyseq.is_grad_enabled), (torch, torch.is_grad_enabled)):
+        log = seen.setdefault(lib.__name__, [])
+
+        @lib.set_grad_enabled(False)
+        def inside():
+            log.append(is_enabled())
+
+        log.append(is_enabled())
+        inside()
+        with lib.no_grad():
+            with lib.set_grad_enabled(True):
+                log.append(is_enabled())
+            log.append(is_enabled())
+            with lib.inference_mode(False):
+                log.append(is_enabled())
+        lib.set_grad_enabled(False)
+        log.append(is_enabled())
+        lib.set_grad_enabled(True)
+        with lib.inference_mode():
+            log.append(is_enabled())
+        log.append(is_enabled())
+    assert seen["tinyseq"] == seen["torch"]
+
+
 # ---------------------------------------------------------------- detach
 
 

@@ -708,6 +708,203 @@ def test_dropout_edge_cases():
     assert abs(rate - 0.3) < 0.02
 
 
+# ---------------------------------------------------------------- std, cumsum, sort, topk
+
+
+@given(data=st.data(), sa=shape_and_axis(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4)), keepdims=st.booleans(), correction=st.sampled_from([0, 1]))
+def test_std(data, sa, keepdims, correction):
+    shape, axis = sa
+    check_op(lambda x: x.std(dim=axis, keepdim=keepdims, correction=correction), lambda x: np.std(x, axis=axis, keepdims=keepdims, ddof=correction), data.draw(distinct(shape)))  # away from std 0, a kink
+
+
+def test_std_of_equal_values_has_zero_gradient_and_checks_its_size():
+    x = Tensor(np.full((2, 3), 1.5), requires_grad=True)
+    ts.std(x, 1).sum().backward()
+    np.testing.assert_array_equal(np.asarray(x.grad), np.zeros((2, 3)))  # PyTorch's value, not 0/0
+    with pytest.raises(ValueError, match=r"std: need more than 1 elements to reduce, got 1"):
+        Tensor(np.ones((1, 3))).std(0)
+
+
+@given(data=st.data(), shape=nonempty_shapes)
+def test_cumsum(data, shape):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    check_op(lambda x: x.cumsum(dim=axis), lambda x: np.cumsum(x, axis=axis), data.draw(floats(shape)))
+
+
+def test_cumsum_of_a_scalar_and_of_integers():
+    check_op(lambda x: ts.cumsum(x, -1), lambda x: x, np.array(1.5))
+    assert ts.cumsum(Tensor(np.array([200, 100], np.uint8)), 0).tolist() == [200, 300]  # int64, as PyTorch
+    assert ts.cumsum(Tensor(np.array([True, True])), 0).dtype == np.int64
+
+
+def _sorted_ref(x, axis, descending, count=None):
+    """NumPy's sort along ``axis``, descending by flipping, its first ``count`` entries."""
+    out = -np.sort(-x, axis=axis) if descending else np.sort(x, axis=axis)
+    return np.take(out, range(x.shape[axis] if count is None else count), axis=axis)
+
+
+@given(data=st.data(), shape=nonempty_shapes, descending=st.booleans())
+def test_sort(data, shape, descending):
+    x, axis = data.draw(distinct(shape)), data.draw(st.integers(-len(shape), len(shape) - 1))
+    values, indices = ts.sort(Tensor(x), axis, descending)
+    np.testing.assert_array_equal(np.take_along_axis(x, indices.data, axis), values.data)
+    check_op(lambda t: t.sort(dim=axis, descending=descending).values, lambda a: _sorted_ref(a, axis, descending), x)
+
+
+@given(data=st.data(), shape=nonempty_shapes, largest=st.booleans())
+def test_topk(data, shape, largest):
+    x, axis = data.draw(distinct(shape)), data.draw(st.integers(-len(shape), len(shape) - 1))
+    k = data.draw(st.integers(0, shape[axis]))
+    values, indices = ts.topk(Tensor(x), k, axis, largest)
+    assert indices.dtype == np.int64
+    np.testing.assert_array_equal(np.take_along_axis(x, indices.data, axis), values.data)
+    check_op(lambda t: t.topk(k, dim=axis, largest=largest).values, lambda a: _sorted_ref(a, axis, largest, k), x)
+
+
+def test_sort_and_topk_keep_tied_values_in_their_order():
+    x = Tensor(np.array([3.0, 1.0, 3.0, 2.0, 1.0, 3.0]), requires_grad=True)
+    assert x.sort().indices.tolist() == [1, 4, 3, 0, 2, 5]
+    assert x.sort(descending=True).indices.tolist() == [0, 2, 5, 3, 1, 4]
+    assert x.topk(2).indices.tolist() == [0, 2] and x.topk(2, largest=False).indices.tolist() == [1, 4]
+    x.topk(2).values.sum().backward()
+    np.testing.assert_array_equal(np.asarray(x.grad), [1, 0, 1, 0, 0, 0])  # to the picked places only
+    nan = Tensor(np.array([1.0, np.nan, 2.0]))
+    assert nan.sort().indices.tolist() == [0, 2, 1] and nan.topk(1).indices.tolist() == [1]  # NaN is largest
+    values, indices = ts.sort(Tensor(np.array(2.5)))
+    assert values.item() == 2.5 and indices.item() == 0 and indices.dtype == np.int64
+
+
+# ---------------------------------------------------------------- masked_fill, flatten, narrow, transposes
+
+
+@given(data=st.data(), shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3))
+def test_masked_fill(data, shapes):
+    sa, sm = shapes.input_shapes
+    mask = data.draw(hnp.arrays(np.bool_, sm))
+    check_op(lambda x: x.masked_fill(mask, 0.5), lambda x: np.where(mask, 0.5, x), data.draw(floats(sa)))
+    check_op(lambda x, v: ts.masked_fill(x, Tensor(mask), v), lambda x, v: np.where(mask, v, x), data.draw(floats(sa)), 1.5)
+
+
+def test_masked_fill_keeps_the_dtype_and_checks_its_arguments():
+    ints = Tensor(np.arange(3))
+    out = ints.masked_fill(ints > 0, 1.5)
+    assert out.dtype == np.int64 and out.tolist() == [0, 1, 1]  # as PyTorch: the value is cast
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    assert x.masked_fill(np.array([True, False, False]), Tensor(np.array(2.0))).dtype == np.float32
+    with pytest.raises(TypeError, match="masked_fill: mask must be a bool array, got dtype int64"):
+        x.masked_fill(np.array([1, 0, 1]), 0.0)
+    with pytest.raises(ValueError, match=r"masked_fill: shapes \(2,\) \(mask\), \(\) and \(3,\) cannot be broadcast"):
+        x.masked_fill(np.array([True, False]), 0.0)
+    with pytest.raises(ValueError, match=r"masked_fill: value must be a number or a 0-d tensor, got shape \(3,\)"):
+        x.masked_fill(np.array([True, False, True]), x)
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=3))
+def test_flatten(data, shape):
+    start = data.draw(st.integers(-len(shape), len(shape) - 1))
+    end = data.draw(st.integers(start % len(shape), len(shape) - 1))
+    s, e = start % len(shape), end
+    check_op(lambda x: x.flatten(start, end), lambda x: x.reshape(shape[:s] + (-1,) + shape[e + 1:]), data.draw(floats(shape)))
+
+
+@given(data=st.data(), shape=nonempty_shapes)
+def test_narrow(data, shape):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    n = shape[axis]
+    start = data.draw(st.integers(-n, n))
+    first = start + n if start < 0 else start
+    length = data.draw(st.integers(0, n - first))
+    check_op(lambda x: x.narrow(axis, start, length), lambda x: np.take(x, range(first, first + length), axis=axis), data.draw(floats(shape)))
+
+
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=3))
+def test_mT_and_t(data, shape):
+    a = data.draw(floats(shape))
+    check_op(lambda x: x.mT, lambda x: np.swapaxes(x, -1, -2), a)
+    check_op(lambda x: ts.t(x.reshape(-1, shape[-1])), lambda x: x.reshape(-1, shape[-1]).T, a)
+
+
+def test_shape_ops_of_small_ranks_and_errors():
+    v = Tensor(np.arange(3.0))
+    assert v.t() is v and Tensor(np.array(1.0)).flatten().shape == (1,) and ts.flatten(v, 0, 0).shape == (3,)
+    x = Tensor(np.ones((2, 3, 4)))
+    for call, match in [(lambda: x.flatten(2, 1), "flatten: start_dim 2 comes after end_dim 1"),
+                        (lambda: x.flatten(0, 3), "flatten: axis 3 is out of range for a tensor with 3 dimensions"),
+                        (lambda: x.narrow(1, 2, 2), r"narrow: start \(2\) \+ length \(2\) exceeds the size 3 of axis 1"),
+                        (lambda: x.narrow(1, -4, 1), "narrow: start must be an int >= -3, got -4"),
+                        (lambda: x.narrow(3, 0, 1), "narrow: axis 3 is out of range"),
+                        (lambda: x.t(), r"t: expected a tensor with at most 2 dimensions, got shape \(2, 3, 4\)"),
+                        (lambda: v.mT, r"mT: expected a tensor with at least 2 dimensions, got shape \(3,\)"),
+                        (lambda: x.sort(3), "sort: axis 3 is out of range"),
+                        (lambda: x.cumsum(-4), "cumsum: axis -4 is out of range"),
+                        (lambda: x.std(5), "std: axis 5 is out of range"),
+                        (lambda: x.topk(5), r"topk: k=5 is more than the 4 entries along axis -1 \(shape \(2, 3, 4\)\)"),
+                        (lambda: x.topk(-1), "topk: k must be an int >= 0, got -1"),
+                        (lambda: x.topk(1, dim=3), "topk: axis 3 is out of range")]:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_contiguous_copies_only_a_strided_array_and_stays_in_the_graph():
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    assert x.contiguous() is x and x.cpu() is x
+    y = x.T.contiguous()
+    assert y.data.flags.c_contiguous and y.requires_grad
+    check_op(lambda t: t.T.contiguous(), lambda a: a.T, x.data)
+
+
+# ---------------------------------------------------------------- comparisons and casts
+
+
+@pytest.mark.parametrize("name,op", [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)])
+@given(data=st.data(), shapes=broadcast_pairs)
+def test_comparisons(name, op, data, shapes):
+    sa, sb = shapes.input_shapes
+    a, b = data.draw(hnp.arrays(np.int64, sa, elements=st.integers(0, 2))), data.draw(hnp.arrays(np.int64, sb, elements=st.integers(0, 2)))
+    for got in (getattr(Tensor(a), name)(Tensor(b)), getattr(ts, name)(a, b), getattr(ts, name)(Tensor(a), 1)):
+        assert got.dtype == np.bool_ and not got.requires_grad
+    np.testing.assert_array_equal(getattr(Tensor(a), name)(b).data, op(a, b))
+    np.testing.assert_array_equal(getattr(ts, name)(Tensor(a), 1).data, op(a, 1))
+
+
+def test_comparison_errors_name_the_op():
+    with pytest.raises(ValueError, match=r"lt: shapes \(2,\) and \(3,\) cannot be broadcast together"):
+        Tensor(np.ones(2)) < np.ones(3)
+    with pytest.raises(ValueError, match="eq: shapes"):
+        Tensor(np.ones(2)).eq(Tensor(np.ones(3)))
+
+
+def test_casts_and_type_names():
+    x = Tensor(np.array([1.5, -2.0, 0.0]), requires_grad=True)
+    assert x.int().dtype == np.int32 and x.int().tolist() == [1, -2, 0] and not x.int().requires_grad
+    assert x.long().dtype == np.int64 and x.bool().tolist() == [True, True, False]
+    assert x.type() == "tinyseq.DoubleTensor" and x.float().type() == "tinyseq.FloatTensor"
+    assert x.long().type() == "tinyseq.LongTensor" and x.bool().type() == "tinyseq.BoolTensor"
+    assert x.type(ts.float64) is x and x.type(np.float64) is x
+    assert x.type(ts.long).dtype == np.int64 and x.type("torch.IntTensor").dtype == np.int32
+    assert x.type(x.float().type()).dtype == np.float32
+    assert Tensor(np.ones(1, np.longdouble)).type() == "tinyseq." + np.dtype(np.longdouble).name  # no PyTorch name
+    y = x.type(ts.float32)
+    (y * 2).sum().backward()
+    np.testing.assert_array_equal(np.asarray(x.grad), [2.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match="Tensor.type: expected a dtype or a type name such as 'tinyseq.FloatTensor', got 'Long'"):
+        x.type("Long")
+
+
+def test_new_tensors_take_this_dtype():
+    x = Tensor(np.ones(2, np.float64))
+    for made in (x.new_zeros(2, 3), x.new_ones((2, 3)), x.new_empty(2, 3), x.new_full((2, 3), 7)):
+        assert made.shape == (2, 3) and made.dtype == np.float64 and not made.requires_grad
+    assert x.new_zeros(2).tolist() == [0, 0] and x.new_ones(2).tolist() == [1, 1] and x.new_full((1,), 7).tolist() == [7.0]
+    assert x.new_tensor([1, 2]).dtype == np.float64 and x.new_zeros(2, dtype=ts.long).dtype == np.int64
+    assert x.new_ones(2, requires_grad=True).requires_grad
+    data = np.array([1.0, 2.0])
+    made = x.new_tensor(data)
+    data[0] = 9.0
+    assert made.tolist() == [1.0, 2.0]  # a copy
+    assert Tensor(np.arange(2)).new_tensor([1.5]).dtype == np.int64
+
+
 # ---------------------------------------------------------------- PyTorch's values
 
 
@@ -737,3 +934,68 @@ def test_max_min_argmax_and_pow_match_torch():
     (theirs[0] ** theirs[1]).sum().backward()
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o.grad, t.grad.numpy(), rtol=1e-12)
+
+
+def _torch_pair(torch, x):
+    return Tensor(x.copy(), requires_grad=True), torch.tensor(x, requires_grad=True)
+
+
+TIES = np.array([[3.0, 1.0, 3.0, 2.0, 1.0, 3.0], [0.5, 0.5, -1.0, 2.0, 2.0, 0.5]])
+MASK = np.array([True, False, True, False, False, True])
+# name -> (input, our op, torch's op); each returns a tensor or a (values, indices) pair
+TORCH_OPS = {
+    "std": (TIES, lambda x: x.std(1, keepdim=True), lambda x: x.std(1, keepdim=True)),
+    "std_all_equal": (np.ones((2, 3)), lambda x: x.std(0, correction=0), lambda x: x.std(0, correction=0)),
+    "cumsum": (TIES, lambda x: x.cumsum(dim=0), lambda x: x.cumsum(dim=0)),
+    "sort": (TIES, lambda x: x.sort(stable=True), lambda x: x.sort(stable=True)),
+    "sort_descending": (TIES, lambda x: ts.sort(x, 0, descending=True, stable=True), lambda x: x.sort(dim=0, descending=True, stable=True)),
+    "topk": (np.array([[0.3, -1.0, 2.0, 0.7], [1.0, 0.0, -0.5, 4.0]]), lambda x: x.topk(3), lambda x: x.topk(3)),
+    "topk_smallest": (np.array([[0.3, -1.0, 2.0, 0.7], [1.0, 0.0, -0.5, 4.0]]), lambda x: ts.topk(x, 1, 0, largest=False), lambda x: x.topk(1, 0, largest=False)),
+    "masked_fill": (TIES, lambda x: x.masked_fill(MASK, -2.0), lambda x: x.masked_fill(torch_tensor(MASK), -2.0)),
+    "masked_fill_broadcast": (TIES[0], lambda x: x.masked_fill(np.array([[True], [False]]), 1.0), lambda x: x.masked_fill(torch_tensor([[True], [False]]), 1.0)),
+    "flatten": (np.arange(24.0).reshape(2, 3, 4), lambda x: x.flatten(1), lambda x: x.flatten(1)),
+    "narrow": (TIES, lambda x: x.narrow(1, -4, 3), lambda x: x.narrow(1, -4, 3)),
+    "mT": (np.arange(24.0).reshape(2, 3, 4), lambda x: x.mT, lambda x: x.mT),
+    "t": (TIES, lambda x: x.t(), lambda x: x.t()),
+}
+
+
+def torch_tensor(array):
+    return pytest.importorskip("torch").tensor(array)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", TORCH_OPS)
+def test_new_ops_match_torch(name):
+    """Values, index dtypes and gradients (sort's ties with stable=True too) as PyTorch's."""
+    torch = pytest.importorskip("torch")
+    x, ours_op, theirs_op = TORCH_OPS[name]
+    ours, theirs = _torch_pair(torch, x)
+    out, tout = ours_op(ours), theirs_op(theirs)
+    if isinstance(tout, tuple):
+        np.testing.assert_array_equal(out.indices.data, tout.indices.numpy())
+        assert out.indices.dtype == tout.indices.numpy().dtype == np.int64
+        out, tout = out.values, tout.values
+    np.testing.assert_allclose(out.data, tout.detach().numpy(), rtol=1e-12)
+    weights = np.random.default_rng(0).standard_normal(out.shape)
+    (out * weights).sum().backward()
+    (tout * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(np.asarray(ours.grad), theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.torch
+def test_masked_fill_value_gradient_comparisons_and_casts_match_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = _torch_pair(torch, TIES)
+    value, tvalue = _torch_pair(torch, np.array(2.0))
+    ours.masked_fill(MASK, value).sum().backward()
+    theirs.masked_fill(torch.tensor(MASK), tvalue).sum().backward()
+    assert value.grad == tvalue.grad.item() and np.array_equal(np.asarray(ours.grad), theirs.grad.numpy())
+    for name in ("eq", "ne", "lt", "le", "gt", "ge"):
+        got, expected = getattr(ours, name)(3.0), getattr(theirs, name)(3.0)
+        assert got.dtype == expected.numpy().dtype and np.array_equal(got.data, expected.numpy())
+    for name in ("int", "long", "bool", "float", "double"):
+        got, expected = getattr(ours, name)(), getattr(theirs.detach(), name)()
+        assert got.dtype == expected.numpy().dtype and np.array_equal(got.data, expected.numpy())
+        assert got.type() == expected.type().replace("torch.", "tinyseq.")
+    assert ts.cumsum(Tensor(np.array([1, 2], np.uint8)), 0).dtype == torch.cumsum(torch.tensor([1, 2], dtype=torch.uint8), 0).numpy().dtype

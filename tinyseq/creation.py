@@ -34,14 +34,23 @@ def float_dtype(dtype, owner):
     return dtype
 
 
+def _filled(make, size, dtype, requires_grad):
+    return Tensor(make(size_of(size, make.__name__), _dtype(dtype)), requires_grad=requires_grad)
+
+
 def zeros(*size, dtype=None, requires_grad=False):
     """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
-    return Tensor(np.zeros(size_of(size, "zeros"), _dtype(dtype)), requires_grad=requires_grad)
+    return _filled(np.zeros, size, dtype, requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad=False):
     """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``."""
-    return Tensor(np.ones(size_of(size, "ones"), _dtype(dtype)), requires_grad=requires_grad)
+    return _filled(np.ones, size, dtype, requires_grad)
+
+
+def empty(*size, dtype=None, requires_grad=False):
+    """A tensor whose values are whatever the memory held (``np.empty``): ``empty(2, 3)``."""
+    return _filled(np.empty, size, dtype, requires_grad)
 
 
 def _scalar_dtype(value, dtype, owner):

@@ -10,6 +10,7 @@ reported by op name instead of by a NumPy traceback.
 
 import builtins
 import numbers
+import operator
 from collections import namedtuple
 
 import numpy as np
@@ -18,7 +19,7 @@ from . import config
 from . import random as _random
 from ._checks import check_int
 from ._blas import matmul as gemm
-from .tensor import Function, IndexedGrad, Tensor, as_array, torch_names
+from .tensor import Function, IndexedGrad, Tensor, _data, as_array, torch_names
 
 
 # ---------------------------------------------------------------- helpers
@@ -264,17 +265,59 @@ class Where(Function):
 
 def where(cond, a, b):
     """Pick ``a`` where ``cond`` is true, else ``b`` (all three broadcast together)."""
+    return _where("where", "cond", cond, a, b)
+
+
+def _where(name, cond_name, cond, a, b):
+    """``Where`` after checking that ``cond`` is bool and the three shapes broadcast."""
     cond = as_array(cond)
     if cond.dtype != np.bool_:
-        raise TypeError(f"where: cond must be a bool array, got dtype {cond.dtype}")
+        raise TypeError(f"{name}: {cond_name} must be a bool array, got dtype {cond.dtype}")
     a, b = _pair(a, b)
     try:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
         raise ValueError(
-            f"where: shapes {cond.shape} (cond), {a.shape} and {b.shape} cannot be broadcast together"
+            f"{name}: shapes {cond.shape} ({cond_name}), {a.shape} and {b.shape} cannot be broadcast together"
         ) from None
     return Where.apply(a, b, cond=cond)
+
+
+def masked_fill(a, mask, value):
+    """``value`` where the bool ``mask`` is true, else ``a`` (as ``torch.masked_fill``): the mask
+    broadcasts with ``a``; the result keeps ``a``'s dtype. The gradient to ``a`` is zero where
+    masked; a 0-d tensor ``value`` gets the sum of the gradient over the masked places."""
+    a = _tensor(a)
+    value = Tensor(np.asarray(value, a.dtype)) if not isinstance(value, Tensor) else value
+    if value.ndim:
+        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+    return _where("masked_fill", "mask", mask, value if value.dtype == a.dtype else cast(value, a.dtype), a)
+
+
+# ---------------------------------------------------------------- comparisons (bool results, no gradient)
+
+
+def _comparison(name, op, symbol):
+    """The public comparison ``name``: ``op`` on the data, a bool tensor with no gradient."""
+
+    def compare(a, b):
+        try:
+            return Tensor(np.asarray(op(_data(a), _data(b))))
+        except ValueError:
+            raise ValueError(f"{name}: shapes {np.shape(_data(a))} and {np.shape(_data(b))} "
+                             "cannot be broadcast together") from None
+
+    compare.__name__ = compare.__qualname__ = name
+    compare.__doc__ = f"``a {symbol} b`` elementwise: a bool tensor (no gradient, as every comparison)."
+    return compare
+
+
+eq = _comparison("eq", operator.eq, "==")
+ne = _comparison("ne", operator.ne, "!=")
+lt = _comparison("lt", operator.lt, "<")
+le = _comparison("le", operator.le, "<=")
+gt = _comparison("gt", operator.gt, ">")
+ge = _comparison("ge", operator.ge, ">=")
 
 
 # ---------------------------------------------------------------- elementwise unary
@@ -686,8 +729,16 @@ class Var(Function):
         return (centred * centred).sum(axis=axes, keepdims=keepdims) / n
 
     def backward(self, g):
-        centred, axes, n = self.saved
+        centred, axes, n = self.saved[:3]
         return g.reshape(_keepdims_shape(centred.shape, axes)) * (2 / n) * centred
+
+
+def _spread(op, name, a, axis, keepdims, correction):
+    a = _tensor(a)
+    n = int(np.prod([a.shape[i] for i in _axes(axis, a.ndim, name)]))
+    if n - correction <= 0:
+        raise ValueError(f"{name}: need more than {correction} elements to reduce, got {n} (shape {a.shape})")
+    return _reduce(op, name, a, axis, keepdims, correction=correction)
 
 
 @torch_names
@@ -698,11 +749,105 @@ def var(a, axis=None, keepdims=False, correction=1):
 
     NOTE: N - correction <= 0 raises a ValueError, where PyTorch returns nan with a warning.
     """
+    return _spread(Var, "var", a, axis, keepdims, correction)
+
+
+class Std(Var):
+    """The square root of ``Var``; NOTE: where it is 0 its gradient is taken as 0 (as PyTorch), not 0/0."""
+
+    def forward(self, a, axes, keepdims, correction):
+        out = np.sqrt(super().forward(a, axes, keepdims, correction))
+        self.save(*self.saved, out)
+        return out
+
+    def backward(self, g):
+        out = self.saved[3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return super().backward(np.where(out == 0, 0, g / (2 * out)))
+
+
+@torch_names
+
+
+def std(a, axis=None, keepdims=False, correction=1):
+    """Standard deviation over ``axis``: ``sqrt(var(a, axis, keepdims, correction))``, with var's
+    correction (1 by default, as PyTorch) and its ValueError where N - correction <= 0."""
+    return _spread(Std, "std", a, axis, keepdims, correction)
+
+
+class Cumsum(Function):
+    def forward(self, a, axis):
+        self.save(axis)
+        return np.cumsum(a, axis=axis, dtype=np.int64 if a.dtype.kind in "biu" else None)
+
+    def backward(self, g):
+        (axis,) = self.saved
+        return np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)
+
+
+@torch_names
+
+
+def cumsum(a, axis):
+    """Running sums along ``axis`` (PyTorch's ``dim``); integers and bools sum in int64, as PyTorch."""
     a = _tensor(a)
-    n = int(np.prod([a.shape[i] for i in _axes(axis, a.ndim, "var")]))
-    if n - correction <= 0:
-        raise ValueError(f"var: need more than {correction} elements to reduce, got {n} (shape {a.shape})")
-    return _reduce(Var, "var", a, axis, keepdims, correction=correction)
+    axes = _one_axis(axis, a.ndim, "cumsum")
+    if not axes:  # a 0-d tensor
+        return reshape(cumsum(reshape(a, (1,)), 0), ())
+    return Cumsum.apply(a, axis=axes[0])
+
+
+def _order(a, axis, descending):
+    """Indices that sort the array ``a`` along ``axis``; equal values keep their order (a stable
+    sort) in both directions. NaN sorts as the largest value, as PyTorch."""
+    if not descending:
+        return np.argsort(a, axis=axis, kind="stable")
+    # Sorting the reversed array and reversing the result keeps ties in their first order.
+    return a.shape[axis] - 1 - np.flip(np.argsort(np.flip(a, axis), axis=axis, kind="stable"), axis)
+
+
+def _pick(name, a, axis, descending, count=None):
+    """The named tuple ``(values, indices)`` of ``a`` sorted along ``axis``, its first ``count``
+    entries (all if None); the gradient flows to the values' places in ``a``."""
+    a = _tensor(a)
+    axes = _one_axis(axis, a.ndim, name)
+    if not axes:  # a 0-d tensor
+        return ValuesIndices(clone(a), Tensor(np.zeros((), dtype=np.int64)))
+    axis = axes[0]
+    order = _order(a.data, axis, descending)[(slice(None),) * axis + (slice(0, count),)]
+    return ValuesIndices(_values_at(a, order, axis, keepdims=True), Tensor(order.astype(np.int64)))
+
+
+@torch_names
+
+
+def sort(a, axis=-1, descending=False, stable=False):
+    """The named tuple ``(values, indices)`` of ``a`` sorted along ``axis`` (as ``torch.sort``);
+    the gradient flows to the values. NaN sorts as the largest value.
+
+    The sort is always stable: equal values keep their order, also with ``descending=True``
+    (PyTorch's ``stable=True``; ``stable`` is accepted for its signature).
+    """
+    return _pick("sort", a, axis, descending)
+
+
+@torch_names
+
+
+def topk(a, k, axis=-1, largest=True, sorted=True):
+    """The named tuple ``(values, indices)`` of the ``k`` largest (``largest=False``: smallest)
+    entries along ``axis``, in order (as ``torch.topk``); the gradient flows to the values.
+
+    NOTE: of equal values the first ones (lowest indices) are taken, in their order; PyTorch
+    picks among ties as its algorithm happens to. The result is always sorted
+    (``sorted=False`` is accepted for PyTorch's signature).
+    """
+    a = _tensor(a)
+    k = check_int("topk", "k", k, 0)
+    n = a.shape[_axis(axis, a.ndim, "topk")] if a.ndim else 1
+    if k > n:
+        raise ValueError(f"topk: k={k} is more than the {n} entries along axis {axis} (shape {a.shape})")
+    return _pick("topk", a, axis, largest, k)
 
 
 def _arg(pick, name, a, axis, keepdims):
@@ -738,11 +883,25 @@ def argmin(a, axis=None, keepdims=False):
     return _arg(np.argmin, "argmin", a, axis, keepdims)
 
 
+class TakeAlong(Function):
+    """``a``'s entries at ``indices`` along ``axis`` (``np.take_along_axis``). NOTE: the indices
+    must be distinct along the axis (an argmax's, a sort's, a top-k's): backward puts the
+    gradient back, it does not add up repeats."""
+
+    def forward(self, a, indices, axis):
+        self.save(a.shape, indices, axis)
+        return np.take_along_axis(a, indices, axis)
+
+    def backward(self, g):
+        shape, indices, axis = self.saved
+        grad = np.zeros(shape, g.dtype)
+        np.put_along_axis(grad, indices, g, axis)
+        return grad
+
+
 def _values_at(a, indices, axis, keepdims):
-    """``a``'s entries at ``indices`` (keepdims-shaped, from argmax/argmin) along ``axis``; differentiable."""
-    grid = list(np.indices(indices.shape, sparse=True))
-    grid[axis] = indices
-    values = getitem(a, tuple(grid))
+    """``a``'s entries at ``indices`` (keepdims-shaped, distinct along ``axis``) along ``axis``; differentiable."""
+    values = TakeAlong.apply(a, indices=indices, axis=axis)
     return values if keepdims else squeeze(values, axis)
 
 
@@ -792,6 +951,21 @@ def unsqueeze(a, axis):
     a = _tensor(a)
     axis = _axis(axis, a.ndim + 1, "unsqueeze")
     return Reshape.apply(a, shape=a.shape[:axis] + (1,) + a.shape[axis:])
+
+
+def flatten(a, start_dim=0, end_dim=-1):
+    """Merge the axes ``start_dim`` to ``end_dim`` (both included) into one, as ``torch.flatten``;
+    a 0-d tensor becomes 1-D."""
+    a = _tensor(a)
+    if a.ndim == 0:
+        for d in (start_dim, end_dim):
+            _one_axis(d, 0, "flatten")  # 0 or -1, as PyTorch
+        return Reshape.apply(a, shape=(1,))
+    start, end = _axis(start_dim, a.ndim, "flatten"), _axis(end_dim, a.ndim, "flatten")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {a.shape})")
+    merged = int(np.prod(a.shape[start:end + 1]))
+    return Reshape.apply(a, shape=a.shape[:start] + (merged,) + a.shape[end + 1:])
 
 
 class Permute(Function):
@@ -855,6 +1029,23 @@ def expand(a, shape):
 broadcast_to = expand
 
 
+def t(a):
+    """The transpose of a matrix; a 0-D or 1-D tensor is returned as it is (as ``torch.t``)."""
+    a = _tensor(a)
+    if a.ndim > 2:
+        raise ValueError(f"t: expected a tensor with at most 2 dimensions, got shape {a.shape}; "
+                         "use transpose(d0, d1) or mT")
+    return a if a.ndim < 2 else Permute.apply(a, axes=(1, 0))
+
+
+def matrix_transpose(a):
+    """The last two axes swapped (``Tensor.mT``, a batch of matrices transposed)."""
+    a = _tensor(a)
+    if a.ndim < 2:
+        raise ValueError(f"mT: expected a tensor with at least 2 dimensions, got shape {a.shape}")
+    return transpose(a, -2, -1)
+
+
 # ---------------------------------------------------------------- indexing
 
 
@@ -895,6 +1086,22 @@ def getitem(a, index):
         return GetItem.apply(a, index=index)
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor shape {a.shape})") from None
+
+
+@torch_names
+
+
+def narrow(a, axis, start, length):
+    """``length`` entries along ``axis`` from ``start`` (negative counts from the end), as
+    ``torch.narrow``: a slice, its gradient scattered back."""
+    a = _tensor(a)
+    axis = _axis(axis, a.ndim, "narrow")
+    n = a.shape[axis]
+    start, length = check_int("narrow", "start", start, -n), check_int("narrow", "length", length, 0)
+    start = start + n if start < 0 else start
+    if start + length > n:
+        raise ValueError(f"narrow: start ({start}) + length ({length}) exceeds the size {n} of axis {axis}")
+    return GetItem.apply(a, index=(slice(None),) * axis + (slice(start, start + length),))
 
 
 class Embedding(Function):

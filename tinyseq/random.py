@@ -8,6 +8,7 @@ replaces it, so one call makes a whole run reproducible (as ``torch.manual_seed`
 NOTE: one default generator for the whole process, shared by all threads.
 """
 
+import numbers
 
 import numpy as np
 
@@ -73,6 +74,31 @@ def randn(*size, dtype=None, generator=None, requires_grad=False):
     """Standard normal draws of the given shape (float32 unless ``dtype``)."""
     shape, dtype = size_of(size, "randn"), float_dtype(dtype, "randn")
     data = get_generator(generator, "randn").standard_normal(shape)
+    return Tensor(data.astype(dtype), requires_grad=requires_grad)
+
+
+def randint(low=0, high=None, size=None, *, generator=None, dtype=None, requires_grad=False):
+    """Integers drawn uniformly from [low, high) in a tensor of shape ``size`` (a tuple), int64
+    unless ``dtype`` says otherwise; PyTorch's forms: ``randint(high, size)``,
+    ``randint(low, high, size)``, ``randint(high=..., size=...)``."""
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=...)
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint: size (a tuple) is required")
+    shape = size_of((size,), "randint")
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"randint: {name} must be an int, got {value!r}")
+    if low >= high:
+        raise ValueError(f"randint: expected low < high, got low={low} and high={high}")
+    dtype = np.dtype(np.int64 if dtype is None else dtype)
+    if dtype.kind not in "iuf":
+        raise TypeError(f"randint: dtype must be an integer or floating-point dtype, got {dtype}")
+    if dtype.kind in "iu" and not (np.iinfo(dtype).min <= low and high - 1 <= np.iinfo(dtype).max):
+        raise ValueError(f"randint: [{low}, {high}) does not fit dtype {dtype}")
+    data = get_generator(generator, "randint").integers(low, high, shape)
     return Tensor(data.astype(dtype), requires_grad=requires_grad)
 
 

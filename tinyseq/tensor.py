@@ -23,7 +23,8 @@ _grad_enabled = True
 
 
 def is_grad_enabled():
-    """True unless inside ``no_grad()``."""
+    """True while operations record the graph: not inside ``no_grad()`` or ``inference_mode()``,
+    nor after ``set_grad_enabled(False)``."""
     return _grad_enabled
 
 
@@ -57,6 +58,56 @@ class enable_grad(no_grad):
     """The opposite of ``no_grad``: record the graph even inside a ``no_grad`` block."""
 
     _mode = True
+
+
+class set_grad_enabled(no_grad):
+    """Switch recording on (``mode=True``) or off, as ``torch.set_grad_enabled``.
+
+    Called alone, ``tinyseq.set_grad_enabled(False)`` switches at once and stays switched;
+    ``with tinyseq.set_grad_enabled(mode):`` switches back on leaving the block; and
+    ``@tinyseq.set_grad_enabled(mode)`` sets the mode only while the decorated function runs.
+    """
+
+    def __init__(self, mode):
+        super().__init__()
+        global _grad_enabled
+        self._mode = bool(mode)
+        self._prev.append(_grad_enabled)  # what a ``with`` block's exit goes back to
+        self._switched = True
+        _grad_enabled = self._mode
+
+    def __enter__(self):
+        if self._switched:  # __init__ has switched already and saved the mode before it
+            self._switched = False
+            return self
+        return super().__enter__()
+
+    def __call__(self, fn):
+        global _grad_enabled
+        if self._switched:  # a decorator: undo the switch __init__ made
+            self._switched = False
+            _grad_enabled = self._prev.pop()
+        return super().__call__(fn)
+
+
+class inference_mode(no_grad):
+    """``inference_mode()`` (or ``inference_mode(True)``) is ``no_grad``; ``inference_mode(False)``
+    records, as ``enable_grad`` (PyTorch's meaning). A context manager and a decorator, with or
+    without parentheses, as in PyTorch.
+
+    NOTE: PyTorch's inference mode also makes "inference tensors" that can never enter a
+    graph later; here tensors made inside it are ordinary tensors (no graph, as under
+    ``no_grad``), usable in autograd afterwards.
+    """
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # bare ``@inference_mode``
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__()
+        self._mode = not mode
 
 
 # ---------------------------------------------------------------- PyTorch's argument names
@@ -483,22 +534,24 @@ class Tensor:
 
     # Comparisons give plain (non-differentiable) bool tensors, handy for masks.
     def __lt__(self, other):
-        return Tensor(self.data < _data(other))
+        return _ops.lt(self, other)
 
     def __le__(self, other):
-        return Tensor(self.data <= _data(other))
+        return _ops.le(self, other)
 
     def __gt__(self, other):
-        return Tensor(self.data > _data(other))
+        return _ops.gt(self, other)
 
     def __ge__(self, other):
-        return Tensor(self.data >= _data(other))
+        return _ops.ge(self, other)
 
     def __eq__(self, other):
-        return Tensor(self.data == _data(other))
+        return _ops.eq(self, other)
 
     def __ne__(self, other):
-        return Tensor(self.data != _data(other))
+        return _ops.ne(self, other)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     # NOTE: elementwise == (as PyTorch) would make tensors unhashable; they hash by identity.
     __hash__ = object.__hash__
@@ -589,9 +642,6 @@ class Tensor:
 
     view = reshape
 
-    def flatten(self):
-        return _ops.reshape(self, (-1,))
-
     def transpose(self, *axes, dim0=None, dim1=None):
         return _ops.transpose(self, *axes, dim0=dim0, dim1=dim1)
 
@@ -632,6 +682,81 @@ class Tensor:
     def log_softmax(self, axis=-1):
         return _ops.log_softmax(self, axis)
 
+    # ------------------------------------------------------------ more of PyTorch's op methods
+
+    @torch_names
+    def std(self, axis=None, keepdims=False, correction=1):
+        """Standard deviation (``tinyseq.std``); correction=1 by default, as PyTorch."""
+        return _ops.std(self, axis, keepdims, correction)
+
+    @torch_names
+    def cumsum(self, axis):
+        """Running sums along ``axis`` (``tinyseq.cumsum``)."""
+        return _ops.cumsum(self, axis)
+
+    @torch_names
+    def sort(self, axis=-1, descending=False, stable=False):
+        """The named tuple ``(values, indices)`` sorted along ``axis``, stably (``tinyseq.sort``)."""
+        return _ops.sort(self, axis, descending, stable)
+
+    @torch_names
+    def topk(self, k, axis=-1, largest=True, sorted=True):
+        """The named tuple ``(values, indices)`` of the ``k`` largest (or smallest) along ``axis`` (``tinyseq.topk``)."""
+        return _ops.topk(self, k, axis, largest, sorted)
+
+    def masked_fill(self, mask, value):
+        """``value`` where the bool ``mask`` is true, else this tensor (``tinyseq.masked_fill``)."""
+        return _ops.masked_fill(self, mask, value)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        """Axes ``start_dim`` to ``end_dim`` merged into one (``tinyseq.flatten``)."""
+        return _ops.flatten(self, start_dim, end_dim)
+
+    @torch_names
+    def narrow(self, axis, start, length):
+        """``length`` entries along ``axis`` from ``start`` (``tinyseq.narrow``)."""
+        return _ops.narrow(self, axis, start, length)
+
+    def t(self):
+        """The transpose of a matrix; a 0-D or 1-D tensor itself (``tinyseq.t``)."""
+        return _ops.t(self)
+
+    @property
+    def mT(self):
+        """The last two axes swapped (a batch of matrices transposed), as PyTorch's ``mT``."""
+        return _ops.matrix_transpose(self)
+
+    def contiguous(self):
+        """This tensor if its array is C-contiguous, else a C-contiguous copy that stays in the graph."""
+        return self if self.data.flags.c_contiguous else _ops.clone(self)
+
+    def cpu(self):
+        """This tensor: tinyseq arrays live in host memory."""
+        return self
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False):
+        """Zeros of ``size`` with this tensor's dtype unless ``dtype`` says otherwise (as PyTorch)."""
+        return _creation.zeros(*size, dtype=self._own(dtype), requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False):
+        """Ones of ``size`` with this tensor's dtype unless ``dtype`` says otherwise."""
+        return _creation.ones(*size, dtype=self._own(dtype), requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False):
+        """An uninitialised tensor of ``size`` with this tensor's dtype unless ``dtype`` says otherwise."""
+        return _creation.empty(*size, dtype=self._own(dtype), requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False):
+        """``size`` filled with ``fill_value``, in this tensor's dtype unless ``dtype`` says otherwise."""
+        return _creation.full(size, fill_value, dtype=self._own(dtype), requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        """A copy of ``data`` in this tensor's dtype unless ``dtype`` says otherwise (as PyTorch)."""
+        return tensor(data, dtype=self._own(dtype), requires_grad=requires_grad)
+
+    def _own(self, dtype):
+        return self.dtype if dtype is None else dtype
+
     # ------------------------------------------------------------ copies and conversions
 
     def astype(self, dtype):
@@ -649,6 +774,23 @@ class Tensor:
     def long(self):
         """As int64 (indices; no gradient): ``to(np.int64)``."""
         return self.to(np.int64)
+
+    def int(self):
+        """As int32 (no gradient): ``to(np.int32)``."""
+        return self.to(np.int32)
+
+    def bool(self):
+        """As bool (no gradient): ``to(np.bool_)``."""
+        return self.to(np.bool_)
+
+    def type(self, dtype=None):
+        """Without an argument, the type's name: ``'tinyseq.FloatTensor'`` for float32,
+        ``'tinyseq.LongTensor'`` for int64, ... (PyTorch's names, prefixed ``tinyseq.``).
+        With a dtype or such a name (``'torch.LongTensor'`` too), ``to(dtype)``: this tensor
+        if the dtype is already that, else a converted copy."""
+        if dtype is None:
+            return _dtypes.type_name(self.dtype)
+        return self.to(_dtypes.from_type_name(dtype, "Tensor.type") if isinstance(dtype, str) else dtype)
 
     def to(self, *args, dtype=None):
         """``to(dtype)``, ``to("cpu")``, ``to("cpu", dtype)`` or ``to(dtype=...)``, as PyTorch: this
@@ -785,4 +927,6 @@ def tensor(data, requires_grad=False, dtype=None):
     return Tensor(np.array(arr, copy=True), requires_grad=requires_grad)
 
 
-from . import ops as _ops  # noqa: E402  (ops imports Function and Tensor from here)
+from . import creation as _creation  # noqa: E402  (these import Tensor from here)
+from . import dtypes as _dtypes  # noqa: E402
+from . import ops as _ops  # noqa: E402
