@@ -26,11 +26,11 @@ sequence's last valid one.
 import numpy as np
 
 from .. import config, ops, viz
-from ..tensor import Tensor, as_array, creation_mark
+from ..tensor import Tensor, creation_mark
 from .containers import ModuleList
 from .layers import Dropout
 from .module import Module, as_input
-from .utils.rnn import packed_input
+from .utils.rnn import packed_input, valid_lengths
 
 
 def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label=""):
@@ -112,15 +112,7 @@ def check_lengths(name, lengths, steps, batch):
     steps; (None, None) when it pads nothing."""
     if lengths is None:
         return None, None
-    lengths = as_array(lengths)
-    if lengths.shape == (0,):
-        lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
-    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-        raise ValueError(f"{name}: lengths must be {batch} integers (one per sequence), "
-                         f"got shape {lengths.shape} and dtype {lengths.dtype}")
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
-        raise ValueError(f"{name}: lengths must lie in [1, {steps}] (the number of time steps), "
-                         f"got values from {lengths.min()} to {lengths.max()}")
+    lengths = valid_lengths(name, lengths, steps, batch)
     if not batch or lengths.min() == steps:
         return None, None
     return lengths, np.arange(steps)[:, None] < lengths[None, :]

@@ -105,14 +105,7 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
                          f"got shape {x.shape}")
     if batch_first:
         x = ops.transpose(x, 0, 1)
-    steps, batch = x.shape[:2]
-    lengths = np.asarray(as_array(lengths))
-    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-        raise ValueError(f"pack_padded_sequence: lengths must be {batch} integers (one per sequence), got shape "
-                         f"{lengths.shape} and dtype {lengths.dtype}")
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
-        raise ValueError(f"pack_padded_sequence: lengths must lie in [1, {steps}] (no empty sequence, none longer "
-                         f"than the input's {steps} steps), got values from {lengths.min()} to {lengths.max()}")
+    lengths = valid_lengths("pack_padded_sequence", lengths, *x.shape[:2])
     if enforce_sorted:
         if np.any(np.diff(lengths) > 0):
             raise ValueError(f"pack_padded_sequence: with enforce_sorted=True the lengths must be sorted longest "
@@ -121,8 +114,23 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
     else:
         sorted_indices = np.argsort(-lengths, kind="stable").astype(np.int64)
         unsorted_indices = np.argsort(sorted_indices).astype(np.int64)
-    batch_sizes = (np.arange(lengths.max() if batch else 0)[:, None] < lengths[None, :]).sum(axis=1)
+    batch_sizes = (np.arange(lengths.max() if lengths.size else 0)[:, None] < lengths[None, :]).sum(axis=1)
     return _pack(x, batch_sizes.astype(np.int64), sorted_indices, unsorted_indices)
+
+
+def valid_lengths(name, lengths, steps, batch):
+    """``lengths`` as an integer array, checked: B of them, each in [1, T] (no empty sequence,
+    none longer than the input); ``name`` is the caller, for the message."""
+    lengths = as_array(lengths)
+    if lengths.shape == (0,):
+        lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
+    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
+        raise ValueError(f"{name}: lengths must be {batch} integers (one per sequence), "
+                         f"got shape {lengths.shape} and dtype {lengths.dtype}")
+    if batch and (lengths.min() < 1 or lengths.max() > steps):
+        raise ValueError(f"{name}: lengths must lie in [1, {steps}] (the number of time steps), "
+                         f"got values from {lengths.min()} to {lengths.max()}")
+    return lengths
 
 
 def _pack(x, batch_sizes, sorted_indices, unsorted_indices):
