@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinyseq import Tensor, gradcheck
+from tinyseq import Tensor, gradcheck, nn
 from tinyseq.nn import functional as F
 
 REDUCTIONS = ["mean", "sum", "none"]
@@ -330,3 +330,175 @@ def test_parity_with_torch(reduction):
     np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(a.grad, ta.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(b.grad, tb.grad.numpy(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- label smoothing
+
+
+def ref_smoothed(logits, target, eps, ignore_index=-100, reduction="mean"):
+    """PyTorch's definition written out: (1 - eps) nll + eps * mean over classes of -log_softmax."""
+    logits = np.asarray(logits, dtype=np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+    counted = target != ignore_index
+    nll = -np.take_along_axis(log_p, np.where(counted, target, 0)[..., None], -1)[..., 0]
+    losses = np.where(counted, (1 - eps) * nll - eps * log_p.mean(-1), 0.0)
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.sum() / counted.sum()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
+def test_label_smoothing_matches_reference_and_finite_differences(eps, reduction):
+    logits, target = make_case((3, 4), ignore_index=-1)
+    x = leaf(logits)
+    out = F.cross_entropy(x, target, ignore_index=-1, reduction=reduction, label_smoothing=eps)
+    np.testing.assert_allclose(out.data, ref_smoothed(logits, target, eps, -1, reduction), rtol=1e-13, atol=1e-15)
+    assert gradcheck(lambda x: F.cross_entropy(x, target, ignore_index=-1, reduction=reduction,
+                                               label_smoothing=eps), [x], mode="full")
+    module = nn.CrossEntropyLoss(ignore_index=-1, reduction=reduction, label_smoothing=eps)
+    np.testing.assert_array_equal(module(Tensor(logits), target).data, out.data)
+
+
+def test_label_smoothing_with_a_mask_weights_each_position():
+    logits, target = make_case((6,), ignore_frac=0.0)
+    mask = np.array([1.0, 0.0, 2.0, 1.0, 0.5, 0.0])
+    out = F.cross_entropy(Tensor(logits), target, mask=mask, label_smoothing=0.2, reduction="none")
+    np.testing.assert_allclose(out.data, ref_smoothed(logits, target, 0.2, reduction="none") * mask, rtol=1e-13)
+
+
+# ---------------------------------------------------------------- binary cross-entropy
+
+
+def ref_bce(p, y, weight=1.0):
+    return -weight * (y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
+
+
+def ref_bce_logits(x, y, weight=1.0, pos_weight=1.0):
+    p = 1 / (1 + np.exp(-x))
+    return -weight * (pos_weight * y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def bce_case(seed=0, shape=(4, 3)):
+    rng = np.random.default_rng(seed)
+    x = 2 * rng.standard_normal(shape)
+    return x, 1 / (1 + np.exp(-x)), rng.uniform(0, 1, shape), rng.uniform(0.5, 2, shape[-1:])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_cross_entropy_matches_numpy_and_finite_differences(reduction):
+    _, p, y, w = bce_case()
+    expected = ref_bce(p, y, w)
+    expected = {"none": expected, "sum": expected.sum(), "mean": expected.mean()}[reduction]
+    out = F.binary_cross_entropy(leaf(p), y, w, reduction=reduction)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-13)
+    assert gradcheck(lambda p, y: F.binary_cross_entropy(p, y, w, reduction=reduction), [leaf(p), leaf(y)],
+                     mode="full")
+    np.testing.assert_array_equal(nn.BCELoss(w, reduction=reduction)(Tensor(p), y).data, out.data)
+
+
+def test_binary_cross_entropy_clamps_its_logs_and_keeps_gradients_finite_at_0_and_1():
+    p, y = leaf([0.0, 0.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0, 1.0])
+    loss = F.binary_cross_entropy(p, y, reduction="none")
+    np.testing.assert_array_equal(loss.data, [0, 100, 100, 0])
+    loss.sum().backward()
+    np.testing.assert_array_equal(np.asarray(p.grad), [0, -1e12, 1e12, 0])  # (p - y) / max(p (1 - p), 1e-12)
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: input must hold probabilities in \[0, 1\], got "
+                                         r"values from -0.5 to 1.0; for logits use binary_cross_entropy_with_logits"):
+        F.binary_cross_entropy(np.array([-0.5, 1.0]), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_binary_cross_entropy_with_logits_matches_numpy_and_finite_differences(weighted, reduction):
+    x, _, y, w = bce_case(1)
+    weight, pos_weight = (w, w[::-1] * 1.5) if weighted else (None, None)
+    expected = ref_bce_logits(x, y, 1.0 if weight is None else weight, 1.0 if pos_weight is None else pos_weight)
+    expected = {"none": expected, "sum": expected.sum(), "mean": expected.mean()}[reduction]
+    options = dict(reduction=reduction, pos_weight=pos_weight)
+    out = F.binary_cross_entropy_with_logits(leaf(x), y, weight, **options)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-13)
+    assert gradcheck(lambda x, y: F.binary_cross_entropy_with_logits(x, y, weight, **options), [leaf(x), leaf(y)],
+                     mode="full")
+    np.testing.assert_array_equal(nn.BCEWithLogitsLoss(weight, **options)(Tensor(x), y).data, out.data)
+
+
+def test_binary_cross_entropy_with_logits_is_stable_and_exact_at_zero():
+    x, y = leaf([-800.0, 0.0, 800.0, 40.0]), np.array([1.0, 0.25, 0.0, 1.0])
+    loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    np.testing.assert_allclose(loss.data, [800, np.log(2), 800, np.log1p(np.exp(-40.0))], rtol=1e-15)
+    loss.sum().backward()
+    np.testing.assert_allclose(np.asarray(x.grad), [-1, 0.25, 1, 1 / (1 + np.exp(-40.0)) - 1], atol=1e-15)
+
+
+def test_binary_losses_with_a_mask_and_their_errors():
+    x, p, y, _ = bce_case(2, (3, 2))
+    mask = np.array([[1.0], [0.0], [2.0]])
+    for fn, inp, ref in ((F.binary_cross_entropy, p, ref_bce), (F.binary_cross_entropy_with_logits, x, ref_bce_logits)):
+        np.testing.assert_allclose(fn(Tensor(inp), y, mask=mask).data, (ref(inp, y) * mask).sum() / 6, rtol=1e-13)
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: input shape \(3, 2\) and target shape \(2,\) differ"):
+            fn(Tensor(inp), y[0])
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: weight of shape \(3,\) does not broadcast to input "
+                                             r"shape \(3, 2\)"):
+            fn(Tensor(inp), y, np.ones(3))
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: mask of shape \(2, 1\) does not broadcast"):
+            fn(Tensor(inp), y, mask=np.ones((2, 1)))
+        with pytest.raises(ValueError, match="reduction must be one of"):
+            fn(Tensor(inp), y, reduction="avg")
+
+
+# ---------------------------------------------------------------- parity with PyTorch: the new losses
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.1, 0.7])
+def test_label_smoothing_matches_torch(eps, reduction):
+    torch = pytest.importorskip("torch")
+    logits, target = make_case((6,), n_classes=5, ignore_index=2)
+    x, tx = leaf(logits), torch.tensor(logits, requires_grad=True)
+    ours = nn.CrossEntropyLoss(ignore_index=2, reduction=reduction, label_smoothing=eps)(x, target)
+    theirs = torch.nn.CrossEntropyLoss(ignore_index=2, reduction=reduction, label_smoothing=eps)(
+        tx, torch.from_numpy(target))
+    ours.backward(np.arange(1.0, 1.0 + np.prod(ours.shape)).reshape(ours.shape))
+    theirs.backward(torch.arange(1.0, 1.0 + theirs.numel(), dtype=torch.float64).reshape(theirs.shape))
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(x.grad), tx.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("logits", [False, True], ids=["BCELoss", "BCEWithLogitsLoss"])
+def test_binary_cross_entropy_matches_torch(logits, weighted, reduction):
+    torch = pytest.importorskip("torch")
+    x, p, y, w = bce_case(3)
+    inp = x if logits else p
+    options = dict(weight=w if weighted else None, reduction=reduction)
+    if logits and weighted:
+        options["pos_weight"] = w[::-1] * 2
+    torch_options = {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    name = "BCEWithLogitsLoss" if logits else "BCELoss"
+    a, b = leaf(inp), leaf(y)
+    ta, tb = torch.tensor(inp, requires_grad=True), torch.tensor(y, requires_grad=True)
+    ours, theirs = getattr(nn, name)(**options)(a, b), getattr(torch.nn, name)(**torch_options)(ta, tb)
+    seed = np.random.default_rng(4).standard_normal(ours.shape)
+    ours.backward(seed)
+    theirs.backward(torch.from_numpy(seed))
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
+    for what, mine, torchs in (("input", a, ta), ("target", b, tb)):
+        np.testing.assert_allclose(np.asarray(mine.grad), torchs.grad.numpy(), rtol=1e-11, atol=1e-13, err_msg=what)
+
+
+@pytest.mark.torch
+def test_mse_loss_module_reduction_matches_torch():
+    torch = pytest.importorskip("torch")
+    a, b = np.random.default_rng(7).standard_normal((2, 3, 4))
+    for reduction in REDUCTIONS:
+        x, tx = leaf(a), torch.tensor(a, requires_grad=True)
+        ours, theirs = nn.MSELoss(reduction=reduction)(x, b), torch.nn.MSELoss(reduction=reduction)(tx, torch.from_numpy(b))
+        ours.backward(np.ones(ours.shape))
+        theirs.backward(torch.ones(theirs.shape, dtype=torch.float64))
+        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-13)
+        np.testing.assert_allclose(np.asarray(x.grad), tx.grad.numpy(), rtol=1e-13)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinyseq import Tensor, gradcheck
+from tinyseq import Tensor, gradcheck, ops
 from tinyseq import nn
 from tinyseq.nn import functional as F
 from tinyseq.nn.utils import clip_grad_norm_, clip_grad_value_, sequence_mask
@@ -1060,11 +1060,18 @@ def test_nll_loss_is_cross_entropy_of_log_softmax():
     assert gradcheck(lambda t: F.nll_loss(t, target), [leaf(rng(2).standard_normal((2, 3, 5)))])
 
 
-@pytest.mark.parametrize("make", [lambda: nn.CrossEntropyLoss(np.ones(4)), lambda: nn.NLLLoss(np.ones(4)),
-                                  lambda: nn.CrossEntropyLoss(label_smoothing=0.1)])
-def test_pytorchs_class_weight_and_smoothing_are_refused_not_misread(make):
+@pytest.mark.parametrize("make", [lambda: nn.CrossEntropyLoss(np.ones(4)), lambda: nn.NLLLoss(np.ones(4))])
+def test_pytorchs_class_weight_is_refused_not_misread(make):
     with pytest.raises(ValueError, match="not supported"):
         make()  # PyTorch's first positional argument is weight, not ignore_index
+
+
+def test_label_smoothing_is_checked_and_only_cross_entropy_takes_it():
+    for bad in (-0.1, 1.5, "0.1", True):
+        with pytest.raises(ValueError, match=r"CrossEntropyLoss: label_smoothing must be a number in \[0, 1\]"):
+            nn.CrossEntropyLoss(label_smoothing=bad)
+    with pytest.raises(TypeError):
+        nn.NLLLoss(label_smoothing=0.1)  # as PyTorch's NLLLoss
 
 
 def test_loss_module_options_are_checked():
@@ -1133,7 +1140,8 @@ def test_nll_loss_matches_torch():
 # ---------------------------------------------------------------- docstrings
 
 PUBLIC_LAYERS = ["Linear", "Embedding", "Dropout", "LayerNorm", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell",
-                 "GRUCell", "ModuleList", "ModuleDict", "Sequential", "CrossEntropyLoss", "NLLLoss", "MSELoss"]
+                 "GRUCell", "ModuleList", "ModuleDict", "Sequential", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+                 "BCELoss", "BCEWithLogitsLoss", "GELU"]
 
 
 @pytest.mark.parametrize("name", PUBLIC_LAYERS)
@@ -1152,3 +1160,67 @@ def test_every_public_layer_documents_its_arguments_and_shapes(name):
     if name in ("RNN", "LSTM", "GRU"):
         for words in ("batch_first=True", "lengths", "h_n", "(T, B, I)", "(B, T, I)"):
             assert words in doc, f"{name}: {words}"
+
+
+# ---------------------------------------------------------------- GELU and erf
+
+
+def test_erf_op_values_and_gradient():
+    x = leaf(np.linspace(-4, 4, 17) + 0.01)
+    np.testing.assert_allclose(ops.erf(x).data, [math.erf(v) for v in x.data], rtol=1e-15, atol=1e-16)
+    assert gradcheck(ops.erf, [x], mode="full")
+    assert ops.erf(np.ones(2, np.float32)).dtype == np.float32
+
+
+def test_softplus_op_values_and_gradient():
+    x = leaf([-800.0, -40.0, -1.0, 0.0, 0.5, 30.0, 800.0])
+    y = ops.softplus(x)
+    np.testing.assert_allclose(y.data, [0, math.exp(-40), math.log1p(math.exp(-1)), math.log(2),
+                                        math.log1p(math.exp(0.5)), 30 + math.exp(-30), 800], rtol=1e-15)
+    y.sum().backward()
+    np.testing.assert_allclose(np.asarray(x.grad), np.exp(-np.logaddexp(0, -x.data)), rtol=1e-14)  # sigmoid
+    assert gradcheck(ops.softplus, [leaf(rng(6).standard_normal(5) * 3)], mode="full")
+
+
+def test_erf_without_scipy_is_the_standard_librarys(monkeypatch):
+    import sys
+
+    x = np.array([[-2.5, -0.3], [0.0, 1.7]])
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # import scipy.special now raises ImportError
+    np.testing.assert_array_equal(ops.erf(x).data, np.vectorize(math.erf)(x))
+    assert ops.erf(x.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_values_and_gradient(approximate):
+    x = leaf(rng(3).standard_normal((3, 4)) * 3)
+    v = x.data
+    phi = 0.5 * (1 + np.vectorize(math.erf)(v / math.sqrt(2)))
+    expected = v * phi if approximate == "none" else \
+        0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+    np.testing.assert_allclose(nn.GELU(approximate)(x).data, expected, rtol=1e-14, atol=1e-15)
+    assert gradcheck(lambda x: F.gelu(x, approximate=approximate), [x], mode="full")
+    if approximate == "none":  # d/dx x Φ(x) = Φ(x) + x φ(x)
+        F.gelu(x).sum().backward()
+        np.testing.assert_allclose(np.asarray(x.grad), phi + v * np.exp(-v * v / 2) / math.sqrt(2 * math.pi),
+                                   rtol=1e-13)
+    with pytest.raises(ValueError, match="GELU: approximate must be 'none' or 'tanh', got 'erf'"):
+        nn.GELU("erf")
+    assert repr(nn.GELU("tanh")) == "GELU(approximate='tanh')"
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_matches_torch(approximate, dtype):
+    torch = pytest.importorskip("torch")
+    data = (rng(4).standard_normal((5, 6)) * 4).astype(dtype)
+    x, tx = Tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    weights = rng(5).standard_normal((5, 6)).astype(dtype)
+    y, ty = F.gelu(x, approximate=approximate), torch.nn.functional.gelu(tx, approximate=approximate)
+    (y * Tensor(weights)).sum().backward()
+    (ty * torch.from_numpy(weights)).sum().backward()
+    tol = dict(rtol=1e-12, atol=1e-13) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(np.asarray(x.grad), tx.grad.numpy(), **tol)

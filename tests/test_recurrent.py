@@ -88,6 +88,45 @@ def test_an_lstm_cell_from_ops_equals_the_built_in_layer(bidirectional, num_laye
         np.testing.assert_allclose(got, g, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("mode, options", [("RNN", {}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}),
+                                           ("LSTM", {"peephole": True}), ("GRU", {}), ("GRU", {"reset_after": False})])
+def test_the_built_in_cells_in_recurrent_equal_their_layer(mode, options, bidirectional):
+    rng = np.random.default_rng(1)
+    steps, batch, inputs, hidden, lengths = 5, 3, 2, 4, [5, 2, 4]
+    directions, pair = 1 + bidirectional, mode == "LSTM"
+    layer = getattr(nn, mode)(inputs, hidden, bidirectional=bidirectional, backend="graph", **options).double()
+    cells = [getattr(nn, mode + "Cell")(inputs, hidden, **options).double() for _ in range(directions)]
+    suffixes = ["_l0", "_l0_reverse"][:directions]
+    for cell, suffix in zip(cells, suffixes):
+        for name, p in cell.named_parameters():
+            p.data[...] = getattr(layer, name + suffix).data
+    ours = nn.Bidirectional(*cells) if bidirectional else nn.Recurrent(cells[0])
+    x = rng.standard_normal((steps, batch, inputs))
+    states = rng.standard_normal((1 + pair, directions, batch, hidden))
+
+    xt, st = Tensor(x, requires_grad=True), [Tensor(s, requires_grad=True) for s in states]
+    out, final = layer(xt, tuple(st) if pair else st[0], lengths=lengths)
+    weighted_sum([out, *(final if pair else [final])]).backward()
+
+    xo, so = Tensor(x, requires_grad=True), [Tensor(s, requires_grad=True) for s in states]
+    initial = [tuple(s[d] for s in so) if pair else so[0][d] for d in range(directions)]
+    out_o, final_o = ours(xo, tuple(initial) if bidirectional else initial[0], lengths=lengths)
+    per_direction = final_o if bidirectional else (final_o,)
+    final_o = [ops.stack([f[k] if pair else f for f in per_direction]) for k in range(1 + pair)]
+    weighted_sum([out_o, *final_o]).backward()
+
+    close = dict(rtol=1e-12, atol=1e-13)
+    for what, a, b in zip(["output", "h_n", "c_n"], [out_o, *final_o], [out, *(final if pair else [final])]):
+        np.testing.assert_allclose(a.data, b.data, err_msg=what, **close)
+    for what, a, b in zip(["dx", "dh0", "dc0"], [xo, *so], [xt, *st]):
+        np.testing.assert_allclose(np.asarray(a.grad), np.asarray(b.grad), err_msg=what, **close)
+    for cell, suffix in zip(cells, suffixes):
+        for name, p in cell.named_parameters():
+            expected = np.asarray(getattr(layer, name + suffix).grad)
+            np.testing.assert_allclose(np.asarray(p.grad), expected, err_msg=name + suffix, **close)
+
+
 class Elman(nn.Cell):
     def __init__(self, inputs, hidden):
         self.state_size = hidden
@@ -171,7 +210,9 @@ def test_recurrent_refuses_what_it_cannot_run():
         def forward(self, x, h):
             return h
 
-    with pytest.raises(TypeError, match=r"Wrong: a cell's forward\(x_t, state\) must return \(y_t, new_state\)"):
+    bare = r"Wrong: a cell's forward\(x_t, state\) must return the pair \(y_t, new_state\), got a single Tensor; " \
+           r"if it is the new state h, return \(h, h\)"
+    with pytest.raises(TypeError, match=bare):
         nn.Recurrent(Wrong())(np.zeros((2, 1, 2), np.float32))
 
     class Pair(nn.Cell):
@@ -182,6 +223,16 @@ def test_recurrent_refuses_what_it_cannot_run():
 
     with pytest.raises(TypeError, match=r"Pair: the new state must have the old state's structure \(a tuple of 2"):
         nn.Recurrent(Pair())(np.zeros((2, 1, 2), np.float32))
+
+    class StatesAlone(nn.Cell):
+        state_size = (2, 2)
+
+        def forward(self, x, state):
+            return state
+
+    with pytest.raises(TypeError, match=r"StatesAlone: .* got a Tensor; if it returned the new state a tuple of 2: "
+                                        r"\(Tensor, Tensor\) alone, return \(y_t, that tuple\)"):
+        nn.Recurrent(StatesAlone())(np.zeros((2, 1, 2), np.float32))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 2\]"):
         nn.Recurrent(Elman(2, 3))(np.zeros((2, 1, 2)), lengths=[3])
     with pytest.raises(ValueError, match=r"expected an input of \(T, B, ...\) with at least 3 axes"):
@@ -191,7 +242,7 @@ def test_recurrent_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match=r"each state tensor must be \(B, ...\) with B = 1, no layer axis"):
         nn.Recurrent(Elman(2, 3))(np.zeros((2, 1, 2)), np.zeros((1, 1, 3)) + np.zeros((2, 1, 3)))
     with pytest.raises(TypeError, match="the cell has no initial_state"):
-        nn.Recurrent(nn.RNNCell(2, 3))(np.zeros((2, 1, 2), np.float32))
+        nn.Recurrent(type("Plain", (nn.Module,), {"forward": lambda self, x, h: (h, h)})())(np.zeros((2, 1, 2)))
     with pytest.raises(ValueError, match="two cells"):
         cell = Elman(2, 3)
         nn.Bidirectional(cell, cell)

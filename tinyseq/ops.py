@@ -9,6 +9,7 @@ reported by op name instead of by a NumPy traceback.
 """
 
 import builtins
+import math
 import numbers
 import operator
 from collections import namedtuple
@@ -400,6 +401,35 @@ def abs(a):
     return Abs.apply(_tensor(a))
 
 
+class Erf(Function):
+    """The error function, 2/sqrt(pi) * integral from 0 to a of exp(-t^2) dt.
+
+    NOTE: computed by SciPy's ``special.erf`` where SciPy imports, else by the standard
+    library's ``math.erf`` one element at a time (as exact, but slow on large arrays).
+    """
+
+    def forward(self, a):
+        self.save(a)
+        return _erf(a)
+
+    def backward(self, g):
+        (a,) = self.saved
+        return g * (2 / np.sqrt(np.pi)) * np.exp(-a * a)
+
+
+def _erf(a):
+    try:
+        from scipy.special import erf
+    except ImportError:
+        return np.vectorize(math.erf, otypes=[np.float64])(a).astype(a.dtype, copy=False)
+    return erf(a)
+
+
+def erf(a):
+    """The error function (Gauss's), elementwise."""
+    return Erf.apply(_tensor(a))
+
+
 class Tanh(Function):
     def forward(self, a):
         out = np.tanh(a)
@@ -443,6 +473,25 @@ class Sigmoid(Function):
 def sigmoid(a):
     """Logistic sigmoid, stable for large |a|."""
     return Sigmoid.apply(_tensor(a))
+
+
+class Softplus(Function):
+    """log(1 + e^a), by NumPy's ``logaddexp(0, a)``: no overflow, and full relative accuracy
+    where it is tiny (a << 0). Its gradient, sigmoid(a), is e^(a - out): accurate there too."""
+
+    def forward(self, a):
+        out = np.logaddexp(0, a)
+        self.save(a, out)
+        return out
+
+    def backward(self, g):
+        a, out = self.saved
+        return g * np.exp(a - out)
+
+
+def softplus(a):
+    """log(1 + e^a), computed stably (no linear cut-off, unlike PyTorch's ``threshold``)."""
+    return Softplus.apply(_tensor(a))
 
 
 class Relu(Function):
@@ -1334,6 +1383,25 @@ def softmax_nll(a, target):
     if t.size and (t.min() < 0 or t.max() >= a.shape[-1]):
         raise ValueError(f"softmax_nll: targets must lie in [0, {a.shape[-1]}), got values from {t.min()} to {t.max()}")
     return SoftmaxNLL.apply(a, target=t.astype(np.intp, copy=False))
+
+
+class BinaryCrossEntropy(Function):
+    """-(y log p + (1 - y) log(1 - p)) elementwise, each log clamped to >= -100, as PyTorch's.
+
+    Its backward is PyTorch's too: g (p - y) / max(p (1 - p), 1e-12) for p, finite where p
+    is 0 or 1 (the clamped logs alone would give 0 / 0 there), and g (log(1 - p) - log p)
+    for y.
+    """
+
+    def forward(self, p, y):
+        with np.errstate(divide="ignore"):
+            log_p, log_q = np.log(p), np.log1p(-p)
+        self.save(p, y, log_p, log_q)
+        return -(y * np.maximum(log_p, -100) + (1 - y) * np.maximum(log_q, -100))
+
+    def backward(self, g):
+        p, y, log_p, log_q = self.saved
+        return g * (p - y) / np.maximum(p * (1 - p), 1e-12), g * (log_q - log_p)
 
 
 class LogSumExp(Function):

@@ -6,12 +6,16 @@ keyword-only: PyTorch's third positional argument is a class-weight or legacy ar
 tinyseq does not take, and a silent mix-up would be worse than a TypeError.
 """
 
+import math
+import numbers
+
 import numpy as np
 
 from ..ops import (  # noqa: F401  (re-exported)
-    dropout, embedding, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
+    dropout, embedding, erf, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
-from ..ops import SoftmaxNLL, getitem, matmul, reshape, sum as _sum, where as _where
+from ..ops import BinaryCrossEntropy, SoftmaxNLL, getitem, matmul, reshape, sum as _sum, where as _where
+from ..ops import softplus
 from ..tensor import Tensor, as_array
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -22,12 +26,16 @@ def _check_reduction(name, reduction):
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _check_unsupported(name, weight, label_smoothing):
-    """Refuse PyTorch's class ``weight`` and ``label_smoothing`` options, which tinyseq lacks."""
+def _check_no_class_weight(name, weight):
+    """Refuse PyTorch's class ``weight`` option, which tinyseq lacks."""
     if weight is not None:
         raise ValueError(f"{name}: class weights (weight=) are not supported; use mask= to weight positions")
-    if label_smoothing != 0:
-        raise ValueError(f"{name}: label_smoothing is not supported")
+
+
+def _check_label_smoothing(name, label_smoothing):
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) or \
+            not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{name}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
 
 
 def linear(input, weight, bias=None):
@@ -53,7 +61,7 @@ def nll_loss(log_probs, target, *, ignore_index=-100, mask=None, reduction="mean
     returns the per-position losses (0 where not counted). A mean over zero counted
     positions is nan, as PyTorch.
     """
-    _check_unsupported("nll_loss", weight, 0)
+    _check_no_class_weight("nll_loss", weight)
     return _nll("nll_loss", log_probs, target, ignore_index, mask, reduction)
 
 
@@ -61,20 +69,29 @@ def cross_entropy(logits, target, *, ignore_index=-100, mask=None, reduction="me
                   label_smoothing=0.0):
     """Softmax cross-entropy of ``logits`` (..., C) against integer ``target`` (...):
     ``nll_loss(log_softmax(logits, -1), target, ...)``; see ``nll_loss`` for the options and
-    the class axis. PyTorch's ``weight`` and ``label_smoothing`` are refused (not supported)."""
-    _check_unsupported("cross_entropy", weight, label_smoothing)
+    the class axis. PyTorch's class ``weight`` is refused (not supported).
+
+    ``label_smoothing`` ε in [0, 1] (PyTorch's definition): each counted position's loss is
+    (1 - ε) times its nll plus ε times the mean over the C classes of -log_softmax, i.e. the
+    cross-entropy against the target mixed with the uniform distribution. Ignored and masked
+    positions count nothing, and the mean divides by the counted positions, as without it.
+    """
+    _check_no_class_weight("cross_entropy", weight)
+    _check_label_smoothing("cross_entropy", label_smoothing)
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
     if logits.ndim < 1:
         raise ValueError("cross_entropy: logits need a class axis, got a 0-d tensor")
-    return _nll("cross_entropy", logits, target, ignore_index, mask, reduction, from_logits=True)
+    return _nll("cross_entropy", logits, target, ignore_index, mask, reduction, from_logits=True,
+                label_smoothing=label_smoothing)
 
 
-def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=False):
+def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=False, label_smoothing=0.0):
     """``nll_loss``'s work; ``name`` is the function the user called, for the error messages.
 
     ``from_logits``: ``log_probs`` are logits, and log_softmax and the pick of the target are
-    one op (``ops.softmax_nll``: fewer passes over the (..., C) scores, no scatter in backward).
+    one op (``ops.softmax_nll``: fewer passes over the (..., C) scores, no scatter in backward);
+    then ``label_smoothing`` may mix in the uniform target (``cross_entropy``).
     """
     _check_reduction(name, reduction)
     if not isinstance(log_probs, Tensor):
@@ -108,6 +125,9 @@ def _nll(name, log_probs, target, ignore_index, mask, reduction, from_logits=Fal
     safe = np.where(counted, t, 0)
     if from_logits:
         picked = SoftmaxNLL.apply(log_probs, target=safe.astype(np.intp))  # targets checked above
+        if label_smoothing:
+            uniform = -log_softmax(log_probs, -1).mean(axis=-1)
+            picked = (1 - label_smoothing) * picked + label_smoothing * uniform
     else:
         flat = reshape(log_probs, (-1, n_classes))
         picked = -reshape(getitem(flat, (np.arange(flat.shape[0]), safe.ravel())), t.shape)
@@ -129,24 +149,114 @@ def mse_loss(input, target, *, reduction="mean", mask=None):
     divides by the mask's total weight over the input's shape.
     """
     _check_reduction("mse_loss", reduction)
+    input, target = _input_and_target("mse_loss", input, target)
+    diff = input - target
+    return _reduce("mse_loss", diff * diff, reduction, mask)
+
+
+def binary_cross_entropy(input, target, weight=None, *, reduction="mean", mask=None):
+    """-w (y log p + (1 - y) log(1 - p)) of probabilities ``input`` p against ``target`` y, as
+    PyTorch's: each log clamped to >= -100, and PyTorch's gradient, finite at p = 0 or 1.
+
+    Args:
+        input: probabilities in [0, 1], any shape; target: the same shape, in [0, 1].
+        weight: None, or weights broadcastable to ``input`` that multiply each element's loss.
+        reduction: "mean" (default; over all elements, as PyTorch, unless ``mask``), "sum" or "none".
+        mask: None, or broadcastable to ``input``: as ``mse_loss``'s (the mean then divides by
+            its total weight).
+
+    Prefer ``binary_cross_entropy_with_logits`` on logits: it is exact where sigmoid saturates.
+    """
+    _check_reduction("binary_cross_entropy", reduction)
+    input, target = _input_and_target("binary_cross_entropy", input, target)
+    if input.size and not (0 <= input.data.min() and input.data.max() <= 1):
+        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got values from "
+                         f"{input.data.min()} to {input.data.max()}; for logits use "
+                         "binary_cross_entropy_with_logits")
+    losses = BinaryCrossEntropy.apply(input, target)
+    return _reduce("binary_cross_entropy", _weighted("binary_cross_entropy", losses, weight, "weight"), reduction,
+                   mask)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="mean", pos_weight=None, mask=None):
+    """Binary cross-entropy of ``sigmoid(input)`` against ``target`` y, computed stably from the
+    logits x, as PyTorch's: -w (pos_weight y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))).
+
+    Args:
+        input: logits, any shape; target: the same shape, in [0, 1].
+        weight: None, or weights broadcastable to ``input`` that multiply each element's loss.
+        reduction: "mean" (default; over all elements unless ``mask``), "sum" or "none".
+        pos_weight: None, or weights of the positive term broadcastable to ``input``, e.g. (C,)
+            for C labels: > 1 counts positives more (recall), < 1 less (precision).
+        mask: None, or broadcastable to ``input``: as ``mse_loss``'s.
+    """
+    name = "binary_cross_entropy_with_logits"
+    _check_reduction(name, reduction)
+    input, target = _input_and_target(name, input, target)
+    # -log sigmoid(x) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x)
+    positive = _weighted(name, target * softplus(-input), pos_weight, "pos_weight")
+    losses = _weighted(name, positive + (1 - target) * softplus(input), weight, "weight")
+    return _reduce(name, losses, reduction, mask)
+
+
+def _input_and_target(name, input, target):
+    """Both as Tensors (the target in the input's dtype when it is not a Tensor), of one shape."""
     input = input if isinstance(input, Tensor) else Tensor(input)
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
     if input.shape != target.shape:
-        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} differ")
-    diff = input - target
-    sq = diff * diff
+        raise ValueError(f"{name}: input shape {input.shape} and target shape {target.shape} differ")
+    return input, target
+
+
+def _check_broadcast(name, shape, to, what):
+    try:
+        fits = np.broadcast_shapes(shape, to) == to
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name}: {what} of shape {shape} does not broadcast to input shape {to}")
+
+
+def _weighted(name, losses, weight, what):
+    """``losses`` times ``weight`` (None: unchanged), which must broadcast to their shape."""
+    if weight is None:
+        return losses
+    if not isinstance(weight, Tensor):
+        weight = Tensor(np.asarray(weight, dtype=losses.dtype))
+    _check_broadcast(name, weight.shape, losses.shape, what)
+    return losses * weight
+
+
+def _reduce(name, losses, reduction, mask):
+    """Elementwise ``losses`` weighted by ``mask`` (None, or broadcastable to them) and reduced:
+    "none" returns them, "sum" adds them, "mean" divides the sum by the mask's total weight
+    (by their number without a mask)."""
     if mask is not None:
-        m = as_array(mask).astype(input.dtype)
-        try:
-            m = np.broadcast_to(m, input.shape)
-        except ValueError:
-            raise ValueError(f"mse_loss: mask of shape {m.shape} does not broadcast to input shape {input.shape}") from None
-        sq = sq * m
+        m = as_array(mask).astype(losses.dtype)
+        _check_broadcast(name, m.shape, losses.shape, "mask")
+        m = np.broadcast_to(m, losses.shape)
+        losses = losses * m
     if reduction == "none":
-        return sq
+        return losses
     if reduction == "sum":
-        return sq.sum()
+        return losses.sum()
     if mask is None:
-        return sq.mean()
+        return losses.mean()
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sq.sum() / np.asarray(m.sum(), dtype=input.dtype)
+        return losses.sum() / np.asarray(m.sum(), dtype=losses.dtype)
+
+
+def gelu(input, approximate="none"):
+    """The Gaussian error linear unit x Φ(x), Φ the standard normal CDF (Hendrycks & Gimpel), as
+    PyTorch's: ``approximate="none"`` (default) is exact, 0.5 x (1 + erf(x / sqrt 2));
+    ``"tanh"`` is 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    _check_approximate("gelu", approximate)
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if approximate == "tanh":
+        return 0.5 * x * (1 + tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
+    return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
+
+
+def _check_approximate(name, approximate):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"{name}: approximate must be 'none' or 'tanh', got {approximate!r}")

@@ -202,6 +202,27 @@ class Sigmoid(_Activation):
     fn = staticmethod(ops.sigmoid)
 
 
+class GELU(Module):
+    """Applies the Gaussian error linear unit x Φ(x) elementwise, as ``torch.nn.GELU``.
+
+    Args:
+        approximate: "none" (default: exact, with erf) or "tanh" (the tanh approximation);
+            see ``functional.gelu``.
+
+    Shape: any; the output has the input's shape.
+    """
+
+    def __init__(self, approximate="none"):
+        F._check_approximate("GELU", approximate)
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
 class Identity(Module):
     """Returns its input unchanged; any constructor arguments are ignored (as PyTorch)."""
 

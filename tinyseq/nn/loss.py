@@ -16,16 +16,20 @@ class _ClassLoss(Module):
 
     loss = None
 
-    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean"):
         name = type(self).__name__
-        F._check_unsupported(name, weight, label_smoothing)
+        F._check_no_class_weight(name, weight)
         F._check_reduction(name, reduction)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
             raise TypeError(f"{name}: ignore_index must be an int, got {ignore_index!r}")
         self.ignore_index, self.reduction = int(ignore_index), reduction
 
     def forward(self, input, target, mask=None):
-        return self.loss(input, target, ignore_index=self.ignore_index, mask=mask, reduction=self.reduction)
+        return self.loss(input, target, ignore_index=self.ignore_index, mask=mask, reduction=self.reduction,
+                         **self._options())
+
+    def _options(self):
+        return {}
 
     def extra_repr(self):
         return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
@@ -39,7 +43,8 @@ class CrossEntropyLoss(_ClassLoss):
         ignore_index: positions whose target equals it count nothing. Default: -100.
         reduction: "mean" (default; over the counted positions, time steps and sequences
             together), "sum", or "none" (every position's loss, 0 where not counted).
-        label_smoothing: not supported, must be 0.
+        label_smoothing: ε in [0, 1]: the target mixed with the uniform distribution,
+            (1 - ε) nll + ε mean_c(-log_softmax), as PyTorch's. Default: 0.
 
     Shape:
         - logits: (..., C), any leading shape, e.g. (T, B, C) or (B, T, C) (the class axis is
@@ -52,6 +57,18 @@ class CrossEntropyLoss(_ClassLoss):
 
     loss = staticmethod(F.cross_entropy)
 
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__(weight, ignore_index=ignore_index, reduction=reduction)
+        F._check_label_smoothing("CrossEntropyLoss", label_smoothing)
+        self.label_smoothing = label_smoothing
+
+    def _options(self):
+        return {"label_smoothing": self.label_smoothing}
+
+    def extra_repr(self):
+        smoothing = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return super().extra_repr() + smoothing
+
 
 class NLLLoss(_ClassLoss):
     """Negative log-likelihood of log-probabilities over the last axis: ``loss(log_probs, target, mask=None)``.
@@ -60,7 +77,6 @@ class NLLLoss(_ClassLoss):
         weight: class weights, PyTorch's first argument: not supported, must be None.
         ignore_index: positions whose target equals it count nothing. Default: -100.
         reduction: "mean" (default; over the counted positions), "sum" or "none".
-        label_smoothing: not supported, must be 0.
 
     Shape:
         - log_probs: (..., C), e.g. from ``log_softmax(logits, -1)`` (class axis last).
@@ -90,6 +106,57 @@ class MSELoss(Module):
 
     def forward(self, input, target, mask=None):
         return F.mse_loss(input, target, reduction=self.reduction, mask=mask)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+
+class BCELoss(Module):
+    """Binary cross-entropy of probabilities: ``loss(input, target, mask=None)``, as PyTorch's
+    (each log clamped to >= -100); see ``functional.binary_cross_entropy``.
+
+    Args:
+        weight: None, or weights broadcastable to the input, multiplying each element's loss.
+        reduction (keyword-only): "mean" (default; over all elements, or over the mask's total
+            weight with a mask), "sum" or "none".
+
+    Shape: input (probabilities in [0, 1]) and target of one shape; mask (optional)
+    broadcastable to it; output a scalar, or the input's shape with ``reduction="none"``.
+    """
+
+    def __init__(self, weight=None, *, reduction="mean"):
+        F._check_reduction("BCELoss", reduction)
+        self.weight, self.reduction = weight, reduction
+
+    def forward(self, input, target, mask=None):
+        return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction, mask=mask)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+
+class BCEWithLogitsLoss(Module):
+    """Binary cross-entropy of ``sigmoid(input)``, computed stably from the logits:
+    ``loss(input, target, mask=None)``, as PyTorch's; see
+    ``functional.binary_cross_entropy_with_logits``.
+
+    Args:
+        weight: None, or weights broadcastable to the input, multiplying each element's loss.
+        reduction (keyword-only): "mean" (default), "sum" or "none", as ``BCELoss``'s.
+        pos_weight (keyword-only): None, or the positive term's weights broadcastable to the
+            input, e.g. (C,) for C labels.
+
+    Shape: input (logits) and target of one shape; mask (optional) broadcastable to it;
+    output a scalar, or the input's shape with ``reduction="none"``.
+    """
+
+    def __init__(self, weight=None, *, reduction="mean", pos_weight=None):
+        F._check_reduction("BCEWithLogitsLoss", reduction)
+        self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
+
+    def forward(self, input, target, mask=None):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight, mask=mask)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"

@@ -26,10 +26,11 @@ sequence's last valid one.
 import numpy as np
 
 from .. import config, ops, viz
-from ..tensor import Tensor, as_array, creation_mark
+from ..tensor import Tensor, creation_mark
 from .containers import ModuleList
 from .layers import Dropout
 from .module import Module, as_input
+from .utils.rnn import packed_input, valid_lengths
 
 
 def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label=""):
@@ -64,15 +65,21 @@ def _checked_step(cell, x_t, state):
     """One step, with a clear error when the cell breaks the protocol."""
     result = cell(x_t, state)
     name = getattr(cell, "__name__", type(cell).__name__)
+    if isinstance(result, Tensor):
+        raise TypeError(f"{name}: a cell's forward(x_t, state) must return the pair (y_t, new_state), got a "
+                        "single Tensor; if it is the new state h, return (h, h)")
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Tensor)):
-        raise TypeError(f"{name}: a cell's forward(x_t, state) must return (y_t, new_state) with y_t a Tensor, "
-                        f"got {_describe(result)}")
+        raise TypeError(f"{name}: a cell's forward(x_t, state) must return the pair (y_t, new_state) with y_t a "
+                        f"Tensor, got {_describe(result)}")
     new = result[1]
     same = isinstance(new, Tensor) if isinstance(state, Tensor) else (
         isinstance(new, tuple) and len(new) == len(state) and all(isinstance(s, Tensor) for s in new))
     if not same:
+        hint = ""
+        if isinstance(state, tuple) and len(result) == len(state) and isinstance(result[1], Tensor):
+            hint = f"; if it returned the new state {_describe(result)} alone, return (y_t, that tuple)"
         raise TypeError(f"{name}: the new state must have the old state's structure ({_describe(state)}), "
-                        f"got {_describe(new)}")
+                        f"got {_describe(new)}{hint}")
     return result
 
 
@@ -105,15 +112,7 @@ def check_lengths(name, lengths, steps, batch):
     steps; (None, None) when it pads nothing."""
     if lengths is None:
         return None, None
-    lengths = as_array(lengths)
-    if lengths.shape == (0,):
-        lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
-    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-        raise ValueError(f"{name}: lengths must be {batch} integers (one per sequence), "
-                         f"got shape {lengths.shape} and dtype {lengths.dtype}")
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
-        raise ValueError(f"{name}: lengths must lie in [1, {steps}] (the number of time steps), "
-                         f"got values from {lengths.min()} to {lengths.max()}")
+    lengths = valid_lengths(name, lengths, steps, batch)
     if not batch or lengths.min() == steps:
         return None, None
     return lengths, np.arange(steps)[:, None] < lengths[None, :]
@@ -153,7 +152,10 @@ class Recurrent(Module):
     """A cell unrolled over time: any ``forward(x_t, state) -> (y_t, new_state)`` becomes a layer.
 
     Args:
-        cell: the cell (a Module; ``Cell`` gives it a zero ``initial_state``).
+        cell: the cell (a Module; ``Cell`` gives it a zero ``initial_state``), or a built-in
+            ``nn.RNNCell``, ``nn.GRUCell`` (the state is h, the output h) or ``nn.LSTMCell``
+            (the state is (h, c), the output h): then this runs as ``nn.RNN``/``GRU``/``LSTM``'s
+            graph backend does, with the cell's parameters.
         batch_first: if True, input and output are (B, T, ...) instead of (T, B, ...). Default: False.
         reverse: if True, run from t = T-1 down to 0 (the outputs stay in time order). Default: False.
 
@@ -163,7 +165,9 @@ class Recurrent(Module):
           ``cell.initial_state(B)`` if None.
         - **lengths**: B ints in [1, T], as the built-in layers take them: padded steps keep
           the state, outputs past a sequence's end are zero, a reverse layer runs over each
-          sequence's valid part. None: all T.
+          sequence's valid part. None: all T. Or pass ``input`` as an
+          ``nn.utils.rnn.PackedSequence`` (and no ``lengths``), as PyTorch: the same run, with
+          the output packed the same way.
 
     Outputs: output, final_state
         - **output**: the y_t stacked, (T, B, ...) or (B, T, ...) with ``batch_first=True``.
@@ -178,7 +182,9 @@ class Recurrent(Module):
         self.cell, self.batch_first, self.reverse = cell, batch_first, reverse
 
     def forward(self, x, state=None, lengths=None):
-        return self._forward(x, state, lengths)
+        x, lengths, repack = packed_input(f"Recurrent({type(self.cell).__name__})", x, lengths, self.batch_first)
+        out, final = self._forward(x, state, lengths)
+        return repack(out), final
 
     def _forward(self, x, state, lengths, grad_norms=None):
         """``forward``; with a list as ``grad_norms``, appends to it the (S, T, B) array that
@@ -198,11 +204,11 @@ class Recurrent(Module):
         _, mask = check_lengths(name, lengths, steps, batch)
         if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, 0.0)
+        step, initial_state = _protocol(self.cell)
         if state is None:
-            if not hasattr(self.cell, "initial_state"):
-                raise TypeError(f"{name}: the cell has no initial_state(batch); pass state=, or subclass nn.Cell "
-                                "(a PyTorch-style cell returning h alone is not a Recurrent cell: use nn.RNN/LSTM/GRU)")
-            state = self.cell.initial_state(batch)
+            if initial_state is None:
+                raise TypeError(f"{name}: the cell has no initial_state(batch); pass state=, or subclass nn.Cell")
+            state = initial_state(batch)
         elif isinstance(state, (tuple, list)):
             state = tuple(as_input(name, s, dtype, "state") for s in state)
         else:
@@ -215,12 +221,35 @@ class Recurrent(Module):
         if grad_norms is not None:
             norms = np.zeros((len(_parts(state)), steps, batch), dtype=dtype)
             grad_norms.append(norms)
-        out, final = unroll(self.cell, x, state, mask, self.reverse, norms, label=type(self.cell).__name__)
+        out, final = unroll(step, x, state, mask, self.reverse, norms, label=type(self.cell).__name__)
         return (ops.transpose(out, 0, 1) if self.batch_first else out), final
 
     def extra_repr(self):
         flags = [f"{k}=True" for k in ("batch_first", "reverse") if getattr(self, k)]
         return ", ".join(flags)
+
+
+def _protocol(cell):
+    """``(step, initial_state)``: what ``Recurrent`` runs a cell with. A cell's own forward and
+    ``initial_state`` (None if it has none); for the built-in ``nn.RNNCell``/``GRUCell``, whose
+    forward returns h' alone, and ``nn.LSTMCell``, which returns (h', c') (PyTorch's returns), a
+    step that returns (h', the new state) and zero states (B, H)."""
+    from .rnn import LSTMCell, _CellBase  # nn.rnn imports this module
+
+    if not isinstance(cell, _CellBase):
+        return cell, getattr(cell, "initial_state", None)
+    pair = isinstance(cell, LSTMCell)
+
+    def step(x_t, state):
+        new = cell(x_t, state)
+        return (new[0] if pair else new), new
+
+    def initial_state(batch):
+        zeros = tuple(Tensor(np.zeros((batch, cell.hidden_size), dtype=param_dtype(cell))) for _ in range(1 + pair))
+        return zeros if pair else zeros[0]
+
+    step.__name__ = type(cell).__name__
+    return step, initial_state
 
 
 def _dtype_of(x):
@@ -239,8 +268,8 @@ class Bidirectional(Module):
             share weights).
         batch_first: as ``Recurrent``'s. Default: False.
 
-    Inputs: input, state=None, lengths=None; ``state`` is None or the pair (forward's,
-    backward's). Outputs: output (..., F_forward + F_backward), and the pair of final states.
+    Inputs: input, state=None, lengths=None, as ``Recurrent``'s (``input`` may be a
+    ``PackedSequence``); ``state`` is None or the pair (forward's, backward's). Outputs: output (..., F_forward + F_backward), and the pair of final states.
     """
 
     def __init__(self, forward_cell, backward_cell, batch_first=False):
@@ -254,9 +283,10 @@ class Bidirectional(Module):
         if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
             raise ValueError("Bidirectional: state must be None or a pair (forward's, backward's)")
         first, second = (None, None) if state is None else state
+        x, lengths, repack = packed_input("Bidirectional", x, lengths, self.batch_first)
         out_f, final_f = self.forward_layer(x, first, lengths)
         out_b, final_b = self.backward_layer(x, second, lengths)
-        return ops.concatenate([out_f, out_b], axis=-1), (final_f, final_b)
+        return repack(ops.concatenate([out_f, out_b], axis=-1)), (final_f, final_b)
 
 
 class Stacked(Module):
@@ -271,7 +301,8 @@ class Stacked(Module):
             instead of a new one for every element. Default: False.
         generator: a ``numpy.random.Generator`` for the masks (default: the library's).
 
-    Inputs: input, state=None, lengths=None; ``state`` is None or one state per layer.
+    Inputs: input, state=None, lengths=None, as ``Recurrent``'s (``input`` may be a
+    ``PackedSequence``); ``state`` is None or one state per layer.
     Outputs: the top layer's output, and the tuple of every layer's final state.
     """
 
@@ -291,10 +322,11 @@ class Stacked(Module):
             state = [None] * len(self.layers)
         elif not isinstance(state, (tuple, list)) or len(state) != len(self.layers):
             raise ValueError(f"Stacked: state must be None or one state per layer ({len(self.layers)})")
+        x, lengths, repack = packed_input("Stacked", x, lengths, self.batch_first)
         finals = []
         for k, (layer, initial) in enumerate(zip(self.layers, state)):
             if k:
                 x = self.drop(x)
             x, final = layer(x, initial, lengths)
             finals.append(final)
-        return x, tuple(finals)
+        return repack(x), tuple(finals)

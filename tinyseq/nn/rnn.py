@@ -31,6 +31,7 @@ from . import _fused, init
 from .functional import dropout as _dropout
 from .module import Module, Parameter, as_input, check_dtype, check_int
 from .recurrent import check_lengths, unroll
+from .utils.rnn import packed_input
 
 # ---------------------------------------------------------------- step functions
 
@@ -472,7 +473,9 @@ class RNNBase(Module):
         return unroll(cell, xp, tuple(states), mask, reverse, norms, label)
 
     def forward(self, x, hx=None, lengths=None):
-        return self._forward(x, hx, lengths)
+        x, lengths, repack = packed_input(type(self).__name__, x, lengths, self.batch_first)
+        output, state = self._forward(x, hx, lengths)
+        return repack(output), state
 
     def _forward(self, x, hx, lengths, grad_norms=None):
         """``forward``; with a list as ``grad_norms``, each layer-direction (in the order of
@@ -558,9 +561,12 @@ _LAYER_DOC = """{title}
     Inputs: input, {hx}, lengths=None
         - **input**: (T, B, I), or (B, T, I) with ``batch_first=True``; (T, I) unbatched.
         - **{hx}**: {hx_doc} Zeros if None.
-        - **lengths**: B ints in [1, T], each sequence's length in a padded batch (no packing
-          step): padded steps leave the state unchanged, the reverse direction runs over each
-          sequence's valid part, and outputs past a sequence's end are zero. None: all T.
+        - **lengths**: B ints in [1, T], each sequence's length in a padded batch: padded
+          steps leave the state unchanged, the reverse direction runs over each sequence's
+          valid part, and outputs past a sequence's end are zero. None: all T.
+          Or, as PyTorch, pass ``input`` as an ``nn.utils.rnn.PackedSequence`` (and no
+          ``lengths``): the same run; ``output`` then comes packed the same way, and the
+          states stay in the original batch order.
 
     Outputs: output, {out_state}
         - **output**: (T, B, D*H), or (B, T, D*H) with ``batch_first=True``; (T, D*H)

@@ -1,4 +1,4 @@
-"""Gradient clipping and sequence masks; ``rnn``: padding variable-length sequences."""
+"""Gradient clipping and sequence masks; ``rnn``: padding and packing variable-length sequences."""
 
 import math
 
