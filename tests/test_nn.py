@@ -363,7 +363,7 @@ def test_linear_wrong_feature_size(shape):
 
 
 def test_linear_default_init_bounds():
-    ts.manual_seed(0)  # the bias's mean over 500 draws has sd 0.026 * bound: 0.11 is over 4 sd
+    nn.init.manual_seed(0)  # the bias's mean over 500 draws has sd 0.026 * bound: 0.11 is over 4 sd
     layer = nn.Linear(16, 500)
     bound = 1 / math.sqrt(16)
     for p in (layer.weight, layer.bias):
