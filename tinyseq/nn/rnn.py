@@ -384,7 +384,7 @@ class RNNBase(Module):
         check_int(name, "input_size", input_size, 1)
         check_int(name, "hidden_size", hidden_size, 1)
         check_int(name, "num_layers", num_layers, 1)
-        check_int(name, "proj_size", proj_size, 0)
+        proj_size = check_int(name, "proj_size", proj_size, 0)
         if proj_size >= hidden_size:
             raise ValueError(f"{name}: proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
         _check_options(name, self._kind, dict(nonlinearity=nonlinearity, peephole=peephole, coupled=coupled,

@@ -74,10 +74,12 @@ def check_shapes(name, gates, x, states, weights, lengths, allowed):
         raise ValueError(f"{name}: weights must hold w_ih and w_hh and may hold {allowed[2:]}, got "
                          f"{sorted(weights)}")
     w_hh, w_hr = weights["w_hh"], weights.get("w_hr")
-    if w_hr is not None and w_hr.ndim != 2:
+    if w_hr is None:
+        size = hidden = w_hh.shape[1] if w_hh.ndim == 2 else 0
+    elif w_hr.ndim == 2:
+        size, hidden = w_hr.shape  # h has P features, c H
+    else:
         raise ValueError(f"{name}: w_hr must have shape (P, H), got {w_hr.shape}")
-    hidden = w_hh.shape[-1] if w_hr is None else w_hr.shape[1]
-    size = hidden if w_hr is None else w_hr.shape[0]  # h's: P with a projection
     if w_hh.shape != (gates * hidden, size):
         raise ValueError(f"{name}: w_hh must have shape ({gates}*H, {'H' if w_hr is None else 'P'}), got "
                          f"{w_hh.shape}" + ("" if w_hr is None else f" (w_hr is (P, H) = {w_hr.shape})"))
