@@ -24,6 +24,19 @@ def weighted_sum(outputs, seed=1):
     return total
 
 
+def count_nodes(out, function):
+    """How many nodes of the graph that produced ``out`` are ``function`` (a Function class)."""
+    seen, stack, count = set(), [out], 0
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node._ctx is None:
+            continue
+        seen.add(id(node))
+        count += isinstance(node._ctx, function)
+        stack.extend(node._ctx.parents)
+    return count
+
+
 def randn(rng, *shape):
     """A float64 leaf tensor of standard normals that requires grad."""
     return Tensor(rng.standard_normal(shape), requires_grad=True)

@@ -17,7 +17,7 @@ import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
 from tinyseq.nn._fused import FusedRecurrence
 
-from helpers import compare, layer_configs, layer_loss_and_inputs
+from helpers import compare, count_nodes, layer_configs, layer_loss_and_inputs
 
 
 @given(config=layer_configs(proj=True))
@@ -63,15 +63,7 @@ def test_fused_layer_full_jacobian(mode, options):
 def test_a_fused_layer_direction_is_one_graph_node():
     lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, backend="numba")
     out, _ = lstm(np.ones((5, 2, 3), np.float32))
-    seen, stack, fused = set(), [out], 0
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or node._ctx is None:
-            continue
-        seen.add(id(node))
-        fused += isinstance(node._ctx, FusedRecurrence)
-        stack.extend(node._ctx.parents)
-    assert fused == 4
+    assert count_nodes(out, FusedRecurrence) == 4
 
 
 def test_fused_layer_mixes_with_other_ops():

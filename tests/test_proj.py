@@ -13,9 +13,11 @@ import math
 import numpy as np
 import pytest
 
-from tinyseq import Tensor, backend, nn
+from tinyseq import backend, nn
 from tinyseq.bptt import state_jacobians
 from tinyseq.nn._fused import FusedRecurrence
+
+from helpers import count_nodes
 
 
 def test_parameters_shapes_and_torchs_init():
@@ -58,24 +60,12 @@ def test_only_the_lstm_layer_takes_proj_size():
             make()
 
 
-def _fused_nodes(out):
-    seen, stack, count = set(), [out], 0
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or node._ctx is None:
-            continue
-        seen.add(id(node))
-        count += isinstance(node._ctx, FusedRecurrence)
-        stack.extend(node._ctx.parents)
-    return count
-
-
 def test_auto_runs_numba_and_cuda_is_refused_naming_proj_size(monkeypatch):
     lstm = nn.LSTM(3, 5, num_layers=2, proj_size=2)
     x = np.ones((4, 2, 3), np.float32)
-    assert _fused_nodes(lstm(x)[0]) == 2  # "auto": the numba kernels
+    assert count_nodes(lstm(x)[0], FusedRecurrence) == 2  # "auto": the numba kernels
     with backend.use_backend("graph"):
-        assert _fused_nodes(lstm(x)[0]) == 0
+        assert count_nodes(lstm(x)[0], FusedRecurrence) == 0
     with pytest.raises(ValueError, match="LSTM: backend 'cuda' does not support proj_size=2"):
         nn.LSTM(3, 5, proj_size=2, backend="cuda")  # before asking whether a GPU is there
     monkeypatch.setattr(backend, "load_cuda", lambda: None)  # as if one were
