@@ -3,7 +3,9 @@
 Parameters follow PyTorch exactly: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H),
 ``bias_ih`` and ``bias_hh`` (G*H,), gates stacked in PyTorch's order (LSTM i, f, g, o;
 GRU r, z, n). A layer names them ``weight_ih_l{k}`` and ``..._reverse`` for the
-backward direction, so a PyTorch state dict converted with ``.numpy()`` loads as is.
+backward direction, so a PyTorch state dict converted with ``.numpy()`` loads as is. An
+LSTM layer's ``proj_size`` P > 0 is PyTorch's too: ``weight_hr`` (P, H) projects h to P
+features, h_t = (o * tanh(c_t)) W_hr^T, so ``weight_hh`` is (G*H, P).
 
 Options beyond PyTorch:
   LSTM ``peephole=True`` adds diagonal cell-to-gate weights (Gers & Schmidhuber):
@@ -96,9 +98,10 @@ def gru_step(xp, h, w, reset_after=True):
 class _StepWeights:
     """A cell's weights as its step function reads them, prepared once per sequence (not per
     step): W_hh transposed, ``b_hh`` (None when absent or already in the input projection),
-    ``hr_t``: an LSTM's projection W_hr transposed (None without one), the peepholes ``ci``, ``cf``, ``co`` (None unless a peephole LSTM), ``gate``: each gate's
-    columns in the stacked pre-activations (``tinyseq.gates``), and for a GRU ``rz``, r's and
-    z's columns together. Cho et al.'s GRU (``reset_after=False``) multiplies r * h by W_hn
+    ``hr_t``: an LSTM's projection W_hr transposed (None without one), the peepholes ``ci``,
+    ``cf``, ``co`` (None unless a peephole LSTM), ``gate``: each gate's columns in the
+    stacked pre-activations (``tinyseq.gates``), and for a GRU ``rz``, r's and z's columns
+    together. Cho et al.'s GRU (``reset_after=False``) multiplies r * h by W_hn
     alone, so it also gets W_hh^T and b_hh split as ``hh_rz_t``, ``hh_n_t``, ``b_hh_rz``,
     ``b_hh_n`` (None otherwise).
     """
