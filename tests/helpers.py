@@ -24,14 +24,28 @@ def weighted_sum(outputs, seed=1):
     return total
 
 
+def count_nodes(out, function):
+    """How many nodes of the graph that produced ``out`` are ``function`` (a Function class)."""
+    seen, stack, count = set(), [out], 0
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node._ctx is None:
+            continue
+        seen.add(id(node))
+        count += isinstance(node._ctx, function)
+        stack.extend(node._ctx.parents)
+    return count
+
+
 def randn(rng, *shape):
     """A float64 leaf tensor of standard normals that requires grad."""
     return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 @st.composite
-def layer_configs(draw):
-    """A recurrent layer drawn with its options, sizes, lengths, whether a state is given, a seed."""
+def layer_configs(draw, proj=False):
+    """A recurrent layer drawn with its options, sizes, lengths, whether a state is given, a seed;
+    with ``proj``, an LSTM also draws a ``proj_size`` (0 included; the CUDA kernels have none)."""
     mode = draw(st.sampled_from(["RNN", "LSTM", "GRU"]))
     options = {
         "num_layers": draw(st.integers(1, 3)),
@@ -48,6 +62,8 @@ def layer_configs(draw):
         options["reset_after"] = draw(st.booleans())
     steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
     sizes = {"steps": steps, "batch": batch, "input_size": draw(st.integers(1, 3)), "hidden": draw(st.integers(1, 3))}
+    if proj and mode == "LSTM":
+        options["proj_size"] = draw(st.integers(0, sizes["hidden"] - 1))
     lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
     return mode, options, sizes, lengths, draw(st.booleans()), draw(st.integers(0, 2**16))
 
@@ -61,8 +77,7 @@ def layer_loss_and_inputs(mode, options, sizes, lengths, given_state, seed):
     shape = (batch, steps) if options.get("batch_first") else (steps, batch)
     x = randn(rng, *shape, sizes["input_size"])
     n_states = (2 if mode == "LSTM" else 1) if given_state else 0
-    state_shape = (options["num_layers"] * (2 if options["bidirectional"] else 1), batch, sizes["hidden"])
-    states = [randn(rng, *state_shape) for _ in range(n_states)]
+    states = [randn(rng, *shape) for shape in state_shapes(mode, options, sizes)[:n_states]]
     lengths = None if lengths is None else np.asarray(lengths)
 
     def f(x, *rest):
@@ -72,6 +87,14 @@ def layer_loss_and_inputs(mode, options, sizes, lengths, given_state, seed):
         return weighted_sum([out, *(h_n if mode == "LSTM" else [h_n])], seed)
 
     return layer, f, [x, *states, *layer.parameters()]
+
+
+def state_shapes(mode, options, sizes):
+    """The shapes of a ``layer_configs`` layer's states: [h] or [h, c], (L*D, B, H) each, but
+    h (L*D, B, P) with an LSTM's ``proj_size`` P > 0."""
+    layers = options["num_layers"] * (2 if options["bidirectional"] else 1)
+    h_size = options.get("proj_size") or sizes["hidden"]
+    return [(layers, sizes["batch"], size) for size in ((h_size, sizes["hidden"]) if mode == "LSTM" else (h_size,))]
 
 
 def load_example(name):
@@ -118,10 +141,7 @@ def compare(config, dtype=np.float64, rtol=1e-9, atol=1e-12, backend="numba"):
     rng = np.random.default_rng(seed)
     with ts.no_grad():
         probe, _ = layer(Tensor(x), None, lengths=lengths)
-    n_dirs = 2 if options["bidirectional"] else 1
-    final_shape = (options["num_layers"] * n_dirs, sizes["batch"], sizes["hidden"])
-    weights = [rng.standard_normal(probe.shape).astype(dtype)] + [
-        rng.standard_normal(final_shape).astype(dtype) for _ in range(2 if mode == "LSTM" else 1)]
+    weights = [rng.standard_normal(shape).astype(dtype) for shape in [probe.shape, *state_shapes(mode, options, sizes)]]
     graph = run(layer, "graph", x, states, lengths, weights, mode)
     fused = run(layer, backend, x, states, lengths, weights, mode)
     for kind, ref, got in (("value", graph[0], fused[0]), ("grad", graph[1], fused[1])):

@@ -4,7 +4,7 @@ truncation bias, and the spectral-radius init they are studied under."""
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
 import tinyseq as ts
 from tinyseq import Tensor, nn
@@ -28,7 +28,10 @@ def flows(layer, x, hx, lengths, loss_fn=None):
 # ---------------------------------------------------------------- gradient norms through time
 
 
-@given(config=layer_configs())
+@given(config=layer_configs(proj=True))
+@example(config=("LSTM", {"num_layers": 2, "bidirectional": True, "bias": True, "batch_first": False,
+                          "peephole": False, "coupled": False, "proj_size": 2},
+                 {"steps": 4, "batch": 3, "input_size": 2, "hidden": 3}, [4, 1, 3], True, 2))
 def test_grad_norms_are_the_same_on_the_graph_and_the_fused_kernels(config):
     mode, options, sizes, lengths, given_state, seed = config
     layer, _, inputs = layer_loss_and_inputs(*config)

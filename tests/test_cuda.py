@@ -318,6 +318,8 @@ def test_device_arguments_are_checked_as_host_ones():
         tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=cuda.to_device(np.array([3, 1])))
     with pytest.raises(ValueError, match=r"lstm_forward: lengths must lie in \[1, 3\]"):
         tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=[4, 1])
+    with pytest.raises(ValueError, match=r"lstm_forward: the CUDA kernels have no projection \(proj_size\), got w_hr"):
+        tc.lstm_forward(x, h0[:, :1].copy(), c0, {**weights, "w_hr": np.ones((1, 3))})
     saved = tc.lstm_forward(x_gpu, h_gpu, c_gpu, gpu, lengths=[3, 1]).saved
     with pytest.raises(TypeError, match=r"lstm_backward: d_out and the final states' gradients must be all NumPy "
                                         r"arrays or all device arrays, got device arrays and NumPy ones \(d_h_n, d_c_n\)"):

@@ -103,7 +103,7 @@ def test_cells_default_state_is_zero_and_unbatched_input_works():
 # ---------------------------------------------------------------- layers
 
 
-@given(config=layer_configs())
+@given(config=layer_configs(proj=True))
 def test_layer_gradients(config):
     _, f, inputs = layer_loss_and_inputs(*config)
     assert gradcheck(f, inputs, mode="directional")
@@ -118,8 +118,11 @@ def test_layer_gradients(config):
          {"steps": 4, "batch": 3, "input_size": 2, "hidden": 2}, [2, 4, 1], True, 1),
         ("RNN", {"num_layers": 2, "bidirectional": False, "bias": False, "batch_first": False,
                  "nonlinearity": "tanh"}, {"steps": 3, "batch": 2, "input_size": 3, "hidden": 2}, None, False, 2),
+        ("LSTM", {"num_layers": 2, "bidirectional": True, "bias": True, "batch_first": True, "peephole": False,
+                  "coupled": False, "proj_size": 1}, {"steps": 3, "batch": 2, "input_size": 2, "hidden": 2},
+         [3, 2], True, 3),
     ],
-    ids=["lstm-peephole-bidir-lengths", "gru-classic-bidir-batch-first", "rnn-2-layers"],
+    ids=["lstm-peephole-bidir-lengths", "gru-classic-bidir-batch-first", "rnn-2-layers", "lstm-proj-2-layers-bidir"],
 )
 def test_layer_gradients_full_jacobian(config):
     _, f, inputs = layer_loss_and_inputs(*config)
@@ -144,7 +147,7 @@ def test_layer_equals_its_cell_unrolled(cls, options):
         np.testing.assert_allclose(final.data[0], ours.data, atol=1e-12)
 
 
-@given(config=layer_configs())
+@given(config=layer_configs(proj=True))
 @example(config=("LSTM", {"num_layers": 1, "bidirectional": True, "bias": True, "batch_first": False,
                           "peephole": False, "coupled": False}, {"steps": 4, "batch": 2, "input_size": 2, "hidden": 3},
                  [4, 2], True, 0))

@@ -144,32 +144,35 @@ def test_cell_matches_torch(mode, bias, with_state, batched, dtype):
 
 def run_layer_pair(mode, dtype, *, num_layers=1, bidirectional=False, batch_first=False, bias=True,
                    with_state=True, lengths=None, unbatched=False, dropout=0.0, eval_mode=False, seed=0,
-                   nan_padding=False):
+                   nan_padding=False, proj_size=0):
     """Run the same layer in torch and tinyseq, backprop a weighted loss, compare everything.
 
-    ``nan_padding``: x holds nan at the padded positions (t >= lengths[b]) in both."""
+    ``nan_padding``: x holds nan at the padded positions (t >= lengths[b]) in both.
+    ``proj_size``: an LSTM's (h, so the output and h_0/h_n, then has that many features)."""
     cls = MODES[mode][0]
     is_lstm = cls == "LSTM"
     tm, sm = make_pair(mode, dtype, num_layers=num_layers, bias=bias, batch_first=batch_first,
-                       bidirectional=bidirectional, dropout=dropout, seed=seed)
+                       bidirectional=bidirectional, dropout=dropout, seed=seed,
+                       **({"proj_size": proj_size} if proj_size else {}))
     if eval_mode:
         tm.eval()
         sm.eval()
     dirs = 2 if bidirectional else 1
     rng = np.random.default_rng(seed + 1)
+    h_size = proj_size or HIDDEN
     if unbatched:
-        x_shape, s_shape = (STEPS, INPUT), (num_layers * dirs, HIDDEN)
+        x_shape, s_shapes = (STEPS, INPUT), [(num_layers * dirs, size) for size in (h_size, HIDDEN)]
     else:
         x_shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
-        s_shape = (num_layers * dirs, BATCH, HIDDEN)
-    n_states = 2 if is_lstm else 1
+        s_shapes = [(num_layers * dirs, BATCH, size) for size in (h_size, HIDDEN)]
+    s_shapes = s_shapes[: 2 if is_lstm else 1]
     x = rng.standard_normal(x_shape).astype(dtype)
     if nan_padding:
         padded = np.arange(STEPS)[:, None] >= np.asarray(lengths)  # (T, B)
         x[padded.T if batch_first else padded] = np.nan
-    states = [rng.standard_normal(s_shape).astype(dtype) for _ in range(n_states)]
-    weights = [rng.standard_normal(x_shape[:-1] + (dirs * HIDDEN,)).astype(dtype)]
-    weights += [rng.standard_normal(s_shape).astype(dtype) for _ in range(n_states)]
+    states = [rng.standard_normal(shape).astype(dtype) for shape in s_shapes]
+    weights = [rng.standard_normal(x_shape[:-1] + (dirs * h_size,)).astype(dtype)]
+    weights += [rng.standard_normal(shape).astype(dtype) for shape in s_shapes]
 
     # torch
     t_x = torch.tensor(x, requires_grad=True)
@@ -401,3 +404,44 @@ def test_tinyseq_cell_state_dict_loads_into_torch(mode, bias, dtype):
     t_out = list(t_out) if cls == "LSTM" else [t_out]
     for k, (so, to) in enumerate(zip(s_out, t_out)):
         assert_close(so.data, to, dtype, f"output {k}")
+
+
+# ---------------------------------------------------------------- LSTM with a projection (proj_size)
+
+PROJ = 2  # < HIDDEN
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lengths", [None, (2, 5, 1)], ids=["full", "lengths"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tbf", "btf"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2], ids=lambda n: f"L{n}")
+def test_projected_lstm_matches_torch(num_layers, bidirectional, batch_first, lengths, dtype):
+    """torch.nn.LSTM(proj_size=P): h_t = W_hr (o * tanh(c_t)), weight_hr_l{k}, h (L*D, B, P)."""
+    run_layer_pair("lstm", dtype, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+                   lengths=lengths, proj_size=PROJ)
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("with_state", [True, False], ids=["state", "nostate"])
+def test_projected_lstm_unbatched_and_without_states_matches_torch(with_state):
+    _, _, outs = run_layer_pair("lstm", np.float64, num_layers=2, bidirectional=True, with_state=with_state,
+                                unbatched=True, proj_size=PROJ)
+    assert [o.shape for o in outs] == [(STEPS, 2 * PROJ), (4, PROJ), (4, HIDDEN)]
+
+
+def test_projected_lstm_parameters_are_torchs():
+    """The same names in the same order with the same shapes, from construction on."""
+    tm = torch.nn.LSTM(INPUT, HIDDEN, num_layers=2, bidirectional=True, proj_size=PROJ)
+    sm = nn.LSTM(INPUT, HIDDEN, num_layers=2, bidirectional=True, proj_size=PROJ)
+    assert [(k, tuple(v.shape)) for k, v in tm.state_dict().items()] == [
+        (k, v.shape) for k, v in sm.state_dict().items()]
+
+
+@pytest.mark.parametrize("proj_size", [-1, HIDDEN, HIDDEN + 1])
+def test_proj_size_out_of_range_is_refused_as_torch_refuses_it(proj_size):
+    with pytest.raises(ValueError):
+        torch.nn.LSTM(INPUT, HIDDEN, proj_size=proj_size)
+    with pytest.raises(ValueError, match="LSTM: proj_size must be"):
+        nn.LSTM(INPUT, HIDDEN, proj_size=proj_size)

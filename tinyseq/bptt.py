@@ -330,6 +330,9 @@ def _as_cell(owner, cell, x, hx):
         if layer.num_layers != 1 or layer.bidirectional:
             raise ValueError(f"{owner}: expected a one-layer, one-direction layer, got num_layers={layer.num_layers}, "
                              f"bidirectional={layer.bidirectional}; pass a cell with the weights you want to study")
+        if layer.proj_size:
+            raise ValueError(f"{owner}: expected a layer without proj_size (its state is not one cell's), got "
+                             f"proj_size={layer.proj_size}")
         rng_state = get_rng_state()  # the cell's own initial draws must not move the user's stream
         cell = getattr(nn, f"{layer.mode}Cell")(layer.input_size, layer.hidden_size, layer.bias,
                                                 **{k: getattr(layer, k) for k in layer._kind.options},

@@ -9,8 +9,8 @@ other side:
     model = interop.from_torch(torch_model)     # and back
     interop.to_torch(model, into=MyTorchModel())   # or into a module whose forward you wrote
 
-Covered both ways: RNN (tanh/relu), LSTM, GRU and their cells with num_layers, bias,
-batch_first, dropout and bidirectional; Linear, Embedding (with padding_idx), LayerNorm,
+Covered both ways: RNN (tanh/relu), LSTM (with proj_size too), GRU and their cells with
+num_layers, bias, batch_first, dropout and bidirectional; Linear, Embedding (with padding_idx), LayerNorm,
 Dropout, ReLU/Tanh/Sigmoid/Identity; Sequential, ModuleList, ModuleDict; and a tree of your
 own Module subclasses over those. A forward cannot be converted, so the counterpart of your
 own class holds the converted children and parameters under the same attribute names (the
@@ -20,8 +20,8 @@ and pass that module as ``into=`` to copy the weights into it.
 Weights are copied in their dtype (float32 or float64); training mode and requires_grad
 carry over; a parameter or module shared under two names stays shared. An option with no
 counterpart (peephole or coupled LSTMs, the classic GRU ``reset_after=False``, variational
-Dropout; torch's LSTM ``proj_size``, Embedding ``max_norm``...) is a ValueError naming its
-place in the tree; a module type not covered is a TypeError listing the covered ones.
+Dropout; torch's Embedding ``max_norm``...) is a ValueError naming its place in the tree; a
+module type not covered is a TypeError listing the covered ones.
 
 NOTE: options that change how a module runs but not what it computes do not cross over:
 tinyseq's ``backend`` (``from_torch`` gives ``"auto"``) and dropout ``generator``, torch's
@@ -155,6 +155,15 @@ def _torch_dtype(module, torch):
     return None if not params else {np.float32: torch.float32, np.float64: torch.float64}[params[0].dtype.type]
 
 
+def _layer_extra(m, name):
+    """The constructor options of a recurrent layer or cell (tinyseq's or torch's, ``name`` its
+    type's) beyond the sizes and the options every kind takes: an RNN's ``nonlinearity``, an
+    LSTM layer's ``proj_size``."""
+    if name.startswith("RNN"):
+        return {"nonlinearity": m.nonlinearity}
+    return {"proj_size": m.proj_size} if name == "LSTM" and m.proj_size else {}
+
+
 def _torch_leaf(m, path, torch):
     """The empty torch.nn module of ``m``'s type and options, or None if ``m`` is not a leaf type."""
     name, tnn = type(m).__name__, torch.nn
@@ -172,7 +181,7 @@ def _torch_leaf(m, path, torch):
             refuse("coupled=True", "torch's LSTM always has an input gate")
         if not m.reset_after:
             refuse("reset_after=False", "torch's GRU applies r after the recurrent product")
-        extra = {"nonlinearity": m.nonlinearity} if name.startswith("RNN") else {}
+        extra = _layer_extra(m, name)
         if name in _CELLS:
             return getattr(tnn, name)(m.input_size, m.hidden_size, bias=m.bias, dtype=dtype, **extra)
         return getattr(tnn, name)(m.input_size, m.hidden_size, num_layers=m.num_layers, bias=m.bias,
@@ -314,9 +323,7 @@ def _tinyseq_leaf(t, path, torch):
     p = next(t.parameters(), None)
     kw = {} if p is None else {"dtype": _numpy_dtype(p, path, t)}
     if name in _LAYERS + _CELLS:
-        if getattr(t, "proj_size", 0):
-            refuse(f"proj_size={t.proj_size}", "tinyseq's LSTM has no projection of h")
-        extra = {"nonlinearity": t.nonlinearity} if name.startswith("RNN") else {}
+        extra = _layer_extra(t, name)
         if name in _CELLS:
             return getattr(nn, name)(t.input_size, t.hidden_size, bias=t.bias, **extra, **kw)
         return getattr(nn, name)(t.input_size, t.hidden_size, num_layers=t.num_layers, bias=t.bias,

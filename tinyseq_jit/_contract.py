@@ -17,15 +17,16 @@ import numpy as np
 
 #: A layer-direction's weights as the kernels name them (the layer's names in brackets):
 #: w_ih (G*H, I) [weight_ih], w_hh (G*H, H) [weight_hh], b_ih, b_hh (G*H,) [bias_ih, bias_hh],
-#: and an LSTM's peepholes ci, cf, co (H,) [weight_ci, weight_cf, weight_co].
-WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh", "ci", "cf", "co")
+#: an LSTM's projection w_hr (P, H) [weight_hr; then w_hh is (G*H, P) and h is (B, P)] and
+#: its peepholes ci, cf, co (H,) [weight_ci, weight_cf, weight_co].
+WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "ci", "cf", "co")
 
 
 class Forward(NamedTuple):
     """What a kernel's forward returns."""
 
-    out: np.ndarray  # (T, B, H): h_t at every step, zeros past a sequence's length
-    h_n: np.ndarray  # (B, H): each sequence's state at its last valid step
+    out: np.ndarray  # (T, B, H): h_t at every step, zeros past a sequence's length (H: P if projected)
+    h_n: np.ndarray  # (B, H): each sequence's state at its last valid step (B, P if projected)
     c_n: np.ndarray  # (B, H) for an LSTM; None otherwise
     saved: tuple  # the cell's own named tuple of what its backward needs
 
@@ -44,6 +45,7 @@ class Grads(NamedTuple):
     w_hh: np.ndarray = None
     b_ih: np.ndarray = None
     b_hh: np.ndarray = None
+    w_hr: np.ndarray = None
     ci: np.ndarray = None
     cf: np.ndarray = None
     co: np.ndarray = None

@@ -18,7 +18,8 @@ class FusedRecurrence(Function):
     Inputs: x (T, B, I), the initial states (h0, or h0 and c0, (B, H) each), then the
     weights, each named in ``names`` as the kernels name it ("x", "h0", "c0", "w_ih", ...).
     The output packs ``out`` and the final states along the first axis, (T + 1 or 2, B, H),
-    so that their gradients come back to ``backward`` as one array. ``grad_norms``: None, or
+    so that their gradients come back to ``backward`` as one array; each fills the first
+    columns of its rows (h has only P of an LSTM projection's H). ``grad_norms``: None, or
     the (S, T, B) array in which the backward kernel records ||dL/d state_t||.
     """
 
@@ -29,13 +30,18 @@ class FusedRecurrence(Function):
         x = args.pop("x")
         result = kernel_forward(x, *states, args, lengths=lengths, reverse=reverse, **options)
         finals = [result.h_n] if result.c_n is None else [result.h_n, result.c_n]
-        self.save(result.saved, kernel_backward, names, x.shape[0], grad_norms)
+        widths = [f.shape[1] for f in finals]
+        self.save(result.saved, kernel_backward, names, x.shape[0], widths, grad_norms)
         self.label = f"{type(self).__name__}\n{kernel_forward.__name__}, T={x.shape[0]}"  # for tinyseq.viz
-        return np.concatenate([result.out] + [f[None] for f in finals], axis=0)
+        packed = np.zeros((x.shape[0] + len(finals), x.shape[1], max(widths)), dtype=result.out.dtype)
+        for rows, array in zip(_rows(x.shape[0], widths), [result.out, *finals]):
+            packed[rows] = array
+        return packed
 
     def backward(self, g):
-        saved, kernel_backward, names, steps, grad_norms = self.saved
-        grads = kernel_backward(saved, g[:steps], *g[steps:], need_dx=self.needs_input_grad[0], grad_norms=grad_norms)
+        saved, kernel_backward, names, steps, widths, grad_norms = self.saved
+        grads = kernel_backward(saved, *(g[rows] for rows in _rows(steps, widths)), need_dx=self.needs_input_grad[0],
+                                grad_norms=grad_norms)
         return tuple(getattr(grads, name) for name in names)
 
 
@@ -54,5 +60,12 @@ def run(kernel, x, states, weights, lengths, reverse, options, grad_norms=None, 
     names = ("x", "h0", "c0")[:1 + len(states)] + tuple(weights)
     packed = FusedRecurrence.apply(x, *states, *weights.values(), pair=pair, names=names, lengths=lengths,
                                    reverse=reverse, options=options, grad_norms=grad_norms)
-    steps = x.shape[0]
-    return packed[:steps], tuple(packed[steps + k] for k in range(len(states)))
+    out, *finals = (packed[rows] for rows in _rows(x.shape[0], [s.shape[1] for s in states]))
+    return out, tuple(finals)
+
+
+def _rows(steps, widths):
+    """Where ``FusedRecurrence`` packs out (T rows) and each final state (one row) of the given
+    widths (h's first): index tuples into the packed (T + S, B, max(widths)) array."""
+    return [(slice(0, steps), slice(None), slice(0, widths[0]))] + [
+        (steps + k, slice(None), slice(0, w)) for k, w in enumerate(widths)]

@@ -3,7 +3,9 @@
 Parameters follow PyTorch exactly: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H),
 ``bias_ih`` and ``bias_hh`` (G*H,), gates stacked in PyTorch's order (LSTM i, f, g, o;
 GRU r, z, n). A layer names them ``weight_ih_l{k}`` and ``..._reverse`` for the
-backward direction, so a PyTorch state dict converted with ``.numpy()`` loads as is.
+backward direction, so a PyTorch state dict converted with ``.numpy()`` loads as is. An
+LSTM layer's ``proj_size`` P > 0 is PyTorch's too: ``weight_hr`` (P, H) projects h to P
+features, h_t = (o * tanh(c_t)) W_hr^T, so ``weight_hh`` is (G*H, P).
 
 Options beyond PyTorch:
   LSTM ``peephole=True`` adds diagonal cell-to-gate weights (Gers & Schmidhuber):
@@ -47,7 +49,8 @@ def rnn_step(xp, h, w, nonlinearity="tanh"):
 
 
 def lstm_step(xp, h, c, w, peephole=False, coupled=False):
-    """LSTM step; returns (h', c'). Gates i, f, g, o (f, g, o when coupled)."""
+    """LSTM step; returns (h', c'). Gates i, f, g, o (f, g, o when coupled). With a projection
+    (``w.hr_t``, a layer's ``proj_size``), h' = (o * tanh(c')) W_hr^T."""
     gates = xp + ops.matmul(h, w.hh_t)
     if w.b_hh is not None:
         gates = gates + w.b_hh
@@ -68,7 +71,8 @@ def lstm_step(xp, h, c, w, peephole=False, coupled=False):
         o = ops.sigmoid(o + c * w.co)
     elif coupled:
         o = ops.sigmoid(o)
-    return o * ops.tanh(c), c
+    h = o * ops.tanh(c)
+    return (h if w.hr_t is None else ops.matmul(h, w.hr_t)), c
 
 
 def gru_step(xp, h, w, reset_after=True):
@@ -95,9 +99,10 @@ def gru_step(xp, h, w, reset_after=True):
 class _StepWeights:
     """A cell's weights as its step function reads them, prepared once per sequence (not per
     step): W_hh transposed, ``b_hh`` (None when absent or already in the input projection),
-    the peepholes ``ci``, ``cf``, ``co`` (None unless a peephole LSTM), ``gate``: each gate's
-    columns in the stacked pre-activations (``tinyseq.gates``), and for a GRU ``rz``, r's and
-    z's columns together. Cho et al.'s GRU (``reset_after=False``) multiplies r * h by W_hn
+    ``hr_t``: an LSTM's projection W_hr transposed (None without one), the peepholes ``ci``,
+    ``cf``, ``co`` (None unless a peephole LSTM), ``gate``: each gate's columns in the
+    stacked pre-activations (``tinyseq.gates``), and for a GRU ``rz``, r's and z's columns
+    together. Cho et al.'s GRU (``reset_after=False``) multiplies r * h by W_hn
     alone, so it also gets W_hh^T and b_hh split as ``hh_rz_t``, ``hh_n_t``, ``b_hh_rz``,
     ``b_hh_n`` (None otherwise).
     """
@@ -105,8 +110,9 @@ class _StepWeights:
     def __init__(self, mode, weights, coupled=False, reset_after=True, fold_b_hh=False):
         self.hh_t = weights["w_hh"].T
         self.b_hh = None if fold_b_hh else weights.get("b_hh")
+        self.hr_t = weights["w_hr"].T if "w_hr" in weights else None
         self.ci, self.cf, self.co = weights.get("ci"), weights.get("cf"), weights.get("co")
-        self.gate = gate_slices(mode, weights["w_hh"].shape[1], coupled)
+        self.gate = gate_slices(mode, weights["w_hh"].shape[0] // num_gates(mode, coupled), coupled)
         self.rz = slice(self.gate["r"].start, self.gate["z"].stop) if "z" in self.gate else None
         self.hh_rz_t = self.hh_n_t = self.b_hh_rz = self.b_hh_n = None
         if not reset_after:
@@ -144,7 +150,7 @@ KINDS = {
 #: The kernels' names for a cell's parameters (``tinyseq_jit._contract.WEIGHTS``); a layer
 #: adds a suffix such as "_l0" or "_l1_reverse" to the attribute names.
 _PARAMETERS = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
-               "ci": "weight_ci", "cf": "weight_cf", "co": "weight_co"}
+               "w_hr": "weight_hr", "ci": "weight_ci", "cf": "weight_cf", "co": "weight_co"}
 
 
 def _check_options(name, kind, options):
@@ -160,16 +166,19 @@ def _check_options(name, kind, options):
 _DEFAULTS = {option: default for kind in KINDS.values() for option, default in kind.options.items()}
 
 
-def _make_params(module, suffix, kind, input_size, hidden_size, bias, peephole, coupled, dtype):
+def _make_params(module, suffix, kind, input_size, hidden_size, bias, peephole, coupled, dtype, proj_size=0):
     """Create the parameters of one cell as attributes named ``weight_ih{suffix}`` etc., all
-    PyTorch's default U(-1/sqrt(H), 1/sqrt(H))."""
+    PyTorch's default U(-1/sqrt(H), 1/sqrt(H)). ``proj_size`` P > 0 (an LSTM layer's) adds
+    ``weight_hr`` (P, H), and ``weight_hh`` reads the projected h: (G*H, P)."""
     gh = num_gates(kind.mode, coupled) * hidden_size
-    shapes = {"w_ih": (gh, input_size), "w_hh": (gh, hidden_size)}
+    shapes = {"w_ih": (gh, input_size), "w_hh": (gh, proj_size or hidden_size)}
     if bias:
         shapes.update(b_ih=(gh,), b_hh=(gh,))
     else:
         setattr(module, f"bias_ih{suffix}", None)
         setattr(module, f"bias_hh{suffix}", None)
+    if proj_size:
+        shapes["w_hr"] = (proj_size, hidden_size)
     if peephole:
         shapes.update({k: (hidden_size,) for k in (("cf", "co") if coupled else ("ci", "cf", "co"))})
     for key, shape in shapes.items():
@@ -196,6 +205,13 @@ def _state_input(name, kind, s, dtype, what):
         raise TypeError(f"{name}: expected {what} to be one Tensor or array, got a {type(s).__name__} of them; "
                         "only an LSTM takes a pair (h, c)")
     return as_input(name, s, dtype, what)
+
+
+def _check_projection_backend(name, proj_size, where):
+    """Refuse to run an LSTM with ``proj_size`` on "cuda": its GPU kernels have no projection."""
+    if proj_size and where == "cuda":
+        raise ValueError(f"{name}: backend 'cuda' does not support proj_size={proj_size} (the GPU kernels have "
+                         "no projection); use backend='numba' or 'graph'")
 
 
 # ---------------------------------------------------------------- cells
@@ -367,11 +383,14 @@ class RNNBase(Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, nonlinearity="tanh", peephole=False, coupled=False, reset_after=True,
-                 backend="auto", dtype=np.float32, generator=None):
+                 proj_size=0, backend="auto", dtype=np.float32, generator=None):
         name = type(self).__name__
         check_int(name, "input_size", input_size, 1)
         check_int(name, "hidden_size", hidden_size, 1)
         check_int(name, "num_layers", num_layers, 1)
+        proj_size = check_int(name, "proj_size", proj_size, 0)
+        if proj_size >= hidden_size:
+            raise ValueError(f"{name}: proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
         _check_options(name, self._kind, dict(nonlinearity=nonlinearity, peephole=peephole, coupled=coupled,
                                               reset_after=reset_after))
         if not 0 <= dropout <= 1:
@@ -379,17 +398,18 @@ class RNNBase(Module):
         if backend not in _backend.BACKENDS:
             raise ValueError(f"{name}: backend must be one of {_backend.BACKENDS}, got {backend!r}")
         if backend != "auto":
+            _check_projection_backend(name, proj_size, backend)
             _backend.resolve(backend)  # fail now, not at the first forward, if it cannot run
         dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional, self.nonlinearity = bidirectional, nonlinearity
         self.peephole, self.coupled, self.reset_after = peephole, coupled, reset_after
-        self.backend, self.generator = backend, generator
+        self.proj_size, self.backend, self.generator = proj_size, backend, generator
         for layer in range(num_layers):
             for suffix in self._suffixes(layer):
-                size = input_size if layer == 0 else hidden_size * self.num_directions
-                _make_params(self, suffix, self._kind, size, hidden_size, bias, peephole, coupled, dtype)
+                size = input_size if layer == 0 else self._h_size * self.num_directions
+                _make_params(self, suffix, self._kind, size, hidden_size, bias, peephole, coupled, dtype, proj_size)
 
     @property
     def _kind(self):
@@ -398,6 +418,11 @@ class RNNBase(Module):
     @property
     def num_directions(self):
         return 2 if self.bidirectional else 1
+
+    @property
+    def _h_size(self):
+        """The size of h: ``proj_size`` when an LSTM projects it, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
 
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
@@ -423,7 +448,6 @@ class RNNBase(Module):
         if steps == 0:
             raise ValueError(f"{name}: the input has no time steps (shape {x.shape})")
 
-        states_shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
         kind = self._kind
         if hx is None:
             hx = [None] * len(kind.states)
@@ -433,7 +457,8 @@ class RNNBase(Module):
         else:
             hx = [hx]
         states = []
-        for s, what in zip(hx, ("h0", "c0")):
+        for s, what, size in zip(hx, ("h0", "c0"), (self._h_size, self.hidden_size)):
+            states_shape = (self.num_layers * self.num_directions, batch, size)
             if s is None:
                 states.append(Tensor(np.zeros(states_shape, dtype=dtype)))
                 continue
@@ -483,6 +508,7 @@ class RNNBase(Module):
         sequence's ||dL/dh_t|| (and ||dL/dc_t||) at every step (``tinyseq.bptt``)."""
         x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
         where = _backend.resolve(self.backend)
+        _check_projection_backend(type(self).__name__, self.proj_size, where)
         fused = where != "graph"
         if mask is not None and not fused:
             # Padded steps must influence nothing: a nan there would reach the gradients as
@@ -526,7 +552,8 @@ class RNNBase(Module):
     def extra_repr(self):
         parts = [f"{self.input_size}, {self.hidden_size}"]
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                        nonlinearity="tanh", peephole=False, coupled=False, reset_after=True, backend="auto")
+                        nonlinearity="tanh", peephole=False, coupled=False, reset_after=True, proj_size=0,
+                        backend="auto")
         for key, default in defaults.items():
             value = getattr(self, key)
             if value != default:
@@ -610,19 +637,28 @@ class LSTM(RNNBase):
             "    peephole=True adds ci * c_{t-1} to i's and cf * c_{t-1} to f's pre-activation, co * c_t to o's;\n"
             "    coupled=True drops the input gate: i = 1 - f.\n"),
         own_args=("        peephole: add diagonal cell-to-gate weights (Gers & Schmidhuber). Default: False.\n"
-                  "        coupled: tie the input gate to 1 - f (no i block). Default: False.\n"),
-        hx="(h_0, c_0)", hx_doc="a pair of (L*D, B, H) tensors, or (L*D, H) unbatched.",
-        out_state="(h_n, c_n)", out_state_doc="(L*D, B, H) each: the final hidden and cell states.",
+                  "        coupled: tie the input gate to 1 - f (no i block). Default: False.\n"
+                  "        proj_size: P, 0 <= P < H; if P > 0, h_t = (o * tanh(c_t)) W_hr^T (Sak et al.'s\n"
+                  "            LSTMP, as PyTorch's): h (so h_0, h_n and each output step) has P features\n"
+                  "            instead of H, while c stays H. Runs on graph and numba, not cuda. Default: 0.\n"),
+        hx="(h_0, c_0)",
+        hx_doc="(L*D, B, P or H) and (L*D, B, H), or (L*D, ...) unbatched.",
+        out_state="(h_n, c_n)",
+        out_state_doc="(L*D, B, P or H) and (L*D, B, H): the final hidden and cell states.",
         G="G", gates="i, f, g, o (G = 4), or f, g, o when coupled (G = 3)",
-        own_attributes="        weight_ci_l{k}, weight_cf_l{k}, weight_co_l{k}: (H,) with ``peephole=True`` (no ci when coupled).\n")
+        own_attributes=(
+            "        weight_ci_l{k}, weight_cf_l{k}, weight_co_l{k}: (H,) with ``peephole=True`` (no ci when coupled).\n"
+            "        weight_hr_l{k}: (P, H) with ``proj_size=P`` > 0; then ``weight_hh_l{k}`` is (G*H, P),\n"
+            "            ``weight_ih_l{k}`` for k > 0 is (G*H, D*P) and the output (T, B, D*P), as PyTorch's.\n"))
 
     mode = "LSTM"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, peephole=False, coupled=False, backend="auto", dtype=np.float32,
+                 bidirectional=False, proj_size=0, peephole=False, coupled=False, backend="auto", dtype=np.float32,
                  generator=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         peephole=peephole, coupled=coupled, backend=backend, dtype=dtype, generator=generator)
+                         peephole=peephole, coupled=coupled, proj_size=proj_size, backend=backend, dtype=dtype,
+                         generator=generator)
 
 
 class GRU(RNNBase):

@@ -42,8 +42,9 @@ def check_inputs(name, gates, x, states, weights, lengths, reverse, allowed=("w_
 
     x (T, B, I) float32/float64; ``states`` a tuple of (B, H) arrays (h0, or h0 and c0);
     ``weights`` a mapping with w_ih (gates*H, I) and w_hh (gates*H, H), and optionally
-    b_ih and b_hh (gates*H,) and the other names in ``allowed`` ((H,) each); lengths (B,)
-    ints in [1, T] or None (all T).
+    b_ih and b_hh (gates*H,) and the other names in ``allowed`` ((H,) each, but an LSTM's
+    projection w_hr (P, H): then w_hh is (gates*H, P) and h0 (B, P)); lengths (B,) ints in
+    [1, T] or None (all T).
     """
     x, states = np.asarray(x), tuple(np.asarray(s) for s in states)
     weights = {k: None if v is None else np.asarray(v) for k, v in weights.items()}
@@ -72,17 +73,23 @@ def check_shapes(name, gates, x, states, weights, lengths, allowed):
     if unknown or weights.get("w_ih") is None or weights.get("w_hh") is None:
         raise ValueError(f"{name}: weights must hold w_ih and w_hh and may hold {allowed[2:]}, got "
                          f"{sorted(weights)}")
-    w_hh = weights["w_hh"]
-    if w_hh.ndim != 2 or w_hh.shape[0] != gates * w_hh.shape[1]:
-        raise ValueError(f"{name}: w_hh must have shape ({gates}*H, H), got {w_hh.shape}")
-    hidden = w_hh.shape[1]
-    shapes = dict(w_ih=(gates * hidden, inputs), w_hh=(gates * hidden, hidden), b_ih=(gates * hidden,),
-                  b_hh=(gates * hidden,))
+    w_hh, w_hr = weights["w_hh"], weights.get("w_hr")
+    if w_hr is None:
+        size = hidden = w_hh.shape[1] if w_hh.ndim == 2 else 0
+    elif w_hr.ndim == 2:
+        size, hidden = w_hr.shape  # h has P features, c H
+    else:
+        raise ValueError(f"{name}: w_hr must have shape (P, H), got {w_hr.shape}")
+    if w_hh.shape != (gates * hidden, size):
+        raise ValueError(f"{name}: w_hh must have shape ({gates}*H, {'H' if w_hr is None else 'P'}), got "
+                         f"{w_hh.shape}" + ("" if w_hr is None else f" (w_hr is (P, H) = {w_hr.shape})"))
+    shapes = dict(w_ih=(gates * hidden, inputs), w_hh=(gates * hidden, size), b_ih=(gates * hidden,),
+                  b_hh=(gates * hidden,), w_hr=(size, hidden))
     for k, v in weights.items():
         if v is not None:
             _check(name, k, v, x.dtype, shapes.get(k, (hidden,)))
-    for what, s in zip(("h0", "c0"), states):
-        _check(name, what, s, x.dtype, (batch, hidden))
+    for what, s, features in zip(("h0", "c0"), states, (size, hidden)):
+        _check(name, what, s, x.dtype, (batch, features))
     if lengths is None:
         return np.full(batch, steps, dtype=np.int64)
     lengths = np.asarray(lengths)

@@ -5,9 +5,11 @@ peepholes, i and f also see c_{t-1} and o sees c_t through diagonal weights ci, 
 Per step t (x-projection xp_t = x_t W_ih^T + b_ih + b_hh made before the loop):
 
     i, f, o = sigmoid(xp_t + h_{t-1} W_hh^T [+ peephole terms]),  g = tanh(...)
-    c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+    c_t = f * c_{t-1} + i * g,   r_t = o * tanh(c_t),   h_t = r_t  (or r_t W_hr^T)
 
-A sequence past its length keeps its state and outputs zeros.
+With a projection w_hr (P, H) (PyTorch's ``proj_size``), h_t = r_t W_hr^T has P features
+and W_hh is (G*H, P): one more per-step product each way. A sequence past its length keeps
+its state and outputs zeros.
 """
 
 from typing import NamedTuple
@@ -34,29 +36,33 @@ class LSTMSaved(NamedTuple):
     peephole: bool
     coupled: bool
     acts: np.ndarray  # (T, B, G*H): the gates i, f, g, o after their non-linearities
-    h_prev: np.ndarray  # (T, B, H): h_{t-1}
+    r: np.ndarray  # (T, B, H): o * tanh(c_t), what W_hr projects (zero at padded steps); None without w_hr
+    h_prev: np.ndarray  # (T, B, H): h_{t-1} ((T, B, P) with w_hr)
     c_prev: np.ndarray  # (T, B, H): c_{t-1}
     c_new: np.ndarray  # (T, B, H): c_t
 
 
 @jit
-def _lstm_forward(xp, w_hh_t, peep, peephole, coupled, gf, gg, go, h0, c0, lengths, reverse, out, acts, h_prev,
-                  c_prev, c_new):
+def _lstm_forward(xp, w_hh_t, projected, w_hr_t, peep, peephole, coupled, gf, gg, go, h0, c0, lengths, reverse,
+                  out, r, acts, h_prev, c_prev, c_new):
     """The recurrence over all steps; returns (h_n, c_n) and fills the (T, B, ...) arrays.
 
-    xp (T, B, G*H): x W_ih^T + b_ih + b_hh; w_hh_t: ``plan_product(W_hh^T, B)``; peep (3, H):
-    ci, cf, co; peephole, coupled: bools; gf, gg, go: where the f, g and o blocks start in a
-    row of gates (i is the block before f: none when coupled); h0, c0 (B, H); lengths (B,)
-    int64; reverse: bool. Written: out (T, B, H) h_t and acts (T, B, G*H) the gates at valid
-    steps; h_prev, c_prev (T, B, H) h_{t-1} and c_{t-1} at every step; c_new (T, B, H) c_t at
+    xp (T, B, G*H): x W_ih^T + b_ih + b_hh; w_hh_t: ``plan_product(W_hh^T, B)``; projected:
+    bool, and then w_hr_t ``plan_product(W_hr^T, B)`` (any plan otherwise); peep (3, H): ci,
+    cf, co; peephole, coupled: bools; gf, gg, go: where the f, g and o blocks start in a row
+    of gates (i is the block before f: none when coupled); h0 (B, P) (P = H unprojected), c0
+    (B, H); lengths (B,) int64; reverse: bool. Written: out (T, B, P) h_t (at every step when
+    projected: zero its padded steps after the call), r (T, B, H) o * tanh(c_t) (the same
+    array as ``out`` when not projected) and acts (T, B, G*H) the gates at valid steps; h_prev
+    (T, B, P), c_prev (T, B, H) h_{t-1} and c_{t-1} at every step; c_new (T, B, H) c_t at
     valid steps.
     """
     steps, batch, gh = xp.shape
-    hidden = h0.shape[1]
+    hidden = c0.shape[1]
     ci, cf, co = peep[0], peep[1], peep[2]
     h, c = h0.copy(), c0.copy()
     pre = np.empty((batch, gh), dtype=xp.dtype)  # h_{t-1} W_hh^T, then + the peephole terms
-    parts = product_scratch(batch, w_hh_t)
+    parts, parts_hr = product_scratch(batch, w_hh_t), product_scratch(batch, w_hr_t)
     for s in range(steps):
         t = time_step(s, steps, reverse)
         h_prev[t] = h
@@ -83,49 +89,65 @@ def _lstm_forward(xp, w_hh_t, peep, peephole, coupled, gf, gg, go, h0, c0, lengt
             if peephole:
                 add_product(hw[go:], c_t, co)
             sigmoid_rows(o, xp_t[go:], hw[go:])
-            h_t = out[t, b]
+            r_t = r[t, b]
             for j in range(hidden):
-                h_t[j] = o[j] * tanh(c_t[j])
-            h[b] = h_t
+                r_t[j] = o[j] * tanh(c_t[j])
             c[b] = c_t
+        if projected:
+            product_into(r[t], w_hr_t, parts_hr, out[t])
+        for b in range(batch):
+            if t < lengths[b]:
+                h[b] = out[t, b]
     return h, c
 
 
 @jit
-def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, peep, peephole, coupled, gf, gg, go, lengths, reverse, acts, c_prev,
-                   c_new, d_gates, d_peep, grad_norms):
-    """BPTT over all steps; returns (dh0, dc0) and fills ``d_gates``, ``d_peep`` and ``grad_norms``.
+def _lstm_backward(d_out, d_h_n, d_c_n, w_hh, projected, w_hr, peep, peephole, coupled, gf, gg, go, lengths, reverse,
+                   acts, c_prev, c_new, d_gates, d_h, d_peep, grad_norms):
+    """BPTT over all steps; returns (dh0, dc0) and fills ``d_gates``, ``d_h``, ``d_peep`` and
+    ``grad_norms``.
 
-    d_out (T, B, H), d_h_n and d_c_n (B, H): the incoming gradients; w_hh:
-    ``plan_product(W_hh, B)``; peep, peephole, coupled, gf, gg, go, lengths, reverse as for
-    ``_lstm_forward``, and its acts, c_prev and c_new. Written: d_gates (T, B, G*H), the
-    gradients of the gates' pre-activations at valid steps (zero them at padded steps before
-    the call); d_peep (3, H) += the peepholes' gradients; grad_norms (2, T, B): ||dL/dh_t|| and
-    ||dL/dc_t|| at valid steps, or (2, 0, 0) to record nothing.
+    d_out (T, B, P), d_h_n (B, P) and d_c_n (B, H): the incoming gradients (P = H unprojected);
+    w_hh: ``plan_product(W_hh, B)``; projected, and then w_hr ``plan_product(W_hr, B)``; peep,
+    peephole, coupled, gf, gg, go, lengths, reverse as for ``_lstm_forward``, and its acts,
+    c_prev and c_new. Written: d_gates (T, B, G*H), the gradients of the gates'
+    pre-activations at valid steps, and when projected d_h (T, B, P), all of dL/dh_t at valid
+    steps (zero both at padded steps before the call; d_h is unused otherwise); d_peep (3, H)
+    += the peepholes' gradients; grad_norms (2, T, B): ||dL/dh_t|| and ||dL/dc_t|| at valid
+    steps, or (2, 0, 0) to record nothing.
     """
-    steps, batch, hidden = d_out.shape
+    steps, batch, hidden = c_new.shape
     ci, cf, co = peep[0], peep[1], peep[2]
     d_ci, d_cf, d_co = d_peep[0], d_peep[1], d_peep[2]
     dh, dc = d_h_n.copy(), d_c_n.copy()
     dh_rec = np.empty_like(dh)
-    parts = product_scratch(batch, w_hh)
+    d_r = dh  # dL/d(o tanh(c_t)): dL/dh_t itself, or through W_hr into its own array
+    if projected:
+        d_r = np.empty_like(dc)
+    parts, parts_hr = product_scratch(batch, w_hh), product_scratch(batch, w_hr)
     record = grad_norms.shape[1] > 0
     for s in range(steps):
         t = time_step(s, steps, not reverse)  # BPTT runs the other way
         if record:
             record_norms(grad_norms, 0, t, lengths, dh, d_out[t])
         for b in range(batch):
+            if t < lengths[b]:
+                dh[b] += d_out[t, b]
+                if projected:
+                    d_h[t, b] = dh[b]
+        if projected:
+            product_into(d_h[t], w_hr, parts_hr, d_r)
+        for b in range(batch):
             if t >= lengths[b]:
                 continue
-            a, da, c_t, c_last, dh_t, dc_t = acts[t, b], d_gates[t, b], c_new[t, b], c_prev[t, b], dh[b], dc[b]
+            a, da, c_t, c_last, dr_t, dc_t = acts[t, b], d_gates[t, b], c_new[t, b], c_prev[t, b], d_r[b], dc[b]
             f, g, o = a[gf:gg], a[gg:go], a[go:]
             df, dg, do = da[gf:gg], da[gg:go], da[go:]
-            dh_t += d_out[t, b]
-            for j in range(hidden):  # through h_t = o tanh(c_t)
+            for j in range(hidden):  # through r_t = o tanh(c_t)
                 tanh_c = tanh(c_t[j])
-                do[j] = dh_t[j] * tanh_c * o[j] * (1.0 - o[j])
-                dc_t[j] += dh_t[j] * o[j] * (1.0 - tanh_c * tanh_c)
-            dh_t[:] = 0.0  # h_{t-1} reaches h_t only through the product
+                do[j] = dr_t[j] * tanh_c * o[j] * (1.0 - o[j])
+                dc_t[j] += dr_t[j] * o[j] * (1.0 - tanh_c * tanh_c)
+            dh[b, :] = 0.0  # h_{t-1} reaches h_t only through the product
             if peephole:
                 add_product(dc_t, do, co)
                 add_product(d_co, do, c_t)
@@ -158,25 +180,29 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
     """Run one LSTM layer in one direction over all T steps.
 
     x (T, B, I); h0, c0 (B, H); ``weights``: w_ih (G*H, I) and w_hh (G*H, H) with G = 4
-    (3 when ``coupled``), optionally b_ih and b_hh (G*H,), and the peepholes ci, cf, co
-    (H,) each for a peephole LSTM (cf and co when coupled); ``lengths`` (B,) or None;
-    ``reverse`` runs t = T-1 .. 0. Returns a ``Forward``: out (T, B, H), h_n, c_n (B, H),
-    saved.
+    (3 when ``coupled``), optionally b_ih and b_hh (G*H,), the projection w_hr (P, H) (then
+    w_hh is (G*H, P) and h0 (B, P)), and the peepholes ci, cf, co (H,) each for a peephole
+    LSTM (cf and co when coupled); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0.
+    Returns a ``Forward``: out (T, B, H), h_n (B, H), c_n (B, H), saved; out and h_n have P
+    features with w_hr.
     """
     inputs = check_inputs("lstm_forward", num_gates("LSTM", coupled), x, (h0, c0), weights, lengths, reverse,
                           allowed=WEIGHTS)
     w, (h0, c0) = inputs.w, inputs.states
-    (steps, batch, _), hidden = inputs.x.shape, h0.shape[1]
+    (steps, batch, _), hidden, size = inputs.x.shape, c0.shape[1], h0.shape[1]
     peep, peephole = _peepholes("lstm_forward", w, coupled, hidden, h0.dtype)
     xp = project(inputs.x, w["w_ih"], add_biases(w.get("b_ih"), w.get("b_hh")))
-    out = np.empty((steps, batch, hidden), dtype=xp.dtype)
+    out, h_prev = np.empty((steps, batch, size), dtype=xp.dtype), np.empty((steps, batch, size), dtype=xp.dtype)
     acts = np.empty_like(xp)
-    h_prev, c_prev, c_new = np.empty_like(out), np.empty_like(out), np.empty_like(out)
-    h_n, c_n = _lstm_forward(xp, plan_product(w["w_hh"].T, batch), peep, peephole, coupled,
-                             *_gate_starts(hidden, coupled), h0, c0, inputs.lengths, reverse, out, acts, h_prev,
-                             c_prev, c_new)
-    zero_padding(inputs.padding, out)
-    return Forward(out, h_n, c_n, LSTMSaved(inputs, peep, peephole, coupled, acts, h_prev, c_prev, c_new))
+    c_prev, c_new = (np.empty((steps, batch, hidden), dtype=xp.dtype) for _ in range(2))
+    projected = "w_hr" in w
+    r = np.empty_like(c_new) if projected else out
+    h_n, c_n = _lstm_forward(xp, plan_product(w["w_hh"].T, batch), projected, _projection(w, True, batch), peep,
+                             peephole, coupled, *_gate_starts(hidden, coupled), h0, c0, inputs.lengths, reverse, out,
+                             r, acts, h_prev, c_prev, c_new)
+    zero_padding(inputs.padding, out, r)
+    return Forward(out, h_n, c_n, LSTMSaved(inputs, peep, peephole, coupled, acts, r if projected else None, h_prev,
+                                            c_prev, c_new))
 
 
 def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True, grad_norms=None):
@@ -185,17 +211,27 @@ def lstm_backward(saved, d_out, d_h_n, d_c_n, need_dx=True, grad_norms=None):
     ||dL/dc_t|| of every sequence at every step (zero at padded steps)."""
     inputs = saved.inputs
     d_out, d_h_n, d_c_n = (np.ascontiguousarray(a, dtype=inputs.x.dtype) for a in (d_out, d_h_n, d_c_n))
+    w, projected, batch = inputs.w, saved.r is not None, d_out.shape[1]
     d_gates = np.empty_like(saved.acts)
-    zero_padding(inputs.padding, d_gates)
+    d_h = np.empty_like(d_out) if projected else np.empty((0, 0, 0), dtype=d_out.dtype)
+    zero_padding(inputs.padding, d_gates, *([d_h] if projected else []))
     d_peep = np.zeros_like(saved.peep)
     grad_norms = norm_buffer("lstm_backward", grad_norms, 2, inputs)
-    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(inputs.w["w_hh"], d_out.shape[1]), saved.peep,
-                              saved.peephole, saved.coupled, *_gate_starts(d_out.shape[2], saved.coupled),
-                              inputs.lengths, inputs.reverse, saved.acts, saved.c_prev, saved.c_new, d_gates, d_peep,
-                              grad_norms)
+    dh0, dc0 = _lstm_backward(d_out, d_h_n, d_c_n, plan_product(w["w_hh"], batch), projected,
+                              _projection(w, False, batch), saved.peep, saved.peephole, saved.coupled,
+                              *_gate_starts(saved.c_new.shape[2], saved.coupled), inputs.lengths, inputs.reverse,
+                              saved.acts, saved.c_prev, saved.c_new, d_gates, d_h, d_peep, grad_norms)
     dx, dw_ih, db = input_grads(inputs, d_gates, need_dx)
-    return weight_grads(inputs.w, x=dx, h0=dh0, c0=dc0, w_ih=dw_ih, w_hh=weight_grad(d_gates, saved.h_prev),
-                        b_ih=db, b_hh=db.copy(), ci=d_peep[0], cf=d_peep[1], co=d_peep[2])
+    return weight_grads(w, x=dx, h0=dh0, c0=dc0, w_ih=dw_ih, w_hh=weight_grad(d_gates, saved.h_prev),
+                        b_ih=db, b_hh=db.copy(), w_hr=weight_grad(d_h, saved.r) if projected else None,
+                        ci=d_peep[0], cf=d_peep[1], co=d_peep[2])
+
+
+def _projection(w, transposed, batch):
+    """The per-step product's plan for W_hr^T (forward) or W_hr (backward); an empty one
+    when ``w`` has no projection (the loops then never run it)."""
+    w_hr = w.get("w_hr", np.empty((0, 0), dtype=w["w_hh"].dtype))
+    return plan_product(w_hr.T if transposed else w_hr, batch)
 
 
 def _gate_starts(hidden, coupled):

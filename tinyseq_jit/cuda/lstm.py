@@ -285,13 +285,17 @@ def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False)
 
     x (T, B, I); h0, c0 (B, H); ``weights``: w_ih (G*H, I) and w_hh (G*H, H) with G = 4
     (3 when ``coupled``), optionally b_ih and b_hh (G*H,), and the peepholes ci, cf, co
-    (H,) each for a peephole LSTM (cf and co when coupled); ``lengths`` (B,) or None;
-    ``reverse`` runs t = T-1 .. 0. x, the states and the weights are NumPy arrays, or all
-    device arrays (then so are the results, left on the GPU; the backward reads the
-    arguments again, so leave them unwritten until it has run). Returns a ``Forward``: out
+    (H,) each for a peephole LSTM (cf and co when coupled); no projection w_hr (the CPU
+    kernels have one); ``lengths`` (B,) or None; ``reverse`` runs t = T-1 .. 0. x, the
+    states and the weights are NumPy arrays, or all device arrays (then so are the results,
+    left on the GPU; the backward reads the arguments again, so leave them unwritten until
+    it has run). Returns a ``Forward``: out
     (T, B, H), h_n, c_n (B, H), saved (its arrays on the device).
     """
     require("lstm_forward")
+    if weights.get("w_hr") is not None:
+        raise ValueError("lstm_forward: the CUDA kernels have no projection (proj_size), got w_hr; "
+                         "run it on the CPU kernels (tinyseq_jit.cpu.lstm_forward)")
     inputs, give = receive("lstm_forward", num_gates("LSTM", coupled), x, (h0, c0), weights, lengths, reverse,
                            allowed=WEIGHTS)
     w, (h0, c0) = inputs.w, inputs.states
