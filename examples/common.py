@@ -183,7 +183,7 @@ def check_figure(fig, name="figure"):
             if len(series) > 1 and ax.get_legend() is None and not fig.legends:
                 missing.append(f"a legend for its {len(series)} labelled series")
         if missing:
-            raise ValueError(f"save_figure: {where} has no {', no '.join(missing)}")
+            raise ValueError(f"save_figure: {where} lacks {', '.join(missing)}")
 
 
 class Timer:
