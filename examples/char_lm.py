@@ -14,10 +14,15 @@ a unigram model's; samples use temperature and top-k.
 
 The default corpus is the standard library's top-level modules on this machine (the ASCII
 ones, files sorted), a few MB. Everything goes to --out (default runs/char_lm):
-checkpoint.npz (every --save-every steps, at the end and on Ctrl-C), loss.png and
-results.json. A run stopped at any step and resumed reaches bitwise the weights of the run
-that was never stopped. A new run does not replace an earlier run's checkpoint unless
---overwrite is given.
+checkpoint.npz (every --save-every steps, at the end, on Ctrl-C and on any error after a
+finished step), loss.png and results.json. A run stopped at any step and resumed reaches
+bitwise the weights of the run that was never stopped; --resume without --steps trains on to
+the step count the run was started with. A new run does not replace an earlier run's
+checkpoint unless --overwrite is given. --sample-only takes any sampling option, --seed
+included (it then seeds only the sampling). The default prompt falls back to the corpus's
+first characters where the corpus lacks them; a --prompt given with characters the corpus
+lacks is refused before training. A mistake in the flags or files is one line on stderr and
+exit status 2 (``TINYSEQ_DEBUG=1`` shows its traceback).
 """
 
 import contextlib
