@@ -69,7 +69,8 @@ def load_corpus(path=None, max_chars=None):
             raise common.UsageError(f"--data {path} is a directory; give a UTF-8 text file") from None
         except UnicodeDecodeError as e:
             raise common.UsageError(f"--data {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
-                                    f"{e.start}); convert it, e.g. iconv -f latin1 -t utf-8") from None
+                                    f"{e.start}); give a UTF-8 text file (convert one with e.g. "
+                                    f"iconv -f latin1 -t utf-8)") from None
         except OSError as e:
             raise common.UsageError(f"--data {path}: cannot read it ({e.strerror})") from None
     else:
@@ -79,8 +80,8 @@ def load_corpus(path=None, max_chars=None):
     cut = f" (--max-chars {max_chars} of {len(text)})" if max_chars and len(text) > max_chars else ""
     text = text[:max_chars] if max_chars else text
     if len(text) < 1000:
-        raise common.UsageError(f"--data {path or '(the standard library)'}: the corpus has {len(text)} characters{cut}; "
-                                f"it needs at least 1000: give a longer text")
+        raise common.UsageError(f"--data {path or '(the standard library)'}: the corpus has {len(text)} "
+                                f"characters{cut}; it needs at least 1000: give a longer text")
     return text
 
 

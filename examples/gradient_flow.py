@@ -104,7 +104,7 @@ def plot(runs, path):
     eigen.set_aspect("equal")
     eigen.set_title("eigenvalues of W_hh (the simple RNNs)", fontsize=10)
     eigen.set(xlabel="real part", ylabel="imaginary part")
-    eigen.legend(fontsize=7, loc="upper left", markerscale=2)
+    eigen.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), markerscale=2)  # beside the dots
     eigen.grid(alpha=0.3)
     fig.tight_layout()
     common.save_figure(fig, path)

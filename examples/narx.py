@@ -138,7 +138,7 @@ def plot(results, y, path):
     ax[1].set_title("test input, second half")
     for axis in ax:
         axis.set(xlabel="time step k", ylabel="plant output y(k)")
-        axis.legend(loc="upper right", fontsize=8)
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the curves
     fig.tight_layout()
     common.save_figure(fig, path)
 
