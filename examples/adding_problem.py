@@ -131,11 +131,11 @@ def plot(runs, baselines, lengths, path):
 
 
 def _int_list(text, flag):
-    """Parse '50,100' into [50, 100], or raise a ValueError naming the flag."""
+    """Parse '50,100' into [50, 100], or raise a UsageError naming the flag."""
     try:
         return [int(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+        raise common.UsageError(f"{flag}: expected comma-separated integers, got {text!r}") from None
 
 
 def main(argv=None):
@@ -158,13 +158,13 @@ def main(argv=None):
     lengths = _int_list(args.lengths, "--lengths")
     models = common.names(args.models, MODELS, "--models")
     if any(length < 2 for length in lengths):
-        raise ValueError(f"--lengths: each length must be at least 2 (one marker per half), got {lengths}")
+        raise common.UsageError(f"--lengths: each length must be at least 2 (one marker per half), got {lengths}")
     for flag, value in (("--steps", args.steps), ("--hidden", args.hidden), ("--batch", args.batch),
                         ("--eval-every", args.eval_every), ("--test-size", args.test_size)):
         if value < 1:
-            raise ValueError(f"{flag}: must be a positive integer, got {value}")
+            raise common.UsageError(f"{flag}: must be a positive integer, got {value}")
     if not (args.lr > 0 and args.clip > 0):
-        raise ValueError(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
+        raise common.UsageError(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
     common.start(args)
 
     baselines, runs = {}, []
@@ -176,7 +176,7 @@ def main(argv=None):
 
     rows = [[r["model"], r["length"], r["final_test_mse"], baselines[r["length"]],
              r["solved_at"] if r["solved_at"] is not None else "never", f"{r['seconds']:.1f}"] for r in runs]
-    print(common.table(["model", "T", "final test MSE", "baseline", f"step MSE < {SOLVED}", "seconds"], rows))
+    common.summary(args, ["model", "T", "final test MSE", "baseline", f"step MSE < {SOLVED}", "seconds"], rows)
     config = {k: getattr(args, k) for k in ("steps", "hidden", "batch", "lr", "clip", "eval_every", "test_size",
                                            "seed", "backend", "quick")}
     results = {"config": {**config, "lengths": lengths, "models": models, "optimizer": "Adam"},
@@ -187,4 +187,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -55,10 +55,8 @@ MODES = ("init_state", "first_input")
 
 def load_digits(rng, test_fraction=0.25):
     """(train images, train digits, test images, test digits): images as (N, 64) in [0, 1]."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError as e:
-        raise ImportError('the digits come with scikit-learn: pip install -e ".[examples]"') from e
+    from sklearn.datasets import load_digits as sklearn_digits  # common.start checked it is installed
+
     digits = sklearn_digits()
     images = (digits.data / 16.0).astype(np.float32)
     index = rng.permutation(len(images))
@@ -240,15 +238,15 @@ def plot(runs, x_test, y_test, path):
 
 
 def check_args(args):
-    """The conditionings named by --modes; a ValueError for flags out of range."""
+    """The conditionings named by --modes; a UsageError for flags out of range."""
     modes = common.names(args.modes, MODES, "--modes")
     if len(set(modes)) != len(modes):
-        raise ValueError(f"--modes names a conditioning twice: {args.modes}")
+        raise common.UsageError(f"--modes names a conditioning twice: {args.modes}")
     for name in ("hidden", "epochs", "batch_size"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise common.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not args.lr > 0:
-        raise ValueError(f"--lr must be positive, got {args.lr}")
+        raise common.UsageError(f"--lr must be positive, got {args.lr}")
     return modes
 
 
@@ -293,8 +291,8 @@ def main(argv=None):
     rows = [[c, r["first_loss"], r["final_loss"], r["exact_match"], r["char_accuracy"], r["not_a_name"],
              round(r["seconds"], 1)] for c, r in runs.items()]
     print()
-    print(common.table(["conditioning", "first loss", "final loss", "test exact", "test chars", "not a name",
-                        "seconds"], rows))
+    common.summary(args, ["conditioning", "first loss", "final loss", "test exact", "test chars", "not a name",
+                          "seconds"], rows)
     best = max(runs, key=lambda c: (runs[c]["exact_match"], runs[c]["char_accuracy"]))
     results = {"config": vars(args), "modes": runs, "best": best,
                "test_digits": y_test, "names": list(NAMES)}
@@ -304,4 +302,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

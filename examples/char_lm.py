@@ -14,12 +14,18 @@ a unigram model's; samples use temperature and top-k.
 
 The default corpus is the standard library's top-level modules on this machine (the ASCII
 ones, files sorted), a few MB. Everything goes to --out (default runs/char_lm):
-checkpoint.npz (every --save-every steps, at the end and on Ctrl-C), loss.png and
-results.json. A run stopped at any step and resumed reaches bitwise the weights of the run
-that was never stopped. A new run does not replace an earlier run's checkpoint unless
---overwrite is given.
+checkpoint.npz (every --save-every steps, at the end, on Ctrl-C and on any error after a
+finished step), loss.png and results.json. A run stopped at any step and resumed reaches
+bitwise the weights of the run that was never stopped; --resume without --steps trains on to
+the step count the run was started with. A new run does not replace an earlier run's
+checkpoint unless --overwrite is given. --sample-only takes any sampling option, --seed
+included (it then seeds only the sampling). The default prompt falls back to the corpus's
+first characters where the corpus lacks them; a --prompt given with characters the corpus
+lacks is refused before training. A mistake in the flags or files is one line on stderr and
+exit status 2 (``TINYSEQ_DEBUG=1`` shows its traceback).
 """
 
+import contextlib
 import hashlib
 import math
 import os
@@ -41,6 +47,10 @@ from tinyseq.nn import functional as F
 # What defines a run: saved in the checkpoint, and --resume refuses to change it.
 RUN_OPTIONS = ("data", "max_chars", "val_fraction", "cell", "embed", "hidden", "layers", "dropout",
                "batch_size", "bptt", "lr", "clip", "seed")
+# What --sample-only may change freely (the seed then seeds only the sampling).
+SAMPLING_OPTIONS = ("seed",)
+DEFAULT_PROMPT = "def "
+DEFAULT_STEPS = {False: 1600, True: 120}  # by --quick
 
 
 # ---------------------------------------------------------------- data
@@ -48,16 +58,30 @@ RUN_OPTIONS = ("data", "max_chars", "val_fraction", "cell", "embed", "hidden", "
 
 def load_corpus(path=None, max_chars=None):
     """The text of ``path`` (UTF-8), or by default the standard library's top-level modules
-    that are pure ASCII, in sorted order. ``max_chars`` keeps only the start."""
+    that are pure ASCII, in sorted order. ``max_chars`` keeps only the start. A file that
+    is missing, not a file, not UTF-8 or too short is a UsageError naming --data."""
     if path is not None:
-        text = pathlib.Path(path).read_text(encoding="utf-8")
+        try:
+            text = pathlib.Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise common.UsageError(f"--data {path}: no such file; give a UTF-8 text file") from None
+        except IsADirectoryError:
+            raise common.UsageError(f"--data {path} is a directory; give a UTF-8 text file") from None
+        except UnicodeDecodeError as e:
+            raise common.UsageError(f"--data {path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                                    f"{e.start}); give a UTF-8 text file (convert one with e.g. "
+                                    f"iconv -f latin1 -t utf-8)") from None
+        except OSError as e:
+            raise common.UsageError(f"--data {path}: cannot read it ({e.strerror})") from None
     else:
         stdlib = pathlib.Path(sysconfig.get_path("stdlib"))
         sources = (f.read_bytes() for f in sorted(stdlib.glob("*.py")))
         text = "".join(s.decode("ascii") for s in sources if s.isascii())
+    cut = f" (--max-chars {max_chars} of {len(text)})" if max_chars and len(text) > max_chars else ""
     text = text[:max_chars] if max_chars else text
     if len(text) < 1000:
-        raise ValueError(f"char_lm: the corpus has {len(text)} characters; it needs at least 1000")
+        raise common.UsageError(f"--data {path or '(the standard library)'}: the corpus has {len(text)} "
+                                f"characters{cut}; it needs at least 1000: give a longer text")
     return text
 
 
@@ -128,30 +152,32 @@ def arguments(argv):
     p.add_argument("--bptt", type=int, default=64, help="k: steps per update (truncation length)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
-    p.add_argument("--steps", type=int, default=1600, help="updates in the whole run")
+    p.add_argument("--steps", type=int, default=None,
+                   help="updates in the whole run (default 1600, 120 with --quick; --resume: the checkpoint's)")
     p.add_argument("--eval-every", type=int, default=200, help="validate and sample every N steps")
     p.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--overwrite", action="store_true", help="start a new run over the checkpoint in --out")
     p.add_argument("--sample-only", action="store_true", help="load the checkpoint and generate")
-    p.add_argument("--prompt", default="def ", help="text the samples start from")
+    p.add_argument("--prompt", default=None, help=f"text the samples start from (default {DEFAULT_PROMPT!r}, "
+                   "or the corpus's first characters where those are not in it)")
     p.add_argument("--sample-chars", type=int, default=400)
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
     p.add_argument("--export-torch", metavar="PATH", help="also write the model as a PyTorch state dict + config")
     args = p.parse_args(argv)
-    if args.quick:
-        defaults = dict(max_chars=300_000, hidden=128, steps=120, eval_every=60, save_every=60, sample_chars=120)
-        for name, value in defaults.items():
-            if getattr(args, name) == p.get_default(name):
-                setattr(args, name, value)
+    if args.quick:  # smaller defaults, as defaults: --resume tells them from options given
+        p.set_defaults(max_chars=300_000, hidden=128, eval_every=60, save_every=60, sample_chars=120)
+        args = p.parse_args(argv)
+    if args.export_torch:
+        common.require_torch("--export-torch")
     for name in ("steps", "embed", "hidden", "layers", "batch_size", "bptt", "eval_every", "save_every"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"char_lm: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise common.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.val_fraction < 0.5:
-        raise ValueError(f"char_lm: --val-fraction must be in (0, 0.5), got {args.val_fraction}")
+        raise common.UsageError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
     if not args.temperature > 0 or args.top_k < 0 or args.sample_chars < 0:
-        raise ValueError(f"char_lm: need --temperature > 0, --top-k >= 0, --sample-chars >= 0; got "
+        raise common.UsageError(f"need --temperature > 0, --top-k >= 0, --sample-chars >= 0; got "
                          f"{args.temperature}, {args.top_k}, {args.sample_chars}")
     return p, args
 
@@ -171,17 +197,22 @@ class Run:
         self.optimizer = ts.optim.Adam(self.model.parameters(), lr=args.lr)
         self.tbptt = TBPTT(self.model, loss_fn, self.optimizer, k1=args.bptt, max_norm=args.clip)
         self.step = 0
+        self.target_steps = args.steps
+        self.in_step = False  # True while a training step is part done (see save_on_error)
         self.history = {"step": [], "train_bpc": [], "val_step": [], "val_bpc": []}
 
     def state_dict(self):
         return {"config": self.config, "corpus_sha256": self.corpus_sha256, "vocab": self.vocab.state_dict(),
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "tbptt": self.tbptt.state_dict(), "batches": self.batches.state_dict(),
-                "rng": ts.get_rng_state(), "step": self.step, "history": self.history}
+                "rng": ts.get_rng_state(), "step": self.step, "target_steps": self.target_steps,
+                "history": self.history}
 
     def load_state_dict(self, state):
         if state["corpus_sha256"] != self.corpus_sha256 or Vocab.from_state_dict(state["vocab"]) != self.vocab:
-            raise ValueError("char_lm: the corpus is not the one the checkpoint was trained on")
+            raise common.UsageError(f"--data {self.config['data']}: the corpus is not the one the checkpoint was "
+                                    f"trained on; give the same file, or start a new run in another --out")
+        self.config = dict(state["config"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.tbptt.load_state_dict(state["tbptt"])
@@ -207,18 +238,42 @@ class Run:
 
 def read_checkpoint(parser, args):
     """The checkpoint in ``args.out``. Its config replaces the run options in ``args``; an
-    option given on the command line that differs from it is an error."""
+    option given on the command line that differs from it is an error (but for
+    SAMPLING_OPTIONS with --sample-only, which stay as given)."""
     path = pathlib.Path(args.out) / "checkpoint.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"char_lm: no checkpoint at {path} (train first, or point --out at a run)")
-    state = ts.load(path)
+    if not path.is_file():
+        raise common.UsageError(f"--out {args.out}: no checkpoint at {path}; train first, or point --out at a run")
+    try:
+        state = ts.load(path)
+    except ts.CheckpointError as e:
+        raise common.UsageError(f"--out {args.out}: {path.name} is damaged ({e.__cause__}); --overwrite starts a new "
+                                f"run there, or choose another --out") from e
     for name, saved in state["config"].items():
         given = getattr(args, name)
+        if args.sample_only and name in SAMPLING_OPTIONS:
+            continue
         if given != parser.get_default(name) and given != saved:
-            raise ValueError(f"char_lm: --{name.replace('_', '-')} {given} differs from the checkpoint's {saved}; "
-                             f"drop it, or start a new run in another --out")
+            raise common.UsageError(f"--{name.replace('_', '-')} {given} differs from the checkpoint's {saved}; "
+                                    f"drop it, or start a new run in another --out")
         setattr(args, name, saved)
     return state
+
+
+@contextlib.contextmanager
+def save_on_error(run, out):
+    """Save ``run``'s checkpoint if the block raises (then re-raise): the steps done are kept.
+    An error inside a step (``run.in_step``) keeps the last checkpoint instead: the data and
+    weights may be part way through that step, and a resumed run must equal an unbroken one."""
+    try:
+        yield
+    except BaseException:
+        if run.in_step:
+            print(f"stopped by an error inside step {run.step + 1}: the last checkpoint is kept", file=sys.stderr)
+        else:
+            run.save(out)
+            print(f"stopped by an error after step {run.step}: checkpoint saved; --resume continues from there",
+                  file=sys.stderr)
+        raise
 
 
 class StopOnCtrlC:
@@ -239,14 +294,16 @@ class StopOnCtrlC:
 
 
 def train(run, args, on_step=None):
-    """Train ``run`` up to ``args.steps``, validating, sampling and saving as it goes."""
+    """Train ``run`` up to ``args.steps``, validating, sampling and saving as it goes. Any
+    exception saves the checkpoint at the last finished step before it propagates."""
     from tqdm import tqdm
 
     chars_per_step = args.batch_size * args.bptt
     bar = tqdm(total=args.steps, initial=run.step, unit="step", dynamic_ncols=True, disable=None)
     chunks, rate = run.chunks(), None
-    with StopOnCtrlC() as stop:
+    with StopOnCtrlC() as stop, save_on_error(run, args.out):
         while run.step < args.steps and not stop.requested:
+            run.in_step = True
             x, y = next(chunks)
             started = time.perf_counter()
             loss = run.tbptt.step(x, y)
@@ -255,6 +312,7 @@ def train(run, args, on_step=None):
             run.step += 1
             run.history["step"].append(run.step)
             run.history["train_bpc"].append(loss / math.log(2))
+            run.in_step = False
             bar.update()
             bar.set_postfix({"loss": f"{loss:.3f}", "bpc": f"{loss / math.log(2):.3f}", "chars/s": f"{rate:,.0f}"})
             if run.step % args.eval_every == 0 or run.step == args.steps:
@@ -304,19 +362,54 @@ def export_torch(run, args, path):
     print(f"wrote {path} (PyTorch state dict and config; examples/continue_in_torch.py trains it on)")
 
 
+def target_steps(args, saved):
+    """The step a run trains to: --steps if given, else a resumed run's own target (a checkpoint
+    from before targets were saved: the default, said on stdout), else the default."""
+    default = DEFAULT_STEPS[args.quick]
+    if args.steps is not None or saved is None:
+        return args.steps or default
+    if "target_steps" in saved:
+        return int(saved["target_steps"])
+    print(f"the checkpoint predates saved targets: training on to the default {default} steps "
+          f"(--steps N chooses)")
+    return default
+
+
+def check_prompt(prompt, text):
+    """``prompt``, if the corpus has its characters. For the default prompt, else a prompt of
+    the corpus's first characters (said on stdout); for a given one, else a UsageError."""
+    given = prompt is not None
+    prompt = prompt if given else DEFAULT_PROMPT
+    missing = sorted(set(prompt) - set(text))
+    if not missing:
+        return prompt
+    if given:
+        raise common.UsageError(f"--prompt {prompt!r}: the characters {''.join(missing)!r} are not in the corpus; "
+                                f"write the prompt with the corpus's characters")
+    fallback = text[:len(DEFAULT_PROMPT)]
+    print(f"prompt: the default {DEFAULT_PROMPT!r} has characters not in the corpus; starting samples "
+          f"from its first characters {fallback!r} (--prompt chooses)")
+    return fallback
+
+
 def main(argv=None, on_step=None):
     """Train (or resume, or only sample); returns the results dict also written as JSON."""
     parser, args = arguments(argv)
     saved = read_checkpoint(parser, args) if args.resume or args.sample_only else None
     checkpoint = pathlib.Path(args.out) / "checkpoint.npz"
     if saved is None and checkpoint.exists() and not args.overwrite:
-        raise FileExistsError(f"char_lm: {checkpoint} holds an earlier run; --resume continues it, --overwrite "
-                              f"replaces it, or choose another --out")
+        raise common.UsageError(f"--out {args.out} holds an earlier run ({checkpoint}); --resume continues it, "
+                                f"--overwrite replaces it, or choose another --out")
+    args.steps = target_steps(args, saved)
+    text = load_corpus(args.data, args.max_chars)
+    args.prompt = check_prompt(args.prompt, text)
     common.start(args)
-    run = Run(args, load_corpus(args.data, args.max_chars))
+    run = Run(args, text)
     if saved is not None:
         run.load_state_dict(saved)
-        print(f"loaded {args.out} at step {run.step}")
+        print(f"loaded {args.out} at step {run.step}" if args.sample_only else
+              f"resuming at step {run.step} of {args.steps}" +
+              ("" if run.step < args.steps else ": nothing left to train; --steps N trains on to step N"))
     unigram = unigram_bpc(run.train_tokens, run.val_tokens, run.vocab)
     print(f"corpus: {args.data or 'the standard library'}, {len(run.train_tokens):,} train + "
           f"{len(run.val_tokens):,} validation chars, {len(run.vocab)} symbols; unigram bpc {unigram:.3f}")
@@ -338,12 +431,12 @@ def main(argv=None, on_step=None):
     if args.export_torch:
         export_torch(run, args, args.export_torch)
     if not args.sample_only:
-        print(common.table(["steps", "seconds", "chars/s", "train bpc", "val bpc", "unigram bpc"],
-                           [[run.step, results["seconds"], round(rate or 0), results["train_bpc"],
-                             results["val_bpc"], unigram]]))
+        common.summary(args, ["steps", "seconds", "chars/s", "train bpc", "val bpc", "unigram bpc"],
+                       [[run.step, results["seconds"], round(rate or 0), results["train_bpc"],
+                         results["val_bpc"], unigram]])
         common.write_json(pathlib.Path(args.out) / "results.json", results)
     return results
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -86,22 +86,25 @@ def plot(runs, path):
         spans.plot(np.arange(1, len(products) + 1), np.where(products > 0, products, np.nan), color=color)
         if run["model"].startswith("tanh") or run["model"] == "irnn":
             values = np.array(run["eigenvalues"])
-            eigen.scatter(values[:, 0], values[:, 1], s=8, color=color, alpha=0.7)
+            eigen.scatter(values[:, 0], values[:, 1], s=8, color=color, alpha=0.7, label=run["model"])
     k = np.arange(1, len(runs[0]["product_norm"]) + 1)
     for radius, style in ((0.5, ":"), (1.5, "--")):  # a linear recurrence with that spectral radius
         spans.plot(k, radius ** k, color="gray", ls=style, lw=1, label=f"{radius}^k")
     spans.legend(fontsize=8, loc="lower left")
-    for ax, title, xlabel in ((flow, "|dL/dh_t|, loss at the last step only", "time step t"),
-                              (spans, "largest singular value of dh_{T-1}/dh_{T-1-k}", "steps back, k")):
+    for ax, title, xlabel, ylabel in (
+            (flow, "|dL/dh_t|, loss at the last step only", "time step t", "gradient norm |dL/dh_t|"),
+            (spans, "largest singular value of dh_{T-1}/dh_{T-1-k}", "steps back, k", "largest singular value")):
         ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3, which="both")
     flow.legend(fontsize=8, loc="lower right")
     circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
-    eigen.plot(circle.real, circle.imag, color="gray", lw=0.8)
+    eigen.plot(circle.real, circle.imag, color="gray", lw=0.8, label="unit circle")
     eigen.set_aspect("equal")
-    eigen.set_title("eigenvalues of W_hh (RNNs), unit circle", fontsize=10)
+    eigen.set_title("eigenvalues of W_hh (the simple RNNs)", fontsize=10)
+    eigen.set(xlabel="real part", ylabel="imaginary part")
+    eigen.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), markerscale=2)  # beside the dots
     eigen.grid(alpha=0.3)
     fig.tight_layout()
     common.save_figure(fig, path)
@@ -132,7 +135,7 @@ def main(argv=None):
     for flag, value, least in (("--steps", args.steps, 2), ("--hidden", args.hidden, 1), ("--batch", args.batch, 1),
                                ("--inputs", args.inputs, 1)):
         if value < least:
-            raise ValueError(f"{flag}: must be an integer >= {least}, got {value}")
+            raise common.UsageError(f"{flag}: must be an integer >= {least}, got {value}")
     models = common.names(args.models, MODELS, "--models")
     rng = common.start(args)
     x = rng.standard_normal((args.steps, args.batch, args.inputs))
@@ -144,7 +147,7 @@ def main(argv=None):
             runs.append(study(name, x, args.hidden))
     rows = [[r["model"], r["spectral_radius"], r["grad_norm"][0], r["factor_per_step"], r["product_norm"][-1]]
             for r in runs]
-    print(common.table(["model", "rho(W_hh)", "|dL/dh_0|", "factor per step", "sigma_max over T steps"], rows))
+    common.summary(args, ["model", "rho(W_hh)", "|dL/dh_0|", "factor per step", "sigma_max over T steps"], rows)
     print(f"T={args.steps} H={args.hidden} B={args.batch}: {timer.seconds:.1f} s")
     config = {k: getattr(args, k) for k in ("steps", "hidden", "batch", "inputs", "seed", "backend", "quick")}
     results = {"config": {**config, "models": models}, "seconds": timer.seconds, "runs": runs}
@@ -155,4 +158,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -134,9 +134,12 @@ def plot(results, y, path):
         axis.plot(k[part], y[part], color="black", lw=2, label="plant")
         for name, r in results.items():
             axis.plot(k[part], r["path"][part], lw=1, label=f"{name} closed loop")
-    ax[0].set_title("test input, both halves: the plant and each model closed-loop (fed back its own outputs)")
-    ax[0].legend(loc="upper right", fontsize=8)
-    ax[1].set_xlabel("k")
+    ax[0].set_title("test input, first half: the plant and each model closed-loop (fed back its own outputs)")
+    ax[1].set_title("test input, second half")
+    for axis in ax:
+        axis.set(xlabel="time step k", ylabel="plant output y(k)")
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the curves
+    fig.tight_layout()
     common.save_figure(fig, path)
 
 
@@ -156,7 +159,7 @@ def main(argv=None):
         args.steps = min(args.steps, 60)
     models = common.names(args.models, MODELS, "--models")
     if min(args.steps, args.hidden, args.batch_size, args.delay) < 1 or not args.delay < args.window:
-        raise ValueError("narx: need --steps, --hidden, --batch-size, --delay >= 1 and --delay < --window")
+        raise common.UsageError("need --steps, --hidden, --batch-size, --delay >= 1 and --delay < --window")
     rng = common.start(args)
     u_train = rng.uniform(-2, 2, size=20_000)
     data = u_train, plant(u_train)
@@ -173,8 +176,8 @@ def main(argv=None):
         rows.append([name, "open (teacher forcing)" if name == "narx" else "closed (u only)", losses[0],
                      float(np.mean(losses[-50:])), "-" if r["open_loop_rmse"] is None else r["open_loop_rmse"],
                      r["closed_loop_rmse"], round(timer.seconds, 1)])
-    print(common.table(["model", "trained", "first MSE", "final MSE", "test open-loop RMSE",
-                        "test closed-loop RMSE", "seconds"], rows))
+    common.summary(args, ["model", "trained", "first MSE", "final MSE", "test open-loop RMSE",
+                          "test closed-loop RMSE", "seconds"], rows)
     plot(results, y_test, f"{args.out}/narx.png")
     summary = {"config": vars(args), "test_output_std": float(y_test.std()),
                "results": {n: {k: v for k, v in r.items() if k != "path"} for n, r in results.items()}}
@@ -183,4 +186,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

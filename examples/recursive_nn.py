@@ -166,7 +166,7 @@ def main(argv=None):
         args.steps, args.test_size = min(args.steps, 150), min(args.test_size, 100)
     models = common.names(args.models, MODELS, "--models")
     if min(args.depth, args.test_size, args.hidden, args.steps, args.batch_size) < 1:
-        raise ValueError("recursive_nn: need --depth, --test-size, --hidden, --steps, --batch-size >= 1")
+        raise common.UsageError("need --depth, --test-size, --hidden, --steps, --batch-size >= 1")
     rng = common.start(args)
     task = TASKS[args.task]
     tests = {depth: task.batch(rng, args.test_size, [depth]) for depth in range(1, args.depth + 3)}
@@ -181,8 +181,8 @@ def main(argv=None):
         rows.append([name, losses[0], float(np.mean(losses[-100:])), *acc.values(), round(timer.seconds, 1)])
     majority = [float(np.bincount(labels).max() / len(labels)) for _, labels in tests.values()]
     rows.append(["majority class", "", "", *majority, ""])
-    print(common.table(["model", "first loss", "final loss", *(f"depth {d}" + (" (unseen)" if d > args.depth else "")
-                                                            for d in tests), "seconds"], rows))
+    common.summary(args, ["model", "first loss", "final loss", *(f"depth {d}" + (" (unseen)" if d > args.depth else "")
+                                                              for d in tests), "seconds"], rows)
     majority = dict(zip(tests, majority))
     plot(results, majority, args.depth, f"{args.out}/recursive_nn.png")
     summary = {"config": vars(args), "results": results, "majority": majority}
@@ -191,4 +191,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -10,6 +10,7 @@ import argparse
 
 import numpy as np
 
+import common
 import tinyseq as ts
 
 
@@ -59,9 +60,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        raise common.UsageError(f"--steps must be at least 1, got {args.steps}")
     losses = train(steps=args.steps, seed=args.seed)
     print(f"loss fell from {losses[0]:.4f} to {np.mean(losses[-10:]):.4f} (mean of the last 10 steps)")
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

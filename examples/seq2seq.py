@@ -238,7 +238,7 @@ def plot(runs, args, path):
     left.set(yscale="log", xlabel="training step", ylabel="cross-entropy (nats per character)",
              title="Training loss (the decoder reads what the schedule feeds it)")
     left.legend(fontsize=8)
-    left.grid(alpha=0.3, which="both")
+    left.grid(alpha=0.3)
     right.set(ylim=(0, 1.02), xlabel="training step", ylabel="accuracy",
               title=f"Greedy decoding of {args.eval_size} held-out dates")
     right.legend(loc="lower right", fontsize=8)
@@ -259,21 +259,22 @@ def show_translations(pairs, predictions, n=6):
 
 
 def check_args(args):
-    """Raise ValueError for flags out of range."""
+    """Raise a UsageError for flags out of range."""
     for name in ("steps", "batch", "embed", "hidden", "eval_size", "eval_every"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise common.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     for name in ("teacher_forcing", "tf_floor"):
         if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(args, name)}")
+            raise common.UsageError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(args, name)}")
     if "linear" in args.tf_schedule and args.tf_floor > args.teacher_forcing:
-        raise ValueError(f"--tf-floor ({args.tf_floor}) must not exceed --teacher-forcing ({args.teacher_forcing})")
+        raise common.UsageError(f"--tf-floor ({args.tf_floor}) must not exceed --teacher-forcing "
+                                f"({args.teacher_forcing})")
     if len(set(args.tf_schedule)) != len(args.tf_schedule):
-        raise ValueError(f"--tf-schedule names a schedule twice: {args.tf_schedule}")
+        raise common.UsageError(f"--tf-schedule names a schedule twice: {args.tf_schedule}")
     if not 0.0 < args.test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
+        raise common.UsageError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
     if args.lr <= 0 or args.clip <= 0:
-        raise ValueError(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
+        raise common.UsageError(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
 
 
 def main(argv=None):
@@ -334,8 +335,8 @@ def main(argv=None):
         rows.append([run["label"], run["first_loss"], run["final_loss"], run["exact_match"], run["char_accuracy"],
                      f"{worst[1]:.3f} ({worst[0]})", run["first_step_99"] or "never", f"{run['train_seconds']:.0f}"])
     print()
-    print(common.table(["model", "first loss", "final loss", "held-out exact", "held-out chars",
-                        "worst format (exact)", "step >= 0.99", "train s"], rows))
+    common.summary(args, ["model", "first loss", "final loss", "held-out exact", "held-out chars",
+                          "worst format (exact)", "step >= 0.99", "train s"], rows)
     results = {"config": vars(args), "models": runs}
     common.write_json(f"{args.out}/results.json", results)
     plot(runs, args, f"{args.out}/seq2seq.png")
@@ -343,4 +344,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -23,10 +23,8 @@ from tinyseq import nn
 
 def load_digits(order, rng, test_fraction=0.25):
     """(train x, train y, test x, test y): images scaled to [0, 1] as (N, T, F) sequences."""
-    try:
-        from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError as e:
-        raise ImportError('the digits come with scikit-learn: pip install -e ".[examples]"') from e
+    from sklearn.datasets import load_digits as sklearn_digits  # common.start checked it is installed
+
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype(np.float32)
     x = images.reshape(-1, 8, 8) if order == "rows" else images.reshape(-1, 64, 1)
@@ -131,8 +129,8 @@ def main(argv=None):
         args.cells, args.epochs = "lstm", min(args.epochs, 4)
     cells = common.names(args.cells, common.CELLS, "--cells")
     if args.epochs < 1 or args.hidden < 1 or args.batch_size < 1:
-        raise ValueError("sequence_classification: --epochs, --hidden and --batch-size must be at least 1, got "
-                         f"{args.epochs}, {args.hidden}, {args.batch_size}")
+        raise common.UsageError("--epochs, --hidden and --batch-size must be at least 1, got "
+                                f"{args.epochs}, {args.hidden}, {args.batch_size}")
     rng = common.start(args)
     data = load_digits(args.order, rng)
     x_test, y_test = data[2], data[3]
@@ -148,7 +146,7 @@ def main(argv=None):
                          "seconds": timer.seconds}
         rows.append([cell, losses[0], losses[-1], final, max(accuracies), round(timer.seconds, 1)])
     best = max(results, key=lambda c: results[c]["final_test_accuracy"])
-    print(common.table(["cell", "first loss", "final loss", "test accuracy", "best epoch's", "seconds"], rows))
+    common.summary(args, ["cell", "first loss", "final loss", "test accuracy", "best epoch's", "seconds"], rows)
     print(f"\nconfusion matrix of the {best} on the test images:\n{confusion(y_test, predictions[best])}")
     plot(results, x_test, y_test, predictions[best], best, f"{args.out}/sequence_classification.png")
     summary = {"config": vars(args), "results": results, "best": best}
@@ -157,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -160,7 +160,7 @@ def main(argv=None):
         args.cells, args.steps = "lstm", min(args.steps, 150)
     cells = common.names(args.cells, common.CELLS, "--cells")
     if min(args.steps, args.hidden, args.batch_size, args.window) < 1 or args.noise < 0:
-        raise ValueError("timeseries: need --steps, --hidden, --batch-size, --window >= 1 and --noise >= 0")
+        raise common.UsageError("need --steps, --hidden, --batch-size, --window >= 1 and --noise >= 0")
     rng = common.start(args)
     clean = lorenz(12_000, rng)
     clean = ((clean - clean[:8000].mean(0)) / clean[:8000].std(0)).astype(np.float32)
@@ -177,8 +177,8 @@ def main(argv=None):
         results[cell] = {**r, "seconds": timer.seconds}
         rows.append([cell, r["loss"][0], float(np.mean(r["loss"][-50:])), r["one_step_rmse"], naive,
                      r["valid_steps"], round(r["valid_steps"] * DT * EVERY, 2), round(timer.seconds, 1)])
-    print(common.table(["cell", "first MSE", "final MSE", "one-step RMSE", "naive RMSE", "valid steps",
-                        "valid time", "seconds"], rows))
+    common.summary(args, ["cell", "first MSE", "final MSE", "one-step RMSE", "naive RMSE", "valid steps",
+                          "valid time", "seconds"], rows)
     plot(results, data[1], data[2], f"{args.out}/timeseries.png")
     summary = {"config": vars(args), "naive_one_step_rmse": naive,
                "results": {c: {k: v for k, v in r.items() if k not in ("one_step", "path")}
@@ -188,4 +188,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -292,9 +292,9 @@ def main(argv=None):
     for flag in ("vocab", "dim", "window", "negatives", "steps", "batch_size", "max_files"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise ValueError(f"word2vec: --{flag.replace('_', '-')} must be at least 1, got {value}")
+            raise common.UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     if not args.lr > 0 or not args.subsample >= 0:
-        raise ValueError(f"word2vec: --lr must be > 0 and --subsample >= 0, got {args.lr} and {args.subsample}")
+        raise common.UsageError(f"--lr must be > 0 and --subsample >= 0, got {args.lr} and {args.subsample}")
     rng = common.start(args)
 
     with common.Timer() as reading:
@@ -302,7 +302,7 @@ def main(argv=None):
         vocab, counts, stream = build_vocabulary(words, args.vocab)
         stream = subsample(stream, counts, args.subsample, rng)
     if len(stream) < 2:
-        raise ValueError(f"word2vec: the corpus kept {len(stream)} words; it needs at least 2 (raise --max-files)")
+        raise common.UsageError(f"the corpus kept {len(stream)} words; it needs at least 2 (raise --max-files)")
     print(f"{len(words):,} words from {len(source_files(args.max_files))} files read in {reading.seconds:.1f} s; "
           f"the {len(vocab)} most frequent cover {counts.sum() / len(words):.1%}; {len(stream):,} after subsampling")
     missing = [q for q in QUERIES if q not in vocab]
@@ -324,8 +324,8 @@ def main(argv=None):
                          "neighbours": {q: neighbours(vectors[name], vocab, q) for q in queries}}
         rows.append([name, losses[0], final, related["median_rank"], related["mean_cosine"],
                      related["random_mean_cosine"], round(timer.seconds, 1)])
-    print(common.table(["model", "first loss", "final loss (last 10%)", "related pairs' median rank",
-                        "their mean cos", "random pairs' mean cos", "seconds"], rows))
+    common.summary(args, ["model", "first loss", "final loss (last 10%)", "related pairs' median rank",
+                          "their mean cos", "random pairs' mean cos", "seconds"], rows)
     print(f"(first loss (K + 1) ln 2 = {(args.negatives + 1) * np.log(2):.4g}; "
           f"{len(results[models[0]]['related_pairs']['pairs'])} related pairs in the vocabulary, each ranked both "
           f"ways; chance median rank about {len(vocab) // 2})")
@@ -343,4 +343,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -6,6 +6,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("adding_problem")
 
 
@@ -29,5 +31,5 @@ def test_batches_mark_one_number_in_each_half_and_bad_flags_are_refused():
     assert x.shape == (10, 16, 2) and (markers.sum(0) == 2).all()
     assert (markers[:5].sum(0) == 1).all() and (markers[5:].sum(0) == 1).all()
     np.testing.assert_allclose(y[:, 0], (x[..., 0] * markers).sum(0), rtol=1e-6)
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(UsageError, match="unknown"):
         example.main(["--models", "lstm,transformer"])

@@ -7,6 +7,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("captioning")
 
 
@@ -35,9 +37,9 @@ def test_names_encode_and_decode_and_bad_flags_are_refused():
         assert decoder_out[len(name), b] == example.END and (decoder_out[len(name) + 1:, b] == example.PAD).all()
     assert [example.decode_tokens(row) for row in decoder_out.T] == list(example.NAMES)
     assert example.decode_tokens([example.INDEX["s"], example.START, example.END, example.INDEX["x"]]) == "s?"
-    with pytest.raises(ValueError, match="--modes from init_state, first_input"):
+    with pytest.raises(UsageError, match="--modes from init_state, first_input"):
         example.main(["--modes", "init_state,last_input"])
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(UsageError, match="twice"):
         example.main(["--modes", "first_input,first_input"])
-    with pytest.raises(ValueError, match="--batch-size"):
+    with pytest.raises(UsageError, match="--batch-size"):
         example.main(["--batch-size", "0"])

@@ -1,7 +1,9 @@
 """The main job, examples/char_lm.py: it learns, resumes bitwise after Ctrl-C, samples, exports."""
 
+import importlib.util
 import json
 import os
+import pathlib
 import signal
 
 import numpy as np
@@ -10,7 +12,10 @@ import pytest
 import tinyseq as ts
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 char_lm = load("char_lm")
+UsageError = load("common").UsageError
 
 TINY = ["--max-chars", "40000", "--hidden", "24", "--embed", "16", "--batch-size", "8", "--bptt", "16",
         "--eval-every", "6", "--save-every", "4", "--sample-chars", "30", "--dropout", "0.3"]
@@ -53,21 +58,94 @@ def test_a_run_stopped_by_ctrl_c_and_resumed_equals_the_run_never_stopped(tmp_pa
 
 def test_sample_only_and_resume_errors(tmp_path, capsys):
     out = str(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(UsageError, match="no checkpoint"):
         char_lm.main(["--sample-only", "--out", out])
     char_lm.main(TINY + ["--steps", "4", "--out", out])
     results = char_lm.main(["--sample-only", "--out", out, "--prompt", "import ", "--sample-chars", "50",
                             "--top-k", "5", "--temperature", "0.5"])
     assert results["sample"].startswith("import ") and len(results["sample"]) == 7 + 50
-    with pytest.raises(FileExistsError, match="holds an earlier run; --resume continues it"):
+    with pytest.raises(UsageError, match="holds an earlier run .*; --resume continues it"):
         char_lm.main(TINY + ["--steps", "4", "--out", out])  # a new run never replaces a checkpoint silently
     assert char_lm.main(TINY + ["--steps", "2", "--out", out, "--overwrite"])["steps"] == 2
-    with pytest.raises(ValueError, match="--hidden 32 differs from the checkpoint's 24"):
+    with pytest.raises(UsageError, match="--hidden 32 differs from the checkpoint's 24"):
         char_lm.main(["--resume", "--hidden", "32", "--out", out])
-    with pytest.raises(ValueError, match="character '\u2603' is not in the vocabulary"):
+    with pytest.raises(UsageError, match="--prompt '\u2603': the characters '\u2603' are not in the corpus"):
         char_lm.main(["--sample-only", "--out", out, "--prompt", "\u2603"])
-    with pytest.raises(ValueError, match="--temperature > 0"):
+    with pytest.raises(UsageError, match="--temperature > 0"):
         char_lm.main(["--sample-only", "--out", out, "--temperature", "0"])
+
+
+def greek(path, chars=2400):
+    """A UTF-8 Greek text of about ``chars`` characters at ``path`` (it has no 'd', 'e', 'f')."""
+    words = "καλημέρα κόσμε η γλώσσα μου δόθηκε ελληνική το σπίτι φτωχικό στις αμμουδιές του Ομήρου".split()
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(words, 8)) for _ in range(chars // 60)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_the_default_prompt_falls_back_to_the_corpus_and_a_given_one_is_checked_before_training(tmp_path, capsys):
+    data = greek(tmp_path / "greek.txt")
+    out = tmp_path / "run"
+    with pytest.raises(UsageError, match="--prompt 'def ': the characters 'def' are not in the corpus"):
+        char_lm.main(TINY + ["--steps", "2", "--data", data, "--out", str(out), "--prompt", "def "])
+    assert not out.exists()  # refused before anything was trained or written
+    first = pathlib.Path(data).read_text(encoding="utf-8")[:4]
+    results = char_lm.main(TINY + ["--steps", "2", "--data", data, "--out", str(out)])
+    assert f"starting samples from its first characters {first!r}" in capsys.readouterr().out
+    assert results["sample"].startswith(first) and (out / "checkpoint.npz").exists()
+
+
+def test_an_error_after_training_starts_saves_the_steps_done_first(tmp_path, capsys):
+    def fail(step):
+        if step == 3:
+            raise RuntimeError("a bug at step 3")
+
+    with pytest.raises(RuntimeError, match="a bug at step 3"):
+        char_lm.main(TINY + ["--steps", "10", "--out", str(tmp_path)], on_step=fail)
+    assert weights(tmp_path)[0] == 3
+    assert "checkpoint saved; --resume continues" in capsys.readouterr().err
+
+
+def test_resume_trains_to_the_checkpoints_own_target_unless_steps_says_otherwise(tmp_path, capsys):
+    out = str(tmp_path)
+
+    def ctrl_c(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    char_lm.main(TINY + ["--steps", "6", "--out", out], on_step=ctrl_c)
+    assert char_lm.main(["--resume", "--out", out])["steps"] == 6  # not the default 1600
+    assert "resuming at step 2 of 6" in capsys.readouterr().out
+    assert char_lm.main(["--resume", "--steps", "8", "--out", out])["steps"] == 8
+    assert ts.load(tmp_path / "checkpoint.npz")["target_steps"] == 8
+    char_lm.main(["--resume", "--out", out])
+    assert "resuming at step 8 of 8: nothing left to train" in capsys.readouterr().out
+
+    state = ts.load(tmp_path / "checkpoint.npz")  # a checkpoint from before targets were saved
+    del state["target_steps"]
+    ts.save(state, tmp_path / "checkpoint.npz")
+    assert char_lm.main(["--resume", "--quick", "--out", out])["steps"] == 120
+    assert "predates saved targets: training on to the default 120 steps" in capsys.readouterr().out
+
+
+def test_sample_only_takes_any_seed_and_the_seed_changes_the_sample(tmp_path):
+    out = str(tmp_path)
+    char_lm.main(TINY + ["--steps", "2", "--out", out])
+    samples = {char_lm.main(["--sample-only", "--out", out, "--seed", str(seed), "--sample-chars", "40"])["sample"]
+               for seed in (0, 1, 2)}
+    assert len(samples) == 3
+    assert ts.load(tmp_path / "checkpoint.npz")["config"]["seed"] == 0  # the run's own seed is unchanged
+    with pytest.raises(UsageError, match="--seed 1 differs from the checkpoint's 0"):
+        char_lm.main(["--resume", "--seed", "1", "--out", out])  # training still refuses another seed
+
+
+def test_export_torch_without_torch_is_refused_before_training(tmp_path, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    with pytest.raises(UsageError, match=r'--export-torch needs torch, .*pip install -e "\.\[interop\]"'):
+        char_lm.main(TINY + ["--steps", "2", "--out", str(tmp_path / "run"), "--export-torch", "m.pt"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_top_k_one_is_greedy():

@@ -7,6 +7,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("gradient_flow")
 
 
@@ -32,7 +34,7 @@ def test_quick_run_tells_the_vanishing_story(tmp_path):
 
 
 def test_bad_flags_are_refused():
-    with pytest.raises(ValueError, match="--steps"):
+    with pytest.raises(UsageError, match="--steps"):
         example.main(["--steps", "1"])
-    with pytest.raises(ValueError, match="--models: unknown"):
+    with pytest.raises(UsageError, match="--models: unknown"):
         example.main(["--models", "lstm,transformer"])

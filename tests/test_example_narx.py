@@ -7,6 +7,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("narx")
 
 
@@ -27,7 +29,7 @@ def test_the_plant_and_bad_flags():
     np.testing.assert_array_equal(example.plant(u), np.zeros(6))  # at rest it stays at rest
     y = example.plant(np.array([1.0, 0.0]))
     assert y[1] == 1.0 and y[2] == 0.0  # y(2) = y(1) y(0) (...) / (...) + u(1), with y(0) = 0
-    with pytest.raises(ValueError, match="--models from"):
+    with pytest.raises(UsageError, match="--models from"):
         example.main(["--models", "arx"])
-    with pytest.raises(ValueError, match="--delay < --window"):
+    with pytest.raises(UsageError, match="--delay < --window"):
         example.main(["--quick", "--delay", "40"])

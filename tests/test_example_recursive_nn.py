@@ -7,6 +7,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("recursive_nn")
 
 
@@ -35,7 +37,7 @@ def test_trees_values_and_flattening():
         for depth in range(4):
             t = task.random_tree(rng, depth)
             assert _depth(t) == depth and 0 <= task.value(t) < task.leaves
-    with pytest.raises(ValueError, match="--models from"):
+    with pytest.raises(UsageError, match="--models from"):
         example.main(["--models", "tree,gru"])
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("seq2seq")
 
 
@@ -31,5 +33,5 @@ def test_data_round_trips_and_bad_flags_are_refused():
     assert source.shape == (lengths.max(), 5) and decoder_in.shape == decoder_out.shape == (11, 5)
     assert (decoder_in[0] == example.START).all() and (decoder_out[-1] == example.END).all()
     np.testing.assert_array_equal(decoder_in[1:], decoder_out[:-1])
-    with pytest.raises(ValueError, match="--tf-floor"):
+    with pytest.raises(UsageError, match="--tf-floor"):
         example.main(["--tf-floor", "1.5"])

@@ -6,6 +6,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("sequence_classification")
 
 
@@ -23,5 +25,5 @@ def test_pixel_order_reads_64_steps_and_bad_flags_are_refused():
 
     x, y, x_test, y_test = example.load_digits("pixels", np.random.default_rng(0))
     assert x.shape[1:] == (64, 1) and len(x) + len(x_test) == 1797 and 0 <= x.min() and x.max() <= 1
-    with pytest.raises(ValueError, match="--cells from"):
+    with pytest.raises(UsageError, match="--cells from"):
         example.main(["--cells", "lstm,transformer"])

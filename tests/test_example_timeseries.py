@@ -7,6 +7,8 @@ import pytest
 
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("timeseries")
 
 
@@ -24,5 +26,5 @@ def test_lorenz_stays_on_the_attractor_and_bad_flags_are_refused():
     states = example.lorenz(2000, np.random.default_rng(0))
     assert states.shape == (2000, 3) and np.all(np.abs(states[:, :2]) < 30) and np.all((states[:, 2] > 0) & (states[:, 2] < 60))
     assert (states[:, 0] > 0).mean() > 0.2 and (states[:, 0] < 0).mean() > 0.2  # visits both wings
-    with pytest.raises(ValueError, match="--cells from"):
+    with pytest.raises(UsageError, match="--cells from"):
         example.main(["--cells", "arima"])

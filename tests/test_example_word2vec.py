@@ -9,6 +9,8 @@ import pytest
 import tinyseq as ts
 from helpers import load_example as load
 
+UsageError = load("common").UsageError
+
 example = load("word2vec")
 
 
@@ -58,9 +60,9 @@ def test_log_sigmoid_is_stable_and_its_gradient_is_sigmoid_of_minus_x():
 
 
 def test_bad_flags_are_refused():
-    with pytest.raises(ValueError, match="--models from cbow, skipgram"):
+    with pytest.raises(UsageError, match="--models from cbow, skipgram"):
         example.main(["--models", "cbow,glove"])
-    with pytest.raises(ValueError, match="--dim must be at least 1"):
+    with pytest.raises(UsageError, match="--dim must be at least 1"):
         example.main(["--dim", "0"])
-    with pytest.raises(ValueError, match="--lr must be > 0"):
+    with pytest.raises(UsageError, match="--lr must be > 0"):
         example.main(["--lr", "-1"])
