@@ -48,14 +48,17 @@ def skip_group(report):
 
 def pytest_terminal_summary(terminalreporter):
     """One line per group of skipped tests: how many, and what would run them."""
-    counts = {}
+    counts, others = {}, {}
     for report in terminalreporter.stats.get("skipped", []):
         group = skip_group(report)
         counts[group] = counts.get(group, 0) + 1
+        if group is None:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            others[reason] = others.get(reason, 0) + 1
     if not counts:
         return
     terminalreporter.section("skipped, and what runs them")
     for (name, _, how), n in sorted(((g, n) for g, n in counts.items() if g), key=lambda gn: gn[0][0]):
         terminalreporter.write_line(f"{n} {name}: {how}")
-    if None in counts:
-        terminalreporter.write_line(f"{counts[None]} other: the reasons are listed above (-ra)")
+    for reason, n in sorted(others.items()):
+        terminalreporter.write_line(f"{n} other: {reason}")

@@ -192,4 +192,5 @@ def test_pytest_summary_says_what_runs_each_group_of_skipped_tests(tmp_path):
     assert "1 cuda at full size: a machine with an NVIDIA GPU: python -m pytest -m cuda" in lines
     assert any(line.startswith('1 ptx: pip install -e ".[ptx]"') for line in lines)
     assert any(line.startswith("1 graphviz: install Graphviz's dot (apt install graphviz") for line in lines)
-    assert "1 other: the reasons are listed above (-ra)" in lines
+    assert "1 other: Skipped: for another reason" in lines
+    assert lines[-1].startswith("1 passed") and "1 other: Skipped: for another reason" in lines[-3:]
