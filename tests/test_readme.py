@@ -54,7 +54,7 @@ def study(ns, tmp_path):  # vanishing norms and spectral norms, radius 0.5, trun
 
 def own_cell(ns, tmp_path):  # "(4, 10, 16) (4, 8) False", and every parameter got a gradient
     assert ns["printed"] == ["(4, 10, 16) (4, 8) False"]
-    assert all(p.grad is not None and p.grad.any() for p in ns["layer"].parameters())
+    assert all(p.grad is not None and np.asarray(p.grad).any() for p in ns["layer"].parameters())
 
 
 # What each block claims, found by a line only that block has; a block missing here fails.

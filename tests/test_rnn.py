@@ -212,7 +212,7 @@ def test_truncated_bptt_with_detach():
     out, (h, c) = lstm(Tensor(x[:3]))
     out2, _ = lstm(Tensor(x[3:]), (h.detach(), c.detach()))
     out2.sum().backward()
-    grads = [p.grad.copy() for p in lstm.parameters()]
+    grads = [np.array(p.grad) for p in lstm.parameters()]
     lstm.zero_grad()
     out2, _ = lstm(Tensor(x[3:]), (Tensor(h.data), Tensor(c.data)))
     out2.sum().backward()
@@ -386,7 +386,7 @@ def test_lstm_learns_to_echo():
     rng = np.random.default_rng(0)
     vocab, steps, batch, delay = 4, 10, 16, 2
     lstm, head = nn.LSTM(vocab, 24), nn.Linear(24, vocab)
-    opt = ts.optim.Adam(lstm.parameters() + head.parameters(), lr=0.03)
+    opt = ts.optim.Adam([*lstm.parameters(), *head.parameters()], lr=0.03)
     loss_fn = nn.CrossEntropyLoss()
     for step in range(300):
         symbols = rng.integers(0, vocab, size=(steps, batch))

@@ -157,7 +157,7 @@ class Optimizer:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad[...] = 0
+                p.grad.data[...] = 0
 
     def step(self, closure=None):
         """Update every parameter that has a grad; returns ``closure()`` if one is given."""
@@ -165,7 +165,7 @@ class Optimizer:
         for index, p, group in self._indexed_params():
             if p.grad is None:
                 continue
-            grad = np.asarray(p.grad)
+            grad = p.grad.data
             if grad.shape != p.shape:
                 raise ValueError(
                     f"{type(self).__name__}.step: grad of shape {grad.shape} "

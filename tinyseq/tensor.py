@@ -254,7 +254,7 @@ class Tensor:
     bool arrays are allowed as data (indices, masks) but cannot require a gradient.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
     __array_ufunc__ = None  # so `ndarray <op> Tensor` defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -276,7 +276,7 @@ class Tensor:
         ``ctx`` is the ``Function`` that made the tensor (it then requires grad), or None.
         """
         self.data = data
-        self.grad = None
+        self._grad = None
         self.requires_grad = ctx is not None
         self._ctx = ctx
         self._hooks = None
@@ -367,6 +367,31 @@ class Tensor:
 
     # ------------------------------------------------------------ autograd flags
 
+    @property
+    def grad(self):
+        """The gradient that ``backward`` accumulated here: a Tensor of this tensor's shape and
+        dtype that records no graph (``requires_grad=False``), or None (as PyTorch).
+
+        ``backward`` adds into it in place until it is set to None (``zero_grad``). It may be
+        assigned: None, a Tensor of the same shape and dtype (kept, not copied), or an array
+        or nested list of the same shape, wrapped without a copy when it already has this
+        tensor's dtype and converted to it otherwise. Another shape raises a RuntimeError, a
+        Tensor of another dtype a TypeError (as PyTorch's "assigned grad has data of a
+        different size/type").
+        """
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                value = Tensor(np.asarray(value, dtype=self.dtype))
+            elif value.dtype != self.dtype:
+                raise TypeError(f"grad: assigned a gradient of dtype {value.dtype} to a tensor of dtype {self.dtype}")
+            if value.shape != self.data.shape:
+                raise RuntimeError(f"grad: assigned a gradient of shape {value.shape} to a tensor of shape {self.shape}")
+        self._grad = value
+
     def requires_grad_(self, requires_grad=True):
         """Mark a leaf tensor as wanting a gradient (in place); returns self."""
         if requires_grad and self.data.dtype.kind not in "fc":
@@ -391,8 +416,10 @@ class Tensor:
     def register_hook(self, fn):
         """Call ``fn(grad)`` with this tensor's gradient during backward.
 
-        ``fn`` gets the NumPy gradient array; if it returns an array, that replaces the
-        gradient passed on. Returns a handle whose ``remove()`` takes the hook off.
+        ``fn`` gets the gradient as a Tensor that records no graph (as PyTorch's hooks do;
+        ``np.asarray(grad)`` is its array, shared). If it returns a Tensor or an array of
+        this tensor's shape, that replaces the gradient passed on; returning None keeps it.
+        Returns a handle whose ``remove()`` takes the hook off.
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
@@ -402,7 +429,8 @@ class Tensor:
         return _HookHandle(self._hooks, fn)
 
     def zero_grad(self):
-        self.grad = None
+        """Set ``.grad`` to None."""
+        self._grad = None
 
     # ------------------------------------------------------------ backward
 
@@ -549,6 +577,11 @@ class Tensor:
     @torch_names
     def mean(self, axis=None, keepdims=False):
         return _ops.mean(self, axis, keepdims)
+
+    @torch_names
+    def norm(self, p=2, axis=None, keepdims=False):
+        """The ``p``-norm over ``axis`` (``ops.norm``): ``t.grad.norm()`` as in PyTorch."""
+        return _ops.norm(self, p, axis, keepdims)
 
     @torch_names
     def max(self, axis=None, keepdims=False):
@@ -723,7 +756,7 @@ def _accumulate(grads, waiting, owned, fn, tensor, g):
 def _run_hooks(node, g):
     """Pass ``g`` through ``node``'s hooks in order; a hook may return a replacement gradient."""
     for hook in tuple(node._hooks):
-        replaced = hook(g)
+        replaced = hook(_new_tensor(Tensor)._init(g, None))
         if replaced is None:
             continue
         replaced = as_array(replaced)
@@ -737,10 +770,17 @@ def _run_hooks(node, g):
 
 def _keep_grad(node, g):
     """Add ``g`` to ``node.grad`` (a leaf's, or a ``retain_grad`` tensor's); returns ``g`` in
-    node's dtype."""
+    node's dtype. The first gradient is a copy wrapped once in a Tensor; later ones are
+    added into its array in place (as PyTorch accumulates)."""
     if g.dtype != node.dtype:
         g = g.astype(node.dtype)
-    node.grad = g.copy() if node.grad is None else node.grad + g
+    grad = node._grad
+    if grad is None:
+        node._grad = _new_tensor(Tensor)._init(np.array(g), None)  # NOTE: np.array, as g may be a NumPy scalar
+    elif grad.data.flags.writeable:
+        grad.data += g
+    else:  # an assigned read-only array (a broadcast view, say): replaced, not written into
+        grad.data = grad.data + g
     return g
 
 

@@ -130,7 +130,9 @@ class Module:
             yield from child._state_items(dot + name)
 
     def parameters(self):
-        return [p for _, p in self.named_parameters()]
+        """The parameters, each once, as a generator (as PyTorch): ``list(model.parameters())``
+        to go through them twice or count them."""
+        return (p for _, p in self.named_parameters())
 
     # ------------------------------------------------------------ modes and dtype
 
@@ -159,7 +161,7 @@ class Module:
         dtype = check_dtype(owner, dtype)
         for p in self.parameters():
             p.data = p.data.astype(dtype)
-            p.grad = None if p.grad is None else p.grad.astype(dtype)
+            p.grad = None if p.grad is None else p.grad.data.astype(dtype)
         return self
 
     def double(self):
