@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from ._checks import check_int
-from .tensor import Tensor
+from .tensor import Tensor, mark_changed
 
 # ---------------------------------------------------------------- checks
 
@@ -174,6 +174,7 @@ class Optimizer:
             if group.get("maximize", False):
                 grad = -grad
             self._update(p, grad, self.state.setdefault(index, {}), group)
+            mark_changed(p.data, f"{type(self).__name__}.step")
         return loss
 
     def _update(self, p, grad, state, group):

@@ -11,6 +11,7 @@ of its output.
 import contextlib
 import functools
 import itertools
+import weakref
 from heapq import heappop, heappush
 
 import numpy as np
@@ -106,6 +107,57 @@ def to_arguments(owner, args, dtype=None):
         raise TypeError(f"{owner}: expected a dtype or 'cpu', got {dtype!r}") from None
 
 
+# ---------------------------------------------------------------- in-place changes
+
+# Every in-place change of an array's values adds one to _changes, and _changed remembers, per
+# memory owner (a tensor's views and detached copies share it), how often and when it changed
+# last. Function.apply stamps each recorded op with _changes; backward compares the stamp with
+# _changes (one comparison while nothing changed) and only then looks up the op's tensors.
+_changes = 0
+_changed = {}  # id(owner array) -> [weakref to it, version, _changes at its last change, op name]
+
+
+def _owner(array):
+    """The array that owns ``array``'s memory (itself unless it is a view)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _change_entry(array):
+    owner = _owner(array)
+    entry = _changed.get(id(owner))
+    return entry if entry is not None and entry[0]() is owner else None
+
+
+def mark_changed(array, op):
+    """Record that ``op`` (a name for messages) changed ``array``'s values in place: a backward
+    through a graph that used them before the change then raises instead of computing a
+    wrong gradient. The in-place Tensor methods, optimizers and ``load_state_dict`` call it."""
+    global _changes
+    _changes += 1
+    entry = _change_entry(array)
+    if entry is None:
+        owner = _owner(array)
+        key = id(owner)  # NOTE: the callback drops the entry when the owner dies, before its id is reused
+        entry = _changed[key] = [weakref.ref(owner, lambda _, key=key: _changed.pop(key, None)), 0, 0, op]
+    entry[1], entry[2], entry[3] = entry[1] + 1, _changes, op
+
+
+def _check_unchanged(fn, output):
+    """Raise if an input or the output of ``fn`` changed in place after ``fn``'s forward ran."""
+    for i, t in enumerate((*fn.parents, output)):
+        entry = _change_entry(t.data)
+        if entry is not None and entry[2] > fn.stamp:
+            what = "the output" if t is output else f"input {i}"
+            raise RuntimeError(
+                "backward: one of the tensors needed for gradient computation has been modified by an in-place "
+                f"operation: {what} of {type(fn).__name__} (shape {t.shape}) was changed by {entry[3]} after the "
+                f"forward pass used it; it is now at version {entry[1]}. Change it after backward, or use the "
+                "out-of-place form"
+            )
+
+
 # ---------------------------------------------------------------- Function
 
 # Every tensor gets the next number at creation. An op's output is always made after its
@@ -157,6 +209,7 @@ class Function:
         if _grad_enabled and True in needs:
             fn.parents = tensors
             fn.released = False
+            fn.stamp = _changes
             return _new_tensor(Tensor)._init(data, fn)
         return _new_tensor(Tensor)._init(data, None)
 
@@ -432,6 +485,77 @@ class Tensor:
         """Set ``.grad`` to None."""
         self._grad = None
 
+    # ------------------------------------------------------------ in place
+    # As PyTorch's: they change this tensor's values and return it. Allowed on tensors that do
+    # not require grad and inside no_grad(); each change bumps the version that backward checks.
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has had (shared with its views and
+        detached copies), as PyTorch's ``_version``."""
+        entry = _change_entry(self.data)
+        return 0 if entry is None else entry[1]
+
+    def _in_place(self, op, fn, *args):
+        """Run ``fn(self.data, *arrays)``, which writes into its first argument, after the checks
+        every in-place op shares (``args`` are tensors, arrays or numbers broadcast to this
+        shape, or None); count the change and return self."""
+        if _grad_enabled and (self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)):
+            if self.requires_grad and self._ctx is None:
+                raise RuntimeError(f"{op}: a leaf tensor that requires grad is being used in an in-place operation; "
+                                   "change it inside `with ts.no_grad():` (as an optimizer does)")
+            raise RuntimeError(f"{op}: tinyseq does not record in-place operations in the graph (PyTorch does); "
+                               f"use the out-of-place form (`{op[:-1]}`), or change it inside `with ts.no_grad():` "
+                               "if no gradient should flow through the change")
+        arrays = [None if a is None else as_array(a) for a in args]
+        for a in arrays:
+            if a is not None and not _broadcasts_to(a.shape, self.shape):
+                raise ValueError(f"{op}: cannot broadcast shape {a.shape} to this tensor's shape {self.shape}")
+        try:
+            fn(self.data, *arrays)
+        except TypeError as e:  # NumPy's casting error, e.g. a float into an int tensor
+            raise TypeError(f"{op}: {e}") from None
+        mark_changed(self.data, op)
+        return self
+
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place; returns self."""
+        return self._in_place("add_", lambda a, b: np.add(a, b if alpha == 1 else b * alpha, out=a), other)
+
+    def sub_(self, other, alpha=1):
+        """``self -= alpha * other`` in place; returns self."""
+        return self._in_place("sub_", lambda a, b: np.subtract(a, b if alpha == 1 else b * alpha, out=a), other)
+
+    def mul_(self, other):
+        """``self *= other`` in place; returns self."""
+        return self._in_place("mul_", lambda a, b: np.multiply(a, b, out=a), other)
+
+    def div_(self, other):
+        """``self /= other`` in place; returns self."""
+        return self._in_place("div_", lambda a, b: np.true_divide(a, b, out=a), other)
+
+    def clamp_(self, min=None, max=None):
+        """Clip the values into [min, max] in place (either bound may be None); returns self."""
+        if min is None and max is None:
+            raise ValueError("clamp_: at least one of min and max must be given")
+        return self._in_place("clamp_", lambda a, lo, hi: np.clip(a, lo, hi, out=a), min, max)
+
+    clip_ = clamp_
+
+    def copy_(self, src):
+        """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor; returns self."""
+        return self._in_place("copy_", lambda a, b: np.copyto(a, b, casting="unsafe"), src)
+
+    def fill_(self, value):
+        """Set every element to ``value`` (a number or a one-element tensor); returns self."""
+        if as_array(value).size != 1:
+            raise ValueError(f"fill_: expected a number or a one-element tensor, got shape {as_array(value).shape}")
+        return self._in_place("fill_", lambda a, v: np.copyto(a, v.reshape(()), casting="unsafe"), value)
+
+    def zero_(self):
+        """Set every element to 0; returns self."""
+        return self.fill_(0)
+
     # ------------------------------------------------------------ backward
 
     def backward(self, grad=None, retain_graph=False):
@@ -455,7 +579,7 @@ class Tensor:
                 g = _keep_grad(node, g)
                 if fn is None:
                     continue
-            for parent, pg in zip(fn.parents, _input_grads(fn, g)):
+            for parent, pg in zip(fn.parents, _input_grads(fn, g, node)):
                 if pg is not None and parent.requires_grad:
                     _accumulate(grads, waiting, owned, fn, parent, pg)
             if not retain_graph:
@@ -784,13 +908,15 @@ def _keep_grad(node, g):
     return g
 
 
-def _input_grads(fn, g):
-    """``fn.backward(g)`` as a tuple of one gradient per input of ``fn``."""
+def _input_grads(fn, g, output):
+    """``fn.backward(g)`` as a tuple of one gradient per input of ``fn`` (which made ``output``)."""
     if fn.released:
         raise RuntimeError(
             f"backward: the graph through {type(fn).__name__} was already freed by an earlier backward; "
             "pass retain_graph=True to the first backward to go through it again"
         )
+    if fn.stamp != _changes:
+        _check_unchanged(fn, output)
     grads = fn.backward(g)
     if grads.__class__ is not tuple:
         grads = tuple(grads) if isinstance(grads, list) else (grads,)
@@ -810,6 +936,14 @@ def _release(fn):
 
 def _data(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _broadcasts_to(shape, target):
+    """True if an array of ``shape`` broadcasts to ``target`` unchanged."""
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def as_array(x, dtype=None):
