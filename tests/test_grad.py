@@ -104,6 +104,13 @@ def test_parameters_is_a_generator_and_the_optimizers_and_clipping_take_one():
     assert all(not np.array_equal(b, p.data) for b, p in zip(before, model.parameters()))
 
 
+def test_optimizer_groups_take_generators():
+    encoder, decoder = nn.Linear(2, 2), nn.Linear(2, 1)
+    opt = ts.optim.Adam([{"params": encoder.parameters()}, {"params": decoder.parameters(), "lr": 0.5}], lr=0.1)
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[0]["lr"] == 0.1
+
+
 # ---------------------------------------------------------------- norm
 
 norm_orders = st.sampled_from([1, 2, 3, 1.5, math.inf])

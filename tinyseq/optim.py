@@ -2,7 +2,8 @@
 
 An optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and
 ``state`` (one dict per parameter, keyed by the parameter's position counted across groups).
-``step()`` reads each parameter's ``.grad`` and updates ``.data`` in place; parameters whose
+``step()`` reads each parameter's ``.grad`` and updates ``.data`` in place (marked changed for
+backward's version check, as PyTorch's optimizers bump it); parameters whose
 grad is None are skipped. ``state_dict()`` holds only dicts, lists, numbers, strings, bools,
 None and NumPy arrays, so it can be saved without pickle.
 

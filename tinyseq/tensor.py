@@ -305,6 +305,16 @@ class Tensor:
     ``Tensor(data, requires_grad=False, dtype=None)``: a float NumPy array keeps its
     dtype (and is not copied); Python scalars and lists become float32; integer and
     bool arrays are allowed as data (indices, masks) but cannot require a gradient.
+
+    After ``backward``, ``.grad`` is a Tensor that records no graph (as PyTorch's).
+    In-place methods (``add_``, ``sub_``, ``mul_``, ``div_``, ``clamp_``, ``copy_``, ``fill_``,
+    ``zero_``) change the values and return the tensor, on tensors that do not require grad
+    or inside ``no_grad()``; as PyTorch, one on a leaf that requires grad outside ``no_grad``
+    raises. NOTE (unlike PyTorch): one on a tensor made by an op that requires grad raises
+    too instead of entering the graph; use the out-of-place op. Every in-place change counts
+    a version, and ``backward`` raises if a tensor it needs changed after the forward used it
+    (a view or a ``detach()`` copy changes the same memory, so it counts too; this is checked
+    for every input of an op, also of ops that would not need the old values).
     """
 
     __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
