@@ -84,6 +84,8 @@ def test_register_buffer_refuses_bad_names_and_values():
         m.register_buffer("a.b", None)
     with pytest.raises(KeyError, match="attribute 'weight' already exists"):
         m.register_buffer("weight", None)
+    with pytest.raises(KeyError, match="attribute 'forward' already exists"):
+        m.register_buffer("forward", None)
     with pytest.raises(TypeError, match="must be a Tensor or None, got ndarray"):
         m.register_buffer("stats", np.zeros(2))
     with pytest.raises(TypeError, match="got a Parameter"):

@@ -890,7 +890,7 @@ def _accumulate(grads, waiting, owned, fn, tensor, g):
 def _run_hooks(node, g):
     """Pass ``g`` through ``node``'s hooks in order; a hook may return a replacement gradient."""
     for hook in tuple(node._hooks):
-        replaced = hook(_new_tensor(Tensor)._init(g, None))
+        replaced = hook(_new_tensor(Tensor)._init(np.asarray(g), None))
         if replaced is None:
             continue
         replaced = as_array(replaced)

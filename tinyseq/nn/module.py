@@ -162,7 +162,7 @@ class Module:
         if not isinstance(name, str) or not name or "." in name:
             raise KeyError(f"{owner}: a buffer name must be a non-empty string without '.', got {name!r}")
         flags = vars(self).setdefault("_buffer_names", {})
-        if name in vars(self) and name not in flags:
+        if hasattr(self, name) and name not in flags:
             raise KeyError(f"{owner}: attribute {name!r} already exists")
         if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
             got = "a Parameter (assign it as an attribute to make it a parameter)" if isinstance(tensor, Parameter) \
