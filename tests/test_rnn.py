@@ -319,7 +319,8 @@ def test_padded_steps_influence_nothing(mode, options, backend_name):
         finals = list(h_n) if mode == "LSTM" else [h_n]
         out.backward(g_out, retain_graph=True)
         sum(f.sum() for f in finals).backward()
-        results = {"output": out.data, "dx": np.asarray(xt.grad), **{f"final {k}": f.data for k, f in enumerate(finals)}}
+        results = {"output": out.data, "dx": np.asarray(xt.grad),
+                   **{f"final {k}": f.data for k, f in enumerate(finals)}}
         return {**results, **{name: np.asarray(p.grad) for name, p in layer.named_parameters()}}
 
     expected = run(clean, out_grad)

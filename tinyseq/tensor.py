@@ -452,7 +452,8 @@ class Tensor:
             elif value.dtype != self.dtype:
                 raise TypeError(f"grad: assigned a gradient of dtype {value.dtype} to a tensor of dtype {self.dtype}")
             if value.shape != self.data.shape:
-                raise RuntimeError(f"grad: assigned a gradient of shape {value.shape} to a tensor of shape {self.shape}")
+                raise RuntimeError(f"grad: assigned a gradient of shape {value.shape} "
+                                   f"to a tensor of shape {self.shape}")
         self._grad = value
 
     def requires_grad_(self, requires_grad=True):
