@@ -48,7 +48,7 @@ def train(steps=300, hidden=16, seq_len=20, batch=16, lr=0.1, seed=0, log_every=
             w.grad = None
         loss.backward()
         for w in params.values():
-            w.data -= lr * w.grad
+            w.data -= lr * w.grad.data
         losses.append(loss.item())
         if out and (step % log_every == 0 or step == steps - 1):
             out(f"step {step:4d}  loss {loss.item():.5f}")

@@ -385,7 +385,7 @@ from tinyseq import backend, nn
 assert backend.resolve("auto") == "graph"
 ts.manual_seed(0)
 lstm, head = nn.LSTM(3, 8), nn.Linear(8, 1)
-opt = ts.optim.Adam(lstm.parameters() + head.parameters(), lr=0.05)
+opt = ts.optim.Adam([*lstm.parameters(), *head.parameters()], lr=0.05)
 x = np.random.default_rng(0).normal(size=(10, 4, 3)).astype(np.float32)
 y = x.sum(0)[:, :1]
 losses = []

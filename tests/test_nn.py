@@ -87,7 +87,7 @@ def test_named_parameters_dotted_names_in_definition_order():
 
 def test_parameters_are_the_named_parameters_in_order():
     net = Net()
-    params = net.parameters()
+    params = list(net.parameters())
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
     assert [id(p) for p in params] == [id(p) for _, p in net.named_parameters()]
 
@@ -106,7 +106,7 @@ def test_sequential_rejects_non_modules():
 def test_shared_parameter_listed_once():
     model = Tied()
     assert [name for name, _ in model.named_parameters()] == ["encoder.weight", "encoder.bias", "decoder.bias"]
-    assert len(model.parameters()) == 3
+    assert len(list(model.parameters())) == 3
 
 
 def test_children_and_modules():
@@ -660,7 +660,7 @@ def test_layer_norm_parameters():
     np.testing.assert_array_equal(ln.weight.data, 1.0)
     np.testing.assert_array_equal(ln.bias.data, 0.0)
     plain = nn.LayerNorm(3, elementwise_affine=False)
-    assert plain.weight is None and plain.parameters() == []
+    assert plain.weight is None and list(plain.parameters()) == []
 
 
 @pytest.mark.parametrize("normalized_shape,x_shape", [(4, (2, 5)), ((2, 3), (3, 2)), ((2, 3), (3,))])
@@ -774,7 +774,7 @@ def test_masked_mse_over_valid_steps_only():
 def with_grads(*grads):
     params = []
     for g in grads:
-        p = nn.Parameter(np.zeros(np.shape(g) if g is not None else 3))
+        p = nn.Parameter(np.zeros(3) if g is None else np.zeros_like(g, dtype=np.asarray(g).dtype))
         p.grad = None if g is None else np.array(g)
         params.append(p)
     return params

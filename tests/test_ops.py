@@ -185,7 +185,7 @@ def test_sigmoid_is_stable_for_large_inputs():
             x = Tensor(np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], dtype=dtype), requires_grad=True)
             y = ts.sigmoid(x)
             y.sum().backward()
-            assert np.all(np.isfinite(y.data)) and np.all(np.isfinite(x.grad))
+            assert np.all(np.isfinite(y.data)) and np.all(np.isfinite(np.asarray(x.grad)))
             assert y.data[0] == 0 and y.data[2] == 0.5 and y.data[-1] == 1
 
 
@@ -444,7 +444,7 @@ def test_logsumexp_is_stable():
     y = ts.logsumexp(x, axis=1)
     np.testing.assert_allclose(y.data, [1e4 + np.log1p(np.exp(-1.0)), -1e4 + 1.0 + np.log1p(np.exp(-1.0))])
     y.sum().backward()
-    assert np.all(np.isfinite(x.grad))
+    assert np.all(np.isfinite(np.asarray(x.grad)))
     assert ts.logsumexp(Tensor(np.array([-np.inf, -np.inf]))).item() == -np.inf
 
 

@@ -456,7 +456,7 @@ def test_zero_grad():
         p.grad = np.ones(p.shape)
     kept = params[0].grad
     opt.zero_grad(set_to_none=False)
-    assert params[0].grad is kept and not kept.any()
+    assert params[0].grad is kept and not np.asarray(kept).any()
     opt.zero_grad()
     assert all(p.grad is None for p in params)
     opt.step()  # nothing has a grad: nothing moves

@@ -215,7 +215,7 @@ def test_truncated_bptt_with_detach():
     out, (h, c) = lstm(Tensor(x[:3]))
     out2, _ = lstm(Tensor(x[3:]), (h.detach(), c.detach()))
     out2.sum().backward()
-    grads = [p.grad.copy() for p in lstm.parameters()]
+    grads = [np.array(p.grad) for p in lstm.parameters()]
     lstm.zero_grad()
     out2, _ = lstm(Tensor(x[3:]), (Tensor(h.data), Tensor(c.data)))
     out2.sum().backward()
@@ -322,8 +322,9 @@ def test_padded_steps_influence_nothing(mode, options, backend_name):
         finals = list(h_n) if mode == "LSTM" else [h_n]
         out.backward(g_out, retain_graph=True)
         sum(f.sum() for f in finals).backward()
-        results = {"output": out.data, "dx": xt.grad, **{f"final {k}": f.data for k, f in enumerate(finals)}}
-        return {**results, **{name: p.grad for name, p in layer.named_parameters()}}
+        results = {"output": out.data, "dx": np.asarray(xt.grad),
+                   **{f"final {k}": f.data for k, f in enumerate(finals)}}
+        return {**results, **{name: np.asarray(p.grad) for name, p in layer.named_parameters()}}
 
     expected = run(clean, out_grad)
     got = run(poisoned, np.where(valid, out_grad, np.nan))
@@ -389,7 +390,7 @@ def test_lstm_learns_to_echo():
     rng = np.random.default_rng(0)
     vocab, steps, batch, delay = 4, 10, 16, 2
     lstm, head = nn.LSTM(vocab, 24), nn.Linear(24, vocab)
-    opt = ts.optim.Adam(lstm.parameters() + head.parameters(), lr=0.03)
+    opt = ts.optim.Adam([*lstm.parameters(), *head.parameters()], lr=0.03)
     loss_fn = nn.CrossEntropyLoss()
     for step in range(300):
         symbols = rng.integers(0, vocab, size=(steps, batch))

@@ -211,7 +211,7 @@ def run_layer_pair(mode, dtype, *, num_layers=1, bidirectional=False, batch_firs
     if lengths is not None:
         # outputs (and the input's gradient) past each sequence's end are exactly zero in both
         for b, n in enumerate(lengths):
-            for out, grad in ((s_out.data, s_x.grad), (t_out.detach().numpy(), t_x.grad.numpy())):
+            for out, grad in ((s_out.data, np.asarray(s_x.grad)), (t_out.detach().numpy(), t_x.grad.numpy())):
                 tail = out[b, n:] if batch_first else out[n:, b]
                 gtail = grad[b, n:] if batch_first else grad[n:, b]
                 assert not tail.any(), f"sequence {b} (length {n}): nonzero output past its end"

@@ -291,7 +291,7 @@ def state_jacobians(cell, x, hx=None, top=None):
             out = _state_tuple(owner, step)
             loss = sum((o * seed).sum() for o, seed in zip(out, seeds))
             loss.backward()
-            jacobians[t] = np.concatenate([leaf.grad for leaf in leaves], axis=1).reshape(batch, n, n)
+            jacobians[t] = np.concatenate([leaf.grad.data for leaf in leaves], axis=1).reshape(batch, n, n)
     products = np.broadcast_to(np.eye(n), (batch, n, n))
     top = n if top is None else min(top, n)
     singular = np.empty((len(steps), batch, top))
@@ -375,8 +375,8 @@ def _values(module, x):
     module's parameter dtype (as the layers convert them)."""
     if isinstance(x, (Tensor, np.ndarray)):
         return as_array(x)
-    params = module.parameters()
-    return np.asarray(x, dtype=params[0].dtype if params else config.DEFAULT_DTYPE)
+    p = next(module.parameters(), None)
+    return np.asarray(x, dtype=config.DEFAULT_DTYPE if p is None else p.dtype)
 
 
 def _leaf(module, x):
@@ -494,7 +494,7 @@ def _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, sta
         loss = _scalar_loss("truncation_bias", loss_fn(output, _time_slice(y, start, stop, batch_first)))
         (loss * ((stop - start) / steps)).backward()
         state = detach_state(state)
-    return np.concatenate([(np.zeros(p.shape) if p.grad is None else p.grad).ravel() for p in params])
+    return np.concatenate([(np.zeros(p.shape) if p.grad is None else p.grad.data).ravel() for p in params])
 
 
 # ---------------------------------------------------------------- helpers
@@ -505,7 +505,7 @@ def _studying(module):
     """Run the block in evaluation mode (no dropout: the same numbers every call), with grad
     mode on and every parameter's ``.grad`` cleared, then put the mode and the ``.grad`` back:
     the instruments leave no trace in the model. Yields the parameters."""
-    params, was_training = module.parameters(), module.training
+    params, was_training = list(module.parameters()), module.training
     kept = [p.grad for p in params]
     module.eval()
     try:

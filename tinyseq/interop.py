@@ -151,8 +151,8 @@ def _copy_modes(source, target):
 
 def _torch_dtype(module, torch):
     """The torch dtype of a tinyseq module's parameters (None if it has none)."""
-    params = module.parameters()
-    return None if not params else {np.float32: torch.float32, np.float64: torch.float64}[params[0].dtype.type]
+    p = next(module.parameters(), None)
+    return None if p is None else {np.float32: torch.float32, np.float64: torch.float64}[p.dtype.type]
 
 
 def _layer_extra(m, name):

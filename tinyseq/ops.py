@@ -687,6 +687,45 @@ def mean(a, axis=None, keepdims=False):
     return _reduce(Mean, "mean", a, axis, keepdims)
 
 
+class Norm(Function):
+    """The p-norm over axes, (sum |a|^p)^(1/p); for p = inf the largest |a| (ties share the
+    gradient). NOTE: where the norm is 0 the gradient is 0, as PyTorch's, not nan."""
+
+    def forward(self, a, axes, keepdims, p):
+        if p == np.inf:
+            out = np.abs(a).max(axis=axes, keepdims=True)
+        elif p == 2:
+            out = np.sqrt((a * a).sum(axis=axes, keepdims=True))
+        else:
+            out = (np.abs(a) ** p).sum(axis=axes, keepdims=True) ** (1 / p)
+        self.save(a, out, axes, p)
+        return out if keepdims else out.squeeze(axis=axes)
+
+    def backward(self, g):
+        a, out, axes, p = self.saved
+        g = g.reshape(out.shape)
+        if p == np.inf:
+            hit = np.abs(a) == out
+            return g * np.sign(a) * hit / hit.sum(axis=axes, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = a / out if p == 2 else np.sign(a) * (np.abs(a) / out) ** (p - 1)
+        return g * np.where(out == 0, 0, scale)
+
+
+@torch_names
+
+
+def norm(a, p=2, axis=None, keepdims=False):
+    """The ``p``-norm over ``axis`` (None: all elements as one vector; int or tuple): ``p`` a
+    number >= 1, ``float("inf")`` or ``"fro"`` (= 2), as ``torch.norm``'s vector norms."""
+    if p == "fro":
+        p = 2
+    if not isinstance(p, numbers.Real) or isinstance(p, bool) or not p >= 1:
+        raise ValueError(f"norm: p must be a number >= 1, inf or 'fro', got {p!r}")
+    a = _nonempty("norm", a, axis) if p == np.inf else a
+    return _reduce(Norm, "norm", a, axis, keepdims, p=float(p))
+
+
 class Max(Function):
     """Max over axes; NOTE: tied maxima share the gradient equally."""
 

@@ -58,6 +58,10 @@ def _encode(x, arrays, path):
                 raise TypeError(f"save: dict keys must be str or int, got {type(k).__name__} key {k!r} at {_where(path)}")
             items.append([k, _encode(v, arrays, path + [str(k)])])
         return {"odict" if isinstance(x, collections.OrderedDict) else "dict": items}
+    if callable(getattr(x, "state_dict", None)):  # a Module or an optimizer
+        raise TypeError(f"save: cannot store a {type(x).__name__} at {_where(path)}: tinyseq files hold arrays, "
+                        "never pickled objects; save its state_dict() instead: ts.save(model.state_dict(), path), "
+                        "then model.load_state_dict(ts.load(path))")
     raise TypeError(f"save: cannot store value of type {type(x).__name__} at {_where(path)}")
 
 

@@ -11,6 +11,7 @@ of its output.
 import contextlib
 import functools
 import itertools
+import weakref
 from heapq import heappop, heappush
 
 import numpy as np
@@ -157,6 +158,57 @@ def to_arguments(owner, args, dtype=None):
         raise TypeError(f"{owner}: expected a dtype or 'cpu', got {dtype!r}") from None
 
 
+# ---------------------------------------------------------------- in-place changes
+
+# Every in-place change of an array's values adds one to _changes, and _changed remembers, per
+# memory owner (a tensor's views and detached copies share it), how often and when it changed
+# last. Function.apply stamps each recorded op with _changes; backward compares the stamp with
+# _changes (one comparison while nothing changed) and only then looks up the op's tensors.
+_changes = 0
+_changed = {}  # id(owner array) -> [weakref to it, version, _changes at its last change, op name]
+
+
+def _owner(array):
+    """The array that owns ``array``'s memory (itself unless it is a view)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _change_entry(array):
+    owner = _owner(array)
+    entry = _changed.get(id(owner))
+    return entry if entry is not None and entry[0]() is owner else None
+
+
+def mark_changed(array, op):
+    """Record that ``op`` (a name for messages) changed ``array``'s values in place: a backward
+    through a graph that used them before the change then raises instead of computing a
+    wrong gradient. The in-place Tensor methods, optimizers and ``load_state_dict`` call it."""
+    global _changes
+    _changes += 1
+    entry = _change_entry(array)
+    if entry is None:
+        owner = _owner(array)
+        key = id(owner)  # NOTE: the callback drops the entry when the owner dies, before its id is reused
+        entry = _changed[key] = [weakref.ref(owner, lambda _, key=key: _changed.pop(key, None)), 0, 0, op]
+    entry[1], entry[2], entry[3] = entry[1] + 1, _changes, op
+
+
+def _check_unchanged(fn, output):
+    """Raise if an input or the output of ``fn`` changed in place after ``fn``'s forward ran."""
+    for i, t in enumerate((*fn.parents, output)):
+        entry = _change_entry(t.data)
+        if entry is not None and entry[2] > fn.stamp:
+            what = "the output" if t is output else f"input {i}"
+            raise RuntimeError(
+                "backward: one of the tensors needed for gradient computation has been modified by an in-place "
+                f"operation: {what} of {type(fn).__name__} (shape {t.shape}) was changed by {entry[3]} after the "
+                f"forward pass used it; it is now at version {entry[1]}. Change it after backward, or use the "
+                "out-of-place form"
+            )
+
+
 # ---------------------------------------------------------------- Function
 
 # Every tensor gets the next number at creation. An op's output is always made after its
@@ -208,6 +260,7 @@ class Function:
         if _grad_enabled and True in needs:
             fn.parents = tensors
             fn.released = False
+            fn.stamp = _changes
             return _new_tensor(Tensor)._init(data, fn)
         return _new_tensor(Tensor)._init(data, None)
 
@@ -303,9 +356,19 @@ class Tensor:
     ``Tensor(data, requires_grad=False, dtype=None)``: a float NumPy array keeps its
     dtype (and is not copied); Python scalars and lists become float32; integer and
     bool arrays are allowed as data (indices, masks) but cannot require a gradient.
+
+    After ``backward``, ``.grad`` is a Tensor that records no graph (as PyTorch's).
+    In-place methods (``add_``, ``sub_``, ``mul_``, ``div_``, ``clamp_``, ``copy_``, ``fill_``,
+    ``zero_``) change the values and return the tensor, on tensors that do not require grad
+    or inside ``no_grad()``; as PyTorch, one on a leaf that requires grad outside ``no_grad``
+    raises. NOTE (unlike PyTorch): one on a tensor made by an op that requires grad raises
+    too instead of entering the graph; use the out-of-place op. Every in-place change counts
+    a version, and ``backward`` raises if a tensor it needs changed after the forward used it
+    (a view or a ``detach()`` copy changes the same memory, so it counts too; this is checked
+    for every input of an op, also of ops that would not need the old values).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
     __array_ufunc__ = None  # so `ndarray <op> Tensor` defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None):
@@ -327,7 +390,7 @@ class Tensor:
         ``ctx`` is the ``Function`` that made the tensor (it then requires grad), or None.
         """
         self.data = data
-        self.grad = None
+        self._grad = None
         self.requires_grad = ctx is not None
         self._ctx = ctx
         self._hooks = None
@@ -418,6 +481,32 @@ class Tensor:
 
     # ------------------------------------------------------------ autograd flags
 
+    @property
+    def grad(self):
+        """The gradient that ``backward`` accumulated here: a Tensor of this tensor's shape and
+        dtype that records no graph (``requires_grad=False``), or None (as PyTorch).
+
+        ``backward`` adds into it in place until it is set to None (``zero_grad``). It may be
+        assigned: None, a Tensor of the same shape and dtype (kept, not copied), or an array
+        or nested list of the same shape, wrapped without a copy when it already has this
+        tensor's dtype and converted to it otherwise. Another shape raises a RuntimeError, a
+        Tensor of another dtype a TypeError (as PyTorch's "assigned grad has data of a
+        different size/type").
+        """
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                value = Tensor(np.asarray(value, dtype=self.dtype))
+            elif value.dtype != self.dtype:
+                raise TypeError(f"grad: assigned a gradient of dtype {value.dtype} to a tensor of dtype {self.dtype}")
+            if value.shape != self.data.shape:
+                raise RuntimeError(f"grad: assigned a gradient of shape {value.shape} "
+                                   f"to a tensor of shape {self.shape}")
+        self._grad = value
+
     def requires_grad_(self, requires_grad=True):
         """Mark a leaf tensor as wanting a gradient (in place); returns self."""
         if requires_grad and self.data.dtype.kind not in "fc":
@@ -442,8 +531,10 @@ class Tensor:
     def register_hook(self, fn):
         """Call ``fn(grad)`` with this tensor's gradient during backward.
 
-        ``fn`` gets the NumPy gradient array; if it returns an array, that replaces the
-        gradient passed on. Returns a handle whose ``remove()`` takes the hook off.
+        ``fn`` gets the gradient as a Tensor that records no graph (as PyTorch's hooks do;
+        ``np.asarray(grad)`` is its array, shared). If it returns a Tensor or an array of
+        this tensor's shape, that replaces the gradient passed on; returning None keeps it.
+        Returns a handle whose ``remove()`` takes the hook off.
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
@@ -453,7 +544,79 @@ class Tensor:
         return _HookHandle(self._hooks, fn)
 
     def zero_grad(self):
-        self.grad = None
+        """Set ``.grad`` to None."""
+        self._grad = None
+
+    # ------------------------------------------------------------ in place
+    # As PyTorch's: they change this tensor's values and return it. Allowed on tensors that do
+    # not require grad and inside no_grad(); each change bumps the version that backward checks.
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has had (shared with its views and
+        detached copies), as PyTorch's ``_version``."""
+        entry = _change_entry(self.data)
+        return 0 if entry is None else entry[1]
+
+    def _in_place(self, op, fn, *args):
+        """Run ``fn(self.data, *arrays)``, which writes into its first argument, after the checks
+        every in-place op shares (``args`` are tensors, arrays or numbers broadcast to this
+        shape, or None); count the change and return self."""
+        if _grad_enabled and (self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)):
+            if self.requires_grad and self._ctx is None:
+                raise RuntimeError(f"{op}: a leaf tensor that requires grad is being used in an in-place operation; "
+                                   "change it inside `with ts.no_grad():` (as an optimizer does)")
+            raise RuntimeError(f"{op}: tinyseq does not record in-place operations in the graph (PyTorch does); "
+                               f"use the out-of-place form (`{op[:-1]}`), or change it inside `with ts.no_grad():` "
+                               "if no gradient should flow through the change")
+        arrays = [None if a is None else as_array(a) for a in args]
+        for a in arrays:
+            if a is not None and not _broadcasts_to(a.shape, self.shape):
+                raise ValueError(f"{op}: cannot broadcast shape {a.shape} to this tensor's shape {self.shape}")
+        try:
+            fn(self.data, *arrays)
+        except TypeError as e:  # NumPy's casting error, e.g. a float into an int tensor
+            raise TypeError(f"{op}: {e}") from None
+        mark_changed(self.data, op)
+        return self
+
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place; returns self."""
+        return self._in_place("add_", lambda a, b: np.add(a, b if alpha == 1 else b * alpha, out=a), other)
+
+    def sub_(self, other, alpha=1):
+        """``self -= alpha * other`` in place; returns self."""
+        return self._in_place("sub_", lambda a, b: np.subtract(a, b if alpha == 1 else b * alpha, out=a), other)
+
+    def mul_(self, other):
+        """``self *= other`` in place; returns self."""
+        return self._in_place("mul_", lambda a, b: np.multiply(a, b, out=a), other)
+
+    def div_(self, other):
+        """``self /= other`` in place; returns self."""
+        return self._in_place("div_", lambda a, b: np.true_divide(a, b, out=a), other)
+
+    def clamp_(self, min=None, max=None):
+        """Clip the values into [min, max] in place (either bound may be None); returns self."""
+        if min is None and max is None:
+            raise ValueError("clamp_: at least one of min and max must be given")
+        return self._in_place("clamp_", lambda a, lo, hi: np.clip(a, lo, hi, out=a), min, max)
+
+    clip_ = clamp_
+
+    def copy_(self, src):
+        """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor; returns self."""
+        return self._in_place("copy_", lambda a, b: np.copyto(a, b, casting="unsafe"), src)
+
+    def fill_(self, value):
+        """Set every element to ``value`` (a number or a one-element tensor); returns self."""
+        if as_array(value).size != 1:
+            raise ValueError(f"fill_: expected a number or a one-element tensor, got shape {as_array(value).shape}")
+        return self._in_place("fill_", lambda a, v: np.copyto(a, v.reshape(()), casting="unsafe"), value)
+
+    def zero_(self):
+        """Set every element to 0; returns self."""
+        return self.fill_(0)
 
     # ------------------------------------------------------------ backward
 
@@ -478,7 +641,7 @@ class Tensor:
                 g = _keep_grad(node, g)
                 if fn is None:
                     continue
-            for parent, pg in zip(fn.parents, _input_grads(fn, g)):
+            for parent, pg in zip(fn.parents, _input_grads(fn, g, node)):
                 if pg is not None and parent.requires_grad:
                     _accumulate(grads, waiting, owned, fn, parent, pg)
             if not retain_graph:
@@ -602,6 +765,11 @@ class Tensor:
     @torch_names
     def mean(self, axis=None, keepdims=False):
         return _ops.mean(self, axis, keepdims)
+
+    @torch_names
+    def norm(self, p=2, axis=None, keepdims=False):
+        """The ``p``-norm over ``axis`` (``ops.norm``): ``t.grad.norm()`` as in PyTorch."""
+        return _ops.norm(self, p, axis, keepdims)
 
     @torch_names
     def max(self, axis=None, keepdims=False):
@@ -865,7 +1033,7 @@ def _accumulate(grads, waiting, owned, fn, tensor, g):
 def _run_hooks(node, g):
     """Pass ``g`` through ``node``'s hooks in order; a hook may return a replacement gradient."""
     for hook in tuple(node._hooks):
-        replaced = hook(g)
+        replaced = hook(_new_tensor(Tensor)._init(np.asarray(g), None))
         if replaced is None:
             continue
         replaced = as_array(replaced)
@@ -879,20 +1047,29 @@ def _run_hooks(node, g):
 
 def _keep_grad(node, g):
     """Add ``g`` to ``node.grad`` (a leaf's, or a ``retain_grad`` tensor's); returns ``g`` in
-    node's dtype."""
+    node's dtype. The first gradient is a copy wrapped once in a Tensor; later ones are
+    added into its array in place (as PyTorch accumulates)."""
     if g.dtype != node.dtype:
         g = g.astype(node.dtype)
-    node.grad = g.copy() if node.grad is None else node.grad + g
+    grad = node._grad
+    if grad is None:
+        node._grad = _new_tensor(Tensor)._init(np.array(g), None)  # NOTE: np.array, as g may be a NumPy scalar
+    elif grad.data.flags.writeable:
+        grad.data += g
+    else:  # an assigned read-only array (a broadcast view, say): replaced, not written into
+        grad.data = grad.data + g
     return g
 
 
-def _input_grads(fn, g):
-    """``fn.backward(g)`` as a tuple of one gradient per input of ``fn``."""
+def _input_grads(fn, g, output):
+    """``fn.backward(g)`` as a tuple of one gradient per input of ``fn`` (which made ``output``)."""
     if fn.released:
         raise RuntimeError(
             f"backward: the graph through {type(fn).__name__} was already freed by an earlier backward; "
             "pass retain_graph=True to the first backward to go through it again"
         )
+    if fn.stamp != _changes:
+        _check_unchanged(fn, output)
     grads = fn.backward(g)
     if grads.__class__ is not tuple:
         grads = tuple(grads) if isinstance(grads, list) else (grads,)
@@ -912,6 +1089,14 @@ def _release(fn):
 
 def _data(x):
     return x.data if isinstance(x, Tensor) else x
+
+
+def _broadcasts_to(shape, target):
+    """True if an array of ``shape`` broadcasts to ``target`` unchanged."""
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def as_array(x, dtype=None):

@@ -3,9 +3,11 @@
 A ``Module`` finds its parameters and sub-modules by looking at its own attributes, in
 the order they were set: a ``Parameter`` attribute is a parameter, a ``Module``
 attribute (or a list/tuple of them) is a child. So names come out as PyTorch's do:
-``weight_ih_l0``, ``encoder.weight``, ``layers.1.bias``.
+``weight_ih_l0``, ``encoder.weight``, ``layers.1.bias``. A buffer is a Tensor attribute
+named by ``register_buffer``: state that is not trained (running statistics, say).
 """
 
+import itertools
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from .. import config
 from .._checks import check_int  # noqa: F401  (the layers import it from here)
-from ..tensor import Tensor, as_array, to_arguments
+from ..tensor import Tensor, as_array, mark_changed, to_arguments
 
 
 class Parameter(Tensor):
@@ -61,6 +63,27 @@ def as_input(name, x, dtype, what="input"):
         raise TypeError(f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}; "
                         f"convert the {what} to {dtype.name}{module_too}")
     return x
+
+
+def _parameters(module):
+    return module._members(Parameter)
+
+
+def _buffers(module):
+    return module._own_buffers()
+
+
+def _state(module):
+    return itertools.chain(module._members(Parameter), module._own_buffers(persistent_only=True))
+
+
+def _once(items):
+    """The (name, tensor) pairs of ``items`` whose tensor has not come before."""
+    seen = set()
+    for name, t in items:
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield name, t
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -114,23 +137,74 @@ class Module:
 
     def named_parameters(self, prefix=""):
         """(dotted name, Parameter) in definition order, each parameter once."""
-        seen = set()
-        for name, p in self._state_items(prefix):
-            if id(p) not in seen:
-                seen.add(id(p))
-                yield name, p
-
-    def _state_items(self, prefix=""):
-        """Every (dotted name, Parameter), a shared one under each of its names (as PyTorch's
-        state_dict lists tied weights)."""
-        dot = f"{prefix}." if prefix else ""
-        for name, p in self._members(Parameter):
-            yield dot + name, p
-        for name, child in self._members(Module):
-            yield from child._state_items(dot + name)
+        return _once(self._walk(prefix, _parameters))
 
     def parameters(self):
-        return [p for _, p in self.named_parameters()]
+        """The parameters, each once, as a generator (as PyTorch): ``list(model.parameters())``
+        to go through them twice or count them."""
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self, prefix=""):
+        """(dotted name, buffer Tensor) in registration order, each buffer once; non-persistent
+        buffers too, None buffers not."""
+        return _once(self._walk(prefix, _buffers))
+
+    def buffers(self):
+        """The buffers, each once, as a generator."""
+        return (b for _, b in self.named_buffers())
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Keep ``tensor`` (a Tensor, or None for a slot filled later) as the attribute ``name``
+        and as a buffer: state that is no parameter, in ``state_dict`` unless
+        ``persistent=False``, converted by ``.to(dtype)`` when it is floating point. Assigning
+        the attribute again later keeps it a buffer, as in PyTorch."""
+        owner = f"{type(self).__name__}.register_buffer"
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{owner}: a buffer name must be a non-empty string without '.', got {name!r}")
+        flags = vars(self).setdefault("_buffer_names", {})
+        if hasattr(self, name) and name not in flags:
+            raise KeyError(f"{owner}: attribute {name!r} already exists")
+        if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
+            got = "a Parameter (assign it as an attribute to make it a parameter)" if isinstance(tensor, Parameter) \
+                else type(tensor).__name__
+            raise TypeError(f"{owner}: buffer {name!r} must be a Tensor or None, got {got}")
+        flags[name] = bool(persistent)
+        setattr(self, name, tensor)
+
+    def _own_buffers(self, persistent_only=False):
+        """(name, Tensor) for this module's own buffers that hold a Tensor, in registration order."""
+        attrs = vars(self)
+        for name, persistent in attrs.get("_buffer_names", {}).items():
+            if isinstance(attrs.get(name), Tensor) and (persistent or not persistent_only):
+                yield name, attrs[name]
+
+    def _walk(self, prefix, own):
+        """(dotted name, tensor) for ``own(module)`` of this module and of every module below it,
+        in definition order; a shared tensor under each of its names (as PyTorch's state_dict
+        lists tied weights)."""
+        dot = f"{prefix}." if prefix else ""
+        for name, t in own(self):
+            yield dot + name, t
+        for name, child in self._members(Module):
+            yield from child._walk(dot + name, own)
+
+    def _state_items(self, prefix=""):
+        """Every (dotted name, Parameter), a shared one under each of its names."""
+        return self._walk(prefix, _parameters)
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module, children first (recursively), then on this
+        module; returns self. As PyTorch: ``model.apply(init_weights)``."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter (False freezes the module); returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     # ------------------------------------------------------------ modes and dtype
 
@@ -157,26 +231,36 @@ class Module:
         if dtype is None:
             return self
         dtype = check_dtype(owner, dtype)
-        for p in self.parameters():
-            p.data = p.data.astype(dtype)
-            p.grad = None if p.grad is None else p.grad.astype(dtype)
+        floating_buffers = (b for b in self.buffers() if b.dtype.kind == "f")
+        for t in itertools.chain(self.parameters(), floating_buffers):
+            t.data = t.data.astype(dtype)
+            t.grad = None if t.grad is None else t.grad.data.astype(dtype)
         return self
 
     def double(self):
+        """``to(np.float64)``."""
         return self.to(np.float64)
 
     def float(self):
+        """``to(np.float32)``."""
         return self.to(np.float32)
+
+    def half(self):
+        """Refused: float16 is not supported (parameters are float32 or float64, the dtypes the
+        fused kernels compute in)."""
+        raise TypeError(f"{type(self).__name__}.half: float16 is not supported; tinyseq parameters are float32 "
+                        "or float64 (use .float() or .double())")
 
     # ------------------------------------------------------------ state
 
     def state_dict(self):
-        """Ordered name -> NumPy array (a copy) for every parameter; a parameter shared by
-        two attributes (tied weights) appears under both names, as in PyTorch."""
-        return OrderedDict((name, p.data.copy()) for name, p in self._state_items())
+        """Ordered name -> NumPy array (a copy) for every parameter and persistent buffer (each
+        module's parameters, then its buffers, then its children's, as PyTorch); a parameter
+        shared by two attributes (tied weights) appears under both names, as in PyTorch."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._walk("", _state))
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays into the parameters (cast to each parameter's dtype).
+        """Copy arrays into the parameters and persistent buffers (cast to each one's dtype).
 
         Everything is checked before anything is written, so a failed load leaves the
         module unchanged. With ``strict=True`` missing or unexpected keys are errors; shape
@@ -185,7 +269,7 @@ class Module:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict of name -> array, "
                             f"got {type(state_dict).__name__}")
-        params = OrderedDict(self._state_items())
+        params = OrderedDict(self._walk("", _state))
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]
         problems = []
@@ -201,7 +285,7 @@ class Module:
             arr = as_array(value)
             if arr.shape != p.shape:
                 problems.append(f"shape mismatch for {name}: expected {p.shape}, got {arr.shape}")
-            elif arr.dtype.kind not in "fiu":
+            elif arr.dtype.kind not in "fiub":
                 problems.append(f"dtype of {name}: expected a numeric array, got {arr.dtype}")
             else:
                 arrays[name] = arr
@@ -209,6 +293,7 @@ class Module:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
         for name, arr in arrays.items():
             params[name].data[...] = arr  # in place: whoever holds the array sees the new values
+            mark_changed(params[name].data, "load_state_dict")
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ repr

@@ -102,6 +102,7 @@ def _norm_hook(row):
     """A backward hook that writes each sequence's gradient norm ||g[b]|| into ``row`` (B,)."""
 
     def hook(g):
+        g = g.data
         row[...] = np.sqrt((g * g).reshape(g.shape[0], -1).sum(axis=-1))
 
     return hook

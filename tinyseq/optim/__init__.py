@@ -2,7 +2,8 @@
 
 An optimizer holds ``param_groups`` (a list of dicts: ``"params"`` plus hyperparameters) and
 ``state`` (one dict per parameter, keyed by the parameter's position counted across groups).
-``step()`` reads each parameter's ``.grad`` and updates ``.data`` in place; parameters whose
+``step()`` reads each parameter's ``.grad`` and updates ``.data`` in place (marked changed for
+backward's version check, as PyTorch's optimizers bump it); parameters whose
 grad is None are skipped. ``state_dict()`` holds only dicts, lists, numbers, strings, bools,
 None and NumPy arrays, so it can be saved without pickle.
 
@@ -16,7 +17,7 @@ import numbers
 import numpy as np
 
 from .._checks import check_int
-from ..tensor import Tensor
+from ..tensor import Tensor, mark_changed
 
 # ---------------------------------------------------------------- checks
 
@@ -160,7 +161,7 @@ class Optimizer:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                p.grad[...] = 0
+                p.grad.data[...] = 0
 
     def step(self, closure=None):
         """Update every parameter that has a grad; returns ``closure()`` if one is given."""
@@ -168,7 +169,7 @@ class Optimizer:
         for index, p, group in self._indexed_params():
             if p.grad is None:
                 continue
-            grad = np.asarray(p.grad)
+            grad = p.grad.data
             if grad.shape != p.shape:
                 raise ValueError(
                     f"{type(self).__name__}.step: grad of shape {grad.shape} "
@@ -177,6 +178,7 @@ class Optimizer:
             if group.get("maximize", False):
                 grad = -grad
             self._update(p, grad, self.state.setdefault(index, {}), group)
+            mark_changed(p.data, f"{type(self).__name__}.step")
         return loss
 
     def _update(self, p, grad, state, group):

@@ -7,10 +7,11 @@ import numpy as np
 from ...tensor import Tensor, as_array
 
 
-def _with_grads(parameters):
+def _grads(parameters):
+    """The gradient arrays of ``parameters`` (one Tensor or an iterable) that have one."""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    return [p for p in parameters if p.grad is not None]
+    return [p.grad.data for p in parameters if p.grad is not None]
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
@@ -18,25 +19,26 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 
     Returns the total norm before clipping (a float), as PyTorch. ``norm_type`` may be
     ``float("inf")``. With ``error_if_nonfinite=True`` a nan/inf norm raises instead.
+    ``parameters`` may be a generator (``model.parameters()``): it is read once.
     """
     if max_norm < 0:
         raise ValueError(f"clip_grad_norm_: max_norm must be >= 0, got {max_norm}")
-    params = _with_grads(parameters)
-    if not params:
+    grads = _grads(parameters)
+    if not grads:
         return 0.0
     norm_type = float(norm_type)
     if norm_type == math.inf:
-        total = max(float(np.max(np.abs(p.grad))) if p.grad.size else 0.0 for p in params)
+        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
     elif norm_type == 2.0:  # the common case: squared straight into float64 (no overflow), then summed
-        total = math.sqrt(sum(float(np.square(p.grad, dtype=np.float64).sum()) for p in params))
+        total = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads))
     else:
-        total = float(sum(np.sum(np.abs(p.grad.astype(np.float64)) ** norm_type) for p in params) ** (1 / norm_type))
+        total = float(sum(np.sum(np.abs(g.astype(np.float64)) ** norm_type) for g in grads) ** (1 / norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
     scale = max_norm / (total + 1e-6)
     if scale < 1:
-        for p in params:
-            p.grad *= p.grad.dtype.type(scale)
+        for g in grads:
+            g *= g.dtype.type(scale)
     return total
 
 
@@ -44,8 +46,8 @@ def clip_grad_value_(parameters, clip_value):
     """Clamp every gradient element into [-clip_value, clip_value] in place."""
     if clip_value < 0:
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
-    for p in _with_grads(parameters):
-        np.clip(p.grad, -clip_value, clip_value, out=p.grad)
+    for g in _grads(parameters):
+        np.clip(g, -clip_value, clip_value, out=g)
 
 
 def sequence_mask(lengths, max_len=None, batch_first=False):
