@@ -156,7 +156,10 @@ CLAIMS = {
         "# the line to recover": fit_a_line,
         "class Cube(Function):": None,  # asserts its own claim (gradcheck)
     },
-    "nn.md": {"class Classifier(nn.Module):": classifier},
+    "nn.md": {
+        "class Classifier(nn.Module):": classifier,
+        "packed = pack_padded_sequence(": prints("(6, 3, 16) [4, 6, 2] True True True"),
+    },
     "backends.md": {
         'with backend.use_backend("graph"):': backends,
         "grads = cpu.lstm_backward(": kernel_contract,
