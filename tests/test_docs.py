@@ -145,13 +145,21 @@ def schedule(ns, printed):  # the halving lrs per group, and a checkpoint that l
     assert ns["sched"].get_last_lr() == [0.025, 0.0025]
 
 
+def loader(ns, printed):  # an 80/20 split, the whole test set in one padded batch, and it learns
+    assert printed[0].startswith("480 120 120 test accuracy ") and ns["accuracy"] > 0.9
+    assert ns["x"].shape == (12, 120, 1) and min(ns["lengths"]) >= 3
+
+
 # Each page's claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "tensor.md": {
         "# the line to recover": fit_a_line,
         "class Cube(Function):": None,  # asserts its own claim (gradcheck)
     },
-    "nn.md": {"class Classifier(nn.Module):": classifier},
+    "nn.md": {
+        "class Classifier(nn.Module):": classifier,
+        "packed = pack_padded_sequence(": prints("(6, 3, 16) [4, 6, 2] True True True"),
+    },
     "backends.md": {
         'with backend.use_backend("graph"):': backends,
         "grads = cpu.lstm_backward(": kernel_contract,
@@ -161,7 +169,10 @@ CLAIMS = {
         "class MinimalGatedUnit(nn.Cell):": own_cell,
         "flow = bptt.grad_norms_through_time(cell, x64)": own_cell_flow,
     },
-    "data.md": {"batches = ts.data.StreamBatches(": prints("14 3 'the cat ' 'he cat s'", "' the dog' 'sat on t'")},
+    "data.md": {
+        "batches = ts.data.StreamBatches(": prints("14 3 'the cat ' 'he cat s'", "' the dog' 'sat on t'"),
+        "class Signs(Dataset):": loader,
+    },
     "optim.md": {"sched = ts.optim.StepLR(": schedule},
     "tutorials/autodiff.md": {
         "show(y)": prints("Tanh", "  Add", "    Mul", "      leaf -2.0", "      leaf 0.5", "    leaf 1.0", "-2.0 0.5"),
