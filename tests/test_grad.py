@@ -301,6 +301,21 @@ def test_an_optimizer_step_or_a_load_between_forward_and_backward_is_caught():
         loss.backward()
 
 
+def test_an_init_fill_between_forward_and_backward_is_caught():
+    # The fills write the parameter's array in place: backward would use the new weight.
+    layer = nn.Linear(2, 2).double()
+    x = leaf([[1.0, 2.0]])
+    loss = layer(x).sum()
+    nn.init.zeros_(layer.weight)  # dL/dx would come out 0
+    with pytest.raises(RuntimeError, match="changed by init.constant_"):
+        loss.backward()
+    lstm = nn.LSTM(2, 3, backend="graph")
+    loss = lstm(np.ones((2, 1, 2), np.float32))[0].sum()
+    nn.init.lstm_forget_bias_(lstm)
+    with pytest.raises(RuntimeError, match="changed by init.lstm_forget_bias_"):
+        loss.backward()
+
+
 def test_changes_elsewhere_and_before_the_forward_are_allowed():
     w = leaf([1.0, 2.0])
     with ts.no_grad():
