@@ -380,12 +380,13 @@ def check_prompt(prompt, text):
     the corpus's first characters (said on stdout); for a given one, else a UsageError."""
     given = prompt is not None
     prompt = prompt if given else DEFAULT_PROMPT
-    missing = sorted(set(prompt) - set(text))
+    missing = sorted(set(prompt or "\n") - set(text))  # an empty prompt starts the samples from a newline
     if not missing:
         return prompt
     if given:
-        raise common.UsageError(f"--prompt {prompt!r}: the characters {''.join(missing)!r} are not in the corpus; "
-                                f"write the prompt with the corpus's characters")
+        empty = " (an empty prompt starts from a newline)" if not prompt else ""
+        raise common.UsageError(f"--prompt {prompt!r}: the characters {''.join(missing)!r} are not in the corpus"
+                                f"{empty}; write the prompt with the corpus's characters")
     fallback = text[:len(DEFAULT_PROMPT)]
     print(f"prompt: the default {DEFAULT_PROMPT!r} has characters not in the corpus; starting samples "
           f"from its first characters {fallback!r} (--prompt chooses)")

@@ -169,6 +169,26 @@ def test_default_collate_matches_torch():
     assert isinstance(ours["point"], Point)
 
 
+@pytest.mark.parametrize("batch,dtype,values", [
+    ([1, 2.5], np.float32, [1.0, 2.5]),  # not int64 [1, 2]
+    ([True, 2], np.int64, [1, 2]),  # not bool [True, True]
+    ([True, False], np.bool_, [True, False]),
+    ([1, 2], np.int64, [1, 2]),
+    ([2.5, 1], np.float64, [2.5, 1.0]),
+])
+def test_default_collate_reads_python_numbers_as_torch_does(batch, dtype, values):
+    out = default_collate(batch)
+    assert out.dtype == dtype and out.tolist() == values
+
+
+@pytest.mark.torch
+def test_default_collate_of_mixed_python_numbers_matches_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import default_collate as torch_collate
+    for batch in ([1, 2.5], [True, 2], [True, False], [(0, 1), (0.5, 2)]):
+        assert structure(default_collate(batch)) == structure(torch_collate(batch))
+
+
 def test_default_collate_keeps_the_graph_of_tensors():
     a, b = ts.tensor([1.0, 2.0], requires_grad=True), ts.tensor([3.0, 4.0], requires_grad=True)
     default_collate([a, b]).sum().backward()

@@ -96,6 +96,15 @@ def test_the_default_prompt_falls_back_to_the_corpus_and_a_given_one_is_checked_
     assert results["sample"].startswith(first) and (out / "checkpoint.npz").exists()
 
 
+def test_an_empty_prompt_needs_a_newline_in_the_corpus(tmp_path):
+    data = tmp_path / "one_line.txt"
+    data.write_text(" ".join(["def", "abc", "xy"] * 800), encoding="utf-8")  # no newline anywhere
+    out = tmp_path / "run"
+    with pytest.raises(UsageError, match=r"--prompt '': the characters '\\n' are not in the corpus \(an empty"):
+        char_lm.main(TINY + ["--steps", "2", "--data", str(data), "--out", str(out), "--prompt", ""])
+    assert not out.exists()  # refused before training, not a traceback from the first sample after it
+
+
 def test_an_error_after_training_starts_saves_the_steps_done_first(tmp_path, capsys):
     def fail(step):
         if step == 3:

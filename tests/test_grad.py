@@ -265,6 +265,28 @@ def test_a_changed_output_that_backward_reads_is_caught():
         loss.backward()
 
 
+def test_a_changed_mask_or_index_argument_is_caught():
+    # A mask or indices reach the op as a keyword argument, not an input; backward reads them.
+    x = leaf([1.0, 2.0, 3.0])
+    mask = Tensor(np.array([True, False, False]))
+    loss = x.masked_fill(mask, 0.0).sum()
+    mask.fill_(False)  # the gradient would be [1, 1, 1], not [0, 1, 1]
+    with pytest.raises(RuntimeError, match=r"the cond argument of Where .* fill_"):
+        loss.backward()
+    emb = nn.Embedding(5, 2)
+    tokens = Tensor(np.array([0, 1]))
+    loss = emb(tokens).sum()
+    tokens.copy_(np.array([3, 4]))  # a reused input buffer: rows 3, 4 would get rows 0, 1's gradient
+    with pytest.raises(RuntimeError, match=r"the indices argument of Embedding .* copy_"):
+        loss.backward()
+    x = leaf([1.0, 2.0, 3.0])
+    index = Tensor(np.array([0, 0]))
+    loss = x[index].sum()
+    index.fill_(2)
+    with pytest.raises(RuntimeError, match=r"the index argument of GetItem"):
+        loss.backward()
+
+
 def test_an_optimizer_step_or_a_load_between_forward_and_backward_is_caught():
     layer = nn.Linear(2, 1).double()
     opt = ts.optim.SGD(layer.parameters(), lr=0.1)
@@ -276,6 +298,21 @@ def test_an_optimizer_step_or_a_load_between_forward_and_backward_is_caught():
     loss = layer(np.ones((1, 2))).sum()
     layer.load_state_dict(layer.state_dict())
     with pytest.raises(RuntimeError, match="changed by load_state_dict"):
+        loss.backward()
+
+
+def test_an_init_fill_between_forward_and_backward_is_caught():
+    # The fills write the parameter's array in place: backward would use the new weight.
+    layer = nn.Linear(2, 2).double()
+    x = leaf([[1.0, 2.0]])
+    loss = layer(x).sum()
+    nn.init.zeros_(layer.weight)  # dL/dx would come out 0
+    with pytest.raises(RuntimeError, match="changed by init.constant_"):
+        loss.backward()
+    lstm = nn.LSTM(2, 3, backend="graph")
+    loss = lstm(np.ones((2, 1, 2), np.float32))[0].sum()
+    nn.init.lstm_forget_bias_(lstm)
+    with pytest.raises(RuntimeError, match="changed by init.lstm_forget_bias_"):
         loss.backward()
 
 

@@ -32,7 +32,7 @@ import numbers
 
 import numpy as np
 
-from . import ops
+from . import config, ops
 from ._checks import check_int
 from .nn.utils.rnn import pad_sequence
 from .random import get_generator
@@ -286,7 +286,8 @@ def default_collate(batch):
 
     Tensors are stacked (``ops.stack``: differentiable), NumPy arrays and NumPy scalars become
     a Tensor of their dtype, Python floats a float64 Tensor, ints an int64 one, bools a bool
-    one; strings stay a list. Dicts collate key by key, named tuples field by field into the
+    one (a batch starting with an int or bool that also holds floats: float32, as PyTorch;
+    ints and bools: int64); strings stay a list. Dicts collate key by key, named tuples field by field into the
     same type, other tuples and lists position by position into a list (each sample must have
     the same length).
     """
@@ -299,8 +300,13 @@ def default_collate(batch):
     if isinstance(first, (str, bytes)):
         return list(batch)
     if isinstance(first, numbers.Number):
-        dtype = bool if isinstance(first, bool) else np.int64 if isinstance(first, numbers.Integral) else np.float64
-        return Tensor(np.array(batch, dtype=dtype))
+        if not isinstance(first, numbers.Integral):
+            return Tensor(np.array(batch, dtype=np.float64))
+        # NOTE: after an int or bool, the whole batch decides (torch.tensor's inference): [1, 2.5] is a
+        # float32 batch, [True, 2] an int one; the first sample's type would cut 2.5 to 2 and 2 to True.
+        values = np.array(batch)
+        kind = values.dtype.kind
+        return Tensor(values.astype(bool if kind == "b" else np.int64 if kind in "iu" else config.DEFAULT_DTYPE))
     if isinstance(first, collections.abc.Mapping):
         return {key: default_collate([sample[key] for sample in batch]) for key in first}
     if isinstance(first, collections.abc.Sequence):

@@ -195,15 +195,26 @@ def mark_changed(array, op):
     entry[1], entry[2], entry[3] = entry[1] + 1, _changes, op
 
 
+def _constants(params):
+    """(name, array) for each array among an op's keyword arguments (a mask, indices, targets;
+    one level into tuples, for an index): backward uses them as they are, so they are checked too."""
+    for name, value in params.items():
+        for v in value if value.__class__ is tuple else (value,):
+            if v.__class__ is np.ndarray:
+                yield name, v
+
+
 def _check_unchanged(fn, output):
-    """Raise if an input or the output of ``fn`` changed in place after ``fn``'s forward ran."""
-    for i, t in enumerate((*fn.parents, output)):
-        entry = _change_entry(t.data)
+    """Raise if an input, an array argument or the output of ``fn`` changed in place after
+    ``fn``'s forward ran."""
+    checked = [(f"input {i}", t.data) for i, t in enumerate(fn.parents)]
+    checked += [(f"the {name} argument", a) for name, a in _constants(fn.params)] + [("the output", output.data)]
+    for what, array in checked:
+        entry = _change_entry(array)
         if entry is not None and entry[2] > fn.stamp:
-            what = "the output" if t is output else f"input {i}"
             raise RuntimeError(
                 "backward: one of the tensors needed for gradient computation has been modified by an in-place "
-                f"operation: {what} of {type(fn).__name__} (shape {t.shape}) was changed by {entry[3]} after the "
+                f"operation: {what} of {type(fn).__name__} (shape {array.shape}) was changed by {entry[3]} after the "
                 f"forward pass used it; it is now at version {entry[1]}. Change it after backward, or use the "
                 "out-of-place form"
             )
@@ -259,6 +270,7 @@ class Function:
             data = np.asarray(data)
         if _grad_enabled and True in needs:
             fn.parents = tensors
+            fn.params = params
             fn.released = False
             fn.stamp = _changes
             return _new_tensor(Tensor)._init(data, fn)
@@ -1084,6 +1096,7 @@ def _release(fn):
     """Free what ``fn`` saved and its links to its inputs; a later backward through it raises."""
     fn.saved = None
     fn.parents = ()
+    fn.params = {}
     fn.released = True
 
 

@@ -1,7 +1,8 @@
 """Weight initialisation, after ``torch.nn.init``.
 
 Every ``*_`` function fills its tensor in place -- ``t.data[...] = values``, so the
-array object and its dtype stay the same -- and returns the tensor. A ``Tensor``, a
+array object and its dtype stay the same -- counts it as an in-place change (backward's
+version check, as PyTorch's fills bump the version) and returns the tensor. A ``Tensor``, a
 ``Parameter`` or a plain float NumPy array is accepted. Random fills take an optional
 ``generator`` (a ``numpy.random.Generator``); without one they draw from the library's
 default generator, which ``tinyseq.manual_seed(seed)`` (alias ``init.manual_seed``) replaces.
@@ -22,7 +23,7 @@ import numpy as np
 from .. import random as _random
 from .._checks import check_int
 from ..gates import gate_names, gate_slice, num_gates
-from ..tensor import Tensor
+from ..tensor import Tensor, mark_changed
 from .module import Module
 
 __all__ = [
@@ -71,6 +72,13 @@ def _number(value, name, op):
     if not math.isfinite(value):
         raise ValueError(f"init.{op}: expected {name} to be finite, got {value!r}")
     return float(value)
+
+
+def _filled(t, arr, op):
+    """``t``, after counting the fill of ``arr`` as an in-place change (as PyTorch's init functions
+    bump the version): a backward through a graph that used the old values then raises."""
+    mark_changed(arr, f"init.{op}")
+    return t
 
 
 # ---------------------------------------------------------------- gain and fans
@@ -131,7 +139,7 @@ def uniform_(t, a=0.0, b=1.0, generator=None):
     if a > b:
         raise ValueError(f"init.uniform_: expected a <= b, got a={a}, b={b}")
     arr[...] = _rng(generator, "uniform_").uniform(a, b, size=arr.shape)
-    return t
+    return _filled(t, arr, "uniform_")
 
 
 def normal_(t, mean=0.0, std=1.0, generator=None):
@@ -141,14 +149,14 @@ def normal_(t, mean=0.0, std=1.0, generator=None):
     if std < 0:
         raise ValueError(f"init.normal_: expected std >= 0, got {std}")
     arr[...] = _rng(generator, "normal_").normal(mean, std, size=arr.shape)
-    return t
+    return _filled(t, arr, "normal_")
 
 
 def constant_(t, value):
     """Fill with ``value``."""
     arr = _array(t, "constant_")
     arr[...] = _number(value, "value", "constant_")
-    return t
+    return _filled(t, arr, "constant_")
 
 
 def zeros_(t):
@@ -249,7 +257,7 @@ def orthogonal_(t, gain=1.0, generator=None):
         return t
     rows = arr.shape[0]
     arr[...] = (gain * _orthogonal(rows, arr.size // rows, rng)).reshape(arr.shape)
-    return t
+    return _filled(t, arr, "orthogonal_")
 
 
 def _gate_rows(arr, num_gates, op):
@@ -277,7 +285,7 @@ def orthogonal_gates_(t, num_gates, gain=1.0, generator=None):
     cols = arr.size // arr.shape[0]
     blocks = [_orthogonal(block_rows, cols, rng) for _ in range(num_gates)]
     arr[...] = (gain * np.concatenate(blocks, axis=0)).reshape(arr.shape)
-    return t
+    return _filled(t, arr, "orthogonal_gates_")
 
 
 def identity_(t, scale=1.0, num_gates=1):
@@ -297,7 +305,7 @@ def identity_(t, scale=1.0, num_gates=1):
         )
     scale = _number(scale, "scale", "identity_")
     arr[...] = np.tile(scale * np.eye(block_rows), (num_gates, 1))
-    return t
+    return _filled(t, arr, "identity_")
 
 
 def spectral_radius_(t, radius, num_gates=1):
@@ -328,7 +336,7 @@ def spectral_radius_(t, radius, num_gates=1):
             raise ValueError(f"init.spectral_radius_: block {k} has spectral radius 0 (all eigenvalues 0); "
                              "fill it with something else first")
         block[...] = block * (radius / current)
-    return t
+    return _filled(t, arr, "spectral_radius_")
 
 
 def eye_(t):
@@ -338,7 +346,7 @@ def eye_(t):
     if arr.ndim != 2:
         raise ValueError(f"init.eye_: expected a 2-D tensor, got shape {arr.shape}")
     arr[...] = np.eye(*arr.shape)
-    return t
+    return _filled(t, arr, "eye_")
 
 
 # ---------------------------------------------------------------- LSTM bias
@@ -379,7 +387,7 @@ def lstm_forget_bias_(target, value=1.0, hidden_size=None, coupled=False):
             f"got {len(arr)}"
         )
     arr[gate_slice("LSTM", "f", hidden_size, coupled)] = value
-    return target
+    return _filled(target, arr, "lstm_forget_bias_")
 
 
 def _lstm_modules_forget_bias(module, value):
@@ -393,4 +401,5 @@ def _lstm_modules_forget_bias(module, value):
         for n, p in lstm.named_parameters():
             if n.startswith(("bias_ih", "bias_hh")):
                 p.data[forget] = value if n.startswith("bias_ih") else 0.0
+                _filled(p, p.data, "lstm_forget_bias_")
     return module
