@@ -79,9 +79,10 @@ def test_save_takes_nesting_up_to_its_limit_and_an_object_reached_twice(tmp_path
     """MAX_DEPTH nested containers round-trip; an object reached twice (not a cycle) is saved twice."""
     build = """
         from tinyseq.serialization import MAX_DEPTH
+        import numpy as np
         deep = 7
         for _ in range(MAX_DEPTH - 1):
-            deep = [deep]
+            deep = [deep, np.ones(2, np.float32), float("nan")]
         shared = {"w": 1.5}
         obj = [deep, [shared, shared]]
     """
@@ -90,8 +91,33 @@ def test_save_takes_nesting_up_to_its_limit_and_an_object_reached_twice(tmp_path
         depth, node = 1, back
         while isinstance(node, list):
             depth, node = depth + 1, node[0]
+        innermost = back[0]
+        for _ in range(MAX_DEPTH - 2):
+            innermost = innermost[0]
+        assert innermost[1].dtype == np.float32 and innermost[1].shape == (2,) and innermost[2] != innermost[2]
         print(json.dumps([depth - 1, node, back[1], MAX_DEPTH]))
     """
     saved, (depth, leaf, shared, limit) = run_isolated(save_case(build, then), tmp_path)
     assert saved == {"outcome": ["saved", None], "files": ["ckpt.npz"]}
     assert (depth, leaf, shared) == (limit, 7, [{"w": 1.5}, {"w": 1.5}])
+
+
+@pytest.mark.parametrize("depth", [150, 990, 100_000])
+def test_load_of_a_header_nested_too_deep_is_a_checkpoint_error(depth, tmp_path):
+    """A crafted file nesting its header deeper than save writes fails as a bad file, whether
+    json.loads or decoding the nodes runs out of stack first."""
+    code = f"""
+        import numpy as np
+        import tinyseq as ts
+        root = '{{"dict": [["k", ' * {depth} + '1' + ']]}}' * {depth}
+        header = '{{"format": "tinyseq-checkpoint", "version": 1, "root": ' + root + '}}'
+        path = os.path.join(directory, "deep.npz")
+        np.savez(path, header=np.frombuffer(header.encode(), np.uint8))
+        try:
+            ts.load(path)
+            print(json.dumps(["loaded", None]))
+        except Exception as e:
+            print(json.dumps([type(e).__name__, str(e)[:200]]))
+    """
+    ((kind, message),) = run_isolated(code, tmp_path)
+    assert kind == "CheckpointError" and "deep.npz" in message, message

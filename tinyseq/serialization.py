@@ -188,9 +188,11 @@ def _umask():
 # ---------------------------------------------------------------- decode
 
 
-def _decode(node, arrays):
+def _decode(node, arrays, depth=0):
+    """The value of a header node; ``depth`` counts the containers (lists, dicts) around it."""
     if isinstance(node, list):
-        return [_decode(v, arrays) for v in node]
+        _check_depth(depth)
+        return [_decode(v, arrays, depth + 1) for v in node]
     if not isinstance(node, dict):
         return node
     if len(node) != 1:
@@ -203,9 +205,15 @@ def _decode(node, arrays):
     if tag == "float" and value in ("nan", "inf", "-inf"):
         return float(value)
     if tag in ("dict", "odict"):
-        pairs = ((k, _decode(v, arrays)) for k, v in value)
+        _check_depth(depth)
+        pairs = ((k, _decode(v, arrays, depth + 1)) for k, v in value)
         return collections.OrderedDict(pairs) if tag == "odict" else dict(pairs)
     raise ValueError(f"unknown header node {tag!r}")
+
+
+def _check_depth(depth):
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"the header nests deeper than {MAX_DEPTH} levels (save writes at most {MAX_DEPTH})")
 
 
 def load(path):
@@ -216,7 +224,8 @@ def load(path):
     as a dict, both in their saved order; integer keys stay ints; tuples come back as lists.
 
     Raises ``FileNotFoundError`` if ``path`` does not exist and ``CheckpointError`` (a
-    ``ValueError``) naming the file if it is not a readable checkpoint of this version or older.
+    ``ValueError``) naming the file if it is not a readable checkpoint of this version or older
+    (one nesting containers deeper than ``MAX_DEPTH``, which ``save`` never writes, included).
     Never unpickles: ``np.load(..., allow_pickle=False)``.
     """
     path = os.fspath(path)
