@@ -1,5 +1,7 @@
 """tinyseq.data: vocabularies and token streams batched for truncated BPTT."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,80 @@ def test_passes_are_counted_and_resumed():
     assert resumed.passes == 3
     with pytest.raises(ValueError, match="passes must be an int >= 0, got -1"):
         resumed.load_state_dict({**batches.state_dict(), "passes": -1})
+
+
+# ---------------------------------------------------------------- bad arguments (issue 22)
+
+VOCAB_MISUSES = [
+    (TypeError, r"Vocab\.from_text: the text must be a str, got int", lambda v: Vocab.from_text(123)),
+    (TypeError, r"Vocab\.from_text: the text must be a str, got list", lambda v: Vocab.from_text(["ab", "c"])),
+    (TypeError, r"Vocab: expected a str or a sequence of single characters, got int", lambda v: Vocab(5)),
+    (TypeError, r"Vocab\.encode: the text must be a str, got NoneType", lambda v: v.encode(None)),
+    (TypeError, r"Vocab\.encode: the text must be a str, got bytes", lambda v: v.encode(b"ab")),
+    (TypeError, r"Vocab\.decode: ids must be integers, got dtype float64", lambda v: v.decode([0.0, 1.0])),
+    (TypeError, r"Vocab\.decode: ids must be integers, got dtype bool", lambda v: v.decode([True, False])),
+    (TypeError, r"Vocab\.decode: expected a 1-D sequence of integer ids, got NoneType", lambda v: v.decode(None)),
+    (TypeError, r"Vocab\.decode: expected a 1-D sequence of integer ids, got list \[\[0\], \[0, 1\]\]",
+     lambda v: v.decode([[0], [0, 1]])),
+    (TypeError, r"Vocab\.from_state_dict: expected a dict from Vocab\.state_dict\(\), got NoneType",
+     lambda v: Vocab.from_state_dict(None)),
+    (ValueError, r"Vocab\.from_state_dict: the state has no 'symbols'", lambda v: Vocab.from_state_dict({})),
+    (TypeError, r"Vocab\.from_state_dict: 'symbols' must be a str, got int",
+     lambda v: Vocab.from_state_dict({"symbols": 3})),
+]
+
+
+@pytest.mark.parametrize("error, message, misuse", VOCAB_MISUSES, ids=[m for _, m, _ in VOCAB_MISUSES])
+def test_vocab_misuse_names_the_function_and_what_it_takes(error, message, misuse):
+    with pytest.raises(error, match=message):
+        misuse(Vocab.from_text("abc"))
+
+
+STATE_MISUSES = [
+    (TypeError, r"StreamBatches\.load_state_dict: expected a dict from StreamBatches\.state_dict\(\), got NoneType", None),
+    (TypeError, r"StreamBatches\.load_state_dict: expected a dict from StreamBatches\.state_dict\(\), got list", [1, 2]),
+    (ValueError, r"StreamBatches\.load_state_dict: the state has no 'position'", {"position": None}),
+    (ValueError, r"StreamBatches\.load_state_dict: the state has no 'batch_size'", {"batch_size": None}),
+    (ValueError, r"StreamBatches\.load_state_dict: the state has no 'steps'", {"steps": None}),
+    (ValueError, r"StreamBatches\.load_state_dict: the state has no 'stream_length'", {"stream_length": None}),
+    (ValueError, r"StreamBatches\.load_state_dict: position must be an int >= 0, got 1\.5", {"position": 1.5}),
+    (ValueError, r"StreamBatches\.load_state_dict: position must be an int >= 0, got True", {"position": True}),
+    (ValueError, r"StreamBatches\.load_state_dict: saved with steps=array\(\[2, 2\]\), these batches have 2",
+     {"steps": np.array([2, 2])}),
+    (ValueError, r"StreamBatches\.load_state_dict: saved with steps=2\.0, these batches have 2", {"steps": 2.0}),
+]
+
+
+@pytest.mark.parametrize("error, message, change", STATE_MISUSES, ids=[m for _, m, _ in STATE_MISUSES])
+def test_stream_load_state_dict_misuse_names_what_is_wrong(error, message, change):
+    """A key set to None in ``change`` is removed from a good state."""
+    batches = StreamBatches(np.arange(10), 2, 2)
+    state = change
+    if isinstance(change, dict):
+        state = {k: v for k, v in {**batches.state_dict(), **change}.items() if v is not None}
+    with pytest.raises(error, match=message):
+        batches.load_state_dict(state)
+    assert (batches.position, batches.passes) == (0, 0)  # left as it was
+
+
+def test_stream_state_without_passes_counts_from_zero():
+    """States saved before passes were counted still load."""
+    batches = StreamBatches(np.arange(10), 2, 2)
+    state = batches.state_dict()
+    del state["passes"]
+    batches.load_state_dict({**state, "position": np.int64(1)})
+    assert (batches.position, batches.passes) == (1, 0) and type(batches.position) is int
+
+
+def test_stream_chunk_takes_an_index_as_a_sequence_does():
+    batches = StreamBatches(np.arange(31), 2, 5)  # 2 streams of 15 tokens: 3 chunks
+    for i in (-1, -3, np.int64(-2), np.int32(1)):
+        for got, want in zip(batches.chunk(i), batches.chunk(int(i) % 3)):
+            np.testing.assert_array_equal(got, want)
+    for i in (3, -4, 10**30):
+        with pytest.raises(IndexError, match=rf"StreamBatches\.chunk: index {i} out of range for 3 chunks"):
+            batches.chunk(i)
+    for i, got in ((1.5, "float 1.5"), (True, "bool True"), ("1", "str '1'"), (None, "NoneType None"),
+                   (np.float64(1.0), "float64 np.float64(1.0)")):
+        with pytest.raises(TypeError, match=re.escape(f"StreamBatches.chunk: the index must be an int, got {got}")):
+            batches.chunk(i)

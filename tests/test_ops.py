@@ -6,6 +6,8 @@ that finite differences are meaningful. Failures hypothesis found are pinned wit
 ``@example``.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -232,6 +234,71 @@ def test_matmul_shape_error_names_op_and_shapes():
         ts.matmul(Tensor(np.ones((2, 3, 4))), Tensor(np.ones((3, 4, 2))))
     with pytest.raises(ValueError, match="at least 1 dimension"):
         ts.matmul(Tensor(2.0), Tensor(np.ones(3)))
+
+
+def _empty_matmul_pairs():
+    """Operand shapes with a 0 somewhere, every form NumPy's matmul accepts: 1-D, matrix and
+    batched, with m, k, n in {0, 2} and batch dims of 0, 1 and 2 broadcast against each other."""
+    pairs = []
+    for m, k, n in itertools.product((0, 2), repeat=3):
+        forms_a = [(k,), (m, k), (0, m, k), (1, m, k), (2, m, k)]
+        forms_b = [(k,), (k, n), (0, k, n), (1, k, n), (2, k, n), (1, 1, k, n)]
+        for sa, sb in itertools.product(forms_a, forms_b):
+            if 0 in sa + sb and (sa, sb) not in pairs:
+                try:
+                    np.broadcast_shapes(sa[:-2], sb[:-2])
+                except ValueError:
+                    continue
+                pairs.append((sa, sb))
+    return pairs
+
+
+EMPTY_MATMUL_PAIRS = _empty_matmul_pairs()
+
+
+@pytest.mark.parametrize("sa, sb", EMPTY_MATMUL_PAIRS, ids=str)
+def test_matmul_with_a_zero_size_dimension(sa, sb):
+    """A 0 anywhere (rows, the contracted k, columns, a batch dim) gives NumPy's result (zeros for
+    k = 0), and gradients pass finite differences (zeros where the output is empty)."""
+    rng = np.random.default_rng(0)
+    check_op(ts.matmul, np.matmul, rng.standard_normal(sa), rng.standard_normal(sb))
+
+
+def test_matmul_of_empty_matrices_in_float32_goes_through_blas_as_zeros():
+    """(8, 0) @ (0, 8) (the issue's case) is an (8, 8) of zeros and so are its gradients' partners,
+    also when every product goes to SciPy's gemm (THREADED_MNK 0)."""
+    from tinyseq import _blas
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_blas, "THREADED_MNK", 0)
+        for skinny in (64, 0):
+            mp.setattr(_blas, "SKINNY_ROWS", skinny)
+            a = Tensor(np.ones((8, 0), np.float32), requires_grad=True)
+            b = Tensor(np.ones((0, 8), np.float32), requires_grad=True)
+            out = a @ b
+            assert out.shape == (8, 8) and out.dtype == np.float32 and not out.data.any()
+            out.sum().backward()
+            assert a.grad.shape == (8, 0) and b.grad.shape == (0, 8)
+            c = Tensor(np.ones((0, 8), np.float32), requires_grad=True)
+            d = Tensor(np.ones((8, 0), np.float32), requires_grad=True)
+            (c @ d).sum().backward()
+            assert c.grad.shape == (0, 8) and not c.grad.data.any() and not d.grad.data.any()
+
+
+@pytest.mark.torch
+def test_matmul_with_a_zero_size_dimension_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    for sa, sb in EMPTY_MATMUL_PAIRS:
+        (xa, ta), (xb, tb) = _torch_pair(torch, rng.standard_normal(sa)), _torch_pair(torch, rng.standard_normal(sb))
+        ours, theirs = ts.matmul(xa, xb), torch.matmul(ta, tb)
+        assert ours.shape == tuple(theirs.shape), (sa, sb)
+        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+        weights = rng.standard_normal(ours.shape)
+        (ours * weights).sum().backward()
+        (theirs * torch.tensor(weights)).sum().backward()
+        for x, t in ((xa, ta), (xb, tb)):
+            np.testing.assert_allclose(x.grad.data, t.grad.numpy(), rtol=1e-12, atol=1e-12, err_msg=str((sa, sb)))
 
 
 def _layouts(shape, rng, dtype):

@@ -59,6 +59,8 @@ def matmul(a, b):
     """
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: expected (M, K) and (K, N) arrays, got shapes {a.shape} and {b.shape}")
+    if not (a.size and b.size):  # NOTE: k = 0 is all zeros; never leave it to a BLAS's beta = 0 handling
+        return np.zeros((a.shape[0], b.shape[1]), np.result_type(a, b))
     gemm = (_gemm if _gemm is not None else _load_gemm()).get(a.dtype)
     if gemm is None or b.dtype != a.dtype or a.shape[0] * a.shape[1] * b.shape[1] < THREADED_MNK:
         return np.dot(a, b)

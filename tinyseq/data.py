@@ -33,10 +33,25 @@ import numbers
 import numpy as np
 
 from . import config, ops
-from ._checks import check_int
+from ._checks import check_int, is_int
 from .nn.utils.rnn import pad_sequence
 from .random import get_generator
 from .tensor import Tensor
+
+
+def _check_str(owner, value, what="the text"):
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}: {what} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_state(owner, source, state, keys):
+    """``state`` must be a mapping holding ``keys`` (what ``source``, a state_dict method, gives)."""
+    if not isinstance(state, collections.abc.Mapping):
+        raise TypeError(f"{owner}: expected a dict from {source}, got {type(state).__name__}")
+    for key in keys:
+        if key not in state:
+            raise ValueError(f"{owner}: the state has no {key!r} ({source} gives {', '.join(map(repr, keys))})")
 
 
 class Vocab:
@@ -47,6 +62,8 @@ class Vocab:
     """
 
     def __init__(self, symbols):
+        if not isinstance(symbols, collections.abc.Iterable):
+            raise TypeError(f"Vocab: expected a str or a sequence of single characters, got {type(symbols).__name__}")
         symbols = list(symbols)
         if not symbols or not all(isinstance(s, str) and len(s) == 1 for s in symbols):
             raise ValueError(f"Vocab: expected a non-empty sequence of single characters, got {symbols[:5]!r}")
@@ -57,8 +74,8 @@ class Vocab:
 
     @classmethod
     def from_text(cls, text):
-        """The vocabulary of every distinct character in ``text``, sorted."""
-        return cls(sorted(set(text)))
+        """The vocabulary of every distinct character in ``text`` (a str), sorted."""
+        return cls(sorted(set(_check_str("Vocab.from_text", text))))
 
     def __len__(self):
         return len(self.symbols)
@@ -72,15 +89,23 @@ class Vocab:
     __hash__ = None
 
     def encode(self, text):
-        """``text`` as an int64 array of ids."""
+        """``text`` (a str) as an int64 array of ids."""
+        _check_str("Vocab.encode", text)
         try:
             return np.fromiter((self._ids[c] for c in text), dtype=np.int64, count=len(text))
         except KeyError as e:
             raise ValueError(f"Vocab.encode: character {e.args[0]!r} is not in the vocabulary") from None
 
     def decode(self, ids):
-        """The string of a 1-D sequence of ids (decode a (B, T) batch row by row)."""
-        ids = np.asarray(ids)
+        """The string of a 1-D sequence of integer ids (decode a (B, T) batch row by row)."""
+        try:
+            array = np.asarray(ids)
+        except ValueError:  # a ragged nested list
+            array = None
+        if array is None or array.dtype == object:
+            raise TypeError(f"Vocab.decode: expected a 1-D sequence of integer ids, got {type(ids).__name__} "
+                            f"{ids!r:.60}")
+        ids = array
         if ids.ndim > 1:
             raise ValueError(f"Vocab.decode: expected a 1-D sequence of ids, got shape {ids.shape}")
         if ids.size and ids.dtype.kind not in "iu":
@@ -96,8 +121,9 @@ class Vocab:
 
     @classmethod
     def from_state_dict(cls, state):
-        """The vocabulary ``state_dict`` described."""
-        return cls(state["symbols"])
+        """The vocabulary ``state_dict`` described (a dict with the str ``"symbols"``)."""
+        _check_state("Vocab.from_state_dict", "Vocab.state_dict()", state, ("symbols",))
+        return cls(_check_str("Vocab.from_state_dict", state["symbols"], "'symbols'"))
 
 
 class StreamBatches:
@@ -146,10 +172,16 @@ class StreamBatches:
                 f"position={self.position}, passes={self.passes})")
 
     def chunk(self, i):
-        """Chunk ``i`` as (x, y), each (B, k) or (k, B) int64; y is x one token later."""
-        if not 0 <= i < len(self):
+        """Chunk ``i`` as (x, y), each (B, k) or (k, B) int64; y is x one token later.
+
+        ``i`` is an int (a NumPy integer too, not a bool); a negative one counts from the end,
+        as a list's index does, and one out of range raises ``IndexError``.
+        """
+        if not is_int(i):
+            raise TypeError(f"StreamBatches.chunk: the index must be an int, got {type(i).__name__} {i!r}")
+        if not -len(self) <= i < len(self):
             raise IndexError(f"StreamBatches.chunk: index {i} out of range for {len(self)} chunks")
-        start = i * self.steps
+        start = int(i) % len(self) * self.steps
         x, y = self.inputs[:, start:start + self.steps], self.targets[:, start:start + self.steps]
         if not self.batch_first:
             x, y = x.T, y.T
@@ -170,18 +202,23 @@ class StreamBatches:
                 "stream_length": self.inputs.shape[1]}
 
     def load_state_dict(self, state):
-        """Continue from a saved ``state_dict``'s position; the sizes must be the same."""
-        ours = self.state_dict()
-        for key in ("batch_size", "steps", "stream_length"):
-            if state.get(key) != ours[key]:
-                raise ValueError(f"StreamBatches.load_state_dict: saved with {key}={state.get(key)!r}, "
-                                 f"these batches have {ours[key]}")
-        position = state["position"]
-        if not isinstance(position, (int, np.integer)) or isinstance(position, bool) or not 0 <= position <= len(self):
-            raise ValueError(f"StreamBatches.load_state_dict: position must be in [0, {len(self)}], got {position!r}")
-        passes = state.get("passes", 0)
-        passes = check_int("StreamBatches.load_state_dict", "passes", passes, 0)
-        self.position, self.passes = int(position), int(passes)
+        """Continue from a saved ``state_dict``'s position; the sizes must be the same.
+
+        ``state`` is a dict with every key of ``state_dict()`` (``passes`` may be missing, as in
+        states saved before passes were counted: 0); anything else raises a ValueError, or a
+        TypeError if ``state`` is not a dict, and leaves these batches as they were.
+        """
+        owner, ours = "StreamBatches.load_state_dict", self.state_dict()
+        sizes = ("batch_size", "steps", "stream_length")
+        _check_state(owner, "StreamBatches.state_dict()", state, ("position",) + sizes)
+        for key in sizes:
+            value = state[key]
+            if not is_int(value) or value != ours[key]:
+                raise ValueError(f"{owner}: saved with {key}={value!r}, these batches have {ours[key]}")
+        position = check_int(owner, "position", state["position"], 0)
+        if position > len(self):
+            raise ValueError(f"{owner}: position must be in [0, {len(self)}], got {position!r}")
+        self.position, self.passes = position, check_int(owner, "passes", state.get("passes", 0), 0)
 
 
 # ---------------------------------------------------------------- datasets

@@ -590,21 +590,26 @@ def clone(a):
 # ---------------------------------------------------------------- matmul
 
 
+def _rows(x):
+    """``x`` as a matrix of its last axis, the leading axes as rows (0 rows where one is 0)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
 class MatMul(Function):
     """``a @ b`` as NumPy defines it: 1-D operands are promoted, batch dims broadcast."""
 
     def forward(self, a, b):
         self.save(a, b)
         if a.ndim >= 2 and b.ndim == 2:  # one GEMM over all leading axes, not a batched loop
-            return gemm(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+            return gemm(_rows(a), b).reshape(a.shape[:-1] + b.shape[-1:])
         return a @ b
 
     def backward(self, g):
         a, b = self.saved
         if a.ndim >= 2 and b.ndim == 2:
-            g2 = g.reshape(-1, g.shape[-1])
+            g2 = _rows(g)
             ga = gemm(g2, b.T).reshape(a.shape) if self.needs_input_grad[0] else None
-            gb = gemm(a.reshape(-1, a.shape[-1]).T, g2) if self.needs_input_grad[1] else None
+            gb = gemm(_rows(a).T, g2) if self.needs_input_grad[1] else None
             return ga, gb
         # Give 1-D operands (and the output) the matrix axes NumPy added, then drop them.
         a2 = a[None, :] if a.ndim == 1 else a
@@ -633,9 +638,10 @@ def matmul(a, b):
     if k_a != k_b:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k_a} != {k_b})")
     try:
-        return MatMul.apply(a, b)
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together") from None
+    return MatMul.apply(a, b)
 
 
 # ---------------------------------------------------------------- reductions

@@ -25,6 +25,8 @@ from .tensor import Tensor
 
 FORMAT = "tinyseq-checkpoint"
 VERSION = 1
+#: ``save`` refuses lists, tuples and dicts nested more than this many levels deep.
+MAX_DEPTH = 100
 
 
 class CheckpointError(ValueError):
@@ -34,8 +36,9 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------- encode
 
 
-def _encode(x, arrays, path):
-    """Return the JSON node for ``x``, appending its arrays to ``arrays``."""
+def _encode(x, arrays, path, open_containers):
+    """Return the JSON node for ``x``, appending its arrays to ``arrays``. ``path`` is its key path,
+    ``open_containers`` maps the id of each container being encoded around it to that one's path."""
     if isinstance(x, Tensor):
         x = x.data
     if isinstance(x, np.generic) and x.dtype.kind in "biufc":
@@ -49,20 +52,36 @@ def _encode(x, arrays, path):
         return x
     if isinstance(x, float):
         return x if math.isfinite(x) else {"float": repr(x)}
-    if isinstance(x, (list, tuple)):
-        return [_encode(v, arrays, path + [str(i)]) for i, v in enumerate(x)]
-    if isinstance(x, dict):
-        items = []
-        for k, v in x.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"save: dict keys must be str or int, got {type(k).__name__} key {k!r} at {_where(path)}")
-            items.append([k, _encode(v, arrays, path + [str(k)])])
-        return {"odict" if isinstance(x, collections.OrderedDict) else "dict": items}
+    if isinstance(x, (list, tuple, dict)):
+        return _encode_container(x, arrays, path, open_containers)
     if callable(getattr(x, "state_dict", None)):  # a Module or an optimizer
         raise TypeError(f"save: cannot store a {type(x).__name__} at {_where(path)}: tinyseq files hold arrays, "
                         "never pickled objects; save its state_dict() instead: ts.save(model.state_dict(), path), "
                         "then model.load_state_dict(ts.load(path))")
     raise TypeError(f"save: cannot store value of type {type(x).__name__} at {_where(path)}")
+
+
+def _encode_container(x, arrays, path, open_containers):
+    """The node of a list, tuple or dict ``x``; a container inside itself or nested deeper than
+    ``MAX_DEPTH`` is a ValueError (the header is a tree, and json and ``load`` recurse)."""
+    kind = type(x).__name__
+    if id(x) in open_containers:
+        raise ValueError(f"save: the {kind} at {_where(path)} is the {kind} at {_where(open_containers[id(x)])} "
+                         "that contains it (a reference cycle); a checkpoint holds a tree of values")
+    if len(path) >= MAX_DEPTH:
+        raise ValueError(f"save: containers nest deeper than {MAX_DEPTH} levels at {_where(path)}")
+    open_containers[id(x)] = path
+    try:
+        if not isinstance(x, dict):
+            return [_encode(v, arrays, path + [str(i)], open_containers) for i, v in enumerate(x)]
+        items = []
+        for k, v in x.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"save: dict keys must be str or int, got {type(k).__name__} key {k!r} at {_where(path)}")
+            items.append([k, _encode(v, arrays, path + [str(k)], open_containers)])
+        return {"odict" if isinstance(x, collections.OrderedDict) else "dict": items}
+    finally:
+        del open_containers[id(x)]
 
 
 def _where(path):
@@ -75,6 +94,9 @@ def save(obj, path, compress=False):
     ``obj`` may nest dicts (str or int keys), lists, tuples, NumPy arrays of numeric or bool
     dtype, ``Tensor`` (saved as its ``.data``), NumPy scalars, int (any size), float
     (nan/inf too), str, bool and None; anything else raises ``TypeError`` naming its key path.
+    A container inside itself (a reference cycle) and containers nested more than ``MAX_DEPTH``
+    (100) levels deep raise ``ValueError``; an object reached twice without a cycle is stored
+    twice. Nothing is written when ``obj`` is refused.
 
     The file is written to ``path`` exactly as given (no ``.npz`` is appended). It is first
     written to a temporary file in the same directory, flushed to disk and then renamed onto
@@ -90,7 +112,7 @@ def save(obj, path, compress=False):
     """
     path = os.fspath(path)
     arrays = []
-    root = _encode(obj, arrays, [])
+    root = _encode(obj, arrays, [], {})
     header = json.dumps({"format": FORMAT, "version": VERSION, "root": root}, allow_nan=False)
     entries = {f"a{i}": a for i, a in enumerate(arrays)}
     entries["header"] = np.frombuffer(header.encode("utf-8"), dtype=np.uint8)
@@ -166,9 +188,11 @@ def _umask():
 # ---------------------------------------------------------------- decode
 
 
-def _decode(node, arrays):
+def _decode(node, arrays, depth=0):
+    """The value of a header node; ``depth`` counts the containers (lists, dicts) around it."""
     if isinstance(node, list):
-        return [_decode(v, arrays) for v in node]
+        _check_depth(depth)
+        return [_decode(v, arrays, depth + 1) for v in node]
     if not isinstance(node, dict):
         return node
     if len(node) != 1:
@@ -181,9 +205,15 @@ def _decode(node, arrays):
     if tag == "float" and value in ("nan", "inf", "-inf"):
         return float(value)
     if tag in ("dict", "odict"):
-        pairs = ((k, _decode(v, arrays)) for k, v in value)
+        _check_depth(depth)
+        pairs = ((k, _decode(v, arrays, depth + 1)) for k, v in value)
         return collections.OrderedDict(pairs) if tag == "odict" else dict(pairs)
     raise ValueError(f"unknown header node {tag!r}")
+
+
+def _check_depth(depth):
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"the header nests deeper than {MAX_DEPTH} levels (save writes at most {MAX_DEPTH})")
 
 
 def load(path):
@@ -194,7 +224,8 @@ def load(path):
     as a dict, both in their saved order; integer keys stay ints; tuples come back as lists.
 
     Raises ``FileNotFoundError`` if ``path`` does not exist and ``CheckpointError`` (a
-    ``ValueError``) naming the file if it is not a readable checkpoint of this version or older.
+    ``ValueError``) naming the file if it is not a readable checkpoint of this version or older
+    (one nesting containers deeper than ``MAX_DEPTH``, which ``save`` never writes, included).
     Never unpickles: ``np.load(..., allow_pickle=False)``.
     """
     path = os.fspath(path)
