@@ -209,6 +209,36 @@ def test_in_place_on_a_non_leaf_or_with_a_grad_requiring_argument_is_refused():
         Tensor(np.zeros(2)).copy_(w)  # the gradient to w would be lost silently
 
 
+def test_augmented_assignment_is_in_place_where_torch_is_and_never_loses_a_gradient():
+    model = nn.Linear(3, 2)
+    model(np.ones((4, 3), np.float32)).sum().backward()
+    before = model.weight.data.copy()
+    with ts.no_grad():
+        for p in model.parameters():
+            p -= 0.5 * p.grad  # the hand-written SGD step: it must change the model's parameter
+    np.testing.assert_allclose(model.weight.data, before - 0.5 * np.asarray(model.weight.grad))
+    w = next(model.parameters())
+    with pytest.raises(RuntimeError, match="sub_: a leaf tensor that requires grad"):
+        w -= 1  # outside no_grad, as torch
+    x = leaf([1.0, 2.0])
+    y = x * 2
+    alias = y
+    y += x  # torch records this in the graph; tinyseq makes a new tensor, and the gradient is the same
+    total = Tensor(np.zeros(()))
+    total += y.sum()  # accumulating a loss into a plain tensor keeps the graph
+    total.backward()
+    assert alias is not y and total.requires_grad
+    np.testing.assert_array_equal(np.asarray(x.grad), [3.0, 3.0])
+    counts = Tensor(np.zeros(2))
+    same = counts
+    counts += 1
+    counts *= 3
+    counts /= 2
+    counts -= 0.5
+    assert counts is same and counts._version == 4
+    np.testing.assert_array_equal(same.data, [1.0, 1.0])
+
+
 def test_in_place_argument_errors_name_the_op():
     t = Tensor(np.zeros(3))
     with pytest.raises(ValueError, match=r"add_: cannot broadcast shape \(2,\) to this tensor's shape \(3,\)"):

@@ -686,6 +686,31 @@ class Tensor:
     def __rtruediv__(self, other):
         return _ops.div(other, self)
 
+    # Augmented assignment changes the tensor in place, as in PyTorch, so `p -= lr * p.grad`
+    # under no_grad updates the parameter (a new tensor would leave the model unchanged), and
+    # on a leaf that requires grad outside no_grad it raises as add_ does. Where PyTorch would
+    # record an in-place op in the graph (a tensor made by an op, or `total += loss` with a
+    # `total` that does not require grad), it makes a new tensor: the gradient stays right.
+
+    def _augmented(self, in_place, out_of_place, other):
+        recorded = _grad_enabled and (self._ctx is not None or (
+            not self.requires_grad and isinstance(other, Tensor) and other.requires_grad))
+        if recorded or not self.data.flags.writeable:
+            return out_of_place(self, other)
+        return in_place(self, other)
+
+    def __iadd__(self, other):
+        return self._augmented(Tensor.add_, _ops.add, other)
+
+    def __isub__(self, other):
+        return self._augmented(Tensor.sub_, _ops.sub, other)
+
+    def __imul__(self, other):
+        return self._augmented(Tensor.mul_, _ops.mul, other)
+
+    def __itruediv__(self, other):
+        return self._augmented(Tensor.div_, _ops.div, other)
+
     def __pow__(self, other):
         return _ops.pow(self, other)
 
