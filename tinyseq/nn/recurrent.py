@@ -89,17 +89,22 @@ def _checked_step(name, cell, x_t, state, t, y_shape):
     y = result[0]
     if y.shape != y_shape and (y_shape is not None or y.shape[:1] != x_t.shape[:1]):
         expected = f"(B = {x_t.shape[0]}, ...)" if y_shape is None else f"{y_shape} (y_t at the steps before)"
-        raise step_shape_error(name, t, "y_t", y.shape, expected)
-    for k, (n, s) in enumerate(zip(_parts(new), _parts(state))):
-        if n.shape != s.shape:
-            what = "new state" if isinstance(new, Tensor) else f"new state {k}"
-            raise step_shape_error(name, t, what, n.shape, f"{s.shape} (the state's shape before the step)")
+        raise _step_shape_error(name, t, "y_t", y.shape, expected)
+    check_state_shapes(name, t, [s.shape for s in _parts(state)], [n.shape for n in _parts(new)])
     return result
 
 
-def step_shape_error(owner, t, what, got, expected):
-    """The ValueError for a cell that returned ``what`` of the wrong shape at step ``t``
-    (``owner`` names the layer or function and the cell, as "Recurrent(MyCell)")."""
+def check_state_shapes(owner, t, before, after):
+    """A ValueError unless the shapes ``after`` of a cell's new state at step ``t`` are the
+    shapes ``before`` the step (``owner`` names the layer or function and the cell, as
+    "Recurrent(MyCell)")."""
+    for k, (old, new) in enumerate(zip(before, after)):
+        if new != old:
+            what = "new state" if len(after) == 1 else f"new state {k}"
+            raise _step_shape_error(owner, t, what, new, f"{old} (the state's shape before the step)")
+
+
+def _step_shape_error(owner, t, what, got, expected):
     return ValueError(f"{owner}: at step {t} the cell's {what} has shape {got}, expected {expected}")
 
 
