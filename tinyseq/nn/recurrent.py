@@ -188,7 +188,8 @@ class Recurrent(Module):
     Inputs: input, state=None, lengths=None
         - **input**: (T, B, ...), or (B, T, ...) with ``batch_first=True``.
         - **state**: the initial state (a Tensor or a tuple of them, (B, ...) each);
-          ``cell.initial_state(B)`` if None.
+          ``cell.initial_state(B)`` if None. Where the cell has a ``state_size``, a given
+          state must be (B, size) for each size (checked before the first step).
         - **lengths**: B ints in [1, T], as the built-in layers take them: padded steps keep
           the state, outputs past a sequence's end are zero, a reverse layer runs over each
           sequence's valid part. None: all T. Or pass ``input`` as an
@@ -199,6 +200,10 @@ class Recurrent(Module):
         - **output**: the y_t stacked, (T, B, ...) or (B, T, ...) with ``batch_first=True``.
         - **final_state**: the state after each sequence's last valid step, (B, ...) as the
           cell keeps it: no (L*D, ...) layer axis as nn.LSTM's h_n has.
+
+    Every step is checked (a shape comparison, no copy): y_t must be (B, ...) and of the
+    same shape at every step, and each new state tensor of the shape it had before the step;
+    a ValueError names the layer and cell, the step, and both shapes.
     """
 
     def __init__(self, cell, batch_first=False, reverse=False):
