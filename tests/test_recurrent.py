@@ -210,7 +210,7 @@ def test_recurrent_refuses_what_it_cannot_run():
         def forward(self, x, h):
             return h
 
-    bare = r"Wrong: a cell's forward\(x_t, state\) must return the pair \(y_t, new_state\), got a single Tensor; " \
+    bare = r"Recurrent\(Wrong\): a cell's forward\(x_t, state\) must return the pair \(y_t, new_state\), got a single Tensor; " \
            r"if it is the new state h, return \(h, h\)"
     with pytest.raises(TypeError, match=bare):
         nn.Recurrent(Wrong())(np.zeros((2, 1, 2), np.float32))
@@ -221,7 +221,7 @@ def test_recurrent_refuses_what_it_cannot_run():
         def forward(self, x, state):
             return x, state[0]
 
-    with pytest.raises(TypeError, match=r"Pair: the new state must have the old state's structure \(a tuple of 2"):
+    with pytest.raises(TypeError, match=r"Recurrent\(Pair\): the new state must have the old state's structure \(a tuple of 2"):
         nn.Recurrent(Pair())(np.zeros((2, 1, 2), np.float32))
 
     class StatesAlone(nn.Cell):
@@ -230,7 +230,7 @@ def test_recurrent_refuses_what_it_cannot_run():
         def forward(self, x, state):
             return state
 
-    with pytest.raises(TypeError, match=r"StatesAlone: .* got a Tensor; if it returned the new state a tuple of 2: "
+    with pytest.raises(TypeError, match=r"Recurrent\(StatesAlone\): .* got a Tensor; if it returned the new state a tuple of 2: "
                                         r"\(Tensor, Tensor\) alone, return \(y_t, that tuple\)"):
         nn.Recurrent(StatesAlone())(np.zeros((2, 1, 2), np.float32))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, 2\]"):

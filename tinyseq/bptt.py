@@ -267,7 +267,9 @@ def state_jacobians(cell, x, hx=None, top=None):
     repeated N times along the batch and backward seeded with the identity, so one backward
     gives every row. The products ds_{T-1}/ds_{k-1} (how the last state responds to the state
     entering step k, T - k steps earlier) are multiplied from the end; ``top`` keeps their
-    largest singular values (all N if None). The eigenvalues are of the cell's
+    largest singular values (all N if None), NaN for a sequence whose product is not finite
+    (a NaN or inf in its input or state; the other sequences are computed). The cell must
+    keep its state's shape (checked at every step). The eigenvalues are of the cell's
     ``weight_hh`` blocks, where it has one (an empty dict otherwise). It runs in evaluation
     mode and leaves the mode and the parameters' ``.grad`` as they were. Returns a
     ``StateJacobians``.
@@ -294,10 +296,12 @@ def state_jacobians(cell, x, hx=None, top=None):
             jacobians[t] = np.concatenate([leaf.grad.data for leaf in leaves], axis=1).reshape(batch, n, n)
     products = np.broadcast_to(np.eye(n), (batch, n, n))
     top = n if top is None else min(top, n)
-    singular = np.empty((len(steps), batch, top))
+    singular = np.full((len(steps), batch, top), np.nan)
     for k in reversed(range(len(steps))):
         products = products @ jacobians[k]
-        singular[k] = np.linalg.svd(products, compute_uv=False)[:, :top]
+        finite = np.isfinite(products).all(axis=(1, 2))  # a NaN or inf in one sequence: NaN for it alone
+        if finite.any():
+            singular[k, finite] = np.linalg.svd(products[finite], compute_uv=False)[:, :top]
     return StateJacobians(jacobians, singular, _eigenvalues(cell))
 
 
@@ -396,11 +400,15 @@ def _state_values(hx):
 
 
 def _unroll(owner, cell, x, hx):
-    """Run ``cell`` over the steps of x (T, B, I); the states after each step, as tuples."""
-    steps = []
+    """Run ``cell`` over the steps of x (T, B, I); the states after each step, as tuples,
+    each of the shape it had before the step (checked)."""
+    steps, name = [], f"{owner}({type(cell.cell if isinstance(cell, _CellStep) else cell).__name__})"
     for t in range(x.shape[0]):
+        before = None if hx is None else [np.shape(s) for s in (hx if isinstance(hx, (tuple, list)) else (hx,))]
         hx = cell(x[t], hx)
         steps.append(_state_tuple(owner, hx))
+        if before is not None:
+            nn.recurrent.check_state_shapes(name, t, before, [s.shape for s in steps[-1]])
     return steps
 
 

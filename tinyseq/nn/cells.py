@@ -216,12 +216,20 @@ class RecursiveNN(Module):
         return ops.concatenate([self.encode(tree) for tree in trees], axis=0)
 
     def encode(self, tree):
-        """One tree's root vector, (1, H)."""
-        if isinstance(tree, (int, np.integer)) and not isinstance(tree, bool):
-            if not 0 <= tree < self.num_tokens:
-                raise ValueError(f"RecursiveNN: a leaf must be a token id in [0, {self.num_tokens}), got {tree}")
-            return self.embedding(np.array([tree]))
-        if isinstance(tree, (tuple, list)) and len(tree) == 2:
-            children = ops.concatenate([self.encode(tree[0]), self.encode(tree[1])], axis=-1)
-            return _ACTIVATIONS[self.activation](self.compose(children))
-        raise TypeError(f"RecursiveNN: a tree is a token id or a pair (left, right), got {tree!r}")
+        """One tree's root vector, (1, H). Iterative (an explicit stack, children before their
+        parent, left before right), so a tree of any depth runs, as the engine's backward does."""
+        act, todo, done = _ACTIVATIONS[self.activation], [(tree, False)], []
+        while todo:
+            node, children_done = todo.pop()
+            if children_done:
+                right = done.pop()
+                done.append(act(self.compose(ops.concatenate([done.pop(), right], axis=-1))))
+            elif isinstance(node, (int, np.integer)) and not isinstance(node, bool):
+                if not 0 <= node < self.num_tokens:
+                    raise ValueError(f"RecursiveNN: a leaf must be a token id in [0, {self.num_tokens}), got {node}")
+                done.append(self.embedding(np.array([node])))
+            elif isinstance(node, (tuple, list)) and len(node) == 2:
+                todo += [(node, True), (node[1], False), (node[0], False)]
+            else:
+                raise TypeError(f"RecursiveNN: a tree is a token id or a pair (left, right), got {node!r}")
+        return done[0]

@@ -33,20 +33,25 @@ from .module import Module, as_input
 from .utils.rnn import packed_input, valid_lengths
 
 
-def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label=""):
+def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label="", owner=None):
     """Run ``cell(x_t, state) -> (y_t, new_state)`` over the T steps of ``xs`` (T, B, ...).
 
     ``state``: a Tensor or a tuple of Tensors (B, ...); ``mask``: None or (T, B) booleans,
     False at padded steps, which keep the state and output zeros; ``reverse`` runs t = T-1
     .. 0; ``norms``: None, or an (S, T, B) array that backward fills with each sequence's
     ||dL/d state_t|| for each of the S state tensors (``tinyseq.bptt``); ``label`` names the
-    steps in ``tinyseq.viz`` pictures. Returns (the outputs stacked (T, B, ...), the final state).
+    steps in ``tinyseq.viz`` pictures; ``owner`` names the layer in errors (default: the
+    cell). Every step's y_t must be (B, ...) and keep one shape, and the new state must keep
+    the state's shapes. Returns (the outputs stacked (T, B, ...), the final state).
     """
     steps = xs.shape[0]
     outputs = [None] * steps
+    owner = owner or getattr(cell, "__name__", type(cell).__name__)
+    y_shape = None
     for t in reversed(range(steps)) if reverse else range(steps):
         first = creation_mark()
-        y, new = _checked_step(cell, xs[t], state)
+        y, new = _checked_step(owner, cell, xs[t], state, t, y_shape)
+        y_shape = y.shape
         if norms is not None:
             for s, row in zip(_parts(new), norms[:, t]):  # at a padded step its gradient is 0 (where)
                 if s.requires_grad:
@@ -61,10 +66,11 @@ def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label=""):
     return ops.stack(outputs, axis=0), state
 
 
-def _checked_step(cell, x_t, state):
-    """One step, with a clear error when the cell breaks the protocol."""
+def _checked_step(name, cell, x_t, state, t, y_shape):
+    """Step ``t``, with a clear error when the cell breaks the protocol: (y_t, new_state),
+    y_t (B, ...) and of ``y_shape`` (the earlier steps'; None at the first), the new state of
+    the state's structure and shapes. A shape-tuple comparison per tensor: cheap."""
     result = cell(x_t, state)
-    name = getattr(cell, "__name__", type(cell).__name__)
     if isinstance(result, Tensor):
         raise TypeError(f"{name}: a cell's forward(x_t, state) must return the pair (y_t, new_state), got a "
                         "single Tensor; if it is the new state h, return (h, h)")
@@ -80,7 +86,26 @@ def _checked_step(cell, x_t, state):
             hint = f"; if it returned the new state {_describe(result)} alone, return (y_t, that tuple)"
         raise TypeError(f"{name}: the new state must have the old state's structure ({_describe(state)}), "
                         f"got {_describe(new)}{hint}")
+    y = result[0]
+    if y.shape != y_shape and (y_shape is not None or y.shape[:1] != x_t.shape[:1]):
+        expected = f"(B = {x_t.shape[0]}, ...)" if y_shape is None else f"{y_shape} (y_t at the steps before)"
+        raise _step_shape_error(name, t, "y_t", y.shape, expected)
+    check_state_shapes(name, t, [s.shape for s in _parts(state)], [n.shape for n in _parts(new)])
     return result
+
+
+def check_state_shapes(owner, t, before, after):
+    """A ValueError unless the shapes ``after`` of a cell's new state at step ``t`` are the
+    shapes ``before`` the step (``owner`` names the layer or function and the cell, as
+    "Recurrent(MyCell)")."""
+    for k, (old, new) in enumerate(zip(before, after)):
+        if new != old:
+            what = "new state" if len(after) == 1 else f"new state {k}"
+            raise _step_shape_error(owner, t, what, new, f"{old} (the state's shape before the step)")
+
+
+def _step_shape_error(owner, t, what, got, expected):
+    return ValueError(f"{owner}: at step {t} the cell's {what} has shape {got}, expected {expected}")
 
 
 def _describe(value):
@@ -163,7 +188,8 @@ class Recurrent(Module):
     Inputs: input, state=None, lengths=None
         - **input**: (T, B, ...), or (B, T, ...) with ``batch_first=True``.
         - **state**: the initial state (a Tensor or a tuple of them, (B, ...) each);
-          ``cell.initial_state(B)`` if None.
+          ``cell.initial_state(B)`` if None. Where the cell has a ``state_size``, a given
+          state must be (B, size) for each size (checked before the first step).
         - **lengths**: B ints in [1, T], as the built-in layers take them: padded steps keep
           the state, outputs past a sequence's end are zero, a reverse layer runs over each
           sequence's valid part. None: all T. Or pass ``input`` as an
@@ -174,6 +200,10 @@ class Recurrent(Module):
         - **output**: the y_t stacked, (T, B, ...) or (B, T, ...) with ``batch_first=True``.
         - **final_state**: the state after each sequence's last valid step, (B, ...) as the
           cell keeps it: no (L*D, ...) layer axis as nn.LSTM's h_n has.
+
+    Every step is checked (a shape comparison, no copy): y_t must be (B, ...) and of the
+    same shape at every step, and each new state tensor of the shape it had before the step;
+    a ValueError names the layer and cell, the step, and both shapes.
     """
 
     def __init__(self, cell, batch_first=False, reverse=False):
@@ -206,6 +236,7 @@ class Recurrent(Module):
         if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, 0.0)
         step, initial_state = _protocol(self.cell)
+        given = state is not None
         if state is None:
             if initial_state is None:
                 raise TypeError(f"{name}: the cell has no initial_state(batch); pass state=, or subclass nn.Cell")
@@ -218,16 +249,34 @@ class Recurrent(Module):
             if s.ndim == 0 or s.shape[0] != batch:
                 raise ValueError(f"{name}: each state tensor must be (B, ...) with B = {batch}, no layer axis "
                                  f"(unlike nn.LSTM's (L*D, B, H)); got shape {s.shape}")
+        if given:
+            _check_state_size(name, getattr(self.cell, "state_size", None), state, batch)
         norms = None
         if grad_norms is not None:
             norms = np.zeros((len(_parts(state)), steps, batch), dtype=dtype)
             grad_norms.append(norms)
-        out, final = unroll(step, x, state, mask, self.reverse, norms, label=type(self.cell).__name__)
+        out, final = unroll(step, x, state, mask, self.reverse, norms, label=type(self.cell).__name__, owner=name)
         return (ops.transpose(out, 0, 1) if self.batch_first else out), final
 
     def extra_repr(self):
         flags = [f"{k}=True" for k in ("batch_first", "reverse") if getattr(self, k)]
         return ", ".join(flags)
+
+
+def _check_state_size(name, sizes, state, batch):
+    """A ``state=`` given to the layer against the cell's ``state_size`` (H, or a tuple of
+    sizes; None: nothing to check), before the cell sees it."""
+    if sizes is None:
+        return
+    many = isinstance(sizes, tuple)
+    if many != isinstance(state, tuple) or (many and len(sizes) != len(state)):
+        expected = f"a tuple of {len(sizes)} states (B, size)" if many else "one (B, size) Tensor"
+        raise ValueError(f"{name}: state= must fit the cell's state_size {sizes}, {expected}; got {_describe(state)}")
+    for k, (size, s) in enumerate(zip(_parts(sizes), _parts(state))):
+        if s.shape != (batch, size):
+            where = f" for state {k}" if many else ""
+            raise ValueError(f"{name}: state= must fit the cell's state_size {sizes}, (B, {size}) = {(batch, size)}"
+                             f"{where}; got shape {s.shape}")
 
 
 def _protocol(cell):
