@@ -869,6 +869,29 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm):
         np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12)
 
 
+@pytest.mark.torch
+def test_clip_grad_norm_of_a_nan_or_inf_gradient_matches_torch():
+    torch = pytest.importorskip("torch")
+    for bad in (np.nan, np.inf):
+        grads = [np.array([bad, 1.0]), np.array([2.0, -3.0])]
+        ours = with_grads(*grads)
+        theirs = [torch.zeros(2, dtype=torch.float64, requires_grad=True) for _ in grads]
+        for t, x in zip(theirs, grads):
+            t.grad = torch.tensor(x)
+        torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        clip_grad_norm_(ours, 1.0)  # a nan norm must not leave the gradients as they were
+        for p, t in zip(ours, theirs):
+            np.testing.assert_array_equal(np.asarray(p.grad), t.grad.numpy())
+
+
+def test_a_read_only_array_assigned_to_grad_is_copied_so_clipping_can_write():
+    (p,) = with_grads(np.ones(3))
+    p.grad = np.broadcast_to(np.float64(10.0), (3,))
+    clip_grad_norm_([p], 1.0)
+    clip_grad_value_([p], 0.1)
+    np.testing.assert_allclose(np.asarray(p.grad), 0.1)
+
+
 def test_clip_grad_value_():
     params = with_grads(np.array([-3.0, 0.5, 2.0]), None)
     clip_grad_value_(params, 1.0)

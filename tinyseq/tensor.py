@@ -511,7 +511,8 @@ class Tensor:
     def grad(self, value):
         if value is not None:
             if not isinstance(value, Tensor):
-                value = Tensor(np.asarray(value, dtype=self.dtype))
+                value = np.asarray(value, dtype=self.dtype)
+                value = Tensor(value if value.flags.writeable else value.copy())  # backward adds into it
             elif value.dtype != self.dtype:
                 raise TypeError(f"grad: assigned a gradient of dtype {value.dtype} to a tensor of dtype {self.dtype}")
             if value.shape != self.data.shape:

@@ -36,9 +36,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total gradient norm is {total}")
     scale = max_norm / (total + 1e-6)
-    if scale < 1:
-        for g in grads:
-            g *= g.dtype.type(scale)
+    if not scale >= 1:  # NOTE: a nan norm scales by nan, as PyTorch's does: the nan is not hidden
+        with np.errstate(invalid="ignore"):  # an inf gradient times 0 is nan, also as in PyTorch
+            for g in grads:
+                g *= g.dtype.type(scale)
     return total
 
 
