@@ -490,6 +490,12 @@ class Tensor(_InPlaceMethods):
     a version, and ``backward`` raises if a tensor it needs changed after the forward used it
     (a view or a ``detach()`` copy changes the same memory, so it counts too; this is checked
     for every input of an op, also of ops that would not need the old values).
+
+    ``.data`` is the NumPy array itself (shared, not copied; assigning it replaces the memory).
+    A ``Parameter``'s ``.data`` also takes the in-place methods outside the graph
+    (``p.data.add_(p.grad, alpha=-lr)``, see ``ParameterData``); another tensor's is a plain
+    ``np.ndarray``, so there call the method on the tensor: ``t.add_(...)``, inside
+    ``no_grad()`` if it requires grad.
     """
 
     __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
