@@ -228,3 +228,10 @@ def test_torch_from_numpy_shares_a_parameters_data():
     t = torch.from_numpy(p.data)
     p.data.add_(1)
     assert t.tolist() == [1.0, 1.0]
+
+
+def test_numba_types_a_parameters_data_as_a_plain_array():
+    numba = pytest.importorskip("numba")
+    p = nn.Parameter(np.arange(3.0, dtype=np.float32))
+    assert numba.typeof(p.data) == numba.typeof(np.asarray(p.data))
+    assert numba.njit(lambda a: a.sum())(p.data) == 3.0
