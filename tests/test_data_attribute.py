@@ -235,3 +235,23 @@ def test_numba_types_a_parameters_data_as_a_plain_array():
     p = nn.Parameter(np.arange(3.0, dtype=np.float32))
     assert numba.typeof(p.data) == numba.typeof(np.asarray(p.data))
     assert numba.njit(lambda a: a.sum())(p.data) == 3.0
+
+
+def test_numpy_functions_on_data_give_plain_arrays_and_out_counts_a_change():
+    p = nn.Parameter(np.array([1.0, -2.0]))
+    for result in (np.zeros_like(p.data), np.full_like(p.data, 3.0), np.concatenate([p.data, p.data]),
+                   np.stack((p.data, np.ones(2))), np.where(p.data > 0, p.data, 0.0)):
+        assert type(result) is np.ndarray
+    data = p.data
+    assert np.clip(p.data, 0.0, 1.0, out=p.data) is data and p._version == 1
+    np.testing.assert_array_equal(p.data, [1.0, 0.0])
+
+
+def test_optimizer_state_made_from_data_is_plain():
+    model = nn.Linear(3, 2)
+    opt = ts.optim.Adam(model.parameters())
+    model(Tensor(np.ones((1, 3), np.float32))).sum().backward()
+    opt.step()
+    arrays = [v for state in opt.state.values() for v in state.values() if isinstance(v, np.ndarray)]
+    assert arrays and all(type(v) is np.ndarray for v in arrays)
+    assert all(type(p.data) is ParameterData for p in model.parameters())

@@ -414,6 +414,30 @@ def _write(op, target, fn, args):
     mark_changed(target, op)
 
 
+def _plain(x):
+    """``x`` with every ParameterData in it (also in a list or tuple) as a plain view of its memory."""
+    if isinstance(x, ParameterData):
+        return np.asarray(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(map(_plain, x))
+    return x
+
+
+def _call_plain(call, args, kwargs, written, op):
+    """``call(*args, **kwargs)`` (a NumPy function) on plain arrays; each ParameterData it writes
+    into (``written``, or given as ``out=``) counts a change named ``op`` and comes back as the
+    result, so ``p.data -= x`` leaves ``p.data`` the same object."""
+    out = kwargs.get("out")
+    result = call(*_plain(args), **{name: _plain(value) for name, value in kwargs.items()})
+    outs = out if isinstance(out, tuple) else (out,)
+    for array in (*written, *outs):
+        if isinstance(array, ParameterData):
+            mark_changed(array, op)
+    if out is None:
+        return result
+    return outs[0] if len(outs) == 1 else out
+
+
 class ParameterData(_InPlaceMethods, np.ndarray):
     """A Parameter's ``.data``: a NumPy array (it is one, sharing the parameter's memory) that
     also takes the in-place Tensor methods, so PyTorch's manual update works unchanged::
@@ -435,19 +459,14 @@ class ParameterData(_InPlaceMethods, np.ndarray):
         _write(f"data.{op}", self, fn, args)
         return self
 
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        plain = [np.asarray(x) if isinstance(x, ParameterData) else x for x in inputs]
-        if out is not None:
-            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, ParameterData) else o for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
-        written = [o for o in out or () if isinstance(o, ParameterData)]
-        if method == "at" and isinstance(inputs[0], ParameterData):
-            written.append(inputs[0])
-        for array in written:
-            mark_changed(array, f"in-place np.{ufunc.__name__} on .data")
-        if out is None:
-            return result
-        return out[0] if len(out) == 1 else out
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        written = inputs[:1] if method == "at" else ()  # ufunc.at writes into its first input
+        return _call_plain(getattr(ufunc, method), inputs, kwargs, written, f"in-place np.{ufunc.__name__} on .data")
+
+    def __array_function__(self, func, types, args, kwargs):
+        # np.zeros_like(p.data), np.concatenate([p.data, ...]), ...: plain arrays too (an
+        # optimizer's state made with zeros_like would otherwise be a ParameterData)
+        return _call_plain(func, args, kwargs, (), f"np.{func.__name__}(out=.data)")
 
     # NOTE: NumPy refuses a Tensor operand in `array -= tensor` (Tensor.__array_ufunc__ is None, for
     # `array - tensor`); here its values are read, as PyTorch's `p.data -= lr * p.grad` reads them.
