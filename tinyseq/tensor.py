@@ -258,10 +258,14 @@ class Function:
         """Run the op on tensors (arrays and scalars are wrapped) and record it if needed."""
         tensors, arrays, needs = [], [], []
         for x in inputs:  # NOTE: one loop, not three list comprehensions: half the time for two inputs
-            if x.__class__ is not Tensor and not isinstance(x, Tensor):
+            if x.__class__ is Tensor:
+                arrays.append(x.data)
+            elif isinstance(x, Tensor):
+                arrays.append(np.asarray(x.data))  # a Parameter's ParameterData: ops see plain arrays
+            else:
                 x = Tensor(x)
+                arrays.append(x.data)
             tensors.append(x)
-            arrays.append(x.data)
             needs.append(x.requires_grad)
         fn = cls()
         fn.needs_input_grad = needs
@@ -341,7 +345,7 @@ def _to_array(data, dtype):
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
     if isinstance(data, np.ndarray):
-        return data
+        return data if data.__class__ is np.ndarray else np.asarray(data)  # a ParameterData: a plain view
     if isinstance(data, np.generic):
         return np.asarray(data)
     arr = np.asarray(data)
@@ -362,7 +366,146 @@ class _HookHandle:
             self._hooks.remove(self._fn)
 
 
-class Tensor:
+class _InPlaceMethods:
+    """PyTorch's in-place methods, for Tensor and for a Parameter's ``.data`` (``ParameterData``):
+    each writes through ``self._in_place(op, fn, *args)`` and returns self."""
+
+    __slots__ = ()
+
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place; returns self."""
+        return self._in_place("add_", lambda a, b: np.add(a, b if alpha == 1 else b * alpha, out=a), other)
+
+    def sub_(self, other, alpha=1):
+        """``self -= alpha * other`` in place; returns self."""
+        return self._in_place("sub_", lambda a, b: np.subtract(a, b if alpha == 1 else b * alpha, out=a), other)
+
+    def mul_(self, other):
+        """``self *= other`` in place; returns self."""
+        return self._in_place("mul_", lambda a, b: np.multiply(a, b, out=a), other)
+
+    def div_(self, other):
+        """``self /= other`` in place; returns self."""
+        return self._in_place("div_", lambda a, b: np.true_divide(a, b, out=a), other)
+
+    def clamp_(self, min=None, max=None):
+        """Clip the values into [min, max] in place (either bound may be None); returns self."""
+        if min is None and max is None:
+            raise ValueError("clamp_: at least one of min and max must be given")
+        return self._in_place("clamp_", lambda a, lo, hi: np.clip(a, lo, hi, out=a), min, max)
+
+    clip_ = clamp_
+
+    def copy_(self, src):
+        """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor; returns self."""
+        return self._in_place("copy_", lambda a, b: np.copyto(a, b, casting="unsafe"), src)
+
+    def fill_(self, value):
+        """Set every element to ``value`` (a number or a one-element tensor); returns self."""
+        if as_array(value).size != 1:
+            raise ValueError(f"fill_: expected a number or a one-element tensor, got shape {as_array(value).shape}")
+        return self._in_place("fill_", lambda a, v: np.copyto(a, v.reshape(()), casting="unsafe"), value)
+
+    def zero_(self):
+        """Set every element to 0; returns self."""
+        return self.fill_(0)
+
+
+def _write(op, target, fn, args):
+    """Run ``fn(target, *arrays)``, which writes into its first argument: the one path of every
+    in-place method. ``args`` (tensors, arrays, numbers or None) must broadcast to ``target``'s
+    shape; the change is counted once (see ``mark_changed``)."""
+    arrays = [None if a is None else as_array(a) for a in args]
+    for a in arrays:
+        if a is not None and not _broadcasts_to(a.shape, target.shape):
+            raise ValueError(f"{op}: cannot broadcast shape {a.shape} to this tensor's shape {target.shape}")
+    try:
+        fn(np.asarray(target), *arrays)  # a plain view: ParameterData's own hook would count the change again
+    except TypeError as e:  # NumPy's casting error, e.g. a float into an int tensor
+        raise TypeError(f"{op}: {e}") from None
+    mark_changed(target, op)
+
+
+def _plain(x):
+    """``x`` with every ParameterData in it (also in a list or tuple) as a plain view of its memory."""
+    if isinstance(x, ParameterData):
+        return np.asarray(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(map(_plain, x))
+    return x
+
+
+def _call_plain(call, args, kwargs, written, op):
+    """``call(*args, **kwargs)`` (a NumPy function) on plain arrays; each ParameterData it writes
+    into (``written``, or given as ``out=``) counts a change named ``op`` and comes back as the
+    result, so ``p.data -= x`` leaves ``p.data`` the same object."""
+    out = kwargs.get("out")
+    result = call(*_plain(args), **{name: _plain(value) for name, value in kwargs.items()})
+    outs = out if isinstance(out, tuple) else (out,)
+    for array in (*written, *outs):
+        if isinstance(array, ParameterData):
+            mark_changed(array, op)
+    if out is None:
+        return result
+    return outs[0] if len(outs) == 1 else out
+
+
+class ParameterData(_InPlaceMethods, np.ndarray):
+    """A Parameter's ``.data``: a NumPy array (it is one, sharing the parameter's memory) that
+    also takes the in-place Tensor methods, so PyTorch's manual update works unchanged::
+
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-lr)
+
+    ``add_(other, alpha=1)``, ``sub_(other, alpha=1)``, ``mul_``, ``div_``, ``clamp_``, ``copy_``,
+    ``fill_`` and ``zero_`` take tensors, arrays or numbers and return the array itself. They,
+    NumPy's in-place operators (``p.data -= lr * g``, ``+=``, ``*=``, ``/=``, ``out=`` of a ufunc)
+    and item assignment (``p.data[...] = x``) never enter the graph, but each counts a change of
+    the parameter's version: a ``backward`` through a graph whose forward used the old values
+    raises instead of computing a wrong gradient. Everything else gives plain ``np.ndarray``:
+    arithmetic (``p.data * 2``, ``np.tanh(p.data)``), ``copy()``, ``astype()``, reductions, and
+    the arrays that ops, state dicts, checkpoints and the fused kernels see.
+    """
+
+    def _in_place(self, op, fn, *args):
+        _write(f"data.{op}", self, fn, args)
+        return self
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        written = inputs[:1] if method == "at" else ()  # ufunc.at writes into its first input
+        return _call_plain(getattr(ufunc, method), inputs, kwargs, written, f"in-place np.{ufunc.__name__} on .data")
+
+    def __array_function__(self, func, types, args, kwargs):
+        # np.zeros_like(p.data), np.concatenate([p.data, ...]), ...: plain arrays too (an
+        # optimizer's state made with zeros_like would otherwise be a ParameterData)
+        return _call_plain(func, args, kwargs, (), f"np.{func.__name__}(out=.data)")
+
+    # NOTE: NumPy refuses a Tensor operand in `array -= tensor` (Tensor.__array_ufunc__ is None, for
+    # `array - tensor`); here its values are read, as PyTorch's `p.data -= lr * p.grad` reads them.
+    def _in_place_operator(ufunc):  # noqa: N805  (runs in the class body)
+        return lambda self, other: ufunc(self, as_array(other) if isinstance(other, Tensor) else other, out=(self,))
+
+    __iadd__, __isub__ = _in_place_operator(np.add), _in_place_operator(np.subtract)
+    __imul__, __itruediv__ = _in_place_operator(np.multiply), _in_place_operator(np.true_divide)
+    del _in_place_operator
+
+    def __setitem__(self, index, value):
+        np.asarray(self)[index] = value
+        mark_changed(self, ".data[...] =")
+
+    def copy(self, order="C"):
+        """A copy as a plain ``np.ndarray``."""
+        return np.asarray(self).copy(order)
+
+    def astype(self, *args, **kwargs):
+        """``ndarray.astype``, as a plain ``np.ndarray``."""
+        return np.asarray(self).astype(*args, **kwargs)
+
+    def __repr__(self):
+        return repr(np.asarray(self))
+
+
+class Tensor(_InPlaceMethods):
     """An n-dimensional array that can record the operations applied to it.
 
     ``Tensor(data, requires_grad=False, dtype=None)``: a float NumPy array keeps its
@@ -378,6 +521,12 @@ class Tensor:
     a version, and ``backward`` raises if a tensor it needs changed after the forward used it
     (a view or a ``detach()`` copy changes the same memory, so it counts too; this is checked
     for every input of an op, also of ops that would not need the old values).
+
+    ``.data`` is the NumPy array itself (shared, not copied; assigning it replaces the memory).
+    A ``Parameter``'s ``.data`` also takes the in-place methods outside the graph
+    (``p.data.add_(p.grad, alpha=-lr)``, see ``ParameterData``); another tensor's is a plain
+    ``np.ndarray``, so there call the method on the tensor: ``t.add_(...)``, inside
+    ``no_grad()`` if it requires grad.
     """
 
     __slots__ = ("data", "_grad", "requires_grad", "_ctx", "_hooks", "_retain", "_seq", "__weakref__")
@@ -561,8 +710,8 @@ class Tensor:
         self._grad = None
 
     # ------------------------------------------------------------ in place
-    # As PyTorch's: they change this tensor's values and return it. Allowed on tensors that do
-    # not require grad and inside no_grad(); each change bumps the version that backward checks.
+    # add_, sub_, ... come from _InPlaceMethods. Allowed on tensors that do not require grad and
+    # inside no_grad(); each change bumps the version that backward checks.
 
     @property
     def _version(self):
@@ -582,54 +731,8 @@ class Tensor:
             raise RuntimeError(f"{op}: tinyseq does not record in-place operations in the graph (PyTorch does); "
                                f"use the out-of-place form (`{op[:-1]}`), or change it inside `with ts.no_grad():` "
                                "if no gradient should flow through the change")
-        arrays = [None if a is None else as_array(a) for a in args]
-        for a in arrays:
-            if a is not None and not _broadcasts_to(a.shape, self.shape):
-                raise ValueError(f"{op}: cannot broadcast shape {a.shape} to this tensor's shape {self.shape}")
-        try:
-            fn(self.data, *arrays)
-        except TypeError as e:  # NumPy's casting error, e.g. a float into an int tensor
-            raise TypeError(f"{op}: {e}") from None
-        mark_changed(self.data, op)
+        _write(op, self.data, fn, args)
         return self
-
-    def add_(self, other, alpha=1):
-        """``self += alpha * other`` in place; returns self."""
-        return self._in_place("add_", lambda a, b: np.add(a, b if alpha == 1 else b * alpha, out=a), other)
-
-    def sub_(self, other, alpha=1):
-        """``self -= alpha * other`` in place; returns self."""
-        return self._in_place("sub_", lambda a, b: np.subtract(a, b if alpha == 1 else b * alpha, out=a), other)
-
-    def mul_(self, other):
-        """``self *= other`` in place; returns self."""
-        return self._in_place("mul_", lambda a, b: np.multiply(a, b, out=a), other)
-
-    def div_(self, other):
-        """``self /= other`` in place; returns self."""
-        return self._in_place("div_", lambda a, b: np.true_divide(a, b, out=a), other)
-
-    def clamp_(self, min=None, max=None):
-        """Clip the values into [min, max] in place (either bound may be None); returns self."""
-        if min is None and max is None:
-            raise ValueError("clamp_: at least one of min and max must be given")
-        return self._in_place("clamp_", lambda a, lo, hi: np.clip(a, lo, hi, out=a), min, max)
-
-    clip_ = clamp_
-
-    def copy_(self, src):
-        """Copy ``src``'s values (broadcast, converted to this dtype) into this tensor; returns self."""
-        return self._in_place("copy_", lambda a, b: np.copyto(a, b, casting="unsafe"), src)
-
-    def fill_(self, value):
-        """Set every element to ``value`` (a number or a one-element tensor); returns self."""
-        if as_array(value).size != 1:
-            raise ValueError(f"fill_: expected a number or a one-element tensor, got shape {as_array(value).shape}")
-        return self._in_place("fill_", lambda a, v: np.copyto(a, v.reshape(()), casting="unsafe"), value)
-
-    def zero_(self):
-        """Set every element to 0; returns self."""
-        return self.fill_(0)
 
     # ------------------------------------------------------------ backward
 

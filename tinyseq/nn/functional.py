@@ -41,7 +41,7 @@ def _check_label_smoothing(name, label_smoothing):
 def linear(input, weight, bias=None):
     """``input @ weight^T + bias``: input (*, in), weight (out, in), bias (out,) or None -> (*, out)."""
     input, weight = (t if isinstance(t, Tensor) else Tensor(t) for t in (input, weight))
-    bias_shape = None if bias is None else np.shape(bias.data if isinstance(bias, Tensor) else bias)
+    bias_shape = None if bias is None else bias.shape if isinstance(bias, Tensor) else np.shape(bias)
     if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1] or \
             bias_shape not in (None, weight.shape[:1]):
         raise ValueError(f"linear: expected input (*, in), weight (out, in) and bias (out,) or None, got "

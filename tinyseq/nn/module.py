@@ -15,13 +15,32 @@ import numpy as np
 
 from .. import config
 from .._checks import check_int  # noqa: F401  (the layers import it from here)
-from ..tensor import Tensor, as_array, mark_changed, to_arguments
+from ..tensor import ParameterData, Tensor, as_array, mark_changed, to_arguments
+
+
+_DATA_SLOT = Tensor.data  # the slot's descriptor: Parameter's ``data`` property reads and writes through it
+
+
+def _set_data(p, value):
+    # NOTE: `p.data -= x` ends by assigning back what __isub__ returned, the same ParameterData: kept as is
+    if not isinstance(value, ParameterData):
+        value = as_array(value).view(ParameterData)
+    _DATA_SLOT.__set__(p, value)
 
 
 class Parameter(Tensor):
-    """A tensor that is a model's weight: requires grad and is found by ``Module.parameters``."""
+    """A tensor that is a model's weight: requires grad and is found by ``Module.parameters``.
+
+    Its ``.data`` is a ``ParameterData``: the NumPy array of its values (shared, not copied)
+    that also takes PyTorch's in-place methods outside the graph, so the classic manual
+    update ``p.data.add_(p.grad, alpha=-lr)`` works, and that counts every in-place change
+    (``p.data -= lr * g`` too) so a backward through values changed since its forward raises.
+    Assigning ``p.data = array`` keeps that (the new array becomes the parameter's memory).
+    """
 
     __slots__ = ()
+
+    data = property(_DATA_SLOT.__get__, _set_data, doc=ParameterData.__doc__)
 
     def __init__(self, data, requires_grad=True, dtype=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
