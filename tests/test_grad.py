@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -120,6 +120,8 @@ norm_orders = st.sampled_from([1, 2, 3, 1.5, math.inf])
                     elements=st.floats(0.2, 2.0) | st.floats(-2.0, -0.2), unique=True),
        p=norm_orders, data=st.data())
 def test_norm_matches_numpy_and_finite_differences(a, p, data):
+    if p == math.inf:  # the max-norm has a kink where two magnitudes tie (0.5 and -0.5, say)
+        assume(np.diff(np.sort(np.abs(a), axis=None)).min(initial=1.0) > 1e-3)
     axis = data.draw(st.none() | st.integers(-a.ndim, a.ndim - 1))
     keepdims = data.draw(st.booleans())
     x = Tensor(a.copy(), requires_grad=True)
