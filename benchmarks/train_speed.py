@@ -55,6 +55,9 @@ Goals (numba time / torch time): lstm <= 1.0 (stretch 0.8) both separate and int
 <= 0.7, small <= 0.5; graph / numba >= 2.0 on lstm.
 
     python benchmarks/train_speed.py [--threads 2] [--rounds 3] [--steps 10] [--only lstm,word] [--quick] [--profile]
+
+The children import ``tinyseq`` as this script does: the installed one, unless ``PYTHONPATH``
+names the tree to measure (``PYTHONPATH=. python benchmarks/train_speed.py`` from its root).
 """
 
 import argparse
