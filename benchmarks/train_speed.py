@@ -1,13 +1,25 @@
-"""End-to-end training-step speed of a character language model: tinyseq (numba, graph) vs PyTorch CPU.
+"""End-to-end training-step speed of language models: tinyseq (numba, graph) vs PyTorch CPU.
 
-Models: ``Embedding(96, 64) -> recurrent layer(s) (batch_first) -> Linear(H, 96)``, float32:
+Char-LMs: ``Embedding(96, 64) -> recurrent layer(s) (batch_first) -> Linear(H, 96)``, float32:
 "lstm" LSTM(64, 256, 2 layers, the main model), "gru" GRU(64, 256, 2 layers), "small"
 LSTM(64, 64, 1 layer). One training step, as a char-LM trains with truncated BPTT: detach the
 state carried over from the previous step; ``opt.zero_grad()``; forward over B=32 sequences of
 T=64 tokens; ``cross_entropy`` of the (B*T, 96) logits; ``loss.backward()``;
-``clip_grad_norm_(params, 1.0)``; ``Adam(lr=1e-3).step()``; ``loss.item()``. All frameworks start
-from the same weights (tinyseq's init after ``ts.manual_seed(0)``, saved once by a child and
-loaded by every other) and cycle through the same 16 pre-generated (B, T+1) int64 token batches.
+``clip_grad_norm_(params, 1.0)``; ``Adam(lr=1e-3).step()``; ``loss.item()``.
+
+"word" (a large vocabulary, no goal: measured for the GEMM work), shaped as PyTorch's
+word_language_model example trains: ``Embedding(18000, 200) -> LSTM(200, 200, 2 layers)
+(sequence first) -> Linear(200, 18000)`` whose weight IS the embedding's (tied), over
+T=35 (bptt) x B=20 tokens, ``cross_entropy`` of the (T*B, 18000) logits, ``model.zero_grad()``,
+``clip_grad_norm_(params, 0.25)`` and the example's manual SGD (lr 20, see ``ManualSGD``).
+Dropout 0 (the example's default is 0.2): with it the frameworks' first-step losses could not be
+compared, and its three masks over (T, B, 200) are small beside the (700, 18000) logits. The
+embedding and decoder bias start as the example's (uniform +-0.1, zeros). The tokens are random
+ids: a step's cost does not depend on which words they are.
+
+All frameworks start from the same weights (tinyseq's init after ``ts.manual_seed(0)``, saved
+once by a child and loaded by every other) and cycle through the same 16 pre-generated int64
+token batches.
 
 Every measurement runs in child processes (this script with ``--worker``). No thread-count
 variable is set for them, and the parent's THREAD_VARS are removed from their environment: the
@@ -36,11 +48,16 @@ tunes glibc's malloc for the whole process).
      OPENBLAS_L2_SIZE) on some processors, for older OpenBLAS builds; the row without both shows
      what a stock install runs there. Each tinyseq child records the kernel set SciPy's
      OpenBLAS runs (``tinyseq_jit.cpu._gemm.blas_core``). ``--no-extras`` skips the rows.
+  5. with ``--profile``: cProfile of --steps numba and graph steps per model in its own child,
+     the PROFILE_TOP functions with the most own time (tottime).
 
 Goals (numba time / torch time): lstm <= 1.0 (stretch 0.8) both separate and interleaved, gru
 <= 0.7, small <= 0.5; graph / numba >= 2.0 on lstm.
 
-    python benchmarks/train_speed.py [--threads 2] [--rounds 3] [--steps 10] [--only lstm,gru] [--quick]
+    python benchmarks/train_speed.py [--threads 2] [--rounds 3] [--steps 10] [--only lstm,word] [--quick] [--profile]
+
+The children import ``tinyseq`` as this script does: the installed one, unless ``PYTHONPATH``
+names the tree to measure (``PYTHONPATH=. python benchmarks/train_speed.py`` from its root).
 """
 
 import argparse
@@ -55,10 +72,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
-VOCAB, EMBED, BATCH, SEQ = 96, 64, 32, 64
 N_BATCHES = 16
-MODELS = {"lstm": ("LSTM", 256, 2), "gru": ("GRU", 256, 2), "small": ("LSTM", 64, 1)}  # cell, H, layers
+
+
+class Config(NamedTuple):
+    """One benchmarked model and how it trains (the defaults: the char-LMs)."""
+
+    cell: str
+    hidden: int
+    layers: int
+    vocab: int = 96
+    embed: int = 64
+    batch: int = 32
+    seq: int = 64
+    batch_first: bool = True
+    tied: bool = False  # the head's weight is the embedding's (then embed == hidden)
+    update: str = "adam"  # "adam": Adam(lr); "sgd": ManualSGD(lr)
+    lr: float = 1e-3
+    clip: float = 1.0
+
+
+MODELS = {"lstm": Config("LSTM", 256, 2), "gru": Config("GRU", 256, 2), "small": Config("LSTM", 64, 1),
+          "word": Config("LSTM", 200, 2, vocab=18000, embed=200, batch=20, seq=35, batch_first=False, tied=True,
+                         update="sgd", lr=20.0, clip=0.25)}
+PROFILE_TOP = 10
 GOALS = {"lstm": 1.0, "gru": 0.7, "small": 0.5}  # numba / torch step time
 STRETCH = {"lstm": 0.8}
 GRAPH_GOALS = {"lstm": 2.0}  # graph / numba step time
@@ -77,31 +116,70 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 # ---------------------------------------------------------------- models and steps (children only)
 
 
-def make_batches():
-    """The N_BATCHES (inputs (B, T), targets (B*T,)) int64 pairs every framework trains on."""
+def make_batches(config):
+    """The N_BATCHES (inputs (B, T) or (T, B), targets (B*T,)) int64 pairs every framework trains on."""
     import numpy as np
 
     rng = np.random.default_rng(1234)
-    tokens = [rng.integers(0, VOCAB, (BATCH, SEQ + 1), dtype=np.int64) for _ in range(N_BATCHES)]
-    return [(np.ascontiguousarray(t[:, :-1]), np.ascontiguousarray(t[:, 1:]).reshape(-1)) for t in tokens]
+    batches = []
+    for _ in range(N_BATCHES):
+        tokens = rng.integers(0, config.vocab, (config.batch, config.seq + 1), dtype=np.int64)
+        x, y = (tokens[:, :-1], tokens[:, 1:]) if config.batch_first else (tokens.T[:-1], tokens.T[1:])
+        batches.append((np.ascontiguousarray(x), np.ascontiguousarray(y).reshape(-1)))
+    return batches
 
 
-def build_model(nn, model, **rnn_options):
-    """The char-LM ``model`` built from ``nn`` (``tinyseq.nn`` or ``torch.nn``): PyTorch's parameter names."""
-    cell, hidden, layers = MODELS[model]
+def build_model(nn, config, **rnn_options):
+    """The language model of ``config`` built from ``nn`` (``tinyseq.nn`` or ``torch.nn``): PyTorch's
+    parameter names; a tied head shares the embedding's Parameter (``head.weight = embed.weight``)."""
 
-    class CharModel(nn.Module):
+    class LanguageModel(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Embedding(VOCAB, EMBED)
-            self.rnn = getattr(nn, cell)(EMBED, hidden, num_layers=layers, batch_first=True, **rnn_options)
-            self.head = nn.Linear(hidden, VOCAB)
+            self.embed = nn.Embedding(config.vocab, config.embed)
+            self.rnn = getattr(nn, config.cell)(config.embed, config.hidden, num_layers=config.layers,
+                                                batch_first=config.batch_first, **rnn_options)
+            self.head = nn.Linear(config.hidden, config.vocab)
+            if config.tied:
+                self.head.weight = self.embed.weight
+                nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+                nn.init.zeros_(self.head.bias)
 
         def forward(self, x, state):
             out, state = self.rnn(self.embed(x), state)
             return self.head(out), state
 
-    return CharModel()
+    return LanguageModel()
+
+
+class ManualSGD:
+    """The update of PyTorch's word_language_model example, written as that code writes it (no
+    optimizer): ``model.zero_grad()`` before the step, then after backward and clipping every
+    parameter (a tied one once) moves by ``-lr * p.grad`` in place. torch:
+    ``p.data.add_(p.grad, alpha=-lr)``; tinyseq: ``p.add_(p.grad, alpha=-lr)`` inside
+    ``ts.no_grad()``: the same arithmetic."""
+
+    def __init__(self, framework, model, lr):
+        self.model, self.lr = model, lr
+        if framework == "torch":
+            self.update = lambda p: p.data.add_(p.grad, alpha=-lr)
+        else:
+            import tinyseq as ts
+
+            def update(p):
+                with ts.no_grad():
+                    p.add_(p.grad, alpha=-lr)
+
+            self.update = update
+
+    def zero_grad(self):
+        """``model.zero_grad()``: every ``.grad`` to None (torch's default too)."""
+        self.model.zero_grad()
+
+    def step(self):
+        """The in-place update of every parameter."""
+        for p in self.model.parameters():
+            self.update(p)
 
 
 def detach(state):
@@ -112,29 +190,33 @@ def detach(state):
 
 
 class Trainer:
-    """One framework's model, Adam optimizer, batches and carried state; ``step()`` trains one step."""
+    """One framework's model, optimizer (Adam or ``ManualSGD``), batches and carried state;
+    ``step()`` trains one step."""
 
     def __init__(self, framework, model, weights_path):
         import numpy as np
 
+        self.config = config = MODELS[model]
         weights = dict(np.load(weights_path))
-        self.batches = make_batches()
+        self.batches = make_batches(config)
         if framework == "torch":
             import torch
 
-            self.model = build_model(torch.nn, model)
+            self.model = build_model(torch.nn, config)
             self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in weights.items()})
             self.batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in self.batches]
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+            adam = torch.optim.Adam
             self.cross_entropy, self.clip = torch.nn.functional.cross_entropy, torch.nn.utils.clip_grad_norm_
         else:
             import tinyseq as ts
             import tinyseq.nn.functional as F
 
-            self.model = build_model(ts.nn, model, backend=framework)
+            self.model = build_model(ts.nn, config, backend=framework)
             self.model.load_state_dict(weights)
-            self.opt = ts.optim.Adam(self.model.parameters(), lr=1e-3)
+            adam = ts.optim.Adam
             self.cross_entropy, self.clip = F.cross_entropy, ts.nn.utils.clip_grad_norm_
+        self.opt = ManualSGD(framework, self.model, config.lr) if config.update == "sgd" \
+            else adam(self.model.parameters(), lr=config.lr)
         self.params = list(self.model.parameters())
         self.state, self.count = None, 0
 
@@ -145,9 +227,9 @@ class Trainer:
         self.state = detach(self.state)
         self.opt.zero_grad()
         logits, self.state = self.model(x, self.state)
-        loss = self.cross_entropy(logits.reshape(-1, VOCAB), y)
+        loss = self.cross_entropy(logits.reshape(-1, self.config.vocab), y)
         loss.backward()
-        self.clip(self.params, 1.0)
+        self.clip(self.params, self.config.clip)
         self.opt.step()
         return loss.item()
 
@@ -169,7 +251,7 @@ def weights_worker(args):
     import tinyseq as ts
 
     ts.manual_seed(0)
-    np.savez(args.weights, **build_model(ts.nn, args.model, backend="graph").state_dict())
+    np.savez(args.weights, **build_model(ts.nn, MODELS[args.model], backend="graph").state_dict())
     print(json.dumps({"saved": args.weights}))
 
 
@@ -281,7 +363,7 @@ def breakdown_worker(args):
     trainer = Trainer(args.framework, args.model, args.weights)
     phases = Phases()
     install_timers(trainer, phases)
-    layers = MODELS[args.model][2] if args.framework == "numba" else 0
+    layers = MODELS[args.model].layers if args.framework == "numba" else 0
     fwd = [f"layer {k} fwd" for k in range(layers)]
     bwd = [f"layer {k} bwd" for k in reversed(range(layers))]
     order = (["embedding fwd"] + fwd + ["rnn fwd, rest", "head fwd", "loss fwd"] + bwd
@@ -300,6 +382,26 @@ def breakdown_worker(args):
         for label in order:
             samples[label].append(s[label])
     print(json.dumps({label: 1e3 * statistics.median(v) for label, v in samples.items()}))
+
+
+def profile_worker(args):
+    """Child: cProfile ``args.steps`` steps after the warm-up; print {"step_ms", "top": the PROFILE_TOP
+    functions by own time, per step}."""
+    import cProfile
+    import pstats
+
+    trainer = Trainer(args.framework, args.model, args.weights)
+    for _ in range(args.warmup):
+        trainer.step()
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.runcall(lambda: [trainer.step() for _ in range(args.steps)])
+    step_ms = 1e3 * (time.perf_counter() - start) / args.steps
+    rows = sorted(pstats.Stats(profiler).stats.items(), key=lambda item: item[1][2], reverse=True)
+    top = [{"function": name if file == "~" else f"{pathlib.Path(file).name}:{line}({name})",
+            "calls": calls / args.steps, "own_ms": 1e3 * own / args.steps, "cum_ms": 1e3 * cum / args.steps}
+           for (file, line, name), (_, calls, own, cum, _) in rows[:PROFILE_TOP]]
+    print(json.dumps({"step_ms": step_ms, "top": top}))
 
 
 # ---------------------------------------------------------------- parent
@@ -327,11 +429,12 @@ def run_child(args, worker, model, framework="", steps=0, env_extra=None):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def stats(times):
-    """Median / min / max ms, count, chars/s (B*T / median step time) and every sample (ms) of step times in s."""
+def stats(times, model):
+    """Median / min / max ms, count, tokens/s (B*T / median step time; characters for the char-LMs) and every
+    sample (ms) of a ``model``'s step times in s."""
     med = statistics.median(times)
     return {"median_ms": 1e3 * med, "min_ms": 1e3 * min(times), "max_ms": 1e3 * max(times), "n": len(times),
-            "chars_per_s": BATCH * SEQ / med, "samples_ms": [round(1e3 * t, 3) for t in times]}
+            "tokens_per_s": MODELS[model].batch * MODELS[model].seq / med, "samples_ms": [round(1e3 * t, 3) for t in times]}
 
 
 def ratios(model, ms):
@@ -339,7 +442,9 @@ def ratios(model, ms):
     out = {}
     if "numba" in ms and "torch" in ms:
         r = ms["numba"]["median_ms"] / ms["torch"]["median_ms"]
-        out.update(numba_over_torch=r, goal=GOALS[model], pass_goal=r <= GOALS[model])
+        out["numba_over_torch"] = r
+        if model in GOALS:
+            out.update(goal=GOALS[model], pass_goal=r <= GOALS[model])
         if model in STRETCH:
             out.update(stretch=STRETCH[model], pass_stretch=r <= STRETCH[model])
     if "numba" in ms and "graph" in ms:
@@ -363,7 +468,7 @@ def measure_separate(args, model, frameworks):
             out = run_child(args, "speed", model, framework, steps, env)
             samples[name] += out["times"]
             blas[name] = out["blas_core"]
-    return {name: dict(stats(times), blas_core=blas[name]) for name, times in samples.items()}
+    return {name: dict(stats(times, model), blas_core=blas[name]) for name, times in samples.items()}
 
 
 def check_and_interleave(args, model):
@@ -376,7 +481,7 @@ def check_and_interleave(args, model):
     if rel > LOSS_RTOL:
         raise SystemExit(f"LOSS MISMATCH for {model}: first-step losses {loss} differ by {rel:.2e} "
                          f"relative (> {LOSS_RTOL:g})")
-    ms = {f: stats(t) for f, t in out["times"].items() if t}
+    ms = {f: stats(t, model) for f, t in out["times"].items() if t}
     last_rel = abs(last["numba"] - last["torch"]) / abs(last["torch"]) if "torch" in last else None
     return {"ms": ms, "ratios": ratios(model, ms), "first_loss": loss, "loss_max_rel_diff": rel,
             "loss_ok": rel <= LOSS_RTOL, "last_loss": last, "last_step": out["last_step"],
@@ -395,8 +500,8 @@ def fmt_ms(s):
 
 def ratio_cells(r):
     """Table cells for a ratios dict: n/t, goal, verdict, stretch verdict, g/n, goal, verdict."""
-    cells = [f"{r['numba_over_torch']:.2f}", f"<={r['goal']}", verdict(r["pass_goal"])] \
-        if "numba_over_torch" in r else ["-", "-", "-"]
+    cells = [f"{r['numba_over_torch']:.2f}" if "numba_over_torch" in r else "-"]
+    cells += [f"<={r['goal']}", verdict(r["pass_goal"])] if "goal" in r else ["-", "-"]
     cells.append(verdict(r["pass_stretch"]) if "stretch" in r else "")
     cells.append(f"{r['graph_over_numba']:.2f}" if "graph_over_numba" in r else "-")
     cells += [f">={r['graph_goal']}", verdict(r["pass_graph_goal"])] if "graph_goal" in r else ["", ""]
@@ -416,12 +521,12 @@ def print_results(result, frameworks, args):
     """Print the separate-process, interleaved, loss, extras and breakdown tables."""
     print(f"\n1. separate processes: ms/step median [min-max], {args.rounds} rounds x {args.steps} steps "
           f"({args.graph_steps} for graph), torch threads {args.threads}, no thread env vars")
-    head = ["model"] + [f"{f} ms" for f in frameworks] + [f"{f} chars/s" for f in frameworks if f != "graph"]
+    head = ["model"] + [f"{f} ms" for f in frameworks] + [f"{f} tok/s" for f in frameworks if f != "graph"]
     head += ["n/t", "goal", "ok", "stretch", "g/n", "goal", "ok"]
     rows = []
     for model, r in result["separate"].items():
         rows.append([model] + [fmt_ms(r["ms"].get(f)) for f in frameworks]
-                    + [f"{r['ms'][f]['chars_per_s']:.0f}" for f in frameworks if f != "graph"]
+                    + [f"{r['ms'][f]['tokens_per_s']:.0f}" for f in frameworks if f != "graph"]
                     + ratio_cells(r["ratios"]))
     print_rows(head, rows)
 
@@ -459,6 +564,14 @@ def print_results(result, frameworks, args):
                          f"{s['median_ms'] / base['torch']['median_ms']:.2f}" if "torch" in base else "-"])
         print_rows(["row", "ms/step", "BLAS", "/ numba", "/ torch"], rows)
 
+    for model, per in result["profile"].items():
+        for framework, out in per.items():
+            print(f"\n5. cProfile, {model} {framework}: {args.steps} steps, {out['step_ms']:.1f} ms/step profiled; "
+                  f"the {PROFILE_TOP} functions with the most own time, per step")
+            print_rows(["function", "calls", "own ms", "own %", "cum ms"],
+                       [[t["function"], f"{t['calls']:g}", f"{t['own_ms']:.2f}",
+                         f"{100 * t['own_ms'] / out['step_ms']:.0f}%", f"{t['cum_ms']:.2f}"] for t in out["top"]])
+
 
 def main(argv=None):
     """Parse options; run as a child worker, or run every measurement, print the tables and write JSON."""
@@ -472,15 +585,17 @@ def main(argv=None):
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="for the separate-process rows")
     parser.add_argument("--no-extras", action="store_true", help="skip the extra env rows")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the phase breakdown")
+    parser.add_argument("--profile", action="store_true", help="cProfile numba and graph steps per model")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 steps, 1 warm-up, no extras")
     parser.add_argument("--out", default="benchmarks/out/train_speed.json")
-    parser.add_argument("--worker", choices=["weights", "speed", "interleave", "breakdown"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["weights", "speed", "interleave", "breakdown", "profile"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--framework", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workers = {"weights": weights_worker, "speed": speed_worker, "interleave": interleave_worker,
-               "breakdown": breakdown_worker}
+               "breakdown": breakdown_worker, "profile": profile_worker}
     if args.worker:
         return workers[args.worker](args)
     if args.quick:
@@ -499,7 +614,7 @@ def main(argv=None):
     if stripped:
         print(f"removed from the children's environment: {stripped}")
 
-    result = {"separate": {}, "interleaved": {}, "extras": {}, "breakdown": {}}
+    result = {"separate": {}, "interleaved": {}, "extras": {}, "breakdown": {}, "profile": {}}
     with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
         for model in models:
             args.weights = os.path.join(tmp, f"{model}.npz")
@@ -513,6 +628,9 @@ def main(argv=None):
                 result["breakdown"][model] = {
                     f: run_child(args, "breakdown", model, f, args.graph_steps if f == "graph" else args.steps)
                     for f in ("numba", "graph")}
+            if args.profile:
+                result["profile"][model] = {f: run_child(args, "profile", model, f, args.steps)
+                                            for f in ("numba", "graph")}
             print(f"{model}: done at {time.perf_counter() - began:.0f} s", flush=True)
     print_results(result, frameworks, args)
 
@@ -521,9 +639,9 @@ def main(argv=None):
     meta = {"python": sys.version.split()[0], "machine": platform.machine(), "processor": platform.processor(),
             "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "total_s": total,
             "options": {k: getattr(args, k) for k in ("threads", "rounds", "steps", "graph_steps", "warmup",
-                                                       "only", "no_extras", "no_breakdown", "quick")},
-            "frameworks": frameworks, "models": {m: MODELS[m] for m in models}, "B": BATCH, "T": SEQ,
-            "vocab": VOCAB, "embed": EMBED, "dtype": "float32", "loss_rtol": LOSS_RTOL,
+                                                       "only", "no_extras", "no_breakdown", "quick", "profile")},
+            "frameworks": frameworks, "models": {m: MODELS[m]._asdict() for m in models}, "dtype": "float32",
+            "loss_rtol": LOSS_RTOL,
             "thread_env_removed": stripped, "extra_envs": EXTRA_ENVS}
     for package in ("numpy", "scipy", "numba", "torch"):
         try:
