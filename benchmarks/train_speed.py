@@ -155,22 +155,12 @@ def build_model(nn, config, **rnn_options):
 class ManualSGD:
     """The update of PyTorch's word_language_model example, written as that code writes it (no
     optimizer): ``model.zero_grad()`` before the step, then after backward and clipping every
-    parameter (a tied one once) moves by ``-lr * p.grad`` in place. torch:
-    ``p.data.add_(p.grad, alpha=-lr)``; tinyseq: ``p.add_(p.grad, alpha=-lr)`` inside
-    ``ts.no_grad()``: the same arithmetic."""
+    parameter (a tied one once) moves by ``-lr * p.grad`` in place, with the same line in both
+    frameworks: ``p.data.add_(p.grad, alpha=-lr)`` (a tinyseq Parameter's ``.data`` takes it)."""
 
-    def __init__(self, framework, model, lr):
+    def __init__(self, model, lr):
         self.model, self.lr = model, lr
-        if framework == "torch":
-            self.update = lambda p: p.data.add_(p.grad, alpha=-lr)
-        else:
-            import tinyseq as ts
-
-            def update(p):
-                with ts.no_grad():
-                    p.add_(p.grad, alpha=-lr)
-
-            self.update = update
+        self.update = lambda p: p.data.add_(p.grad, alpha=-lr)
 
     def zero_grad(self):
         """``model.zero_grad()``: every ``.grad`` to None (torch's default too)."""
@@ -215,7 +205,7 @@ class Trainer:
             self.model.load_state_dict(weights)
             adam = ts.optim.Adam
             self.cross_entropy, self.clip = F.cross_entropy, ts.nn.utils.clip_grad_norm_
-        self.opt = ManualSGD(framework, self.model, config.lr) if config.update == "sgd" \
+        self.opt = ManualSGD(self.model, config.lr) if config.update == "sgd" \
             else adam(self.model.parameters(), lr=config.lr)
         self.params = list(self.model.parameters())
         self.state, self.count = None, 0
