@@ -48,10 +48,10 @@ def main(argv=None):
         args.steps, args.log_every, args.warmup = min(args.steps, 10), 5, 5
     if args.steps < 1 or args.processes < 1 or args.warmup < 1 or args.log_every < 1:
         raise common.UsageError("--steps, --processes, --warmup and --log-every must be at least 1")
-    common.require_torch("continue_in_torch.py")
     if not pathlib.Path(args.path).is_file():
         raise common.UsageError(f"path {args.path}: no export there; "
                                 f"run: python examples/char_lm.py --export-torch {args.path}")
+    common.require_torch("continue_in_torch.py")
     out = pathlib.Path(args.out or pathlib.Path(args.path).parent)
     common.make_out(out)
     if args.quick:
