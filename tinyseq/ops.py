@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import config
+from . import tensor as _tensor_module
 from . import random as _random
 from ._checks import check_int
 from ._blas import matmul as gemm
@@ -303,10 +304,13 @@ def _comparison(name, op, symbol):
 
     def compare(a, b):
         try:
-            return Tensor(np.asarray(op(_data(a), _data(b))))
+            out = Tensor(np.asarray(op(_data(a), _data(b))))
         except ValueError:
             raise ValueError(f"{name}: shapes {np.shape(_data(a))} and {np.shape(_data(b))} "
                              "cannot be broadcast together") from None
+        if _tensor_module._tracer is not None:
+            _tensor_module._tracer.compared(name, a, b, out)
+        return out
 
     compare.__name__ = compare.__qualname__ = name
     compare.__doc__ = f"``a {symbol} b`` elementwise: a bool tensor (no gradient, as every comparison)."

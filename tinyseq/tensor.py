@@ -186,6 +186,8 @@ def mark_changed(array, op):
     through a graph that used them before the change then raises instead of computing a
     wrong gradient. The in-place Tensor methods, optimizers and ``load_state_dict`` call it."""
     global _changes
+    if _tracer is not None:
+        _tracer.changed(op)
     _changes += 1
     entry = _change_entry(array)
     if entry is None:
@@ -218,6 +220,40 @@ def _check_unchanged(fn, output):
                 f"forward pass used it; it is now at version {entry[1]}. Change it after backward, or use the "
                 "out-of-place form"
             )
+
+
+# ---------------------------------------------------------------- tracing (tinyseq_jit's compiler)
+
+_tracer = None  # the object that tracing() installed, or None: every hook below is one test of it
+
+
+@contextlib.contextmanager
+def tracing(tracer):
+    """Report what the code inside does to ``tracer``, for ``tinyseq_jit.compiler.trace``:
+
+    - ``tracer.op(fn, out)`` after every recorded op (``fn`` the Function, ``out`` its output);
+    - ``tracer.value_read(tensor, what)`` when Python reads a tensor's values (``bool()``,
+      ``float()``, ``int()``, ``.item()``, ``.numpy()``, ``.tolist()``);
+    - ``tracer.changed(op)`` on every in-place change (``mark_changed``);
+    - ``tracer.compared(name, a, b, out)`` for every comparison (``ops.lt`` ...).
+
+    A hook may raise to refuse what it sees. Outside the block nothing is reported and each
+    hook costs one test of a module global. NOTE: one tracer for the whole process (as
+    grad mode), and blocks do not nest.
+    """
+    global _tracer
+    if _tracer is not None:
+        raise RuntimeError("tracing: already tracing; tracing() blocks do not nest")
+    _tracer = tracer
+    try:
+        yield tracer
+    finally:
+        _tracer = None
+
+
+def _value_read(tensor, what):
+    if _tracer is not None:
+        _tracer.value_read(tensor, what)
 
 
 # ---------------------------------------------------------------- Function
@@ -277,7 +313,10 @@ class Function:
             fn.params = params
             fn.released = False
             fn.stamp = _changes
-            return _new_tensor(Tensor)._init(data, fn)
+            out = _new_tensor(Tensor)._init(data, fn)
+            if _tracer is not None:  # NOTE: one global test on the recording path only; see tracing()
+                _tracer.op(fn, out)
+            return out
         return _new_tensor(Tensor)._init(data, None)
 
 
@@ -607,12 +646,15 @@ class Tensor(_InPlaceMethods):
         return self.data.reshape(())
 
     def __bool__(self):
+        _value_read(self, "bool()")
         return bool(self._one_element("the truth value"))
 
     def __float__(self):
+        _value_read(self, "float()")
         return float(self._one_element("float()"))
 
     def __int__(self):
+        _value_read(self, "int()")
         return int(self._one_element("int()"))
 
     def __array__(self, dtype=None, copy=None):
@@ -628,16 +670,19 @@ class Tensor(_InPlaceMethods):
 
     def numpy(self):
         """The underlying NumPy array (shared, not copied)."""
+        _value_read(self, ".numpy()")
         return self.data
 
     def item(self):
         """The value of a one-element tensor as a Python number."""
+        _value_read(self, ".item()")
         if self.data.size != 1:
             raise ValueError(f"item: expected a tensor with one element, got shape {self.shape}")
         return self.data.item()
 
     def tolist(self):
         """The data as (nested) Python lists of numbers."""
+        _value_read(self, ".tolist()")
         return self.data.tolist()
 
     # ------------------------------------------------------------ autograd flags
@@ -724,6 +769,8 @@ class Tensor(_InPlaceMethods):
         """Run ``fn(self.data, *arrays)``, which writes into its first argument, after the checks
         every in-place op shares (``args`` are tensors, arrays or numbers broadcast to this
         shape, or None); count the change and return self."""
+        if _tracer is not None:
+            _tracer.changed(op)
         if _grad_enabled and (self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)):
             if self.requires_grad and self._ctx is None:
                 raise RuntimeError(f"{op}: a leaf tensor that requires grad is being used in an in-place operation; "

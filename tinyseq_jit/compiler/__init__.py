@@ -1,0 +1,58 @@
+"""tinyseq_jit's compiler: one step of a recurrent cell, traced into a small SSA IR and sorted.
+
+    program = trace(cell, input_size)      # a StepProgram: inputs, ops, outputs
+    print(program)                         # one line per op, the cell's own names and lines
+    print(program.plan)                    # hoisted GEMMs, per-step stages, what backward saves
+    y, h = program.run_numpy(params, x, h) # the IR run in NumPy: equals the cell's forward
+
+``trace_cached`` traces a cell once per ``cache_key`` (the cell's class and structure, its
+parameters' names and shapes, dtype, input size, state arity and sizes): the sequence
+length and the batch size never enter it. Code generation (Numba) comes next (issue 23).
+
+This package imports tinyseq (it traces Tensors); tinyseq never imports it.
+"""
+
+
+from .ir import Op, StepProgram, Value
+from .plan import HOISTED, PER_STEP, SPLIT, WEIGHT, Gemm, MergedGemm, Plan, Split, Stage, make_plan
+from .trace import KINDS, SUPPORTED, CompileError, sample_batch, trace
+
+__all__ = ["trace", "trace_cached", "cache_key", "clear_cache", "CompileError", "StepProgram", "Op", "Value",
+           "Plan", "Gemm", "MergedGemm", "Split", "Stage", "make_plan", "sample_batch", "KINDS", "SUPPORTED",
+           "HOISTED", "PER_STEP", "SPLIT", "WEIGHT"]
+
+_cache = {}
+
+#: attribute types that count as a module's structure in ``cache_key`` (an activation's name, a depth)
+_SIMPLE = (str, int, float, bool, type(None))
+
+
+def cache_key(cell, input_size, dtype=None):
+    """What a traced program depends on: the class and structure of every module in the cell
+    (its simple attributes: an activation's name, a flag, a size), the parameters' names and
+    shapes, the dtype, the input size and the state's arity and sizes. Never T or B."""
+    from .trace import _param_dtype, _state_sizes
+
+    structure = tuple(
+        (name, type(m).__name__, type(m).__module__,
+         tuple(sorted((k, v) for k, v in vars(m).items() if isinstance(v, _SIMPLE) and not k.startswith("_"))))
+        for name, m in cell.named_modules())
+    params = tuple((name, p.shape) for name, p in cell.named_parameters())
+    sizes, state_tuple = _state_sizes(cell)
+    return (type(cell), structure, params, str(_param_dtype(cell, dtype)), int(input_size), sizes, state_tuple)
+
+
+def trace_cached(cell, input_size, dtype=None):
+    """``trace(cell, input_size, dtype)``, or the program traced before for the same ``cache_key``."""
+    key = cache_key(cell, input_size, dtype)
+    program = _cache.get(key)
+    if program is None:
+        program = _cache[key] = trace(cell, input_size, dtype)
+    return program
+
+
+def clear_cache():
+    """Forget every cached program."""
+    _cache.clear()
+
+
