@@ -65,6 +65,7 @@ class _Tracer:
         self.constants = {}  # key -> array
         self.masks = {}  # id of a comparison's bool array -> its key
         self.local_names = {}  # key -> the forward's local variable first bound to it
+        self.direct = set()  # keys named by a plain binding (`h = ...`), not as an item of a list or tuple
         self.keep = {}  # key -> tensor: alive until the end, so no id is reused
         self.frame = None
         self.return_line = code.co_firstlineno
@@ -102,13 +103,16 @@ class _Tracer:
         return None
 
     def local_trace(self, frame, event, arg):
-        known = self.batched
+        known, names, direct = self.batched, self.local_names, self.direct
         for name, value in frame.f_locals.items():
-            items = [(name, value)] if isinstance(value, Tensor) else (
-                [(f"{name}_{i}", v) for i, v in enumerate(value)] if isinstance(value, (list, tuple)) else ())
-            for local, v in items:
-                if isinstance(v, Tensor) and id(v) in known and id(v) not in self.local_names:
-                    self.local_names[id(v)] = local
+            if isinstance(value, Tensor):
+                if id(value) in known and id(value) not in direct:  # the first plain binding wins
+                    names[id(value)] = name
+                    direct.add(id(value))
+            elif isinstance(value, (list, tuple)):  # `state` before `h, c = state`: a provisional name
+                for i, v in enumerate(value):
+                    if isinstance(v, Tensor) and id(v) in known and id(v) not in names:
+                        names[id(v)] = f"{name}_{i}"
         if event == "return":
             self.return_line = frame.f_lineno
         return self.local_trace
