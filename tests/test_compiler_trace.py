@@ -436,3 +436,109 @@ def test_trace_cached_is_keyed_by_class_structure_shapes_and_dtype():
 def test_tinyseq_imports_without_the_compiler():
     code = "import sys, tinyseq; assert not any(m.startswith('tinyseq_jit') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- random step programs
+
+
+def _check_schedule(program):
+    """Run the plan's schedule symbolically: every stage finds its inputs ready (inputs,
+    weights, hoisted values, earlier stages), nothing before the loop depends on the state,
+    every per-step op runs exactly once (a cat folded into split products never), and the
+    outputs are ready at the end."""
+    plan, by_name = program.plan, {op.name: op for op in program.ops}
+    stateful = set(program.state_names)
+    for op in program.ops:
+        if any(a in stateful for a in op.inputs if isinstance(a, str)):
+            stateful.add(op.name)
+    before_loop = set(plan.weights) | set(plan.hoisted)
+    assert not before_loop & stateful
+    ready = {v.name for v in program.inputs} | before_loop | set(program.constants)
+    for op in program.ops:  # the hoisted ops, in program order, need only what is before the loop
+        if op.name in before_loop:
+            assert all(a in ready for a in op.inputs if isinstance(a, str)), op
+    parts_left = {s.op: {g.result for g in s.parts if g.kind == PER_STEP} for s in plan.splits}
+    ran = []
+    for stage in plan.stages:
+        for item in stage.items:
+            if stage.kind == "gemm":
+                assert item.left in ready and item.weight in ready, item
+                matmul = item.result.split(".")[0] if item.result not in by_name else item.result
+                ran.append(item.result)
+                if matmul in parts_left:
+                    parts_left[matmul].discard(item.result)
+                    if not parts_left[matmul]:
+                        ready.add(matmul)
+                else:
+                    ready.add(matmul)
+            else:
+                op = by_name[item]
+                assert all(a in ready for a in op.inputs if isinstance(a, str)), (op, ready)
+                ready.add(item)
+                ran.append(item)
+    step_ops = [op.name for op in program.ops if op.name in stateful and op.name not in plan.folded]
+    ran_ops = {n.split(".")[0] for n in ran}
+    assert ran_ops == set(step_ops), (ran_ops, step_ops)
+    assert len(ran) == len(set(ran))  # nothing runs twice
+    assert program.y in ready and all(s in ready for s in program.new_state)
+
+
+@pytest.mark.parametrize("name", sorted(GALLERY))
+def test_the_gallery_schedules_run_in_order(name):
+    _check_schedule(trace(GALLERY[name]()))
+
+
+STEPS = ("add", "sub", "mul", "div", "sigmoid", "tanh", "relu", "abs", "gemm", "cat_linear", "cat_slice",
+         "constants", "sum")
+
+
+class RandomCell(nn.Cell):
+    """A step drawn from a recipe: each entry makes a new (B, H) value from earlier ones (x's
+    projection, the states, the values made before), through one kind of op."""
+
+    def __init__(self, recipe, states, hidden=4, inputs=3):
+        self.recipe, self.hidden = recipe, hidden
+        self.state_size = (hidden,) * states if states > 1 else hidden
+        rng = np.random.default_rng(len(recipe))
+        self.proj = nn.Linear(inputs, hidden, dtype=F64)
+        self.weights = nn.ModuleList([nn.Linear((2 if kind == "cat_linear" else 1) * hidden, hidden, bias=False,
+                                                dtype=F64) for kind, _, _ in recipe])
+        self.scale = Parameter(rng.uniform(0.5, 1.5, hidden))
+
+    def forward(self, x, state):
+        pool = [self.proj(x), *(state if isinstance(state, tuple) else (state,))]
+        for (kind, i, j), linear in zip(self.recipe, self.weights):
+            a, b = pool[i % len(pool)], pool[j % len(pool)]
+            if kind in ("add", "sub", "mul"):
+                v = getattr(ops, kind)(a, b)
+            elif kind == "div":
+                v = a / (b * b + 1)
+            elif kind in ("sigmoid", "tanh", "relu", "abs"):
+                v = getattr(a, kind)()
+            elif kind in ("gemm", "cat_linear"):
+                v = linear(a if kind == "gemm" else ops.cat([a, b], -1))
+            elif kind == "cat_slice":
+                v = ops.cat([a, b], -1)[:, self.hidden // 2:self.hidden // 2 + self.hidden]
+            elif kind == "constants":
+                v = 0.5 * a * self.scale - 1.0
+            else:
+                v = a * a.sum(axis=-1, keepdims=True)
+            pool.append(v)
+        states = len(pool) - len(self.recipe) - 1
+        new = tuple(pool[-1 - k].tanh() for k in range(states))
+        return pool[-1], new if states > 1 else new[0]
+
+
+recipes = st.lists(st.tuples(st.sampled_from(STEPS + ("gemm", "cat_linear") * 3), st.integers(0, 30), st.integers(0, 30)), min_size=1, max_size=8)
+
+
+@given(recipe=recipes, states=st.integers(1, 2), batch=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_random_steps_trace_to_programs_that_equal_the_forward_and_schedule_in_order(recipe, states, batch, seed):
+    cell = RandomCell(recipe, states)
+    program = trace(cell)
+    (y, new), (y_ir, new_ir) = _run_both(cell, program, batch, seed)
+    np.testing.assert_array_equal(y_ir, y)
+    for a, b in zip(new_ir, new):
+        np.testing.assert_array_equal(a, b)
+    _check_schedule(program)
+    assert trace(cell, batch=7).signature() == program.signature()
