@@ -207,7 +207,7 @@ class _Tracer:
             if self.is_batched(b):
                 self.refuse("a matmul whose right operand depends on x or the state mixes batch rows; write "
                             "value @ W with W a parameter")
-            if batched and self.tensor(a).ndim != 2 or self.tensor(b).ndim != 2:
+            if batched and (self.tensor(a).ndim != 2 or self.tensor(b).ndim != 2):
                 self.refuse(f"matmul of shapes {self.tensor(a).shape} @ {self.tensor(b).shape}: expected a "
                             "(B, K) value and a (K, N) weight")
             return ()
