@@ -280,6 +280,28 @@ def test_a_comparison_mask_is_an_op_of_the_step():
     np.testing.assert_array_equal(y_ir, y)
 
 
+def test_constant_arrays_and_masks_made_in_the_step_are_kept_as_constants():
+    class Masked(nn.Cell):
+        def __init__(self):
+            self.state_size, self.W = 4, nn.Linear(3, 4, dtype=F64)
+            self.mask = np.array([True, False, True, False])
+
+        def forward(self, x, h):
+            a = self.W(x) * Tensor(np.arange(4.0))
+            h = ops.where(self.mask, a, h)
+            return h, h
+
+    cell = Masked()
+    program = trace(cell)
+    (name,) = program.constants
+    np.testing.assert_array_equal(program.constants[name], np.arange(4.0))
+    (where,) = [op for op in program.ops if op.kind == "where"]
+    np.testing.assert_array_equal(where.attr("cond"), cell.mask)
+    assert "where(<constant mask (4,)>, " in str(program)
+    (y, _), (y_ir, _) = _run_both(cell, program, 5, 1)
+    np.testing.assert_array_equal(y_ir, y)
+
+
 # ---------------------------------------------------------------- names and lines
 
 
@@ -340,6 +362,8 @@ class Refused(nn.Cell):
             a = a * a[:, :1].item()  # refused: item
         if self.how == "numpy":
             a = a * a.numpy().mean()  # refused: numpy
+        if self.how == "asarray":
+            a = a * np.asarray(a).mean()  # refused: asarray
         if self.how == "in_place":
             a.add_(1.0)  # refused: in_place
         if self.how == "param_in_place":
@@ -367,6 +391,7 @@ class Refused(nn.Cell):
     ("float", "float() reads a tensor's value"),
     ("item", ".item() reads a tensor's value"),
     ("numpy", ".numpy() reads a tensor's value"),
+    ("asarray", "np.asarray() reads a tensor's value"),
     ("in_place", "in-place change add_"),
     ("param_in_place", "in-place change data.add_"),
     ("batch_sum", "sum over the batch axis"),

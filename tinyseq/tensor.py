@@ -233,7 +233,7 @@ def tracing(tracer):
 
     - ``tracer.op(fn, out)`` after every recorded op (``fn`` the Function, ``out`` its output);
     - ``tracer.value_read(tensor, what)`` when Python reads a tensor's values (``bool()``,
-      ``float()``, ``int()``, ``.item()``, ``.numpy()``, ``.tolist()``);
+      ``float()``, ``int()``, ``.item()``, ``.numpy()``, ``.tolist()``, ``np.asarray()``);
     - ``tracer.changed(op)`` on every in-place change (``mark_changed``);
     - ``tracer.compared(name, a, b, out)`` for every comparison (``ops.lt`` ...).
 
@@ -659,6 +659,7 @@ class Tensor(_InPlaceMethods):
 
     def __array__(self, dtype=None, copy=None):
         """``np.asarray(t)`` gives the data (the same array unless a dtype or a copy is asked for)."""
+        _value_read(self, "np.asarray()")
         if copy:
             return np.array(self.data, dtype=dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype, copy=False)

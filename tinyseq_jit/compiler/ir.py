@@ -38,8 +38,13 @@ class Op:
 
     ``inputs`` holds names (str) of earlier values, or Python floats for number constants.
     ``attrs`` is a tuple of (key, value) pairs, the op's static attributes (``axis``,
-    ``index``, ``axes``, ``cond`` for ``where``). ``fn`` is the engine's Function class the
-    op was recorded as; ``line``/``source`` the line of the cell's forward that made it.
+    ``index``, ``axes``, ``keepdims``; ``cond``, a constant mask array, for a ``where`` whose
+    mask is not a comparison in the step, else the mask is its third input). ``fn`` is the
+    engine's Function class the op was recorded as (None for a comparison, which is no
+    Function); ``line``/``source`` the line of the cell's forward that made it.
+
+    NOTE: compare programs with ``StepProgram.signature()``, not ops with ``==`` (a mask
+    attribute is an array).
     """
 
     name: str
