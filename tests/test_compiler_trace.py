@@ -183,6 +183,8 @@ def test_mgu_splits_linear_over_cat_and_merges_the_hoisted_products():
     (merged,) = plan.hoisted_gemms
     assert merged.left == "x" and len(merged.products) == 2 and merged.columns == ((0, 4), (4, 8))
     assert set(plan.folded) == {s.cat for s in plan.splits}  # the cats are no longer run per step
+    assert str(plan).splitlines()[:2] == ["hoisted GEMM over T*B rows: x @ [t2.0 <- t1[0:3], t7.0 <- t6[0:3]]",
+                                          "per-step GEMM: h @ [t2.1 <- t1[3:7]]"]
     assert plan.per_step_gemms[0].left == "h"
     assert program.op(plan.per_step_gemms[1].left).inputs == ("f", "h")  # f * h
 
@@ -208,6 +210,14 @@ def test_mi_rnn_keeps_the_product_of_the_two_gemms_point_wise():
     (product,) = products
     assert program.plan.classes[product.inputs[0]] == HOISTED  # W x, from before the loop
     assert product.inputs[1] == program.plan.per_step_gemms[0].result  # U h, this step's GEMM
+
+
+def test_per_step_products_of_one_left_operand_merge_into_one_gemm():
+    plan = trace(GALLERY["deep_transition_shortcut"]()).plan
+    first = plan.stages[0]
+    (merged,) = first.merged  # U h and S h: one GEMM of h over [U^T | S^T]
+    assert merged.left == "h_prev" and len(merged.products) == 2 and merged.columns == ((0, 4), (4, 8))
+    assert all(len(s.merged) == 1 for s in plan.stages if s.kind == "gemm")
 
 
 def test_saved_values_are_the_states_and_what_the_derivatives_read():

@@ -66,11 +66,13 @@ class MergedGemm:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the step: ``kind`` "gemm" (``items``: per-step ``Gemm``s) or
-    "pointwise" (``items``: names of the point-wise ops, fused into one loop)."""
+    """One stage of the step: ``kind`` "gemm" (``items``: per-step ``Gemm``s; ``merged``: the
+    same grouped by left operand, one ``MergedGemm`` per group) or "pointwise" (``items``:
+    names of the point-wise ops, fused into one loop)."""
 
     kind: str
     items: tuple
+    merged: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Plan:
     HOISTED, PER_STEP or SPLIT. ``weights``/``hoisted``: the ops done before the loop, in
     order. ``hoisted_gemms``: the merged GEMMs of the hoisted products. ``splits``: the split
     matmuls. ``stages``: the per-step stages in order, alternating point-wise segments and
-    GEMMs (empty ones left out). ``folded``: cat ops only split products read (not run per
+    GEMMs (empty ones left out; a GEMM stage's products of one left operand merged). ``folded``: cat ops only split products read (not run per
     step). ``saved``: the per-step values backward needs (states included), in program
     order; ``kept``: the hoisted values it needs (already stored over all T).
     """
@@ -114,8 +116,8 @@ class Plan:
             lines.append(f"hoisted ops: {', '.join(self.hoisted)}")
         for s in self.stages:
             if s.kind == "gemm":
-                lines.append("per-step GEMM: " + "; ".join(
-                    f"{g.result} = {g.left} @ {g.weight}[{g.rows[0]}:{g.rows[1]}]" for g in s.items))
+                lines += [f"per-step GEMM: {m.left} @ [" + ", ".join(
+                    f"{g.result} <- {g.weight}[{g.rows[0]}:{g.rows[1]}]" for g in m.products) + "]" for m in s.merged]
             else:
                 lines.append(f"point-wise: {', '.join(s.items)}")
         lines.append(f"saved for backward: {', '.join(self.saved)}")
@@ -167,7 +169,9 @@ def make_plan(program):
         step_products[Gemm(op.name, left, weight, (0, k), PER_STEP)] = op.name
 
     folded = tuple(s.cat for s in splits if all(u in matmuls and matmuls[u] == SPLIT for u in users.get(s.cat, ())))
-    stages = _stages(ops, classes, stateful, step_products, folded, by_name)
+    stages = _stages(ops, classes, stateful, step_products, folded)
+    stages = tuple(Stage(s.kind, s.items, _merge(s.items, program, by_name)) if s.kind == "gemm" else s
+                   for s in stages)
     saved, kept = _needs(program, ops, classes, stateful, {s.op: s for s in splits})
     return Plan(
         classes=classes, matmuls=matmuls,
@@ -186,8 +190,8 @@ def _input(program, name):
 
 
 def _merge(products, program, by_name):
-    """Hoisted products grouped by left operand (in order of first appearance), each group
-    one GEMM whose columns are the products' outputs side by side."""
+    """Products grouped by left operand (in order of first appearance), each group one GEMM
+    whose columns are the products' outputs side by side (hoisted ones, or one stage's)."""
     groups = {}
     for g in products:
         groups.setdefault(g.left, []).append(g)
@@ -202,7 +206,7 @@ def _merge(products, program, by_name):
     return tuple(merged)
 
 
-def _stages(ops, classes, stateful, step_products, folded, by_name):
+def _stages(ops, classes, stateful, step_products, folded):
     """The per-step ops in stages. A value's level is the number of per-step GEMMs on the
     longest path from the state to it; point-wise ops of level k form segment k, and the
     GEMMs whose left operand has level k run between segments k and k + 1."""
