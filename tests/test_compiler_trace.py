@@ -237,8 +237,8 @@ def test_saved_values_are_the_states_and_what_the_derivatives_read():
 def _run_both(cell, program, batch, seed):
     rng = np.random.default_rng(seed)
     sizes = cell.state_size if isinstance(cell.state_size, tuple) else (cell.state_size,)
-    x = rng.normal(size=(batch, 3))
-    states = tuple(rng.normal(size=(batch, n)) for n in sizes)
+    x = rng.normal(size=(batch, 3)).astype(program.dtype)
+    states = tuple(rng.normal(size=(batch, n)).astype(program.dtype) for n in sizes)
     state = states if isinstance(cell.state_size, tuple) else states[0]
     params = {name: np.asarray(p.data) for name, p in cell.named_parameters()}
     y, new = cell(Tensor(x), tuple(map(Tensor, states)) if isinstance(state, tuple) else Tensor(state))
@@ -255,6 +255,18 @@ def test_the_ir_run_in_numpy_equals_the_forward_bit_for_bit(name, batch, seed):
     (y, new), (y_ir, new_ir) = _run_both(cell, program, batch, seed)
     np.testing.assert_array_equal(y_ir, y)
     assert len(new_ir) == len(new)
+    for a, b in zip(new_ir, new):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["lstm", "mgu", "classic_gru", "jordan_relu_tanh"])
+def test_float32_steps_trace_in_float32_and_equal_the_forward(name):
+    cell = GALLERY[name]().to(np.float32)
+    program = trace(cell)
+    assert program.dtype == np.float32
+    (y, new), (y_ir, new_ir) = _run_both(cell, program, 4, 0)
+    assert y_ir.dtype == np.float32
+    np.testing.assert_array_equal(y_ir, y)
     for a, b in zip(new_ir, new):
         np.testing.assert_array_equal(a, b)
 
