@@ -482,8 +482,17 @@ class ParameterData(_InPlaceMethods, np.ndarray):
 
     # NOTE: NumPy refuses a Tensor operand in `array -= tensor` (Tensor.__array_ufunc__ is None, for
     # `array - tensor`); here its values are read, as PyTorch's `p.data -= lr * p.grad` reads them.
+    # NOTE: straight to the ufunc on a plain view, not through __array_ufunc__ (4.2 us against 1.1 us
+    # for `p.data -= tmp`, which every optimizer step runs once per parameter).
     def _in_place_operator(ufunc):  # noqa: N805  (runs in the class body)
-        return lambda self, other: ufunc(self, as_array(other) if isinstance(other, Tensor) else other, out=(self,))
+        op = f"in-place np.{ufunc.__name__} on .data"
+
+        def operator(self, other):
+            plain = np.asarray(self)
+            ufunc(plain, as_array(other) if isinstance(other, Tensor) else _plain(other), out=plain)
+            mark_changed(self, op)
+            return self
+        return operator
 
     __iadd__, __isub__ = _in_place_operator(np.add), _in_place_operator(np.subtract)
     __imul__, __itruediv__ = _in_place_operator(np.multiply), _in_place_operator(np.true_divide)
