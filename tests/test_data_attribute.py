@@ -125,6 +125,11 @@ OPERATORS = [
     lambda p: p.data.__setitem__(0, 5.0),
     lambda p: np.add.at(p.data, [0, 0], 1.0),
     lambda p: np.multiply(p.data, 3, out=p.data),
+    lambda p: np.copyto(p.data, 5.0),  # NumPy functions that write into their first argument
+    lambda p: np.putmask(p.data, p.data > 1, 0.0),
+    lambda p: np.place(p.data, p.data > 1, 0.0),
+    lambda p: np.put(p.data, [0], 7.0),
+    lambda p: p.data.fill(0.0),
 ]
 
 

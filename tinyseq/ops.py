@@ -596,7 +596,7 @@ def clone(a):
 
 def _rows(x):
     """``x`` as a matrix of its last axis, the leading axes as rows (0 rows where one is 0)."""
-    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+    return x.reshape(-1, x.shape[-1]) if x.shape[-1] else x.reshape(math.prod(x.shape[:-1]), 0)
 
 
 class MatMul(Function):
@@ -641,10 +641,11 @@ def matmul(a, b):
     k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned ({k_a} != {k_b})")
-    try:
-        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError:
-        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together") from None
+    if a.ndim > 2 and b.ndim > 2:  # NOTE: np.broadcast_shapes costs ~1 us; a 2-D or 1-D operand has no batch dims
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast together") from None
     return MatMul.apply(a, b)
 
 
