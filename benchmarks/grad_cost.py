@@ -1,6 +1,6 @@
 """What a change to the engine costs a whole training step: two tinyseq trees in one process.
 
-The step is train_speed.py's (the "small" char-LM: Embedding(96, 64) -> LSTM(64, 64) ->
+The step is train_speed.py's (by default the "small" char-LM: Embedding(96, 64) -> LSTM(64, 64) ->
 Linear(64, 96), B=32, T=64; zero_grad, forward, cross_entropy, backward, clip_grad_norm_, Adam),
 on the graph and the numba backend. The tree before the change is imported as the package
 ``tinyseq_before`` next to this tree's ``tinyseq`` (both use this tree's ``tinyseq_jit``); the
@@ -10,7 +10,7 @@ threads), which a busy shared machine disturbs less. Printed per backend and clo
 step time of each of ``--rounds`` rounds for each tree, the median over rounds, and the ratio
 after / before.
 
-    python benchmarks/grad_cost.py --base /tmp/tinyseq_before [--rounds 3] [--steps 10]
+    python benchmarks/grad_cost.py --base /tmp/tinyseq_before [--rounds 3] [--steps 10] [--model small|lstm|gru]
 
 (``--base``: a checkout of the tree before the change, e.g. ``git archive HEAD~1 | tar -x -C DIR``.)
 """
@@ -26,7 +26,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from train_speed import N_BATCHES, VOCAB, build_model, detach, make_batches  # noqa: E402
+from train_speed import MODELS, N_BATCHES, build_model, detach, make_batches  # noqa: E402
 
 BACKENDS = ("graph", "numba")
 CLOCKS = ("wall", "cpu")
@@ -45,17 +45,18 @@ def load_tree(root, name):
 class Trainer:
     """One tree's model and Adam optimizer; ``step()`` trains one truncated-BPTT step, timed."""
 
-    def __init__(self, ts, backend, weights=None):
+    def __init__(self, ts, backend, model="small", weights=None):
         import tinyseq.nn.functional  # noqa: F401  (this tree's; the other tree's F is looked up below)
 
         ts.manual_seed(0)
         self.ts, self.F = ts, sys.modules[ts.__name__ + ".nn.functional"]
-        self.model = build_model(ts.nn, "small", backend=backend)
+        self.config = MODELS[model]
+        self.model = build_model(ts.nn, self.config, backend=backend)
         if weights is not None:
             self.model.load_state_dict(weights)
         self.params = list(self.model.parameters())
         self.opt = ts.optim.Adam(self.params, lr=1e-3)
-        self.batches, self.state, self.count = make_batches(), None, 0
+        self.batches, self.state, self.count = make_batches(self.config), None, 0
 
     def step(self):
         x, y = self.batches[self.count % N_BATCHES]
@@ -64,7 +65,7 @@ class Trainer:
         self.state = detach(self.state)
         self.opt.zero_grad()
         logits, self.state = self.model(x, self.state)
-        loss = self.F.cross_entropy(logits.reshape(-1, VOCAB), y)
+        loss = self.F.cross_entropy(logits.reshape(-1, self.config.vocab), y)
         loss.backward()
         self.ts.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.opt.step()
@@ -78,14 +79,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per tree and round")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--model", default="small", choices=[m for m, c in MODELS.items() if c.update == "adam"],
+                        help="train_speed.py's model (default small)")
     args = parser.parse_args()
     import tinyseq
 
     trees = {"before": load_tree(args.base, "tinyseq_before"), "after": tinyseq}
     print(f"{'backend':14} {'before ms':>10} {'after ms':>10} {'after/before':>13}   round medians (ms) before / after")
     for backend in BACKENDS:
-        before = Trainer(trees["before"], backend)
-        after = Trainer(tinyseq, backend, weights=before.model.state_dict())
+        before = Trainer(trees["before"], backend, args.model)
+        after = Trainer(tinyseq, backend, args.model, weights=before.model.state_dict())
         for _ in range(args.warmup):
             before.step(), after.step()
         rounds = {(tree, clock): [] for tree in trees for clock in CLOCKS}
