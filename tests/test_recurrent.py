@@ -189,14 +189,14 @@ def test_stacked_custom_layers_equal_a_hand_unrolled_loop_and_drop_out_between_t
                 return super().forward(x, h)
 
         spy = Spy(3, 3)
-        dropped = nn.Stacked([nn.Recurrent(bottom), nn.Recurrent(spy)], dropout=0.5, variational=variational,
+        dropped = nn.Stacked([nn.Recurrent(bottom), nn.Recurrent(spy, backend="graph")], dropout=0.5, variational=variational,
                              generator=np.random.default_rng(3))
         dropped(x)
         zeros = np.stack(seen["inputs"]) == 0  # (T, B, F): where the top layer's input was dropped
         assert zeros.any() and not zeros.all()
         assert (zeros == zeros[:1]).all() == variational  # variational: the same units at every step
         dropped.eval()  # no dropout in eval mode
-        plain = nn.Stacked([nn.Recurrent(bottom), nn.Recurrent(spy)])
+        plain = nn.Stacked([nn.Recurrent(bottom), nn.Recurrent(spy, backend="graph")])
         np.testing.assert_array_equal(dropped(x)[0].data, plain(x)[0].data)
 
 

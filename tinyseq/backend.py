@@ -21,7 +21,8 @@ _jit_error = None
 _cuda = None
 
 
-def _check(name, where):
+def check(name, where):
+    """``name`` if it is one of ``BACKENDS``, else a ValueError naming ``where`` it came from."""
     if name not in BACKENDS:
         raise ValueError(f"{where}: backend must be one of {BACKENDS}, got {name!r}")
     return name
@@ -31,13 +32,13 @@ def get_backend():
     """The process-wide backend choice ("auto" unless set)."""
     if _default is not None:
         return _default
-    return _check(os.environ.get("TINYSEQ_BACKEND", "auto"), "TINYSEQ_BACKEND")
+    return check(os.environ.get("TINYSEQ_BACKEND", "auto"), "TINYSEQ_BACKEND")
 
 
 def set_backend(name):
     """Set the process-wide backend used by layers whose ``backend`` is "auto"."""
     global _default
-    _default = _check(name, "set_backend")
+    _default = check(name, "set_backend")
 
 
 @contextlib.contextmanager
@@ -45,7 +46,7 @@ def use_backend(name):
     """Context manager: ``with use_backend("graph"): ...`` runs "auto" layers on that backend."""
     global _default
     previous = _default
-    _default = _check(name, "use_backend")
+    _default = check(name, "use_backend")
     try:
         yield
     finally:
@@ -85,7 +86,7 @@ def load_cuda():
 
 def resolve(name):
     """The backend a layer with ``backend=name`` runs on now: "graph", "numba" or "cuda"."""
-    _check(name, "backend")
+    check(name, "backend")
     if name == "auto":
         name = get_backend()
     if name == "auto":

@@ -17,6 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import config
+from . import derivatives
 from . import tensor as _tensor_module
 from . import random as _random
 from ._checks import check_int
@@ -121,7 +122,7 @@ class Add(Function):
 
     def backward(self, g):
         sa, sb = self.saved
-        return unbroadcast(g, sa), unbroadcast(g, sb)
+        return unbroadcast(derivatives.add_a(g), sa), unbroadcast(derivatives.add_b(g), sb)
 
 
 def add(a, b):
@@ -136,7 +137,7 @@ class Sub(Function):
 
     def backward(self, g):
         sa, sb = self.saved
-        return unbroadcast(g, sa), unbroadcast(-g, sb)
+        return unbroadcast(derivatives.sub_a(g), sa), unbroadcast(derivatives.sub_b(g), sb)
 
 
 def sub(a, b):
@@ -151,8 +152,8 @@ class Mul(Function):
 
     def backward(self, g):
         a, b = self.saved
-        ga = unbroadcast(g * b, a.shape) if self.needs_input_grad[0] else None
-        gb = unbroadcast(g * a, b.shape) if self.needs_input_grad[1] else None
+        ga = unbroadcast(derivatives.mul_a(g, b), a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(derivatives.mul_b(g, a), b.shape) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -169,8 +170,8 @@ class Div(Function):
 
     def backward(self, g):
         sa, b, out = self.saved
-        ga = unbroadcast(g / b, sa) if self.needs_input_grad[0] else None
-        gb = unbroadcast(-g * out / b, b.shape) if self.needs_input_grad[1] else None
+        ga = unbroadcast(derivatives.div_a(g, b), sa) if self.needs_input_grad[0] else None
+        gb = unbroadcast(derivatives.div_b(g, b, out), b.shape) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -261,8 +262,7 @@ class Where(Function):
 
     def backward(self, g):
         cond, sa, sb = self.saved
-        zero = np.zeros((), dtype=g.dtype)
-        return unbroadcast(np.where(cond, g, zero), sa), unbroadcast(np.where(cond, zero, g), sb)
+        return unbroadcast(derivatives.where_a(g, cond), sa), unbroadcast(derivatives.where_b(g, cond), sb)
 
 
 def where(cond, a, b):
@@ -333,7 +333,7 @@ class Neg(Function):
         return -a
 
     def backward(self, g):
-        return -g
+        return derivatives.neg(g)
 
 
 def neg(a):
@@ -349,7 +349,7 @@ class Exp(Function):
 
     def backward(self, g):
         (out,) = self.saved
-        return g * out
+        return derivatives.exp(g, out)
 
 
 def exp(a):
@@ -364,7 +364,7 @@ class Log(Function):
 
     def backward(self, g):
         (a,) = self.saved
-        return g / a
+        return derivatives.log(g, a)
 
 
 def log(a):
@@ -397,7 +397,7 @@ class Abs(Function):
 
     def backward(self, g):
         (a,) = self.saved
-        return g * np.sign(a)
+        return derivatives.abs(g, a)
 
 
 def abs(a):
@@ -442,9 +442,7 @@ class Tanh(Function):
 
     def backward(self, g):
         (out,) = self.saved
-        d = 1 - out * out
-        d *= g
-        return d
+        return derivatives.tanh(g, out)
 
 
 def tanh(a):
@@ -468,10 +466,7 @@ class Sigmoid(Function):
 
     def backward(self, g):
         (out,) = self.saved
-        d = 1 - out
-        d *= out
-        d *= g
-        return d
+        return derivatives.sigmoid(g, out)
 
 
 def sigmoid(a):
@@ -506,7 +501,7 @@ class Relu(Function):
 
     def backward(self, g):
         (out,) = self.saved
-        return g * (out > 0)
+        return derivatives.relu(g, out)
 
 
 def relu(a):

@@ -69,3 +69,60 @@ def _rows(steps, widths):
     widths (h's first): index tuples into the packed (T + S, B, max(widths)) array."""
     return [(slice(0, steps), slice(None), slice(0, widths[0]))] + [
         (steps + k, slice(None), slice(0, w)) for k, w in enumerate(widths)]
+
+
+class CompiledRecurrence(Function):
+    """One ``Recurrent`` layer-direction run by the kernels ``tinyseq_jit.compiler`` generated
+    for its cell: the fused forward, and its BPTT as this node's backward.
+
+    Inputs: x (T, B, I), the initial states (B, n) each, then the weights the kernels take
+    (``names``: parameters, or values the engine made from them). ``constants`` maps the
+    other names the kernels read to arrays. The output packs out and the final states
+    along the first axis, (T + S, B, widest), as ``FusedRecurrence``'s.
+    """
+
+    def forward(self, x, *arrays, kernel, states, names, constants, lengths, reverse, grad_norms=None):
+        module = kernel.module
+        initial = tuple(np.ascontiguousarray(a) for a in arrays[:states])
+        weights = dict(zip(names, arrays[states:]), **constants)
+        out, finals, saved = module.forward(np.ascontiguousarray(x), initial, weights, lengths, reverse)
+        widths = [out.shape[2]] + [f.shape[1] for f in finals]
+        self.save(saved, module, names, x.shape[0], widths, grad_norms)
+        self.label = f"{type(self).__name__}\n{kernel.program.cell_class.__name__}, T={x.shape[0]}"  # for tinyseq.viz
+        packed = np.zeros((x.shape[0] + len(finals), x.shape[1], max(widths)), dtype=out.dtype)
+        for rows, array in zip(_packing(x.shape[0], widths), [out, *finals]):
+            packed[rows] = array
+        return packed
+
+    def backward(self, g):
+        saved, module, names, steps, widths, grad_norms = self.saved
+        d_out, *d_finals = (g[rows] for rows in _packing(steps, widths))
+        dx, d_initial, grads = module.backward(saved, d_out, d_finals, need_dx=self.needs_input_grad[0],
+                                               grad_norms=grad_norms)
+        return (dx, *d_initial, *(grads[name] for name in names))
+
+
+def run_compiled(kernel, x, states, params, lengths, reverse, grad_norms=None):
+    """Run one ``Recurrent`` layer-direction on a compiled ``kernel``: x (T, B, I) and the
+    ``states`` (a tuple of (B, n) Tensors), ``params`` the cell's parameters by name,
+    ``lengths`` None or (B,) ints, ``grad_norms`` None or the (S, T, B) telemetry array.
+    Returns (out (T, B, n), the tuple of final states)."""
+    values = kernel.program.weight_values(params)
+    names = tuple(n for n in kernel.module.WEIGHTS if n not in kernel.program.constants)
+    constants = {n: values[n] for n in kernel.module.WEIGHTS if n in kernel.program.constants}
+    constants.update((n, v) for n, v in values.items() if n.endswith(".mask"))
+    steps, batch = x.shape[:2]
+    lengths = np.full(batch, steps, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    packed = CompiledRecurrence.apply(x, *states, *(values[n] for n in names), kernel=kernel, states=len(states),
+                                      names=names, constants=constants, lengths=lengths, reverse=reverse,
+                                      grad_norms=grad_norms)
+    widths = [kernel.program.shape_of(kernel.program.y)[-1]] + [s.shape[1] for s in states]
+    out, *finals = (packed[rows] for rows in _packing(steps, widths))
+    return out, tuple(finals)
+
+
+def _packing(steps, widths):
+    """Where a packed (T + S, B, widest) array holds out (T rows, ``widths[0]`` columns) and
+    each final state (one row each)."""
+    return [(slice(0, steps), slice(None), slice(0, widths[0]))] + [
+        (steps + k, slice(None), slice(0, w)) for k, w in enumerate(widths[1:])]

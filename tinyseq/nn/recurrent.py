@@ -25,6 +25,7 @@ sequence's last valid one.
 
 import numpy as np
 
+from .. import backend as backends
 from .. import config, ops, viz
 from ..tensor import Tensor, creation_mark
 from .containers import ModuleList
@@ -184,6 +185,13 @@ class Recurrent(Module):
             graph backend does, with the cell's parameters.
         batch_first: if True, input and output are (B, T, ...) instead of (T, B, ...). Default: False.
         reverse: if True, run from t = T-1 down to 0 (the outputs stay in time order). Default: False.
+        backend: "graph" (the cell's ops unrolled over time), "numba" (the cell's step compiled
+            by ``tinyseq_jit.compiler`` into a fused forward and BPTT), "cuda" (not yet for a
+            cell of your own: an error says so) or "auto" (as the built-in layers: the
+            process-wide choice, else numba; compiled when the cell compiles, else on the
+            graph, and then ``fallback_reason`` says why). A cell that cannot compile on
+            ``backend="numba"`` is a ``CompileError`` naming the op or construct and its line.
+            Default: "auto".
 
     Inputs: input, state=None, lengths=None
         - **input**: (T, B, ...), or (B, T, ...) with ``batch_first=True``.
@@ -203,14 +211,18 @@ class Recurrent(Module):
 
     Every step is checked (a shape comparison, no copy): y_t must be (B, ...) and of the
     same shape at every step, and each new state tensor of the shape it had before the step;
-    a ValueError names the layer and cell, the step, and both shapes.
+    a ValueError names the layer and cell, the step, and both shapes. (Compiled, the trace
+    checks the step once.)
     """
 
-    def __init__(self, cell, batch_first=False, reverse=False):
+    def __init__(self, cell, batch_first=False, reverse=False, backend="auto"):
         if not isinstance(cell, Module):
             raise TypeError(f"Recurrent: cell must be a Module with forward(x_t, state) -> (y_t, new_state), "
                             f"got {type(cell).__name__}")
         self.cell, self.batch_first, self.reverse = cell, batch_first, reverse
+        self.backend = backends.check(backend, "Recurrent")
+        self.fallback_reason = None  # why "auto" ran the graph (None: it did not, or nothing was tried)
+        self._input_size = None
 
     def forward(self, x, state=None, lengths=None):
         x, lengths, repack = packed_input(f"Recurrent({type(self.cell).__name__})", x, lengths, self.batch_first)
@@ -255,8 +267,54 @@ class Recurrent(Module):
         if grad_norms is not None:
             norms = np.zeros((len(_parts(state)), steps, batch), dtype=dtype)
             grad_norms.append(norms)
-        out, final = unroll(step, x, state, mask, self.reverse, norms, label=type(self.cell).__name__, owner=name)
+        kernel = self._kernel(name, x, builtin=step is not self.cell)
+        if kernel is not None:
+            from ._fused import run_compiled
+
+            params = dict(self.cell.named_parameters())
+            out, finals = run_compiled(kernel, x, _parts(state), params, lengths, self.reverse, norms)
+            final = finals if isinstance(state, tuple) else finals[0]
+        else:
+            out, final = unroll(step, x, state, mask, self.reverse, norms, label=type(self.cell).__name__, owner=name)
         return (ops.transpose(out, 0, 1) if self.batch_first else out), final
+
+    def _kernel(self, name, x, builtin):
+        """The compiled kernel this call runs on, or None for the graph (see ``backend``)."""
+        choice = backends.resolve(self.backend)
+        if choice == "graph":
+            return None
+        if choice == "cuda":
+            raise RuntimeError(f"{name}: backend 'cuda' does not run a cell of your own yet (the compiler "
+                               "generates CPU kernels); use backend='numba' or 'graph'")
+        from tinyseq_jit.compiler import CompileError, compile_cell
+
+        try:
+            if builtin:
+                raise CompileError(f"{name}: nn.{type(self.cell).__name__} runs fused in nn.{type(self.cell).__name__[:-4]}"
+                                   "(backend='numba'); Recurrent compiles cells whose forward returns (y_t, new_state)")
+            if x.ndim != 3:
+                raise CompileError(f"{name}: the kernels take an input of (T, B, I), got {x.ndim} axes")
+            self._input_size = x.shape[2]
+            kernel = compile_cell(self.cell, x.shape[2], param_dtype(self.cell, default=x.dtype))
+        except (CompileError, TypeError) as error:
+            if self.backend == "numba":  # asked for by this layer (a process-wide choice falls back)
+                raise
+            self.fallback_reason = str(error)
+            return None
+        self.fallback_reason = None
+        return kernel
+
+    def kernel_source(self, input_size=None):
+        """The source of the kernels the compiler generates for this cell: the fused forward and
+        BPTT, one line per op of the cell's step. ``input_size``: the features of x (default:
+        those of the last input the layer ran on). A ``CompileError`` if the cell cannot compile."""
+        from tinyseq_jit.compiler import compile_cell
+
+        size = self._input_size if input_size is None else input_size
+        if size is None:
+            raise ValueError(f"Recurrent({type(self.cell).__name__}).kernel_source: pass input_size, or run the "
+                             "layer once first")
+        return compile_cell(self.cell, size, param_dtype(self.cell)).source
 
     def extra_repr(self):
         flags = [f"{k}=True" for k in ("batch_first", "reverse") if getattr(self, k)]

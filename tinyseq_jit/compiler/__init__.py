@@ -7,21 +7,28 @@
 
 ``trace_cached`` traces a cell once per ``cache_key`` (the cell's class and structure, its
 parameters' names and shapes, dtype, input size, state arity and sizes): the sequence
-length and the batch size never enter it. Code generation (Numba) comes next (issue 23).
+length and the batch size never enter it. ``compile_cell`` goes on to the kernels: the
+schedule (``schedule.py``), the Numba module written out (``cpu.py``) and imported from a
+cache directory (``kernels.py``)::
+
+    kernel = compile_cell(cell, input_size)
+    print(kernel.source)                   # the fused forward and BPTT, one line per op
 
 This package imports tinyseq (it traces Tensors); tinyseq never imports it.
 """
 
 
 from .ir import Op, StepProgram, Value
+from .kernels import Kernel, load
 from .plan import HOISTED, PER_STEP, SPLIT, WEIGHT, Gemm, MergedGemm, Plan, Split, Stage, make_plan
 from .trace import KINDS, SUPPORTED, CompileError, sample_batch, trace
 
-__all__ = ["trace", "trace_cached", "cache_key", "clear_cache", "CompileError", "StepProgram", "Op", "Value",
+__all__ = ["compile_cell", "Kernel", "trace", "trace_cached", "cache_key", "clear_cache", "CompileError", "StepProgram", "Op", "Value",
            "Plan", "Gemm", "MergedGemm", "Split", "Stage", "make_plan", "sample_batch", "KINDS", "SUPPORTED",
            "HOISTED", "PER_STEP", "SPLIT", "WEIGHT"]
 
 _cache = {}
+_kernels = {}  # cache_key -> Kernel, or the CompileError the cell raised
 
 #: attribute types that count as a module's structure in ``cache_key`` (an activation's name, a depth)
 _SIMPLE = (str, int, float, bool, type(None))
@@ -51,8 +58,25 @@ def trace_cached(cell, input_size, dtype=None):
     return program
 
 
+def compile_cell(cell, input_size, dtype=None):
+    """The ``Kernel`` of ``cell``'s step (traced, generated and imported once per ``cache_key``);
+    a ``CompileError`` (remembered too) if the step cannot be compiled."""
+    key = cache_key(cell, input_size, dtype)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        try:
+            kernel = load(trace_cached(cell, input_size, dtype))
+        except CompileError as error:
+            kernel = error
+        _kernels[key] = kernel
+    if isinstance(kernel, CompileError):
+        raise CompileError(str(kernel))
+    return kernel
+
+
 def clear_cache():
-    """Forget every cached program."""
+    """Forget every cached program and kernel."""
     _cache.clear()
+    _kernels.clear()
 
 

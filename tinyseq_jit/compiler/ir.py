@@ -123,6 +123,13 @@ class StepProgram:
     def param_names(self):
         return tuple(v.name for v in self.inputs if v.role == "param")
 
+    def shape_of(self, name):
+        """The (per-row) shape of the value ``name``, an input or an op's."""
+        for v in self.inputs:
+            if v.name == name:
+                return v.shape
+        return self.op(name).shape
+
     def op(self, name):
         """The op that defines ``name``."""
         for op in self.ops:
@@ -172,6 +179,52 @@ class StepProgram:
             env[op.name] = _EVAL[op.kind](op, *args)
         new = tuple(env[n] for n in self.new_state)
         return env[self.y], new if self.state_tuple else new[0]
+
+    def weight_values(self, params):
+        """What the kernels read besides x and the state, by name: the parameters (``params``
+        maps their names to Tensors), the values the step makes from parameters alone (a
+        transposed weight, a slice of one) computed from them by the engine, so that their
+        gradients reach the parameters, and the constants (arrays)."""
+        from tinyseq import ops
+
+        env = dict(self.constants)
+        env.update((v.name, params[v.name]) for v in self.inputs if v.role == "param")
+        for op in self.ops:
+            if op.batched:
+                continue
+            args = [env[a] if isinstance(a, str) else a for a in op.inputs]
+            env[op.name] = _ENGINE[op.kind](ops, op, *args)
+        for op in self.ops:
+            if op.kind == "where" and len(op.inputs) == 2:
+                env.setdefault(f"{op.name}.mask", op.attr("cond"))
+        return env
+
+
+#: kind -> f(ops module, op, *input Tensors): the non-batched part of a step run by the engine
+_ENGINE = {
+    "add": lambda ops, op, a, b: ops.add(a, b),
+    "sub": lambda ops, op, a, b: ops.sub(a, b),
+    "mul": lambda ops, op, a, b: ops.mul(a, b),
+    "div": lambda ops, op, a, b: ops.div(a, b),
+    "neg": lambda ops, op, a: ops.neg(a),
+    "matmul": lambda ops, op, a, b: ops.matmul(a, b),
+    "sigmoid": lambda ops, op, a: ops.sigmoid(a),
+    "tanh": lambda ops, op, a: ops.tanh(a),
+    "relu": lambda ops, op, a: ops.relu(a),
+    "exp": lambda ops, op, a: ops.exp(a),
+    "log": lambda ops, op, a: ops.log(a),
+    "abs": lambda ops, op, a: ops.abs(a),
+    "where": lambda ops, op, a, b, *cond: ops.where(cond[0] if cond else op.attr("cond"), a, b),
+    "cat": lambda ops, op, *tensors: ops.concatenate(list(tensors), axis=op.attr("axis")),
+    "getitem": lambda ops, op, a: a[tuple(i if isinstance(i, int) else slice(*i) for i in op.attr("index"))],
+    "sum": lambda ops, op, a: ops.sum(a, axis=op.attr("axes"), keepdims=op.attr("keepdims")),
+    "reshape": lambda ops, op, a: ops.reshape(a, op.shape),
+    "transpose": lambda ops, op, a: ops.permute(a, op.attr("axes")),
+    "lt": lambda ops, op, a, b: ops.lt(a, b),
+    "le": lambda ops, op, a, b: ops.le(a, b),
+    "gt": lambda ops, op, a, b: ops.gt(a, b),
+    "ge": lambda ops, op, a, b: ops.ge(a, b),
+}
 
 
 def _hashable(attrs):

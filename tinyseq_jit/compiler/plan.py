@@ -14,22 +14,16 @@ h]))``) is *split*: each part times its rows of the weight, the x-only parts hoi
 state parts per step (``Split``); the cat is then needed only if something else reads it.
 
 The plan also lists what a backward will need (``saved``): from each op, what its
-derivative reads (``NEEDS``), plus every state input. NOTE: ``NEEDS`` is a first list for
-the planner only; the derivative rules themselves are the next step of issue 23 and must
-come from one table shared with the engine.
+derivative reads (``tinyseq.derivatives``, the rules the engine runs too; a product needs
+its left operand for the weight gradient), plus every state input. The kernels' own
+account of it (what they keep over T, what they recompute) is ``schedule.py``'s.
 """
 
 from dataclasses import dataclass
 
+from tinyseq import derivatives
+
 HOISTED, PER_STEP, SPLIT, WEIGHT = "HOISTED", "PER_STEP", "SPLIT", "WEIGHT"
-
-#: kind -> what its derivative reads: "out" (its result), "inputs" (all non-constant inputs),
-#: an input position, or "left" (a GEMM's left operand, for the weight gradient)
-NEEDS = {
-    "mul": ("inputs",), "div": (1, "out"), "sigmoid": ("out",), "tanh": ("out",), "exp": ("out",),
-    "relu": ("out",), "log": (0,), "abs": (0,), "where": (2,), "matmul": ("left",),
-}
-
 
 @dataclass(frozen=True)
 class Gemm:
@@ -247,15 +241,15 @@ def _needs(program, ops, classes, stateful, splits):
     for op in ops:
         if classes[op.name] == WEIGHT:
             continue
-        for what in NEEDS.get(op.kind, ()):
-            if what == "out":
+        if op.kind == "matmul":
+            needed += [g.left for g in splits[op.name].parts] if op.name in splits else [op.inputs[0]]
+            continue
+        for what in derivatives.reads(op.kind) if op.kind in derivatives.RULES else ():
+            position = {"out": None, "a": 0, "b": 1, "cond": 2}[what]
+            if position is None:
                 needed.append(op.name)
-            elif what == "inputs":
-                needed += [a for a in op.inputs if isinstance(a, str)]
-            elif what == "left":
-                needed += [g.left for g in splits[op.name].parts] if op.name in splits else [op.inputs[0]]
-            elif what < len(op.inputs) and isinstance(op.inputs[what], str):
-                needed.append(op.inputs[what])
+            elif position < len(op.inputs) and isinstance(op.inputs[position], str):
+                needed.append(op.inputs[position])
     batched = {v.name for v in program.inputs if v.batched} | {op.name for op in ops if op.batched}
     needed = [n for n in dict.fromkeys(needed) if n in batched]
     saved = tuple(dict.fromkeys(list(program.state_names) + [n for n in needed if n in stateful]))

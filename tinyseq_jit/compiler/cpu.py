@@ -1,0 +1,622 @@
+"""Write a step's ``Schedule`` out as a Numba module: the fused forward and its BPTT.
+
+The module reads as the step does: one line per op, the cell's own names, a comment with
+the line of ``forward`` it came from; the backward lines are the rules of
+``tinyseq.derivatives`` written out on the same names (``d_f = ...``). Its layout:
+
+- ``_forward`` (``@jit``): the time loop. Per step: the per-step GEMMs through
+  ``cpu/_gemm.py``'s planned product, and per point-wise segment one loop over the batch
+  (padded steps skipped: the state is kept, the output stays zero) with one loop over
+  the features per group of ops.
+- ``_backward`` (``@jit``): the same steps in reverse order, each segment's ops in reverse,
+  the gradients of the states carried between steps; the GEMMs' left operands get their
+  gradients through the transposed planned product, the weights' are deferred.
+- ``forward``/``backward``: the Python around them: the hoisted GEMM over all T*B rows of
+  x before the loop; after it, the weight gradients as one GEMM per product over all steps.
+
+Naming: ``h[t, b, j]`` is a value kept for every step, ``t4[b, j]`` one rewritten every step,
+``f`` a scalar of the loop; ``d_<name>`` its gradient; ``<left>_w`` the product of ``<left>``
+with the weights; ``carried_<state>`` the state between steps.
+"""
+
+import keyword
+import re
+
+from tinyseq import derivatives
+
+from .schedule import width
+from .symbols import Sym, call, sym
+
+_CALLS = {"sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "np.log", "abs": "abs"}
+_INFIX = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__",
+          "lt": "__lt__", "le": "__le__", "gt": "__gt__", "ge": "__ge__"}
+_RESERVED = {"t", "s", "b", "j", "k", "steps", "batch", "lengths", "reverse", "out", "np", "jit", "dot", "sigmoid",
+             "tanh", "exp", "abs", "max", "min", "range", "time_step", "record_norm", "plan_product",
+             "product_into", "product_scratch", "grad_norms", "record", "d_out", "total", "forward", "backward",
+             "w", "saved", "need_dx", "d_states", "grads", "dtype", "states"}
+
+
+class _Names:
+    """Python identifiers for the program's names: dots become underscores, and a name that
+    is taken (a keyword, the loops' own variables, another name) gets a trailing ``_``."""
+
+    def __init__(self):
+        self.of, self.taken = {}, set(_RESERVED)
+
+    def __call__(self, name):
+        if name not in self.of:
+            ident = re.sub(r"\W", "_", name)
+            while ident in self.taken or keyword.iskeyword(ident):
+                ident += "_"
+            self.of[name] = ident
+            self.taken.add(ident)
+        return self.of[name]
+
+
+class _Lines:
+    def __init__(self):
+        self.lines, self.depth = [], 0
+
+    def __call__(self, text=""):
+        self.lines.append("    " * self.depth + text if text else "")
+
+    def block(self, header):
+        self(header)
+        return _Indent(self)
+
+
+class _Indent:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def __enter__(self):
+        self.lines.depth += 1
+
+    def __exit__(self, *exc):
+        self.lines.depth -= 1
+
+
+def _index(offset, index):
+    return index if not offset else (str(offset) if index == "0" else f"{offset} + {index}")
+
+
+class Writer:
+    """Writes the module for one ``Schedule`` (``source()``)."""
+
+    def __init__(self, sched, module_doc=""):
+        self.s, self.p = sched, sched.program
+        self.doc = module_doc
+        self.name = _Names()
+        for v in self.p.inputs:
+            self.name(v.name)
+        for name in sched.ops:
+            self.name(name)
+        self.dtype_name = str(self.p.dtype)
+        self.defined = set()  # the scalar gradients written so far in the loop being emitted
+
+    # ------------------------------------------------------------ reading values
+
+    def width(self, name):
+        return self.s.widths[name] if name in self.s.widths else self.s.vectors[name]
+
+    def index(self, name, loop_width, offset=0):
+        """The feature index of ``name`` in a loop of ``loop_width``: j, or 0 for a width-1 value."""
+        return _index(offset, "0" if self.width(name) == 1 and loop_width != 1 else "j")
+
+    def read(self, name, loop_width, offset=0, index=None):
+        """One element of ``name`` (a name or a number) as a symbol."""
+        if not isinstance(name, str):
+            return sym(name)
+        idx = index if index is not None else self.index(name, loop_width, offset)
+        if name in self.s.alias:
+            array, column = self.s.alias[name]
+            return Sym(self._at(self.s.storage[array], self.name(array), _index(column, idx)))
+        if name in self.s.vectors:
+            return Sym(f"{self.name(name)}[{idx}]")
+        storage = self.s.storage.get(name, "seq")
+        return Sym(self._at(storage, self.name(name), idx))
+
+    @staticmethod
+    def _at(storage, ident, idx):
+        return {"scalar": ident, "row": f"{ident}[b, {idx}]", "seq": f"{ident}[t, b, {idx}]"}[storage]
+
+    def row(self, name):
+        """The whole row of ``name`` for sequence b (an array expression)."""
+        if name in self.s.alias:
+            array, column = self.s.alias[name]
+            cols = f"{column}:{column + self.width(name)}"
+            at = self.s.storage[array]
+            return f"{self.name(array)}[{'t, ' if at == 'seq' else ''}b, {cols}]"
+        storage = self.s.storage.get(name, "seq")
+        return f"{self.name(name)}[{'t, ' if storage == 'seq' else ''}b]"
+
+    # ------------------------------------------------------------ gradients
+
+    def d_ident(self, name):
+        if name in self.s.alias:
+            return self.name("d@" + self.s.alias[name][0])
+        return self.name("d@" + name)
+
+    def d_target(self, name, loop_width, offset=0, index=None):
+        """Where the gradient of one element of ``name`` accumulates: (text, is_scalar_local)."""
+        idx = index if index is not None else self.index(name, loop_width, offset)
+        ident = self.d_ident(name)
+        if name in self.s.alias:
+            return f"{ident}[t, b, {_index(self.s.alias[name][1], idx)}]", False
+        if name in self.s.vectors:
+            return f"{ident}[{idx}]", False
+        storage = self.s.d_storage.get(name, "seq")
+        if storage == "scalar":
+            return ident, True
+        return self._at(storage, ident, idx), False
+
+    def accumulate(self, out, name, expr, loop_width, offset=0, index=None):
+        target, local = self.d_target(name, loop_width, offset, index)
+        if local and target not in self.defined:
+            self.defined.add(target)
+            out(f"{target} = {sym(expr).text}")
+        else:
+            out(f"{target} += {sym(expr).text}")
+
+    def d_read(self, name, loop_width):
+        target, local = self.d_target(name, loop_width)
+        if local and target not in self.defined:
+            return None  # nothing reached it
+        return Sym(target)
+
+    def d_row(self, name):
+        if name in self.s.alias:
+            array, column = self.s.alias[name]
+            return f"{self.d_ident(name)}[t, b, {column}:{column + self.width(name)}]"
+        storage = self.s.d_storage.get(name, "seq")
+        return f"{self.d_ident(name)}[{'t, ' if storage == 'seq' else ''}b]"
+
+    # ------------------------------------------------------------ one op
+
+    def expression(self, name, w):
+        op = self.s.ops[name]
+        if op.kind == "parts":
+            total = self.read(op.inputs[0], w)
+            for part in op.inputs[1:]:
+                total = total + self.read(part, w)
+            return total
+        if op.kind == "getitem":
+            (start, _, _), = op.attr("index")
+            return self.read(op.inputs[0], w, offset=start)
+        args = [self.read(a, w) for a in op.inputs]
+        if op.kind in _INFIX:
+            return getattr(args[0], _INFIX[op.kind])(args[1])
+        if op.kind == "neg":
+            return -args[0]
+        if op.kind == "relu":
+            return call("max", args[0], 0.0)
+        if op.kind == "where":
+            cond = args[2] if len(args) == 3 else self.read(f"{name}.mask", w)
+            return cond.select(args[0], args[1])
+        return call(_CALLS[op.kind], args[0])
+
+    def define(self, out, name, w):
+        """The forward line of op ``name`` in a loop of width ``w``."""
+        expr = self.expression(name, w)
+        storage = self.s.storage[name]
+        out(f"{self._at(storage, self.name(name), 'j')} = {expr.text}")
+
+    def derivative(self, out, name, w):
+        """The backward lines of op ``name`` (its inputs' gradients from its own)."""
+        op = self.s.ops[name]
+        if name not in self.s.grads:
+            return
+        g = self.d_read(name, w)
+        if g is None:
+            return
+        if op.kind == "parts":
+            for part in op.inputs:
+                self.accumulate(out, part, g, w)
+            return
+        if op.kind == "getitem":
+            (start, _, _), = op.attr("index")
+            self.accumulate(out, op.inputs[0], g, w, offset=start)
+            return
+        for position, (a, rule) in enumerate(zip(op.inputs, derivatives.RULES[op.kind])):
+            if not isinstance(a, str) or a not in self.s.grads or (op.kind == "where" and position == 2):
+                continue
+            values = {"g": g, "out": self.read(name, w)}
+            for what in derivatives.reads(op.kind, position):
+                if what in "ab":
+                    values[what] = self.read(op.inputs["ab".index(what)], w)
+                elif what == "cond":
+                    values[what] = self.read(op.inputs[2], w) if len(op.inputs) == 3 else self.read(f"{name}.mask", w)
+            rule_args = [values[p] for p in _parameters(rule)]
+            self.accumulate(out, a, rule(*rule_args), w)
+
+    # ------------------------------------------------------------ the module
+
+    def source(self):
+        out = _Lines()
+        self.header(out)
+        self.forward_loop(out)
+        self.backward_loop(out)
+        self.wrappers(out)
+        return "\n".join(out.lines) + "\n"
+
+    def header(self, out):
+        out('"""' + self.doc.strip())
+        out()
+        out("Generated by tinyseq_jit.compiler from this step (do not edit: the cell is the source):")
+        out()
+        for line in str(self.p).splitlines():
+            out("    " + line)
+        out('"""')
+        out()
+        out("import numpy as np")
+        out()
+        out("from tinyseq_jit._jit import jit")
+        out("from tinyseq_jit.cpu._common import record_norm, time_step")
+        out("from tinyseq_jit.cpu._gemm import dot, plan_product, product_into, product_scratch")
+        out("from tinyseq_jit.cpu._math import exp, sigmoid, tanh")
+        out()
+        out(f"STATES = {self.p.state_names!r}")
+        out(f"WEIGHTS = {self.weight_names()!r}  # what the step reads besides x and the state")
+        out()
+
+    # what the kernels read besides x and the state
+
+    def gemm_weights(self):
+        gemms = [m for s in self.s.steps if s.kind == "gemm" for m in s.gemms]
+        return gemms
+
+    def weight_names(self):
+        names = []
+        for m in ([self.s.hoisted] if self.s.hoisted else []) + self.gemm_weights():
+            names += [g.weight for g in m.products]
+        names += [n for n in self.s.vectors if not n.endswith(".mask")]
+        return tuple(dict.fromkeys(names))
+
+    def trainable(self):
+        """The weights that take a gradient (not constants)."""
+        return tuple(n for n in self.weight_names() if n not in self.p.constants)
+
+    def vector_args(self):
+        return [self.name(n) for n in self.s.vectors]
+
+    def plan_args(self, back=False):
+        suffix = "@back" if back else "@plan"
+        return [self.name(self.s.gemm_result(m) + suffix) for m in self.gemm_weights()]
+
+    def seq_values(self):
+        """The (T, B, n) arrays the forward fills for backward, by name: the states entering
+        each step, products and values backward reads."""
+        names = list(self.p.state_names)
+        names += [self.s.gemm_result(m) for m in self.gemm_weights() if self.s.storage[self.s.gemm_result(m)] == "seq"]
+        names += [n for n in self.s.ops if self.s.storage[n] == "seq"]
+        return names
+
+    def seq_width(self, name):
+        for m in self.gemm_weights():
+            if self.s.gemm_result(m) == name:
+                return m.columns[-1][1]
+        return self.width(name)
+
+    def rows(self):
+        """The (B, n) arrays a step rewrites: op values read across loops, per-step products."""
+        names = [self.s.gemm_result(m) for m in self.gemm_weights() if self.s.storage[self.s.gemm_result(m)] == "row"]
+        names += [n for n in self.s.ops if self.s.storage[n] == "row"]
+        return names
+
+    def forward_loop(self, out):
+        p, s = self.p, self.s
+        x = self.name(s.x)
+        states = [self.name(n) for n in p.state_names]
+        args = ([x] + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [self.name(n + "@0") for n in p.state_names]
+                + self.vector_args() + self.plan_args() + ["lengths", "reverse", "out"]
+                + [self.name(n) for n in self.seq_values()])
+        out("@jit")
+        with out.block(f"def _forward({', '.join(args)}):"):
+            out('"""The recurrence over all steps; returns the final states and fills out and the kept values."""')
+            out(f"steps, batch = {x}.shape[0], {x}.shape[1]")
+            for n in p.state_names:
+                out(f"{self.name('carried@' + n)} = {self.name(n + '@0')}.copy()")
+            for n in self.rows():
+                out(f"{self.name(n)} = np.empty((batch, {self.seq_width(n)}), dtype={x}.dtype)")
+            for m in self.gemm_weights():
+                r = self.s.gemm_result(m)
+                out(f"{self.name(r + '@scratch')} = product_scratch(batch, {self.name(r + '@plan')})")
+            with out.block("for s in range(steps):"):
+                out("t = time_step(s, steps, reverse)")
+                for n in p.state_names:
+                    out(f"{self.name(n)}[t] = {self.name('carried@' + n)}  # the state step t starts from, kept for backward")
+                for step in s.steps:
+                    if step.kind == "gemm":
+                        for m in step.gemms:
+                            r = self.s.gemm_result(m)
+                            out(f"product_into({self.row_left(m.left)}, {self.name(r + '@plan')}, "
+                                f"{self.name(r + '@scratch')}, {self.name(r)}{'[t]' if s.storage[r] == 'seq' else ''})"
+                                f"  # {self.name(r)} = {self.name(m.left)} @ {self.products(m)}")
+                        continue
+                    with out.block("for b in range(batch):"):
+                        with out.block("if t >= lengths[b]:"):
+                            out("continue")
+                        for group in step.groups:
+                            self.forward_group(out, group)
+                with out.block("for b in range(batch):"):
+                    with out.block("if t < lengths[b]:"):
+                        out(f"out[t, b] = {self.row(p.y)}")
+                        for n, new in zip(p.state_names, p.new_state):
+                            if new != n:
+                                out(f"{self.name('carried@' + n)}[b] = {self.row(new)}")
+            carried = [self.name('carried@' + n) for n in p.state_names]
+            out(f"return {', '.join(carried)}{',' if len(carried) == 1 else ''}")
+        out()
+        out()
+
+    def row_left(self, left):
+        """The (B, K) left operand of a product at step t."""
+        storage = self.s.storage.get(left, "seq")
+        return f"{self.name(left)}[t]" if storage == "seq" else self.name(left)
+
+    def comment(self, out, name, last):
+        op = self.s.ops[name]
+        if op.line != last[0]:
+            out(f"# line {op.line}: {op.source}")
+            last[0] = op.line
+
+    def forward_group(self, out, group):
+        last = [None]
+        if group.kind == "sum":
+            (name,) = group.ops
+            op = self.s.ops[name]
+            self.comment(out, name, last)
+            src = op.inputs[0]
+            n = self.width(src)
+            out("total = 0.0")
+            with out.block(f"for j in range({n}):"):
+                out(f"total += {self.read(src, n).text}")
+            out(f"{self._at(self.s.storage[name], self.name(name), '0')} = total")
+            return
+        if group.kind == "cat":
+            (name,) = group.ops
+            self.comment(out, name, last)
+            offset = 0
+            for part in self.s.ops[name].inputs:
+                n = self.width(part)
+                with out.block(f"for j in range({n}):"):
+                    out(f"{self._at(self.s.storage[name], self.name(name), _index(offset, 'j'))} = "
+                        f"{self.read(part, n).text}")
+                offset += n
+            return
+        with out.block(f"for j in range({group.width}):"):
+            for name in group.ops:
+                self.comment(out, name, last)
+                self.define(out, name, group.width)
+
+    def backward_group(self, out, group):
+        self.defined = set()
+        last = [None]
+        if group.kind == "sum":
+            (name,) = group.ops
+            if name not in self.s.grads:
+                return
+            src = self.s.ops[name].inputs[0]
+            n = self.width(src)
+            g = self.d_target(name, 1, index="0")[0]
+            with out.block(f"for j in range({n}):"):
+                self.accumulate(out, src, Sym(g), n)
+            return
+        if group.kind == "cat":
+            (name,) = group.ops
+            if name not in self.s.grads:
+                return
+            offset = 0
+            for part in self.s.ops[name].inputs:
+                n = self.width(part)
+                if part in self.s.grads:
+                    g = self.d_target(name, n, offset=offset)[0]
+                    with out.block(f"for j in range({n}):"):
+                        self.accumulate(out, part, Sym(g), n)
+                offset += n
+            return
+        with out.block(f"for j in range({group.width}):"):
+            for name in group.recompute:
+                out(f"{self.name(name)} = {self.expression(name, group.width).text}  # recomputed")
+            for name in reversed(group.ops):
+                self.comment(out, name, last)
+                self.derivative(out, name, group.width)
+
+    def backward_loop(self, out):
+        p, s = self.p, self.s
+        x = self.name(s.x)
+        states = [self.name(n) for n in p.state_names]
+        d_seq = [self.d_ident(s.x)] + ([self.d_ident(f"{s.x}@w")] if s.hoisted else [])
+        d_seq += [self.d_ident(self.s.gemm_result(m)) for m in self.gemm_weights()]
+        args = (["d_out"] + [self.d_ident(n) for n in p.state_names] + self.vector_args() + self.plan_args(back=True)
+                + ["lengths", "reverse"] + [self.name(n) for n in self.seq_values()]
+                + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + d_seq
+                + [self.d_ident(n) for n in self.s.vectors if not n.endswith(".mask") and n in self.trainable()]
+                + ["grad_norms"])
+        out("@jit")
+        with out.block(f"def _backward({', '.join(args)}):"):
+            out('"""BPTT over all steps: takes the final states\' gradients in d_<state> and returns the '
+                'initial states\'; fills the gradient arrays."""')
+            out("steps, batch = d_out.shape[0], d_out.shape[1]")
+            out("record = grad_norms.shape[1] > 0")
+            d_rows = [n for n in self.s.ops if self.s.d_storage[n] == "row" and n in self.s.grads]
+            for n in d_rows:
+                out(f"{self.d_ident(n)} = np.zeros((batch, {self.width(n)}), dtype=d_out.dtype)")
+            for m in self.gemm_weights():
+                r = self.s.gemm_result(m)
+                out(f"{self.name(r + '@back@out')} = np.empty((batch, {m.products[0].rows[1] - m.products[0].rows[0]}), "
+                    "dtype=d_out.dtype)")
+                out(f"{self.name(r + '@back@scratch')} = product_scratch(batch, {self.name(r + '@back')})")
+            with out.block("for s in range(steps):"):
+                out("t = time_step(s, steps, not reverse)  # BPTT runs the other way")
+                with out.block("for b in range(batch):"):
+                    with out.block("if t >= lengths[b]:"):
+                        out("continue")
+                    for n in d_rows:
+                        out(f"{self.d_ident(n)}[b] = 0.0")
+                    for n, new in zip(p.state_names, p.new_state):
+                        if new != n:
+                            out(f"{self.d_row(new)} += {self.d_row(n)}  # the gradient carried from step t + 1")
+                    for n, new in zip(p.state_names, p.new_state):
+                        if new != n:
+                            out(f"{self.d_row(n)} = 0.0")
+                    if p.y in self.s.grads:
+                        out(f"{self.d_row(p.y)} += d_out[t, b]")
+                for step in reversed(s.steps):
+                    if step.kind == "gemm":
+                        for m in step.gemms:
+                            self.backward_gemm(out, m)
+                        continue
+                    with out.block("for b in range(batch):"):
+                        with out.block("if t >= lengths[b]:"):
+                            out("continue")
+                        for group in reversed(step.groups):
+                            self.backward_group(out, group)
+                            for k, new in enumerate(p.new_state):
+                                if new in group.ops:
+                                    with out.block("if record:"):
+                                        out(f"record_norm(grad_norms, {k}, t, b, {self.d_row(new)})")
+                unchanged = [(k, n) for k, (n, new) in enumerate(zip(p.state_names, p.new_state)) if n == new]
+                if unchanged:
+                    with out.block("if record:"):
+                        with out.block("for b in range(batch):"):
+                            with out.block("if t < lengths[b]:"):
+                                for k, n in unchanged:
+                                    out(f"record_norm(grad_norms, {k}, t, b, {self.d_row(n)})")
+            d_states = [self.d_ident(n) for n in p.state_names]
+            out(f"return {', '.join(d_states)}{',' if len(d_states) == 1 else ''}")
+        out()
+        out()
+
+    def backward_gemm(self, out, m):
+        r = self.s.gemm_result(m)
+        back = self.name(r + "@back")
+        k = m.products[0].rows[1] - m.products[0].rows[0]
+        back_out, back_scratch = self.name(r + "@back@out"), self.name(r + "@back@scratch")
+        out(f"product_into({self.d_ident(r)}[t], {back}, {back_scratch}, {back_out})  "
+            f"# {self.d_ident(m.left)} += {self.d_ident(r)} @ ({self.products(m)}).T")
+        with out.block("for b in range(batch):"):
+            with out.block("if t < lengths[b]:"):
+                with out.block(f"for j in range({k}):"):
+                    target, _ = self.d_target(m.left, k)
+                    out(f"{target} += {back_out}[b, j]")
+
+    def wrappers(self, out):
+        p, s = self.p, self.s
+        x = self.name(s.x)
+        states = [self.name(n) for n in p.state_names]
+        seq = self.seq_values()
+        with out.block("def forward(x, states, w, lengths, reverse):"):
+            out('"""The fused forward over x (T, B, I) from ``states`` (the tuple of (B, n) arrays); ``w`` maps '
+                'WEIGHTS to arrays, ``lengths`` (B,) int64. Returns (out, final states, saved)."""')
+            if x != "x":
+                out(f"{x} = x")
+            out(f"steps, batch = {x}.shape[0], {x}.shape[1]")
+            out(f"dtype = {x}.dtype")
+            if s.hoisted:
+                xw = self.name(f"{s.x}@w")
+                out(f"{self.name(f'{s.x}@weights')} = {self.merged(s.hoisted)}")
+                n = s.hoisted.columns[-1][1]
+                out(f"{xw} = dot({x}.reshape(steps * batch, {self.width(s.x)}), {self.name(f'{s.x}@weights')})"
+                    f".reshape(steps, batch, {n})  # the hoisted GEMM over all steps")
+            for v in s.vectors:
+                source = f'w["{v}"]' if not v.endswith(".mask") else f'w["{v}"]'
+                out(f"{self.name(v)} = np.ascontiguousarray({source}, dtype=dtype).reshape(-1)")
+            for m in self.gemm_weights():
+                r = s.gemm_result(m)
+                out(f"{self.name(r + '@weights')} = {self.merged(m)}")
+                out(f"{self.name(r + '@plan')} = plan_product({self.name(r + '@weights')}, batch)")
+            out(f"out = np.zeros((steps, batch, {self.width(p.y)}), dtype=dtype)")
+            for n in seq:
+                out(f"{self.name(n)} = np.empty((steps, batch, {self.seq_width(n)}), dtype=dtype)")
+            args = ([x] + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [f"states[{k}]" for k in range(len(states))]
+                    + self.vector_args() + self.plan_args() + ["lengths", "reverse", "out"] + [self.name(n) for n in seq])
+            out(f"finals = _forward({', '.join(args)})")
+            kept = [x] + ([self.name(f"{s.x}@w"), self.name(f"{s.x}@weights")] if s.hoisted else [])
+            kept += [self.name(n) for n in seq] + [self.name(s.gemm_result(m) + "@weights") for m in self.gemm_weights()]
+            kept += self.vector_args()
+            out(f"return out, finals, ({', '.join(kept)}, lengths, reverse)")
+        out()
+        out()
+        with out.block("def backward(saved, d_out, d_states, need_dx=True, grad_norms=None):"):
+            out('"""BPTT through ``forward``: from the gradients of out (T, B, n) and of the final states, '
+                'returns (dx or None, the initial states\' gradients, {weight name: gradient}). '
+                '``grad_norms``: None or a zeroed (S, T, B) array that gets ||dL/d state_t||."""')
+            kept = [x] + ([self.name(f"{s.x}@w"), self.name(f"{s.x}@weights")] if s.hoisted else [])
+            kept += [self.name(n) for n in seq] + [self.name(s.gemm_result(m) + "@weights") for m in self.gemm_weights()]
+            kept += self.vector_args()
+            out(f"{', '.join(kept)}, lengths, reverse = saved")
+            out(f"steps, batch = {x}.shape[0], {x}.shape[1]")
+            out(f"d_out = np.ascontiguousarray(d_out, dtype={x}.dtype)")
+            out(f"if grad_norms is None:")
+            out(f"    grad_norms = np.empty(({len(states)}, 0, 0), dtype={x}.dtype)")
+            for k, n in enumerate(p.state_names):
+                out(f"{self.d_ident(n)} = np.array(d_states[{k}], dtype={x}.dtype)")
+            d_seq = [(self.d_ident(s.x), x)] + ([(self.d_ident(f"{s.x}@w"), self.name(f"{s.x}@w"))] if s.hoisted else [])
+            for m in self.gemm_weights():
+                r = s.gemm_result(m)
+                d_seq.append((self.d_ident(r), f"(steps, batch, {m.columns[-1][1]})"))
+            for d, like in d_seq:
+                out(f"{d} = np.zeros({like}, dtype={x}.dtype)" if like.startswith("(") else f"{d} = np.zeros_like({like})")
+            trainable_vectors = [v for v in s.vectors if not v.endswith(".mask") and v in self.trainable()]
+            for v in trainable_vectors:
+                out(f"{self.d_ident(v)} = np.zeros_like({self.name(v)})")
+            for m in self.gemm_weights():
+                r = s.gemm_result(m)
+                out(f"{self.name(r + '@back')} = plan_product({self.name(r + '@weights')}.T, batch)")
+            args = (["d_out"] + [self.d_ident(n) for n in p.state_names] + self.vector_args() + self.plan_args(back=True)
+                    + ["lengths", "reverse"] + [self.name(n) for n in seq]
+                    + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + [d for d, _ in d_seq]
+                    + [self.d_ident(v) for v in trainable_vectors] + ["grad_norms"])
+            out(f"d_initial = _backward({', '.join(args)})")
+            out("# after the loop: each product's weight gradient as one GEMM over all steps")
+            gemm_weights = [g.weight for m in ([s.hoisted] if s.hoisted else []) + self.gemm_weights() for g in m.products]
+            out("grads = {" + ", ".join(f'"{n}": np.zeros({self.weight_shape(n)}, dtype={x}.dtype)'
+                                        for n in dict.fromkeys(gemm_weights) if n in self.trainable()) + "}")
+            rows = "steps * batch"
+            for m, left in ([(s.hoisted, s.x)] if s.hoisted else []) + [(m, m.left) for m in self.gemm_weights()]:
+                r = f"{s.x}@w" if m is s.hoisted else s.gemm_result(m)
+                k = m.products[0].rows[1] - m.products[0].rows[0]
+                d_w = self.name(f"d@{r}@weights")
+                left_seq = self.name(left)
+                out(f"{d_w} = dot({left_seq}.reshape({rows}, {k}).T, {self.d_ident(r)}.reshape({rows}, "
+                    f"{m.columns[-1][1]}))")
+                for g, (c0, c1) in zip(m.products, m.columns):
+                    if g.weight in self.trainable():
+                        out(f'grads["{g.weight}"][{g.rows[0]}:{g.rows[1]}] += {d_w}[:, {c0}:{c1}]')
+            if s.hoisted:
+                out("if need_dx:")
+                out(f"    {self.d_ident(s.x)} += dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
+                    f"{s.hoisted.columns[-1][1]}), {self.name(f'{s.x}@weights')}.T).reshape({x}.shape)")
+            for v in trainable_vectors:
+                out(f'grads["{v}"] = {self.d_ident(v)}.reshape({self.weight_shape(v)})')
+            out(f"return ({self.d_ident(s.x)} if need_dx else None), d_initial, grads")
+        out()
+
+    def products(self, m):
+        """The weights of a merged product as text: ``t1[3:7]`` or ``[t1[3:7] | t6[3:7]]``."""
+        parts = [f"{self.name(g.weight)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
+        return parts[0] if len(parts) == 1 else f"[{' | '.join(parts)}]"
+
+    def weight_shape(self, name):
+        for v in self.p.inputs:
+            if v.name == name:
+                return v.shape
+        return self.p.op(name).shape
+
+    def merged(self, m):
+        parts = [f'w["{g.weight}"][{g.rows[0]}:{g.rows[1]}]' for g in m.products]
+        if len(parts) == 1:
+            return parts[0]
+        return f"np.concatenate(({', '.join(parts)}), axis=1)"
+
+
+def _parameters(rule):
+    import inspect
+
+    return tuple(inspect.signature(rule).parameters)
+
+
+def generate(sched, doc=""):
+    """The module's source for a ``Schedule``."""
+    return Writer(sched, doc).source()
