@@ -93,6 +93,8 @@ class Writer:
             self.name(name)
         self.dtype_name = str(self.p.dtype)
         self.defined = set()  # the scalar gradients written so far in the loop being emitted
+        self.coverage = None  # while counting: gradient key -> writes per column and step
+        self.single = set()  # gradient arrays each of whose elements one line writes once a step
 
     # ------------------------------------------------------------ reading values
 
@@ -155,8 +157,33 @@ class Writer:
         if local and target not in self.defined:
             self.defined.add(target)
             out(f"{target} = {sym(expr).text}")
-        else:
-            out(f"{target} += {sym(expr).text}")
+            return
+        if not local:
+            idx = index if index is not None else self.index(name, loop_width, offset)
+            broadcast = "j" not in idx and loop_width != 1
+            self.cover(name, offset, loop_width, broadcast)
+        out(f"{target} {self.assign(name)} {sym(expr).text}")
+
+    def assign(self, name):
+        """``=`` where one write a step covers each element of ``name``'s gradient, else ``+=``."""
+        return "=" if self.d_key(name) in self.single else "+="
+
+    def d_key(self, name):
+        """What a gradient is written into: the product's array for a product, else the name."""
+        return self.s.alias[name][0] if name in self.s.alias else name
+
+    def cover(self, name, offset=0, count=None, broadcast=False):
+        """Count (while counting) one write a step of ``count`` columns of ``name``'s gradient
+        from ``offset`` (all of them by default); ``broadcast``: all into one column."""
+        if self.coverage is None or name in self.s.vectors:
+            return
+        key = self.d_key(name)
+        base = self.s.alias[name][1] if name in self.s.alias else 0
+        size = self.seq_width(key) if name in self.s.alias else self.width(name)
+        columns = self.coverage.setdefault(key, [0] * size)
+        count = self.width(name) if count is None else count
+        for c in ([base + offset] * count if broadcast else range(base + offset, base + offset + count)):
+            columns[c] += 1
 
     def d_read(self, name, loop_width):
         target, local = self.d_target(name, loop_width)
@@ -232,6 +259,11 @@ class Writer:
     # ------------------------------------------------------------ the module
 
     def source(self):
+        self.coverage = {}
+        self.backward_loop(_Lines())  # a dry run counts the writes into each gradient
+        self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
+                       and key not in self.p.state_names and key != self.s.x}
+        self.coverage = None
         out = _Lines()
         self.header(out)
         self.forward_loop(out)
@@ -292,6 +324,8 @@ class Writer:
         return names
 
     def seq_width(self, name):
+        if name == f"{self.s.x}@w":
+            return self.s.hoisted.columns[-1][1]
         for m in self.gemm_weights():
             if self.s.gemm_result(m) == name:
                 return m.columns[-1][1]
@@ -442,6 +476,7 @@ class Writer:
             d_rows = [n for n in self.s.ops if self.s.d_storage[n] == "row" and n in self.s.grads]
             for n in d_rows:
                 out(f"{self.d_ident(n)} = np.zeros((batch, {self.width(n)}), dtype=d_out.dtype)")
+            d_rows = [n for n in d_rows if n not in self.single]  # the others are written whole every step
             for m in self.gemm_weights():
                 r = self.s.gemm_result(m)
                 out(f"{self.name(r + '@back@out')} = np.empty((batch, {m.products[0].rows[1] - m.products[0].rows[0]}), "
@@ -456,12 +491,14 @@ class Writer:
                         out(f"{self.d_ident(n)}[b] = 0.0")
                     for n, new in zip(p.state_names, p.new_state):
                         if new != n:
-                            out(f"{self.d_row(new)} += {self.d_row(n)}  # the gradient carried from step t + 1")
+                            self.cover(new)
+                            out(f"{self.d_row(new)} {self.assign(new)} {self.d_row(n)}  # the gradient carried from step t + 1")
                     for n, new in zip(p.state_names, p.new_state):
                         if new != n:
                             out(f"{self.d_row(n)} = 0.0")
                     if p.y in self.s.grads:
-                        out(f"{self.d_row(p.y)} += d_out[t, b]")
+                        self.cover(p.y)
+                        out(f"{self.d_row(p.y)} {self.assign(p.y)} d_out[t, b]")
                 for step in reversed(s.steps):
                     if step.kind == "gemm":
                         for m in step.gemms:
@@ -499,7 +536,8 @@ class Writer:
             with out.block("if t < lengths[b]:"):
                 with out.block(f"for j in range({k}):"):
                     target, _ = self.d_target(m.left, k)
-                    out(f"{target} += {back_out}[b, j]")
+                    self.cover(m.left)
+                    out(f"{target} {self.assign(m.left)} {back_out}[b, j]")
 
     def wrappers(self, out):
         p, s = self.p, self.s
@@ -556,8 +594,16 @@ class Writer:
             for m in self.gemm_weights():
                 r = s.gemm_result(m)
                 d_seq.append((self.d_ident(r), f"(steps, batch, {m.columns[-1][1]})"))
+            keys = [s.x] + ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]
+            whole = [d for (d, _), key in zip(d_seq, keys) if key in self.single]
             for d, like in d_seq:
-                out(f"{d} = np.zeros({like}, dtype={x}.dtype)" if like.startswith("(") else f"{d} = np.zeros_like({like})")
+                make = "empty" if d in whole else "zeros"
+                out(f"{d} = np.{make}({like}, dtype={x}.dtype)" if like.startswith("(") else
+                    f"{d} = np.{make}_like({like})")
+            if whole:
+                out("padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten")
+                for d in whole:
+                    out(f"{d}[padding] = 0.0")
             trainable_vectors = [v for v in s.vectors if not v.endswith(".mask") and v in self.trainable()]
             for v in trainable_vectors:
                 out(f"{self.d_ident(v)} = np.zeros_like({self.name(v)})")
@@ -579,11 +625,11 @@ class Writer:
                 k = m.products[0].rows[1] - m.products[0].rows[0]
                 d_w = self.name(f"d@{r}@weights")
                 left_seq = self.name(left)
-                out(f"{d_w} = dot({left_seq}.reshape({rows}, {k}).T, {self.d_ident(r)}.reshape({rows}, "
-                    f"{m.columns[-1][1]}))")
+                out(f"{d_w} = dot({self.d_ident(r)}.reshape({rows}, {m.columns[-1][1]}).T, "
+                    f"{left_seq}.reshape({rows}, {k}))  # transposed: OpenBLAS runs d^T a faster than a^T d")
                 for g, (c0, c1) in zip(m.products, m.columns):
                     if g.weight in self.trainable():
-                        out(f'grads["{g.weight}"][{g.rows[0]}:{g.rows[1]}] += {d_w}[:, {c0}:{c1}]')
+                        out(f'grads["{g.weight}"][{g.rows[0]}:{g.rows[1]}] += {d_w}[{c0}:{c1}].T')
             if s.hoisted:
                 out("if need_dx:")
                 out(f"    {self.d_ident(s.x)} += dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
