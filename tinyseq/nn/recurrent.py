@@ -186,8 +186,8 @@ class Recurrent(Module):
         batch_first: if True, input and output are (B, T, ...) instead of (T, B, ...). Default: False.
         reverse: if True, run from t = T-1 down to 0 (the outputs stay in time order). Default: False.
         backend: "graph" (the cell's ops unrolled over time), "numba" (the cell's step compiled
-            by ``tinyseq_jit.compiler`` into a fused forward and BPTT), "cuda" (not yet for a
-            cell of your own: an error says so) or "auto" (as the built-in layers: the
+            by ``tinyseq_jit.compiler`` into a fused forward and BPTT for the CPU), "cuda" (the
+            same for numba.cuda: the per-step path) or "auto" (as the built-in layers: the
             process-wide choice, else numba; compiled when the cell compiles, else on the
             graph, and then ``fallback_reason`` says why). A cell that cannot compile on
             ``backend="numba"`` is a ``CompileError`` naming the op or construct and its line.
@@ -283,9 +283,6 @@ class Recurrent(Module):
         choice = backends.resolve(self.backend)
         if choice == "graph":
             return None
-        if choice == "cuda":
-            raise RuntimeError(f"{name}: backend 'cuda' does not run a cell of your own yet (the compiler "
-                               "generates CPU kernels); use backend='numba' or 'graph'")
         from tinyseq_jit.compiler import CompileError, compile_cell
 
         try:
@@ -295,30 +292,31 @@ class Recurrent(Module):
             if x.ndim != 3:
                 raise CompileError(f"{name}: the kernels take an input of (T, B, I), got {x.ndim} axes")
             self._input_size = x.shape[2]
-            kernel = compile_cell(self.cell, x.shape[2], param_dtype(self.cell, default=x.dtype))
+            kernel = compile_cell(self.cell, x.shape[2], param_dtype(self.cell, default=x.dtype), choice)
         except (CompileError, TypeError) as error:
-            if self.backend == "numba":  # asked for by this layer (a process-wide choice falls back)
+            if self.backend != "auto":  # asked for by this layer (a process-wide choice falls back)
                 raise
             self.fallback_reason = str(error)
             return None
         self.fallback_reason = None
         return kernel
 
-    def kernel_source(self, input_size=None):
+    def kernel_source(self, input_size=None, device="numba"):
         """The source of the kernels the compiler generates for this cell: the fused forward and
         BPTT, one line per op of the cell's step. ``input_size``: the features of x (default:
-        those of the last input the layer ran on). A ``CompileError`` if the cell cannot compile."""
+        those of the last input the layer ran on); ``device``: "numba" (the CPU module) or
+        "cuda". A ``CompileError`` if the cell cannot compile."""
         from tinyseq_jit.compiler import compile_cell
 
         size = self._input_size if input_size is None else input_size
         if size is None:
             raise ValueError(f"Recurrent({type(self.cell).__name__}).kernel_source: pass input_size, or run the "
                              "layer once first")
-        return compile_cell(self.cell, size, param_dtype(self.cell)).source
+        return compile_cell(self.cell, size, param_dtype(self.cell), device).source
 
     def extra_repr(self):
         flags = [f"{k}=True" for k in ("batch_first", "reverse") if getattr(self, k)]
-        return ", ".join(flags)
+        return ", ".join(flags + ([f"backend={self.backend!r}"] if self.backend != "auto" else []))
 
 
 def _check_state_size(name, sizes, state, batch):
@@ -375,16 +373,17 @@ class Bidirectional(Module):
         backward_cell: the reversed direction's cell (another instance: the two do not
             share weights).
         batch_first: as ``Recurrent``'s. Default: False.
+        backend: as ``Recurrent``'s, for both directions. Default: "auto".
 
     Inputs: input, state=None, lengths=None, as ``Recurrent``'s (``input`` may be a
     ``PackedSequence``); ``state`` is None or the pair (forward's, backward's). Outputs: output (..., F_forward + F_backward), and the pair of final states.
     """
 
-    def __init__(self, forward_cell, backward_cell, batch_first=False):
+    def __init__(self, forward_cell, backward_cell, batch_first=False, backend="auto"):
         if forward_cell is backward_cell:
             raise ValueError("Bidirectional: the two directions need two cells (one would share its weights)")
-        self.forward_layer = Recurrent(forward_cell, batch_first)
-        self.backward_layer = Recurrent(backward_cell, batch_first, reverse=True)
+        self.forward_layer = Recurrent(forward_cell, batch_first, backend=backend)
+        self.backward_layer = Recurrent(backward_cell, batch_first, reverse=True, backend=backend)
         self.batch_first = batch_first
 
     def forward(self, x, state=None, lengths=None):

@@ -58,14 +58,15 @@ def trace_cached(cell, input_size, dtype=None):
     return program
 
 
-def compile_cell(cell, input_size, dtype=None):
-    """The ``Kernel`` of ``cell``'s step (traced, generated and imported once per ``cache_key``);
-    a ``CompileError`` (remembered too) if the step cannot be compiled."""
-    key = cache_key(cell, input_size, dtype)
+def compile_cell(cell, input_size, dtype=None, device="numba"):
+    """The ``Kernel`` of ``cell``'s step for ``device`` ("numba": the CPU, or "cuda"), traced,
+    generated and imported once per ``cache_key``; a ``CompileError`` (remembered too) if the
+    step cannot be compiled."""
+    key = (cache_key(cell, input_size, dtype), device)
     kernel = _kernels.get(key)
     if kernel is None:
         try:
-            kernel = load(trace_cached(cell, input_size, dtype))
+            kernel = load(trace_cached(cell, input_size, dtype), device)
         except CompileError as error:
             kernel = error
         _kernels[key] = kernel

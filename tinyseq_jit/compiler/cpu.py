@@ -27,13 +27,14 @@ from tinyseq import derivatives
 from .schedule import width
 from .symbols import Sym, call, sym
 
-_CALLS = {"sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "np.log", "abs": "abs"}
+_CALLS = {"sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "log": "log", "abs": "abs"}
 _INFIX = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__",
           "lt": "__lt__", "le": "__le__", "gt": "__gt__", "ge": "__ge__"}
 _RESERVED = {"t", "s", "b", "j", "k", "steps", "batch", "lengths", "reverse", "out", "np", "jit", "dot", "sigmoid",
              "tanh", "exp", "abs", "max", "min", "range", "time_step", "record_norm", "plan_product",
              "product_into", "product_scratch", "grad_norms", "record", "d_out", "total", "forward", "backward",
-             "w", "saved", "need_dx", "d_states", "grads", "dtype", "states"}
+             "w", "saved", "need_dx", "d_states", "grads", "dtype", "states", "log", "sign", "math", "cuda", "gemm",
+             "launch", "grid", "line", "padding", "finals", "d_initial"}
 
 
 class _Names:
@@ -152,17 +153,22 @@ class Writer:
             return ident, True
         return self._at(storage, ident, idx), False
 
-    def accumulate(self, out, name, expr, loop_width, offset=0, index=None):
+    def accumulate(self, out, name, expr, loop_width, offset=0, index=None, shared=False):
         target, local = self.d_target(name, loop_width, offset, index)
         if local and target not in self.defined:
             self.defined.add(target)
             out(f"{target} = {sym(expr).text}")
             return
+        idx = index if index is not None else self.index(name, loop_width, offset)
+        broadcast = "j" not in idx and loop_width != 1
         if not local:
-            idx = index if index is not None else self.index(name, loop_width, offset)
-            broadcast = "j" not in idx and loop_width != 1
             self.cover(name, offset, loop_width, broadcast)
-        out(f"{target} {self.assign(name)} {sym(expr).text}")
+        self.write(out, name, target, sym(expr), shared or broadcast or name in self.s.vectors)
+
+    def write(self, out, name, target, expr, shared):
+        """The line that adds ``expr`` into ``target``, the gradient of ``name`` (``shared``: other
+        loop iterations write the same element: a parameter's, a broadcast value's, a slice's)."""
+        out(f"{target} {self.assign(name)} {expr.text}")
 
     def assign(self, name):
         """``=`` where one write a step covers each element of ``name``'s gradient, else ``+=``."""
@@ -242,7 +248,7 @@ class Writer:
             return
         if op.kind == "getitem":
             (start, _, _), = op.attr("index")
-            self.accumulate(out, op.inputs[0], g, w, offset=start)
+            self.accumulate(out, op.inputs[0], g, w, offset=start, shared=True)  # slices may overlap
             return
         for position, (a, rule) in enumerate(zip(op.inputs, derivatives.RULES[op.kind])):
             if not isinstance(a, str) or a not in self.s.grads or (op.kind == "where" and position == 2):
@@ -280,12 +286,16 @@ class Writer:
             out("    " + line)
         out('"""')
         out()
+        out("import math")
+        out()
         out("import numpy as np")
         out()
         out("from tinyseq_jit._jit import jit")
         out("from tinyseq_jit.cpu._common import record_norm, time_step")
         out("from tinyseq_jit.cpu._gemm import dot, plan_product, product_into, product_scratch")
         out("from tinyseq_jit.cpu._math import exp, sigmoid, tanh")
+        out()
+        out("log, sign = math.log, np.sign")
         out()
         out(f"STATES = {self.p.state_names!r}")
         out(f"WEIGHTS = {self.weight_names()!r}  # what the step reads besides x and the state")

@@ -44,19 +44,25 @@ class Kernel:
     module: object
 
 
-def module_source(program):
-    """The generated module's source for a traced ``StepProgram``."""
+def module_source(program, device="numba"):
+    """The generated module's source for a traced ``StepProgram``: for the CPU (``device``
+    "numba") or for numba.cuda ("cuda")."""
     cell = program.cell_class
     doc = (f"Fused forward and BPTT of {cell.__name__} ({cell.__module__}.{cell.__qualname__}), "
-           f"{program.dtype}, for the CPU.")
+           f"{program.dtype}, for {'the CPU' if device == 'numba' else 'numba.cuda (the per-step path)'}.")
+    if device == "cuda":
+        from .gpu import generate_cuda
+
+        return generate_cuda(schedule(program), doc)
     return generate(schedule(program), doc)
 
 
-def load(program):
-    """The ``Kernel`` of a ``StepProgram``: generate its source, write it once, import it once."""
-    source = module_source(program)
+def load(program, device="numba"):
+    """The ``Kernel`` of a ``StepProgram`` on ``device`` ("numba" or "cuda"): generate its
+    source, write it once, import it once."""
+    source = module_source(program, device)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    stem = f"{program.cell_class.__name__.lower()}_{digest}"
+    stem = f"{program.cell_class.__name__.lower()}{'_cuda' if device == 'cuda' else ''}_{digest}"
     path = os.path.join(cache_dir(), f"{stem}.py")
     module = _modules.get(path)
     if module is None:

@@ -72,7 +72,7 @@ class Sym:
                    _SELECT)
 
     def sign(self):
-        return call("np.sign", self)
+        return call("sign", self)
 
 
 def sym(value):

@@ -1,0 +1,374 @@
+"""Write a step's ``Schedule`` out as a numba.cuda module: the per-step path on the GPU.
+
+The same schedule and the same per-element lines as the CPU module (``cpu.py``): here each
+group of point-wise ops is a kernel with a thread per (sequence, feature), launched once a
+step; the products go through ``tinyseq_jit.cuda._gemm.gemm``. Where threads of one launch
+add into the same element (a parameter's gradient summed over the batch, a width-1 value's
+over the features, a slice's) the line is a ``cuda.atomic.add``.
+
+Layout of the module: ``forward_<k>``/``backward_<k>`` kernels (one per group, in step
+order), ``begin_forward``/``end_forward``/``begin_backward`` kernels for the state and the
+output between steps, ``norm_<k>`` kernels for the gradient telemetry, and ``forward`` /
+``backward`` in Python, which run the time loop on the host, launching them.
+"""
+
+import re
+
+from .cpu import Writer, _Lines
+from .symbols import Sym
+
+
+class CudaWriter(Writer):
+    """Writes the numba.cuda module for one ``Schedule`` (``source()``)."""
+
+    def __init__(self, sched, module_doc=""):
+        super().__init__(sched, module_doc)
+        self.kernels = []  # (name, python lines of its body, the arrays it reads or writes)
+
+    # ------------------------------------------------------------ lines that differ on the GPU
+
+    def write(self, out, name, target, expr, shared):
+        if shared and self.assign(name) == "+=" and "[" in target:
+            array, index = target[:-1].split("[", 1)
+            out(f"cuda.atomic.add({array}, ({index}), {expr.text})" if "," in index else
+                f"cuda.atomic.add({array}, {index}, {expr.text})")
+        else:
+            super().write(out, name, target, expr, shared)
+
+    # ------------------------------------------------------------ the arrays
+
+    def arrays(self):
+        """Every device array's identifier, in a fixed order (kernel arguments are picked from it)."""
+        p, s = self.p, self.s
+        names = [self.name(s.x)] + ([self.name(f"{s.x}@w")] if s.hoisted else [])
+        names += [self.name("carried@" + n) for n in p.state_names]
+        names += self.vector_args() + ["out"] + [self.name(n) for n in self.seq_values()] + [self.name(n) for n in self.rows()]
+        names += [self.d_ident(n) for n in p.state_names] + [self.d_ident(s.x)]
+        names += [self.d_ident(f"{s.x}@w")] if s.hoisted else []
+        names += [self.d_ident(s.gemm_result(m)) for m in self.gemm_weights()]
+        names += [self.d_ident(n) for n in s.ops if s.d_storage[n] == "row" and n in s.grads]
+        names += [self.d_ident(v) for v in s.vectors if v in self.trainable()]
+        names += [self.name(s.gemm_result(m) + "@back@out") for m in self.gemm_weights()]
+        return list(dict.fromkeys(names + ["d_out", "grad_norms"]))
+
+    def kernel(self, out, name, doc, body_lines, threads, valid=True):
+        """A kernel ``name(t, lengths, <the arrays its body uses>)`` over ``threads`` = (features,
+        rows) or ("batch",) (a thread per sequence), run where step t is inside the sequence
+        (``valid``) or everywhere; returns how to launch it."""
+        text = "\n".join(line.split("#")[0] for line in body_lines)  # the code, not the comments
+        used = [a for a in self.arrays() if re.search(rf"\b{re.escape(a)}\b", text)]
+        args = ["t", "lengths"] + used
+        out("@cuda.jit")
+        with out.block(f"def {name}({', '.join(args)}):"):
+            out(f'"""{doc}"""')
+            if threads[0] == "batch":
+                out("b = cuda.grid(1)")
+                with out.block(f"if b < lengths.shape[0]{' and t < lengths[b]' if valid else ''}:"):
+                    for line in body_lines:
+                        out(line)
+            else:
+                out("j, b = cuda.grid(2)")
+                with out.block(f"if b < lengths.shape[0] and j < {threads[0]}{' and t < lengths[b]' if valid else ''}:"):
+                    for line in body_lines:
+                        out(line)
+        out()
+        out()
+        size = "line(batch)" if threads[0] == "batch" else f"grid(batch, {threads[0]})"
+        return f"launch({name}, *{size}, t, lengths, {', '.join(used)})"
+
+    # ------------------------------------------------------------ the module
+
+    def source(self):
+        self.coverage = {}
+        self._steps(_Lines(), _Lines())  # a dry run counts the writes into each gradient
+        self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
+                       and key not in self.p.state_names and key != self.s.x}
+        self.coverage = None
+        kernels, loops = _Lines(), _Lines()
+        launches = self._steps(kernels, loops)
+        out = _Lines()
+        self.header(out)
+        out.lines += kernels.lines
+        self.wrappers(out, launches)
+        return "\n".join(out.lines) + "\n"
+
+    def header(self, out):
+        out('"""' + self.doc.strip())
+        out()
+        out("Generated by tinyseq_jit.compiler from this step (do not edit: the cell is the source):")
+        out()
+        for line in str(self.p).splitlines():
+            out("    " + line)
+        out('"""')
+        out()
+        out("import math")
+        out()
+        out("import numpy as np")
+        out("from numba import cuda")
+        out()
+        out("from tinyseq_jit.cuda._common import grid, line")
+        out("from tinyseq_jit.cuda._gemm import gemm")
+        out("from tinyseq_jit.cuda._runtime import launch")
+        out()
+        out(f"STATES = {self.p.state_names!r}")
+        out(f"WEIGHTS = {self.weight_names()!r}  # what the step reads besides x and the state")
+        out()
+        out()
+        for name, body in (("sigmoid", "1.0 / (1.0 + math.exp(-a))"), ("tanh", "math.tanh(a)"),
+                           ("exp", "math.exp(a)"), ("log", "math.log(a)"),
+                           ("sign", "(a > 0.0) - (a < 0.0)")):
+            out('@cuda.jit(device=True, inline="always")')
+            with out.block(f"def {name}(a):"):
+                out(f"return {body}")
+            out()
+            out()
+
+    def _steps(self, kernels, loops):
+        """Write every kernel into ``kernels``; return the launch lines of one forward step and
+        one backward step: (begin, [per stage: list of lines], end) each way."""
+        p, s = self.p, self.s
+        forward = []
+        for k, step in enumerate(s.steps):
+            if step.kind == "gemm":
+                lines = []
+                for m in step.gemms:
+                    r = s.gemm_result(m)
+                    lines.append(f"gemm({self.row_left(m.left)}, {self.name(r + '@weights')}, "
+                                 f"{self.name(r)}{'[t]' if s.storage[r] == 'seq' else ''})"
+                                 f"  # {self.name(r)} = {self.name(m.left)} @ {self.products(m)}")
+                forward.append(lines)
+                continue
+            lines = []
+            for g, group in enumerate(step.groups):
+                body = _Lines()
+                self.forward_group_body(body, group)
+                threads = ("batch",) if group.kind != "loop" else (group.width,)
+                lines.append(self.kernel(kernels, f"forward_{k}_{g}", f"Step t, point-wise: {self.describe(group)}.",
+                                         body.lines, threads))
+            forward.append(lines)
+        width = max([self.width(p.y)] + [self.width(n) for n in p.state_names])
+        begin = [f"{self.name(n)}[t, b, j] = {self.name('carried@' + n)}[b, j]" for n in p.state_names]
+        begin_launch = self.kernel(kernels, "begin_forward", "Keep the states step t starts from.",
+                                   self._guarded(begin, [self.width(n) for n in p.state_names]), (width,), valid=False)
+        end = [f"out[t, b, j] = {self.read(p.y, self.width(p.y)).text}"]
+        end += [f"{self.name('carried@' + n)}[b, j] = {self.read(new, self.width(new)).text}"
+                for n, new in zip(p.state_names, p.new_state) if new != n]
+        widths = [self.width(p.y)] + [self.width(n) for n, new in zip(p.state_names, p.new_state) if new != n]
+        end_launch = self.kernel(kernels, "end_forward", "Step t's output, and the states the next step starts from.",
+                                 self._guarded(end, widths), (width,))
+
+        backward = []
+        d_rows = [n for n in s.ops if s.d_storage[n] == "row" and n in s.grads and n not in self.single]
+        start = [f"{self.d_ident(n)}[b, j] = 0.0" for n in d_rows]
+        start_widths = [self.width(n) for n in d_rows]
+        for n, new in zip(p.state_names, p.new_state):
+            if new != n:
+                self.cover(new)
+                start.append(f"{self.d_ident(new)}[b, j] {self.assign(new)} {self.d_ident(n)}[b, j]")
+                start_widths.append(self.width(n))
+        for n, new in zip(p.state_names, p.new_state):
+            if new != n:
+                start.append(f"{self.d_ident(n)}[b, j] = 0.0")
+                start_widths.append(self.width(n))
+        if p.y in s.grads:
+            self.cover(p.y)
+            target, _ = self.d_target(p.y, self.width(p.y))
+            start.append(f"{target} {self.assign(p.y)} d_out[t, b, j]")
+            start_widths.append(self.width(p.y))
+        begin_back = self.kernel(kernels, "begin_backward",
+                                 "Step t's gradients: zeroed, then the carried ones and the output's added.",
+                                 self._guarded(start, start_widths), (max(start_widths + [1]),))
+        for k, step in reversed(list(enumerate(s.steps))):
+            lines = []
+            if step.kind == "gemm":
+                for m in step.gemms:
+                    r = s.gemm_result(m)
+                    back_out = self.name(r + "@back@out")
+                    lines.append(f"gemm({self.d_ident(r)}[t], {self.name(r + '@weights')}, {back_out}, trans_b=True)"
+                                 f"  # {self.d_ident(m.left)} += {self.d_ident(r)} @ ({self.products(m)}).T")
+                    kk = m.products[0].rows[1] - m.products[0].rows[0]
+                    target, _ = self.d_target(m.left, kk)
+                    self.cover(m.left)
+                    lines.append(self.kernel(kernels, f"backward_{k}_{self.name(r)}", f"{self.d_ident(m.left)} += the "
+                                             "product's gradient.", [f"{target} {self.assign(m.left)} {back_out}[b, j]"],
+                                             (kk,)))
+                backward.append(lines)
+                continue
+            for g, group in reversed(list(enumerate(step.groups))):
+                body = _Lines()
+                self.backward_group_body(body, group)
+                threads = ("batch",) if group.kind != "loop" else (group.width,)
+                if body.lines:
+                    lines.append(self.kernel(kernels, f"backward_{k}_{g}", f"BPTT of step t: {self.describe(group)}.",
+                                             body.lines, threads))
+                for state, new in enumerate(p.new_state):
+                    if new in group.ops:
+                        lines.append(f"if record:\n    " + self.kernel(
+                            kernels, f"norm_{k}_{g}_{state}", f"grad_norms[{state}, t, b] = ||{self.d_ident(new)}[b]||.",
+                            self._norm_body(state, new), ("batch",)))
+            backward.append(lines)
+        unchanged = [(state, n) for state, (n, new) in enumerate(zip(p.state_names, p.new_state)) if n == new]
+        end_back = ["if record:\n    " + self.kernel(kernels, f"norm_state_{state}", f"grad_norms[{state}, t, b] = "
+                                                    f"||{self.d_ident(n)}[b]||.", self._norm_body(state, n), ("batch",))
+                    for state, n in unchanged]
+        return (begin_launch, forward, end_launch), (begin_back, backward, end_back)
+
+    def _guarded(self, lines, widths):
+        """Lines of a (sequence, feature) kernel over the widest of ``widths``, each under ``j < its width``."""
+        top, guarded = max(widths + [1]), []
+        for line, w in zip(lines, widths):
+            guarded += [line] if w == top else [f"if j < {w}:", f"    {line}"]
+        return guarded or ["pass"]
+
+    def _norm_body(self, state, name):
+        g, _ = self.d_target(name, self.width(name), index="k")
+        return ["total = 0.0", f"for k in range({self.width(name)}):",
+                f"    total += {g} * {g}", f"grad_norms[{state}, t, b] = math.sqrt(total)"]
+
+    def describe(self, group):
+        lines = sorted({self.s.ops[n].line for n in group.ops})
+        where = f"line {lines[0]}" if len(lines) == 1 else f"lines {lines[0]}-{lines[-1]}"
+        return f"{group.width} features, {where}"
+
+    def forward_group_body(self, out, group):
+        """``forward_group``'s lines, for the thread of one (sequence, feature)."""
+        lines = _Lines()
+        self.forward_group(lines, group)
+        self._unloop(out, lines, group)
+
+    def backward_group_body(self, out, group):
+        lines = _Lines()
+        self.backward_group(lines, group)
+        self._unloop(out, lines, group)
+
+    @staticmethod
+    def _unloop(out, lines, group):
+        """The CPU's lines of a group without its feature loop, which the grid replaces (a sum's
+        and a cat's loops stay: one thread per sequence runs them)."""
+        if group.kind != "loop":
+            out.lines += [line for line in lines.lines]
+            return
+        for line in lines.lines:
+            if line.startswith("for j in range("):
+                continue
+            out.lines.append(line[4:] if line.startswith("    ") else line)
+
+    def wrappers(self, out, launches):
+        p, s = self.p, self.s
+        (begin, forward, end), (begin_back, backward, end_back) = launches
+        x = self.name(s.x)
+        seq = self.seq_values()
+        with out.block("def forward(x, states, w, lengths, reverse):"):
+            out('"""The fused forward on the GPU: x (T, B, I) and ``states`` NumPy arrays, ``w`` maps WEIGHTS to '
+                'arrays, ``lengths`` (B,) int64. Returns (out, final states, saved) on the host."""')
+            out(f"{x} = cuda.to_device(np.ascontiguousarray(x))")
+            out(f"steps, batch = {x}.shape[0], {x}.shape[1]")
+            out(f"dtype = {x}.dtype")
+            out("lengths = cuda.to_device(np.ascontiguousarray(lengths))")
+            if s.hoisted:
+                out(f"{self.name(f'{s.x}@weights')} = cuda.to_device(np.ascontiguousarray({self.merged(s.hoisted)}, "
+                    "dtype=dtype))")
+                n = s.hoisted.columns[-1][1]
+                out(f"{self.name(f'{s.x}@w')} = gemm({x}.reshape(steps * batch, {self.width(s.x)}), "
+                    f"{self.name(f'{s.x}@weights')}).reshape(steps, batch, {n})  # the hoisted GEMM over all steps")
+            for v in s.vectors:
+                out(f'{self.name(v)} = cuda.to_device(np.ascontiguousarray(w["{v}"], dtype=dtype).reshape(-1))')
+            for m in self.gemm_weights():
+                r = s.gemm_result(m)
+                out(f"{self.name(r + '@weights')} = cuda.to_device(np.ascontiguousarray({self.merged(m)}, dtype=dtype))")
+            for k, n in enumerate(p.state_names):
+                out(f"{self.name('carried@' + n)} = cuda.to_device(np.ascontiguousarray(states[{k}], dtype=dtype))")
+            out(f"out = cuda.to_device(np.zeros((steps, batch, {self.width(p.y)}), dtype=dtype))")
+            for n in seq:
+                out(f"{self.name(n)} = cuda.device_array((steps, batch, {self.seq_width(n)}), dtype=dtype)")
+            for n in self.rows():
+                out(f"{self.name(n)} = cuda.device_array((batch, {self.seq_width(n)}), dtype=dtype)")
+            with out.block("for s in range(steps):"):
+                out("t = steps - 1 - s if reverse else s")
+                out(begin)
+                for stage in forward:
+                    for line in stage:
+                        out(line)
+                out(end)
+            finals = [f"{self.name('carried@' + n)}.copy_to_host()" for n in p.state_names]
+            kept = self.kept()
+            out(f"return out.copy_to_host(), ({', '.join(finals)},), ({', '.join(kept)}, lengths, reverse)")
+        out()
+        out()
+        with out.block("def backward(saved, d_out, d_states, need_dx=True, grad_norms=None):"):
+            out('"""BPTT through ``forward`` on the GPU: from the gradients of out and of the final states (host '
+                'arrays), returns (dx or None, the initial states\' gradients, {weight name: gradient}) on the host. '
+                '``grad_norms``: None or a zeroed (S, T, B) array that gets ||dL/d state_t||."""')
+            out(f"{', '.join(self.kept())}, lengths, reverse = saved")
+            out(f"steps, batch = {x}.shape[0], {x}.shape[1]")
+            out(f"dtype = {x}.dtype")
+            out("d_out = cuda.to_device(np.ascontiguousarray(d_out, dtype=dtype))")
+            out("record = grad_norms is not None")
+            out(f"grad_norms_host = grad_norms")
+            out(f"grad_norms = cuda.to_device(grad_norms if record else np.zeros(({len(p.state_names)}, 1, 1), dtype))")
+            for k, n in enumerate(p.state_names):
+                out(f"{self.d_ident(n)} = cuda.to_device(np.ascontiguousarray(d_states[{k}], dtype=dtype))")
+            out(f"{self.d_ident(s.x)} = cuda.to_device(np.zeros({x}.shape, dtype=dtype))")
+            if s.hoisted:
+                out(f"{self.d_ident(f'{s.x}@w')} = cuda.to_device(np.zeros({self.name(f'{s.x}@w')}.shape, dtype=dtype))")
+            for m in self.gemm_weights():
+                r = s.gemm_result(m)
+                out(f"{self.d_ident(r)} = cuda.to_device(np.zeros((steps, batch, {m.columns[-1][1]}), dtype=dtype))")
+                kk = m.products[0].rows[1] - m.products[0].rows[0]
+                out(f"{self.name(r + '@back@out')} = cuda.device_array((batch, {kk}), dtype=dtype)")
+            for n in [n for n in s.ops if s.d_storage[n] == "row" and n in s.grads]:
+                out(f"{self.d_ident(n)} = cuda.to_device(np.zeros((batch, {self.width(n)}), dtype=dtype))")
+            for v in [v for v in s.vectors if v in self.trainable()]:
+                out(f"{self.d_ident(v)} = cuda.to_device(np.zeros({self.name(v)}.shape, dtype=dtype))")
+            with out.block("for s in range(steps):"):
+                out("t = s if reverse else steps - 1 - s  # BPTT runs the other way")
+                out(begin_back)
+                for stage in backward:
+                    for line in stage:
+                        for part in line.split("\n"):
+                            out(part)
+                for line in end_back:
+                    for part in line.split("\n"):
+                        out(part)
+            out("if record:")
+            out("    grad_norms_host[...] = grad_norms.copy_to_host()")
+            out("# after the loop: each product's weight gradient as one GEMM over all steps")
+            gemm_weights = [g.weight for m in ([s.hoisted] if s.hoisted else []) + self.gemm_weights() for g in m.products]
+            out("grads = {" + ", ".join(f'"{n}": np.zeros({self.weight_shape(n)}, dtype=dtype)'
+                                        for n in dict.fromkeys(gemm_weights) if n in self.trainable()) + "}")
+            rows = "steps * batch"
+            for m, left in ([(s.hoisted, s.x)] if s.hoisted else []) + [(m, m.left) for m in self.gemm_weights()]:
+                r = f"{s.x}@w" if m is s.hoisted else s.gemm_result(m)
+                k = m.products[0].rows[1] - m.products[0].rows[0]
+                d_w = self.name(f"d@{r}@weights")
+                out(f"{d_w} = gemm({self.d_ident(r)}.reshape({rows}, {m.columns[-1][1]}), "
+                    f"{self.name(left)}.reshape({rows}, {k}), trans_a=True).copy_to_host()")
+                for g, (c0, c1) in zip(m.products, m.columns):
+                    if g.weight in self.trainable():
+                        out(f'grads["{g.weight}"][{g.rows[0]}:{g.rows[1]}] += {d_w}[{c0}:{c1}].T')
+            if s.hoisted:
+                out("if need_dx:")
+                out(f"    gemm({self.d_ident(f'{s.x}@w')}.reshape({rows}, {s.hoisted.columns[-1][1]}), "
+                    f"{self.name(f'{s.x}@weights')}, {self.d_ident(s.x)}.reshape({rows}, {self.width(s.x)}), "
+                    "trans_b=True, accumulate=True)")
+            for v in [v for v in s.vectors if v in self.trainable()]:
+                out(f'grads["{v}"] = {self.d_ident(v)}.copy_to_host().reshape({self.weight_shape(v)})')
+            d_initial = [f"{self.d_ident(n)}.copy_to_host()" for n in p.state_names]
+            out(f"return ({self.d_ident(s.x)}.copy_to_host() if need_dx else None), ({', '.join(d_initial)},), grads")
+        out()
+
+    def kept(self):
+        s = self.s
+        kept = [self.name(s.x)] + ([self.name(f"{s.x}@w"), self.name(f"{s.x}@weights")] if s.hoisted else [])
+        kept += [self.name(n) for n in self.seq_values()]
+        kept += [self.name(s.gemm_result(m) + "@weights") for m in self.gemm_weights()]
+        kept += self.vector_args()
+        return kept
+
+
+def generate_cuda(sched, doc=""):
+    """The numba.cuda module's source for a ``Schedule``."""
+    return CudaWriter(sched, doc).source()
+
+
+__all__ = ["CudaWriter", "generate_cuda", "Sym"]
