@@ -1,5 +1,6 @@
 """Offline compilation, "PTX lint": every numba.cuda kernel compiles for real GPUs
-(compute capability 8.0 and 9.0) with no GPU present, which catches the typing errors the
+(compute capability 8.0 and 9.0) with no GPU present (the hand-written ones, and those the
+cell compiler generates for cells of examples/cell_gallery.py), which catches the typing errors the
 simulator lets through, and a float32 kernel has no float64 instruction in it.
 
 It needs the CUDA compiler libraries (``pip install -e ".[ptx]"``, large: CI installs them)
@@ -64,3 +65,25 @@ def test_kernel_compiles_for_real_gpus(compiler, name, dtype, fn, signature, cc,
         assert done.returncode == 0, done.stderr
         used = re.findall(r"Used \d+ registers.*|\d+ bytes spill.*", done.stderr)
         print(f"{name} sm_{cc[0]}{cc[1]}: {'; '.join(used)}")
+
+
+# ---------------------------------------------------------------- kernels the compiler generates
+
+
+@pytest.mark.parametrize("cc", CAPABILITIES, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["lstm_peephole", "gru_classic", "mgu", "ligru"])
+def test_compiled_cells_kernels_compile_for_real_gpus(compiler, name, dtype, cc):
+    from helpers import load_example
+    from tinyseq_jit.compiler import compile_cell
+
+    cell = load_example("cell_gallery").GALLERY[name](3, 4, dtype=dtype)
+    module = compile_cell(cell, 3, dtype, "cuda").module
+    kernels = module.kernel_signatures(numba.from_dtype(dtype))
+    assert len(kernels) >= 5  # the point-wise groups, the steps' beginnings and ends, the norms
+    for kernel, fn, signature in kernels:
+        ptx, _ = compiler(fn, signature, cc=cc)
+        assert ".entry" in ptx
+        if dtype == np.float32:
+            f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line)]
+            assert not f64, f"{name}.{kernel}: float64 instructions in a float32 kernel: {f64[:3]}"

@@ -15,7 +15,7 @@ output between steps, ``norm_<k>`` kernels for the gradient telemetry, and ``for
 import re
 
 from .cpu import Writer, _Lines
-from .symbols import Sym
+from .symbols import Sym, literals
 
 
 class CudaWriter(Writer):
@@ -23,7 +23,7 @@ class CudaWriter(Writer):
 
     def __init__(self, sched, module_doc=""):
         super().__init__(sched, module_doc)
-        self.kernels = []  # (name, python lines of its body, the arrays it reads or writes)
+        self.kernels = []  # (name, the arrays it takes) of each kernel written
 
     # ------------------------------------------------------------ lines that differ on the GPU
 
@@ -58,6 +58,7 @@ class CudaWriter(Writer):
         text = "\n".join(line.split("#")[0] for line in body_lines)  # the code, not the comments
         used = [a for a in self.arrays() if re.search(rf"\b{re.escape(a)}\b", text)]
         args = ["t", "lengths"] + used
+        self.kernels.append((name, used))
         out("@cuda.jit")
         with out.block(f"def {name}({', '.join(args)}):"):
             out(f'"""{doc}"""')
@@ -79,16 +80,22 @@ class CudaWriter(Writer):
     # ------------------------------------------------------------ the module
 
     def source(self):
+        with literals(lambda number: f"F({number!r})"):  # numbers in the program's dtype: no float64 in float32
+            return self._source()
+
+    def _source(self):
         self.coverage = {}
         self._steps(_Lines(), _Lines())  # a dry run counts the writes into each gradient
         self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
                        and key not in self.p.state_names and key != self.s.x}
         self.coverage = None
+        self.kernels = []
         kernels, loops = _Lines(), _Lines()
         launches = self._steps(kernels, loops)
         out = _Lines()
         self.header(out)
         out.lines += kernels.lines
+        self.signatures(out)
         self.wrappers(out, launches)
         return "\n".join(out.lines) + "\n"
 
@@ -103,6 +110,7 @@ class CudaWriter(Writer):
         out()
         out("import math")
         out()
+        out("import numba")
         out("import numpy as np")
         out("from numba import cuda")
         out()
@@ -112,11 +120,12 @@ class CudaWriter(Writer):
         out()
         out(f"STATES = {self.p.state_names!r}")
         out(f"WEIGHTS = {self.weight_names()!r}  # what the step reads besides x and the state")
+        out(f"F = np.{self.p.dtype.name}  # the numbers' type in the kernels")
         out()
         out()
-        for name, body in (("sigmoid", "1.0 / (1.0 + math.exp(-a))"), ("tanh", "math.tanh(a)"),
+        for name, body in (("sigmoid", "F(1.0) / (F(1.0) + math.exp(-a))"), ("tanh", "math.tanh(a)"),
                            ("exp", "math.exp(a)"), ("log", "math.log(a)"),
-                           ("sign", "(a > 0.0) - (a < 0.0)")):
+                           ("sign", "F((a > F(0.0)) - (a < F(0.0)))")):
             out('@cuda.jit(device=True, inline="always")')
             with out.block(f"def {name}(a):"):
                 out(f"return {body}")
@@ -222,7 +231,7 @@ class CudaWriter(Writer):
 
     def _norm_body(self, state, name):
         g, _ = self.d_target(name, self.width(name), index="k")
-        return ["total = 0.0", f"for k in range({self.width(name)}):",
+        return ["total = F(0.0)", f"for k in range({self.width(name)}):",
                 f"    total += {g} * {g}", f"grad_norms[{state}, t, b] = math.sqrt(total)"]
 
     def describe(self, group):
@@ -355,6 +364,31 @@ class CudaWriter(Writer):
                 out(f'grads["{v}"] = {self.d_ident(v)}.copy_to_host().reshape({self.weight_shape(v)})')
             d_initial = [f"{self.d_ident(n)}.copy_to_host()" for n in p.state_names]
             out(f"return ({self.d_ident(s.x)}.copy_to_host() if need_dx else None), ({', '.join(d_initial)},), grads")
+        out()
+
+    def ranks(self):
+        """Each device array's number of axes, by identifier."""
+        p, s = self.p, self.s
+        ranks = {a: 3 for a in self.arrays()}
+        ranks.update((a, 1) for a in self.vector_args() + [self.d_ident(v) for v in s.vectors])
+        ranks.update((a, 2) for a in [self.name("carried@" + n) for n in p.state_names] + [self.name(n) for n in self.rows()]
+                     + [self.d_ident(n) for n in p.state_names] + [self.name(s.gemm_result(m) + "@back@out")
+                                                                 for m in self.gemm_weights()]
+                     + [self.d_ident(n) for n in s.ops if s.d_storage[n] == "row"])
+        return ranks
+
+    def signatures(self, out):
+        ranks = self.ranks()
+        with out.block("def kernel_signatures(f):"):
+            out('"""(name, python function, argument types) of every kernel here for the numba float type ``f``, '
+                'for compiling ahead of time."""')
+            out("vector, matrix, cube, index, lengths = f[::1], f[:, ::1], f[:, :, ::1], numba.int64, numba.int64[::1]")
+            out("return [")
+            for name, used in self.kernels:
+                types = ", ".join(("vector", "matrix", "cube")[ranks[a] - 1] for a in used)
+                out(f"    ({name!r}, {name}.py_func, (index, lengths, {types})),")
+            out("]")
+        out()
         out()
 
     def kept(self):

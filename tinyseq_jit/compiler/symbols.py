@@ -6,6 +6,8 @@ each op's forward with them and gets each backward line by calling the op's deri
 rule, the engine's own, on them.
 """
 
+import contextlib
+
 # binding strength, as Python's: a if c else b < comparisons < + - < * / < unary - < atoms
 _SELECT, _COMPARE, _SUM, _PRODUCT, _UNARY, _ATOM = range(6)
 
@@ -75,12 +77,27 @@ class Sym:
         return call("sign", self)
 
 
+_literal = [repr]  # how a number is written: repr(1.0) -> "1.0" unless ``literals`` says otherwise
+
+
 def sym(value):
     """A symbol for ``value``: itself, or a number written as a float literal."""
     if isinstance(value, Sym):
         return value
     number = float(value)
-    return Sym(repr(number), _UNARY if number < 0 else _ATOM)
+    text = _literal[0](number)
+    return Sym(text, _UNARY if text.startswith("-") else _ATOM)
+
+
+@contextlib.contextmanager
+def literals(write):
+    """Write numbers with ``write(number) -> text`` inside the block (a GPU kernel's ``F(1.0)``,
+    so that a float32 kernel computes in float32)."""
+    _literal[0], previous = write, _literal[0]
+    try:
+        yield
+    finally:
+        _literal[0] = previous
 
 
 def call(function, *args):
