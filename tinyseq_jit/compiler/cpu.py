@@ -626,20 +626,9 @@ class Writer:
                     + [self.d_ident(v) for v in trainable_vectors] + ["grad_norms"])
             out(f"d_initial = _backward({', '.join(args)})")
             out("# after the loop: each product's weight gradient as one GEMM over all steps")
-            gemm_weights = [g.weight for m in ([s.hoisted] if s.hoisted else []) + self.gemm_weights() for g in m.products]
-            out("grads = {" + ", ".join(f'"{n}": np.zeros({self.weight_shape(n)}, dtype={x}.dtype)'
-                                        for n in dict.fromkeys(gemm_weights) if n in self.trainable()) + "}")
+            self.weight_grads(out, lambda d, left, n, k: f"dot({d}.reshape(steps * batch, {n}).T, "
+                              f"{left}.reshape(steps * batch, {k}))  # transposed: OpenBLAS runs d^T a faster than a^T d")
             rows = "steps * batch"
-            for m, left in ([(s.hoisted, s.x)] if s.hoisted else []) + [(m, m.left) for m in self.gemm_weights()]:
-                r = f"{s.x}@w" if m is s.hoisted else s.gemm_result(m)
-                k = m.products[0].rows[1] - m.products[0].rows[0]
-                d_w = self.name(f"d@{r}@weights")
-                left_seq = self.name(left)
-                out(f"{d_w} = dot({self.d_ident(r)}.reshape({rows}, {m.columns[-1][1]}).T, "
-                    f"{left_seq}.reshape({rows}, {k}))  # transposed: OpenBLAS runs d^T a faster than a^T d")
-                for g, (c0, c1) in zip(m.products, m.columns):
-                    if g.weight in self.trainable():
-                        out(f'grads["{g.weight}"][{g.rows[0]}:{g.rows[1]}] += {d_w}[{c0}:{c1}].T')
             if s.hoisted:
                 out("if need_dx:")
                 out(f"    {self.d_ident(s.x)} += dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
@@ -648,6 +637,36 @@ class Writer:
                 out(f'grads["{v}"] = {self.d_ident(v)}.reshape({self.weight_shape(v)})')
             out(f"return ({self.d_ident(s.x)} if need_dx else None), d_initial, grads")
         out()
+
+    def weight_grads(self, out, product):
+        """The lines after the loop that give each product's weights their gradient: one GEMM
+        per product, ``product(d, left, n, k)`` the text of d^T left, (n, k), then each weight's
+        rows taken from it (one product's rows as they are, several stacked, or added where they
+        overlap)."""
+        s, x = self.s, self.name(self.s.x)
+        out("grads = {}")
+        pieces = {}  # weight -> [((first row, last row), text)]
+        for m, left in ([(s.hoisted, s.x)] if s.hoisted else []) + [(m, m.left) for m in self.gemm_weights()]:
+            r = f"{s.x}@w" if m is s.hoisted else s.gemm_result(m)
+            d_w = self.name(f"d@{r}@weights")
+            k = m.products[0].rows[1] - m.products[0].rows[0]
+            out(f"{d_w} = {product(self.d_ident(r), self.name(left), m.columns[-1][1], k)}")
+            for g, (c0, c1) in zip(m.products, m.columns):
+                if g.weight in self.trainable():
+                    pieces.setdefault(g.weight, []).append((g.rows, f"{d_w}[{c0}:{c1}].T"))
+        for weight, parts in pieces.items():
+            parts.sort()
+            shape = self.weight_shape(weight)
+            tiled = [r for r, _ in parts] == list(zip([0] + [r[1] for r, _ in parts[:-1]], [r[1] for r, _ in parts])) \
+                and parts[-1][0][1] == shape[0]
+            if tiled:
+                texts = [text for _, text in parts]
+                out(f'grads["{weight}"] = ' + (texts[0] if len(texts) == 1 else
+                                               f"np.concatenate(({', '.join(texts)}), axis=0)"))
+            else:
+                out(f'grads["{weight}"] = np.zeros({shape}, dtype={x}.dtype)')
+                for (r0, r1), text in parts:
+                    out(f'grads["{weight}"][{r0}:{r1}] += {text}')
 
     def products(self, m):
         """The weights of a merged product as text: ``t1[3:7]`` or ``[t1[3:7] | t6[3:7]]``."""

@@ -342,19 +342,9 @@ class CudaWriter(Writer):
             out("if record:")
             out("    grad_norms_host[...] = grad_norms.copy_to_host()")
             out("# after the loop: each product's weight gradient as one GEMM over all steps")
-            gemm_weights = [g.weight for m in ([s.hoisted] if s.hoisted else []) + self.gemm_weights() for g in m.products]
-            out("grads = {" + ", ".join(f'"{n}": np.zeros({self.weight_shape(n)}, dtype=dtype)'
-                                        for n in dict.fromkeys(gemm_weights) if n in self.trainable()) + "}")
+            self.weight_grads(out, lambda d, left, n, k: f"gemm({d}.reshape(steps * batch, {n}), "
+                              f"{left}.reshape(steps * batch, {k}), trans_a=True).copy_to_host()")
             rows = "steps * batch"
-            for m, left in ([(s.hoisted, s.x)] if s.hoisted else []) + [(m, m.left) for m in self.gemm_weights()]:
-                r = f"{s.x}@w" if m is s.hoisted else s.gemm_result(m)
-                k = m.products[0].rows[1] - m.products[0].rows[0]
-                d_w = self.name(f"d@{r}@weights")
-                out(f"{d_w} = gemm({self.d_ident(r)}.reshape({rows}, {m.columns[-1][1]}), "
-                    f"{self.name(left)}.reshape({rows}, {k}), trans_a=True).copy_to_host()")
-                for g, (c0, c1) in zip(m.products, m.columns):
-                    if g.weight in self.trainable():
-                        out(f'grads["{g.weight}"][{g.rows[0]}:{g.rows[1]}] += {d_w}[{c0}:{c1}].T')
             if s.hoisted:
                 out("if need_dx:")
                 out(f"    gemm({self.d_ident(f'{s.x}@w')}.reshape({rows}, {s.hoisted.columns[-1][1]}), "
