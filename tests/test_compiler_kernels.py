@@ -26,7 +26,7 @@ from tinyseq.bptt import TBPTT, grad_norms_through_time
 from tinyseq.nn import Parameter
 from tinyseq.nn._fused import CompiledRecurrence
 from tinyseq.nn.utils.rnn import pack_padded_sequence
-from tinyseq_jit.compiler import CompileError, compile_cell
+from tinyseq_jit.compiler import CompileError, cache_key, compile_cell
 from tinyseq_jit.compiler.kernels import cache_dir
 
 from helpers import EXAMPLES, count_nodes, weighted_sum
@@ -104,8 +104,9 @@ def leaves(state):
 def random_state(owner, batch, rng, dtype=F64):
     """A random initial state for ``owner``'s cell sizes: an array or a tuple of them."""
     sizes = owner.state_size
-    states = tuple(rng.standard_normal((batch, n)).astype(dtype) for n in (sizes if isinstance(sizes, tuple) else (sizes,)))
-    return states if isinstance(sizes, tuple) else states[0]
+    many = isinstance(sizes, tuple)
+    states = tuple(rng.standard_normal((batch, n)).astype(dtype) for n in (sizes if many else (sizes,)))
+    return states if many else states[0]
 
 
 def padded(rng, lengths, dtype=F64, steps=T, features=I):
@@ -247,3 +248,290 @@ def test_a_packed_sequence_compiled_equals_the_graph_and_lengths(reverse):
     tol = TOLERANCE[F64]
     np.testing.assert_allclose(packed["out"], np.stack(rows), rtol=tol, atol=tol)
     np.testing.assert_allclose(packed["final 0"], unpacked["final 0"], rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------- 3. states, outputs, gradcheck
+
+
+def test_a_given_tuple_state_gets_its_gradients_compiled_as_on_the_graph():
+    rng = np.random.default_rng(4)
+    owner = cell("lstm")
+    fused = both(recurrent(owner), rng.standard_normal((T, B, I)), random_state(owner, B, rng), what="(h0, c0)")
+    assert fused["d state 0"].shape == fused["d state 1"].shape == (B, 5)
+    assert np.abs(fused["d state 0"]).min() > 0 and np.abs(fused["d state 1"]).min() > 0
+
+
+@pytest.mark.parametrize("name, width", [("readout", I), ("jordan", 4)])
+def test_an_output_other_than_the_hidden_state_compiles(name, width):
+    rng = np.random.default_rng(5)
+    owner = cell(name)
+    fused = both(recurrent(owner), rng.standard_normal((T, B, I)), random_state(owner, B, rng), what=name)
+    assert fused["out"].shape == (T, B, width)
+    if name == "readout":  # y = sigmoid(V h), the state h: another width
+        assert fused["final 0"].shape == (B, 4)
+    else:  # Jordan's state is its output y, not its hidden layer
+        np.testing.assert_array_equal(fused["final 0"], fused["out"][-1])
+
+
+def test_a_compiled_layer_passes_gradcheck_with_lengths():
+    rng = np.random.default_rng(6)
+    owner = cell("elman")
+    layer = nn.Recurrent(owner, reverse=True, backend="numba")
+    lengths = np.array([3, 1])
+    x, h0 = leaves((rng.standard_normal((3, 2, I)), rng.standard_normal((2, 4))))
+
+    def f(x, h0, *params):
+        out, h_n = layer(x, h0, lengths=lengths)
+        return ops.cat([out.reshape(-1), h_n.reshape(-1)], 0)
+
+    assert ts.gradcheck(f, [x, h0, *owner.parameters()], mode="full")
+    assert count_nodes(f(x, h0), CompiledRecurrence) == 1  # what gradcheck checked ran compiled
+
+
+# ---------------------------------------------------------------- 4. layers built on Recurrent, and tinyseq.bptt
+
+
+def test_bidirectional_compiled_equals_the_graph():
+    rng = np.random.default_rng(7)
+    forward_cell, backward_cell = cell("gru"), gallery.GRU(I, 4, dtype=F64, seed=3)
+    state = (random_state(forward_cell, B, rng), random_state(backward_cell, B, rng))
+    fused = both(lambda name: with_backend(nn.Bidirectional(forward_cell, backward_cell), name), padded(rng, LENGTHS),
+                 state, LENGTHS, compiled=2, what="Bidirectional")
+    assert fused["out"].shape == (T, B, 8)
+
+
+def test_stacked_with_variational_dropout_compiled_equals_the_graph():
+    rng = np.random.default_rng(8)
+    bottom, top = cell("readout"), cell("lstm")
+
+    def stacked(name, dropout=0.5):
+        layers = [nn.Recurrent(bottom, backend=name), nn.Recurrent(top, backend=name)]
+        return nn.Stacked(layers, dropout=dropout, variational=True, generator=np.random.default_rng(9))
+
+    x = padded(rng, LENGTHS)
+    fused = both(stacked, x, None, LENGTHS, compiled=2, what="Stacked")
+    undropped, _ = run(stacked("numba", dropout=0.0), x, None, LENGTHS)
+    assert not np.allclose(fused["out"], undropped["out"])  # the masks did drop something
+
+
+def test_truncated_bptt_trains_the_same_compiled_and_on_the_graph():
+    rng = np.random.default_rng(10)
+    owner = cell("lstm")
+    start = owner.state_dict()
+    xs, ys = rng.standard_normal((2, 8, B, I)), rng.standard_normal((2, 8, B, 5))
+
+    def train(name):
+        model = nn.Recurrent(owner, backend=name)
+        tbptt = TBPTT(model, lambda out, y: ((out - y) ** 2).mean(), ts.optim.SGD(model.parameters(), lr=0.5), k1=3,
+                      k2=2)
+        losses = [tbptt.step(x, y) for x, y in zip(xs, ys)]  # the state carried from one call to the next
+        return losses, tbptt.state, owner.state_dict()
+
+    try:
+        graph = train("graph")
+        owner.load_state_dict(start)
+        fused = train("numba")
+    finally:
+        owner.load_state_dict(start)
+    tol = TOLERANCE[F64]
+    np.testing.assert_allclose(fused[0], graph[0], rtol=tol, atol=tol)
+    for got, expected in zip(parts(fused[1]), parts(graph[1])):
+        np.testing.assert_allclose(got.data, expected.data, rtol=tol, atol=tol)
+    for name, expected in graph[2].items():
+        assert not np.allclose(expected, start[name])
+        np.testing.assert_allclose(fused[2][name], expected, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_gradient_norms_through_time_are_the_same_compiled_and_on_the_graph():
+    rng = np.random.default_rng(11)
+    owner = cell("lstm")
+    owner.zero_grad()
+    x = padded(rng, LENGTHS)
+    flows = [grad_norms_through_time(nn.Recurrent(owner, backend=name), x, lengths=LENGTHS)
+             for name in ("graph", "numba")]
+    tol = TOLERANCE[F64]
+    for what in ("h", "c"):
+        graph, fused = getattr(flows[0], what), getattr(flows[1], what)
+        assert graph.shape == (1, T, B) and np.count_nonzero(graph) > B
+        np.testing.assert_allclose(fused, graph, rtol=tol, atol=tol, err_msg=what)
+    assert flows[1].loss == pytest.approx(flows[0].loss, rel=tol)
+    assert all(p.grad is None for p in owner.parameters())
+
+
+def test_gradient_norms_of_a_bare_cell_run_compiled_unless_the_graph_is_chosen():
+    rng = np.random.default_rng(12)
+    owner = cell("mgu")
+    x = rng.standard_normal((T, B, I))
+    with backend.use_backend("auto"):
+        fused = grad_norms_through_time(owner, x)
+    with backend.use_backend("graph"):
+        graph = grad_norms_through_time(owner, x)
+    assert graph.c is None and fused.c is None
+    np.testing.assert_allclose(fused.h, graph.h, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------- 5. what compiling leaves alone
+
+
+def test_compiling_leaves_the_state_dict_as_it_is():
+    rng = np.random.default_rng(13)
+    owner = cell("lstm_peephole")
+    before = owner.state_dict()
+    graph, fused = nn.Recurrent(owner, backend="graph"), nn.Recurrent(owner, backend="numba")
+    run(fused, rng.standard_normal((T, B, I)))
+    assert list(fused.state_dict()) == list(graph.state_dict()) == [f"cell.{k}" for k in before]
+    assert list(owner.state_dict()) == list(before)
+    for name, array in before.items():
+        np.testing.assert_array_equal(owner.state_dict()[name], array)
+        np.testing.assert_array_equal(fused.state_dict()[f"cell.{name}"], array)
+    fused.load_state_dict(graph.state_dict())  # and a compiled layer loads the graph layer's
+
+
+def test_a_float32_cell_moved_to_float64_compiles_in_float64():
+    rng = np.random.default_rng(14)
+    owner = CELLS["mgu"](F32)  # its own: .to changes it
+    layer = nn.Recurrent(owner, backend="numba").to(np.float64)
+    assert all(p.dtype == F64 for p in owner.parameters())
+    fused = both(recurrent(owner), padded(rng, LENGTHS), random_state(owner, B, rng), LENGTHS, what="to(float64)")
+    assert fused["out"].dtype == F64
+    assert layer.kernel_source(I) == compile_cell(owner, I, F64).source
+    assert compile_cell(owner, I).program.dtype == F64
+
+
+# ---------------------------------------------------------------- 6. backends
+
+
+class Refused(nn.Cell):
+    """A cell whose forward does one thing the compiler refuses, chosen by ``how``."""
+
+    def __init__(self, how):
+        self.state_size, self.how = 4, how
+        self.W = nn.Linear(I, 4, dtype=F64)
+
+    def forward(self, x, h):
+        a = self.W(x) + h
+        if self.how == "maximum":
+            a = ops.maximum(a, h)  # refused: maximum
+        if self.how == "if":
+            if a[:, :1].sum(axis=-1) > 0:  # refused: if
+                a = a * 2
+        if self.how == "float":
+            a = a * float(self.W.bias[0])  # refused: float
+        if self.how == "in_place":
+            a.mul_(2.0)  # refused: in_place
+        h = a.tanh()
+        return h, h
+
+
+def _line(marker):
+    """The line of ``Refused.forward`` that ends in ``marker``."""
+    lines, first = inspect.getsourcelines(Refused.forward)
+    return first + next(k for k, line in enumerate(lines) if line.rstrip().endswith(marker))
+
+
+def _names_the_line(message, how):
+    return f"{__file__}:{_line(f'# refused: {how}')}:" in message and "Refused.forward cannot be compiled" in message
+
+
+def test_auto_compiles_what_compiles_and_runs_the_rest_on_the_graph_saying_why():
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((T, B, I))
+    with backend.use_backend("auto"):
+        compiled = nn.Recurrent(cell("elman"))
+        assert run(compiled, x)[1] == 1 and compiled.fallback_reason is None
+        owner = Refused("maximum")
+        fallen = nn.Recurrent(owner)
+        result, count = run(fallen, x)
+    assert count == 0
+    assert "the op Maximum is not supported" in fallen.fallback_reason
+    assert _names_the_line(fallen.fallback_reason, "maximum"), fallen.fallback_reason
+    assert_same(run(nn.Recurrent(owner, backend="graph"), x)[0], result, what="the fallback is the graph")
+
+
+@pytest.mark.parametrize("how, words", [
+    ("maximum", "the op Maximum is not supported"),
+    ("if", "bool() reads a tensor's value"),
+    ("float", "float() reads a tensor's value"),
+    ("in_place", "in-place change mul_"),
+])
+def test_numba_refuses_what_does_not_compile_naming_the_construct_and_line(how, words):
+    layer = nn.Recurrent(Refused(how), backend="numba")
+    with pytest.raises(CompileError) as info:
+        layer(np.zeros((T, B, I)))
+    message = str(info.value)
+    assert words in message and _names_the_line(message, how), message
+    with pytest.raises(CompileError, match=re.escape(words)):
+        layer.kernel_source()
+
+
+def test_cuda_on_a_cell_of_your_own_is_a_clear_error(monkeypatch):
+    x = np.zeros((T, B, I))
+    with pytest.raises(RuntimeError, match="backend 'cuda'"):  # here: no GPU; with one: the error below
+        nn.Recurrent(cell("elman"), backend="cuda")(x)
+    monkeypatch.setattr(backend, "load_cuda", lambda: None)  # as where a GPU answers
+    with pytest.raises(RuntimeError, match=r"backend 'cuda' does not run a cell of your own yet .* use "
+                                           r"backend='numba' or 'graph'"):
+        nn.Recurrent(cell("elman"), backend="cuda")(x)
+
+
+def test_use_backend_graph_runs_an_auto_layer_on_the_graph():
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((T, B, I))
+    layer = nn.Recurrent(cell("mgu"))
+    with backend.use_backend("graph"):
+        graph, on_graph = run(layer, x)
+    with backend.use_backend("auto"):
+        fused, on_numba = run(layer, x)
+    assert (on_graph, on_numba) == (0, 1) and layer.fallback_reason is None
+    assert_same(graph, fused, what="use_backend")
+
+
+# ---------------------------------------------------------------- 7. compiled once
+
+
+def test_a_cell_compiles_once_for_every_length_batch_and_instance():
+    rng = np.random.default_rng(17)
+    owner = CELLS["mgu"](F64)  # fresh: its modules never switched mode (see the test below)
+    kernel = compile_cell(owner, I, F64)
+    layer = nn.Recurrent(owner, backend="numba")
+    for steps, batch, reverse in [(10, 5, False), (1000, 5, False), (10, 2, True), (1, 3, False)]:
+        layer.reverse = reverse
+        lengths = rng.integers(1, steps + 1, batch)
+        run(layer, rng.standard_normal((steps, batch, I)), random_state(owner, batch, rng), lengths)
+        assert compile_cell(owner, I, F64) is kernel
+    signatures = (kernel.module._forward.signatures, kernel.module._backward.signatures)
+    assert [len(s) for s in signatures] == [1, 1], signatures
+    assert compile_cell(CELLS["mgu"](F64), I, F64) is kernel  # another cell of the same class and sizes
+    assert compile_cell(gallery.MGU(I, 4, dtype=F64, seed=5), I, F64).module is kernel.module
+
+
+def test_a_cell_put_in_the_training_mode_it_is_in_keeps_its_kernel():
+    owner, again = CELLS["mgu"](F64), CELLS["mgu"](F64)
+    again.train()  # it was training already: nothing about its step changed
+    assert cache_key(again, I, F64) == cache_key(owner, I, F64)
+    assert compile_cell(again, I, F64) is compile_cell(owner, I, F64)
+
+
+# ---------------------------------------------------------------- 8. the generated source
+
+
+def test_the_kernel_source_reads_as_the_cell_and_is_the_cached_file():
+    owner = cell("mgu")
+    layer = nn.Recurrent(owner, backend="numba")
+    layer(np.zeros((2, 1, I)))
+    source = layer.kernel_source()
+    kernel = compile_cell(owner, I, F64)
+    assert source == kernel.source
+    assert os.path.dirname(kernel.path) == cache_dir()
+    with open(kernel.path, encoding="utf-8") as f:
+        assert f.read() == source
+    for words in ("f[t, b, j] = sigmoid(", "n[t, b, j] = tanh(", "h_1[b, j] = ", "d_h_1", "d_n_bias"):
+        assert words in source, words
+    lines, first = inspect.getsourcelines(gallery.MGU.forward)
+    cell_lines = {first + k for k, line in enumerate(lines) if line.strip().startswith(("f =", "n =", "h ="))}
+    assert cell_lines == {op.line for op in kernel.program.ops}
+    code = source.split('"""', 2)[2]
+    for line in sorted(cell_lines):
+        assert code.count(f"# line {line}: ") >= 2, line  # in the forward and in the backward
+    for op in kernel.program.ops:  # the step as the docstring shows it: one line per op
+        assert source.count(f"\n        {op.name} = {op.expression()}  # line {op.line}: ") == 1, op.name
