@@ -187,6 +187,7 @@ def test_every_cell_compiled_equals_the_graph_in_float64(name):
     both(recurrent(owner), rng.standard_normal((T, B, I)), what=f"{name}, zero state")
     state = random_state(owner, B, rng)
     both(recurrent(owner), padded(rng, LENGTHS), state, LENGTHS, what=f"{name}, a state, lengths")
+    both(recurrent(owner, reverse=True), padded(rng, LENGTHS), state, LENGTHS, what=f"{name}, reversed, lengths")
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "mgu"])
@@ -291,13 +292,15 @@ def test_a_compiled_layer_passes_gradcheck_with_lengths():
 # ---------------------------------------------------------------- 4. layers built on Recurrent, and tinyseq.bptt
 
 
-def test_bidirectional_compiled_equals_the_graph():
+@pytest.mark.parametrize("packed", [False, True])
+def test_bidirectional_compiled_equals_the_graph(packed):
     rng = np.random.default_rng(7)
     forward_cell, backward_cell = cell("gru"), gallery.GRU(I, 4, dtype=F64, seed=3)
     state = (random_state(forward_cell, B, rng), random_state(backward_cell, B, rng))
-    fused = both(lambda name: with_backend(nn.Bidirectional(forward_cell, backward_cell), name), padded(rng, LENGTHS),
-                 state, LENGTHS, compiled=2, what="Bidirectional")
-    assert fused["out"].shape == (T, B, 8)
+    x = rng.standard_normal((T, B, I)) if packed else padded(rng, LENGTHS)
+    fused = both(lambda name: with_backend(nn.Bidirectional(forward_cell, backward_cell), name), x, state, LENGTHS,
+                 packed, compiled=2, what="Bidirectional")
+    assert fused["out"].shape == ((LENGTHS.sum(), 8) if packed else (T, B, 8))
 
 
 def test_stacked_with_variational_dropout_compiled_equals_the_graph():
@@ -312,6 +315,30 @@ def test_stacked_with_variational_dropout_compiled_equals_the_graph():
     fused = both(stacked, x, None, LENGTHS, compiled=2, what="Stacked")
     undropped, _ = run(stacked("numba", dropout=0.0), x, None, LENGTHS)
     assert not np.allclose(fused["out"], undropped["out"])  # the masks did drop something
+
+
+def test_one_cell_run_twice_in_one_graph_sums_both_gradients_as_the_graph():
+    rng = np.random.default_rng(18)
+    owner = cell("readout")  # I features in, I out: it can read its own output
+    x = padded(rng, LENGTHS)
+    state = (random_state(owner, B, rng), random_state(owner, B, rng))
+    fused = both(lambda name: nn.Stacked([nn.Recurrent(owner, backend=name)] * 2), x, state, LENGTHS, compiled=2,
+                 what="one cell twice")
+    assert np.abs(fused["d state 0"]).max() > 0 and np.abs(fused["d state 1"]).max() > 0
+
+
+def test_an_input_that_needs_no_gradient_compiled_equals_the_graph():
+    rng = np.random.default_rng(19)
+    owner = cell("lstm_coupled")
+    x = padded(rng, LENGTHS)
+    grads = []
+    for name in ("graph", "numba"):
+        owner.zero_grad()
+        out, (h, c) = nn.Recurrent(owner, backend=name)(x, lengths=LENGTHS)
+        weighted_sum([out, h, c]).backward()
+        grads.append({k: p.grad.data for k, p in owner.named_parameters()})
+    for k, expected in grads[0].items():
+        np.testing.assert_allclose(grads[1][k], expected, rtol=1e-10, atol=1e-10, err_msg=k)
 
 
 def test_truncated_bptt_trains_the_same_compiled_and_on_the_graph():
@@ -342,17 +369,22 @@ def test_truncated_bptt_trains_the_same_compiled_and_on_the_graph():
         np.testing.assert_allclose(fused[2][name], expected, rtol=tol, atol=tol, err_msg=name)
 
 
-def test_gradient_norms_through_time_are_the_same_compiled_and_on_the_graph():
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradient_norms_through_time_are_the_same_compiled_and_on_the_graph(reverse):
     rng = np.random.default_rng(11)
     owner = cell("lstm")
     owner.zero_grad()
     x = padded(rng, LENGTHS)
-    flows = [grad_norms_through_time(nn.Recurrent(owner, backend=name), x, lengths=LENGTHS)
+
+    def loss(out, state):
+        return weighted_sum([out, *state])
+
+    flows = [grad_norms_through_time(nn.Recurrent(owner, reverse=reverse, backend=name), x, loss, lengths=LENGTHS)
              for name in ("graph", "numba")]
     tol = TOLERANCE[F64]
     for what in ("h", "c"):
         graph, fused = getattr(flows[0], what), getattr(flows[1], what)
-        assert graph.shape == (1, T, B) and np.count_nonzero(graph) > B
+        assert graph.shape == (1, T, B) and np.count_nonzero(graph) == LENGTHS.sum()
         np.testing.assert_allclose(fused, graph, rtol=tol, atol=tol, err_msg=what)
     assert flows[1].loss == pytest.approx(flows[0].loss, rel=tol)
     assert all(p.grad is None for p in owner.parameters())
