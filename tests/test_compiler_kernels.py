@@ -54,6 +54,30 @@ class Readout(nn.Cell):
         return self.V(h).sigmoid(), h
 
 
+class EveryOp(nn.Cell):
+    """A step made of every kind of op the compiler takes: chunk, split, slices and cat of
+    features, sum over them, log, exp, abs, neg, division, numbers, a constant array, where
+    on a comparison and on a constant mask, a tuple state and a parameter vector."""
+
+    def __init__(self, inputs, hidden, dtype=np.float64):
+        self.state_size, self.hidden = (hidden, hidden), hidden
+        self.W = nn.Linear(inputs, 2 * hidden, dtype=dtype)
+        self.U = nn.Linear(hidden, 2 * hidden, bias=False, dtype=dtype)
+        self.scale = Parameter(np.linspace(0.5, 1.5, hidden).astype(dtype))
+        self.mask = np.arange(hidden) % 2 == 0
+
+    def forward(self, x, state):
+        h, m = state
+        a, b = ops.chunk(self.W(x) + self.U(h), 2, axis=-1)
+        p = ((a * a).sum(axis=-1, keepdims=True) + 1.0).log() - (-b).exp() / (1.0 + b.abs())
+        q = ops.where(a > 0.1, p, a * 0.5)
+        r = ops.where(self.mask, q, m * Tensor(np.arange(len(self.mask), dtype=m.dtype)))
+        u = ops.cat([r[:, 2:], r[:, :2]], -1)
+        h = (u * self.scale - m / (2.0 + h * h)).tanh()
+        m = 0.5 * m + 0.5 * ops.split(ops.cat([h, q], -1), [self.hidden] * 2, axis=-1)[1].sigmoid()
+        return h, (h, m)
+
+
 def _from_gallery(name, hidden):
     return lambda dtype: gallery.GALLERY[name](I, hidden, dtype=dtype)
 
@@ -67,6 +91,7 @@ CELLS.update({
     "deep_transition_shortcut": lambda dtype: nn.DeepTransitionCell(I, 5, depth=2, shortcut=True, dtype=dtype),
     "narx_open_loop": lambda dtype: nn.NARXCell(2, 1, delay=2, hidden_size=4, dtype=dtype),
     "readout": lambda dtype: Readout(I, 4, I, dtype=dtype),
+    "every_op": lambda dtype: EveryOp(I, 4, dtype=dtype),
 })
 
 _cells = {}
@@ -198,6 +223,28 @@ def test_cells_compiled_in_float32_equal_the_graph(name):
                  what=name)
     assert compile_cell(owner, I).program.dtype == F32
     assert fused["out"].dtype == F32
+
+
+class RowNorm(nn.Cell):
+    """h = tanh(a / (1 + |a|^2)), the squared norm summed without keepdims and reshaped back."""
+
+    def __init__(self, inputs, hidden):
+        self.state_size = hidden
+        self.W = nn.Linear(inputs, hidden, dtype=np.float64)
+
+    def forward(self, x, h):
+        a = self.W(x) + h
+        n = (a * a).sum(axis=-1).reshape((-1, 1))
+        h = (a / (1.0 + n)).tanh()
+        return h, h
+
+
+def test_a_reshape_that_keeps_the_batch_axis_compiles():
+    # CompileError lists "reshape that keeps the batch axis" as supported, and trace() takes
+    # it, but schedule() refuses every reshape of a batched value.
+    rng = np.random.default_rng(20)
+    owner = RowNorm(I, 4)
+    both(recurrent(owner), padded(rng, LENGTHS), random_state(owner, B, rng), LENGTHS, what="reshape")
 
 
 # ---------------------------------------------------------------- 2. lengths, reverse, layouts, packing
