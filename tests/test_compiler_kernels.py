@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinyseq as ts
 from tinyseq import Tensor, backend, nn, ops
@@ -219,10 +221,32 @@ def test_every_cell_compiled_equals_the_graph_in_float64(name):
 def test_cells_compiled_in_float32_equal_the_graph(name):
     rng = np.random.default_rng(0)
     owner = cell(name, F32)
-    fused = both(recurrent(owner), padded(rng, LENGTHS, F32), random_state(owner, B, rng, F32), LENGTHS, dtype=F32,
-                 what=name)
+    state = random_state(owner, B, rng, F32)
+    for reverse in (False, True):
+        fused = both(recurrent(owner, reverse=reverse), padded(rng, LENGTHS, F32), state, LENGTHS, dtype=F32,
+                     what=f"{name}, reverse={reverse}")
     assert compile_cell(owner, I).program.dtype == F32
     assert fused["out"].dtype == F32
+
+
+@st.composite
+def runs(draw):
+    """A shared cell and a batch for it: sizes, lengths (or none), reverse, batch_first, a state (or none)."""
+    name = draw(st.sampled_from(["lstm_peephole", "gru_classic", "mirnn", "narx_open_loop", "every_op"]))
+    steps, batch = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch).map(np.array))
+    return name, steps, batch, lengths, draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+
+
+@given(runs(), st.integers(0, 2**16))
+def test_drawn_runs_compiled_equal_the_graph(drawn, seed):
+    name, steps, batch, lengths, reverse, batch_first, given_state = drawn
+    rng = np.random.default_rng(seed)
+    owner = cell(name)
+    x = padded(rng, np.full(batch, steps) if lengths is None else lengths, steps=steps)
+    state = random_state(owner, batch, rng) if given_state else None
+    both(recurrent(owner, reverse=reverse, batch_first=batch_first), x.transpose(1, 0, 2) if batch_first else x,
+         state, lengths, what=str(drawn))
 
 
 class RowNorm(nn.Cell):
