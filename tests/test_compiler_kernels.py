@@ -15,7 +15,6 @@ source. Each new cell structure costs seconds of Numba compilation: the cells ar
 import inspect
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -31,10 +30,9 @@ from tinyseq.nn.utils.rnn import pack_padded_sequence
 from tinyseq_jit.compiler import CompileError, cache_key, compile_cell
 from tinyseq_jit.compiler.kernels import cache_dir
 
-from helpers import EXAMPLES, count_nodes, weighted_sum
+from helpers import count_nodes, load_example, weighted_sum
 
-sys.path.insert(0, str(EXAMPLES))
-import cell_gallery as gallery  # noqa: E402
+gallery = load_example("cell_gallery")
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 TOLERANCE = {F64: 1e-10, F32: 1e-4}  # rtol and atol
