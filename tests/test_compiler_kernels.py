@@ -78,6 +78,28 @@ class EveryOp(nn.Cell):
         return h, (h, m)
 
 
+class Unusual(nn.Cell):
+    """Shapes of step the gallery lacks: one weight in the hoisted product over x and in a
+    per-step product over h; one Parameter in two Linears (tied); x read point-wise, and a
+    one-column slice of it broadcast; a state carried unchanged (k) and one that counts
+    steps (n, one column); the output is the state the step started from."""
+
+    def __init__(self, size, dtype=np.float64):
+        self.state_size = (size, size, 1)
+        self.W = Parameter(np.random.default_rng(0).uniform(-0.6, 0.6, (size, size)).astype(dtype))
+        self.U = nn.Linear(size, size, bias=False, dtype=dtype)
+        self.V = nn.Linear(size, size, dtype=dtype)
+        self.V.weight = self.U.weight
+
+    def forward(self, x, state):
+        h, k, n = state
+        n = n + 1.0
+        a = (x @ self.W.T + self.U(h) * k).tanh()
+        b = self.V(a) + h @ self.W.T
+        new = (b / n).tanh() * x.sigmoid() + x[:, :1] * h
+        return h, (new, k, n)
+
+
 def _from_gallery(name, hidden):
     return lambda dtype: gallery.GALLERY[name](I, hidden, dtype=dtype)
 
@@ -92,6 +114,7 @@ CELLS.update({
     "narx_open_loop": lambda dtype: nn.NARXCell(2, 1, delay=2, hidden_size=4, dtype=dtype),
     "readout": lambda dtype: Readout(I, 4, I, dtype=dtype),
     "every_op": lambda dtype: EveryOp(I, 4, dtype=dtype),
+    "unusual": lambda dtype: Unusual(I, dtype=dtype),
 })
 
 _cells = {}
@@ -170,13 +193,14 @@ def run(layer, x, state=None, lengths=None, packed=False):
 
 
 def assert_same(graph, fused, dtype=F64, what=""):
-    """Two ``run`` results agree: the same names, dtypes and shapes, values to ``TOLERANCE``."""
+    """Two ``run`` results agree: the same names, dtypes and shapes, values to ``TOLERANCE`` (a NaN
+    in both, as from a padded step, fails)."""
     assert list(fused) == list(graph), what
     tol = TOLERANCE[np.dtype(dtype)]
     for name, expected in graph.items():
         got = fused[name]
         assert got.dtype == expected.dtype == dtype, f"{what}: {name} is {got.dtype}, the graph's {expected.dtype}"
-        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, err_msg=f"{what}: {name}")
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol, equal_nan=False, err_msg=f"{what}: {name}")
 
 
 def both(make, x, state=None, lengths=None, packed=False, compiled=1, dtype=F64, what=""):
@@ -230,7 +254,7 @@ def test_cells_compiled_in_float32_equal_the_graph(name):
 @st.composite
 def runs(draw):
     """A shared cell and a batch for it: sizes, lengths (or none), reverse, batch_first, a state (or none)."""
-    name = draw(st.sampled_from(["lstm_peephole", "gru_classic", "mirnn", "narx_open_loop", "every_op"]))
+    name = draw(st.sampled_from(["lstm_peephole", "gru_classic", "mirnn", "narx_open_loop", "every_op", "unusual"]))
     steps, batch = draw(st.integers(1, 5)), draw(st.integers(1, 4))
     lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch).map(np.array))
     return name, steps, batch, lengths, draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
@@ -292,6 +316,30 @@ def test_padded_steps_output_zeros_and_each_final_is_its_sequences_last_state(na
         for whole, alone in zip(finals, parts(final)):
             np.testing.assert_allclose(whole[b], alone.data[0], rtol=tol, atol=tol, err_msg=f"sequence {b}")
     assert np.isfinite(fused["d x"]).all()
+
+
+class NaNEmpty:
+    """NumPy, but ``np.empty`` gives memory full of NaN: its contents are unspecified, and NaN
+    is what memory a padded batch freed (NaN at its padded steps) often holds."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype=float):
+        return np.full(shape, np.nan, dtype)
+
+
+def test_padded_steps_leave_no_unwritten_memory_in_the_weight_gradients(monkeypatch):
+    # The saved left operand of a per-step product that is not a state (MGU's t4 = f * h) is
+    # np.empty and left unwritten at padded steps; the weight gradient after the loop,
+    # dot(t4.T, d_t4_w), reads it there: 0 * NaN = NaN.
+    rng = np.random.default_rng(21)
+    owner = cell("mgu")
+    x = padded(rng, LENGTHS)
+    run(nn.Recurrent(owner, backend="numba"), x, None, LENGTHS)  # compiled or loaded before NumPy is swapped
+    monkeypatch.setattr(compile_cell(owner, I, F64).module, "np", NaNEmpty())
+    both(recurrent(owner), x, None, LENGTHS, what="np.empty full of NaN")
 
 
 def test_batch_first_compiled_equals_the_graph_and_the_time_first_run():
