@@ -654,6 +654,17 @@ def test_a_cell_compiles_once_for_every_length_batch_and_instance():
     assert compile_cell(gallery.MGU(I, 4, dtype=F64, seed=5), I, F64).module is kernel.module
 
 
+def test_cells_that_differ_in_a_constant_array_each_run_their_own():
+    # cache_key leaves array attributes out, so the second cell gets the kernel traced from
+    # the first, with the first one's mask baked in as a constant.
+    rng = np.random.default_rng(22)
+    first, second = CELLS["every_op"](F64), CELLS["every_op"](F64)
+    second.mask = ~first.mask
+    x = rng.standard_normal((T, B, I))
+    both(recurrent(first), x, what="the first cell")
+    both(recurrent(second), x, what="the second cell, its mask the first's negation")
+
+
 def test_a_cell_put_in_the_training_mode_it_is_in_keeps_its_kernel():
     owner, again = CELLS["mgu"](F64), CELLS["mgu"](F64)
     again.train()  # it was training already: nothing about its step changed
