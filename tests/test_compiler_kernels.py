@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import tinyseq as ts
 from tinyseq import Tensor, backend, nn, ops
-from tinyseq.bptt import TBPTT, grad_norms_through_time
+from tinyseq.bptt import TBPTT, evaluate, grad_norms_through_time, truncation_bias
 from tinyseq.nn import Parameter
 from tinyseq.nn._fused import CompiledRecurrence
 from tinyseq.nn.utils.rnn import pack_padded_sequence
@@ -484,6 +484,26 @@ def test_truncated_bptt_trains_the_same_compiled_and_on_the_graph():
     for name, expected in graph[2].items():
         assert not np.allclose(expected, start[name])
         np.testing.assert_allclose(fused[2][name], expected, rtol=tol, atol=tol, err_msg=name)
+
+
+def test_truncation_bias_and_evaluate_are_the_same_compiled_and_on_the_graph():
+    rng = np.random.default_rng(23)
+    owner = cell("gru_classic")
+    x, y = rng.standard_normal((8, B, I)), rng.standard_normal((8, B, 5))
+
+    def loss(out, target):
+        return ((out - target) ** 2).mean()
+
+    results = []
+    for name in ("graph", "numba"):
+        model = nn.Recurrent(owner, backend=name)
+        biases = truncation_bias(model, loss, (x, y), [1, 3, 8])
+        mean = evaluate(model, loss, [(x[:4], y[:4]), (x[4:], y[4:])])  # the state carried across the two
+        results.append(([(b.cosine, b.relative_error) for b in biases], mean))
+    graph, fused = results
+    assert graph[0][-1] == pytest.approx((1.0, 0.0)) and graph[0][0][1] > 0
+    np.testing.assert_allclose(fused[0], graph[0], rtol=1e-10, atol=1e-10)
+    assert fused[1] == pytest.approx(graph[1], rel=1e-10)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
