@@ -18,6 +18,12 @@ This package imports tinyseq (it traces Tensors); tinyseq never imports it.
 """
 
 
+import hashlib
+
+import numpy as np
+
+from tinyseq.nn import Parameter
+
 from .ir import Op, StepProgram, Value
 from .kernels import Kernel, load
 from .plan import HOISTED, PER_STEP, SPLIT, WEIGHT, Gemm, MergedGemm, Plan, Split, Stage, make_plan
@@ -31,22 +37,38 @@ _cache = {}
 _kernels = {}  # cache_key -> Kernel, or the CompileError the cell raised
 
 #: attribute types that count as a module's structure in ``cache_key`` (an activation's name, a depth)
-_SIMPLE = (str, int, float, bool, type(None))
+_SIMPLE = (str, int, float, bool, type(None), np.generic)
+
+
+def _attribute(value):
+    """An attribute as ``cache_key`` keeps it: a simple value itself, a tuple or list of them,
+    an array by its dtype, shape and bytes (a constant the step reads); None for the rest
+    (modules and parameters, keyed apart; anything else)."""
+    if isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, (tuple, list)):
+        items = tuple(_attribute(v) for v in value)
+        return (type(value).__name__, items) if all(i is not None for i in items) else None
+    if isinstance(value, np.ndarray) and not isinstance(value, Parameter):
+        return ("array", str(value.dtype), value.shape, hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest())
+    return None
 
 
 def cache_key(cell, input_size, dtype=None):
     """What a traced program depends on: the class and structure of every module in the cell
-    (its simple attributes: an activation's name, a flag, a size), the parameters' names and
-    shapes, the dtype, the input size and the state's arity and sizes. Never T or B."""
+    (its attributes: an activation's name, a flag, a size, a tuple of them, a constant array
+    by its contents; and whether it is training), the parameters' names and shapes, the
+    dtype, the input size and the state's arity and sizes. Never T or B."""
     from .trace import _param_dtype, _state_sizes
 
-    structure = tuple(
-        (name, type(m).__name__, type(m).__module__,
-         tuple(sorted((k, v) for k, v in vars(m).items() if isinstance(v, _SIMPLE) and not k.startswith("_"))))
-        for name, m in cell.named_modules())
+    structure = []
+    for name, m in cell.named_modules():
+        attributes = ((k, _attribute(v)) for k, v in vars(m).items() if not k.startswith("_") and k != "training")
+        structure.append((name, type(m).__name__, type(m).__module__, bool(getattr(m, "training", True)),
+                          tuple(sorted(a for a in attributes if a[1] is not None))))
     params = tuple((name, p.shape) for name, p in cell.named_parameters())
     sizes, state_tuple = _state_sizes(cell)
-    return (type(cell), structure, params, str(_param_dtype(cell, dtype)), int(input_size), sizes, state_tuple)
+    return (type(cell), tuple(structure), params, str(_param_dtype(cell, dtype)), int(input_size), sizes, state_tuple)
 
 
 def trace_cached(cell, input_size, dtype=None):

@@ -216,6 +216,8 @@ class Writer:
         if op.kind == "getitem":
             (start, _, _), = op.attr("index")
             return self.read(op.inputs[0], w, offset=start)
+        if op.kind == "reshape":  # of a row to a row of as many features: the same numbers
+            return self.read(op.inputs[0], w)
         args = [self.read(a, w) for a in op.inputs]
         if op.kind in _INFIX:
             return getattr(args[0], _INFIX[op.kind])(args[1])
@@ -242,7 +244,7 @@ class Writer:
         g = self.d_read(name, w)
         if g is None:
             return
-        if op.kind == "parts":
+        if op.kind in ("parts", "reshape"):
             for part in op.inputs:
                 self.accumulate(out, part, g, w)
             return
@@ -332,6 +334,11 @@ class Writer:
         names += [self.s.gemm_result(m) for m in self.gemm_weights() if self.s.storage[self.s.gemm_result(m)] == "seq"]
         names += [n for n in self.s.ops if self.s.storage[n] == "seq"]
         return names
+
+    def padded_lefts(self):
+        """The left operands of per-step products made by the step: kept over T for the weight
+        gradient's GEMM, which reads their padded steps too (the loops leave them unwritten)."""
+        return {m.left for m in self.gemm_weights() if m.left in self.s.ops}
 
     def seq_width(self, name):
         if name == f"{self.s.x}@w":
@@ -576,7 +583,8 @@ class Writer:
                 out(f"{self.name(r + '@plan')} = plan_product({self.name(r + '@weights')}, batch)")
             out(f"out = np.zeros((steps, batch, {self.width(p.y)}), dtype=dtype)")
             for n in seq:
-                out(f"{self.name(n)} = np.empty((steps, batch, {self.seq_width(n)}), dtype=dtype)")
+                make = "zeros" if n in self.padded_lefts() else "empty"  # a weight GEMM reads every step
+                out(f"{self.name(n)} = np.{make}((steps, batch, {self.seq_width(n)}), dtype=dtype)")
             args = ([x] + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [f"states[{k}]" for k in range(len(states))]
                     + self.vector_args() + self.plan_args() + ["lengths", "reverse", "out"] + [self.name(n) for n in seq])
             out(f"finals = _forward({', '.join(args)})")

@@ -289,7 +289,9 @@ class CudaWriter(Writer):
                 out(f"{self.name('carried@' + n)} = cuda.to_device(np.ascontiguousarray(states[{k}], dtype=dtype))")
             out(f"out = cuda.to_device(np.zeros((steps, batch, {self.width(p.y)}), dtype=dtype))")
             for n in seq:
-                out(f"{self.name(n)} = cuda.device_array((steps, batch, {self.seq_width(n)}), dtype=dtype)")
+                shape = f"(steps, batch, {self.seq_width(n)})"
+                out(f"{self.name(n)} = cuda.to_device(np.zeros({shape}, dtype=dtype))" if n in self.padded_lefts() else
+                    f"{self.name(n)} = cuda.device_array({shape}, dtype=dtype)")
             for n in self.rows():
                 out(f"{self.name(n)} = cuda.device_array((batch, {self.seq_width(n)}), dtype=dtype)")
             with out.block("for s in range(steps):"):

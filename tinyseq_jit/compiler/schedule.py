@@ -31,10 +31,10 @@ from .plan import HOISTED, PER_STEP, SPLIT
 from .trace import SUPPORTED, CompileError
 
 #: ops whose result backward recomputes instead of keeping it over T
-CHEAP = ("add", "sub", "mul", "neg", "relu", "abs", "where", "lt", "le", "gt", "ge", "parts")
+CHEAP = ("add", "sub", "mul", "neg", "relu", "abs", "where", "lt", "le", "gt", "ge", "parts", "reshape")
 #: ops computed element by element in a loop over the features
 ELEMENTWISE = ("add", "sub", "mul", "div", "neg", "sigmoid", "tanh", "relu", "exp", "log", "abs", "where",
-               "lt", "le", "gt", "ge")
+               "lt", "le", "gt", "ge", "reshape")
 
 
 @dataclass
@@ -116,8 +116,10 @@ def schedule(program):
         if op.batched and len(op.shape) > 1:
             refuse(program, op, f"a value of shape (B, {', '.join(map(str, op.shape))}): the kernels take rows "
                                 "of one feature axis")
-        if op.batched and op.kind in ("reshape", "transpose"):
-            refuse(program, op, f"{op.kind} of a batched value")
+        if op.batched and op.kind == "reshape" and width(op.shape) != width(program.shape_of(op.inputs[0])):
+            refuse(program, op, "a reshape of a batched value that changes its number of features")
+        if op.batched and op.kind == "transpose":
+            refuse(program, op, "a transpose of a batched value")
         if op.batched and op.kind == "getitem" and (len(op.attr("index")) != 1 or isinstance(op.attr("index")[0], int)
                                                     or op.attr("index")[0][2] != 1):
             refuse(program, op, "an index other than a slice of the features with step 1")
