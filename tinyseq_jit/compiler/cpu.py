@@ -401,7 +401,9 @@ class Writer:
         out()
 
     def row_left(self, left):
-        """The (B, K) left operand of a product at step t."""
+        """The (B, K) left operand of a product at step t (a product's result: its array)."""
+        if left in self.s.alias:
+            left = self.s.alias[left][0]
         storage = self.s.storage.get(left, "seq")
         return f"{self.name(left)}[t]" if storage == "seq" else self.name(left)
 
@@ -466,12 +468,16 @@ class Writer:
                         self.accumulate(out, part, Sym(g), n)
                 offset += n
             return
+        body = _Lines()
+        for name in reversed(group.ops):
+            self.comment(body, name, last)
+            self.derivative(body, name, group.width)
+        if not any(line.strip() and not line.lstrip().startswith("#") for line in body.lines):
+            return  # nothing here takes a gradient (a comparison)
         with out.block(f"for j in range({group.width}):"):
             for name in group.recompute:
                 out(f"{self.name(name)} = {self.expression(name, group.width).text}  # recomputed")
-            for name in reversed(group.ops):
-                self.comment(out, name, last)
-                self.derivative(out, name, group.width)
+            out.lines += ["    " * out.depth + line for line in body.lines]
 
     def backward_loop(self, out):
         p, s = self.p, self.s
@@ -658,7 +664,8 @@ class Writer:
             r = f"{s.x}@w" if m is s.hoisted else s.gemm_result(m)
             d_w = self.name(f"d@{r}@weights")
             k = m.products[0].rows[1] - m.products[0].rows[0]
-            out(f"{d_w} = {product(self.d_ident(r), self.name(left), m.columns[-1][1], k)}")
+            array = self.s.alias[left][0] if left in self.s.alias else left  # a product's result: its array
+            out(f"{d_w} = {product(self.d_ident(r), self.name(array), m.columns[-1][1], k)}")
             for g, (c0, c1) in zip(m.products, m.columns):
                 if g.weight in self.trainable():
                     pieces.setdefault(g.weight, []).append((g.rows, f"{d_w}[{c0}:{c1}].T"))

@@ -142,6 +142,13 @@ def schedule(program):
         for m in s.merged:
             for g, (c0, _) in zip(m.products, m.columns):
                 alias[g.result] = (f"{m.left}@w", c0)
+    array_width = {f"{m.left}@w": m.columns[-1][1] for s in gemm_stages for m in s.merged}
+    array_width[f"{x}@w"] = hoisted.columns[-1][1] if hoisted else 0
+    for s in gemm_stages:  # a product of a product's result reads that result's array
+        for m in s.merged:
+            if m.left in alias and (alias[m.left][1] != 0 or array_width[alias[m.left][0]] != widths[m.left]):
+                refuse(program, by_name[m.left], "a product of a value that is one of several products of the same "
+                                                 "operand (write it as its own product)")
     for split in plan.splits:
         op = by_name[split.op]
         ops[split.op] = _Parts(split.op, tuple(g.result for g in split.parts), op)
