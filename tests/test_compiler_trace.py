@@ -415,7 +415,7 @@ class Refused(nn.Cell):
     ("numpy", ".numpy() reads a tensor's value"),
     ("asarray", "np.asarray() reads a tensor's value"),
     ("in_place", "in-place change add_"),
-    ("param_in_place", "in-place change data.add_"),
+    ("param_in_place", "it reads .data"),
     ("batch_sum", "sum over the batch axis"),
     ("batch_index", "indexing the batch axis"),
     ("batch_cat", "cat along the batch axis"),

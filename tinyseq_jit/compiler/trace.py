@@ -8,6 +8,7 @@ the cell's own names. What cannot run as a fused step raises ``CompileError`` at
 ``forward`` that did it.
 """
 
+import dis
 import inspect
 import linecache
 import sys
@@ -69,6 +70,7 @@ class _Tracer:
         self.keep = {}  # key -> tensor: alive until the end, so no id is reused
         self.frame = None
         self.return_line = code.co_firstlineno
+        self.data_lines = _data_lines(code)
 
     # ------------------------------------------------------------ inputs and lines
 
@@ -103,6 +105,10 @@ class _Tracer:
         return None
 
     def local_trace(self, frame, event, arg):
+        if event == "line" and frame.f_lineno in self.data_lines:
+            self.refuse("it reads .data (the array behind a tensor: what follows from its values, or a parameter's "
+                        "values, cannot be traced; use the tensor itself, and where() for a choice per element)",
+                        frame.f_lineno)
         known, names, direct = self.batched, self.local_names, self.direct
         for name, value in frame.f_locals.items():
             if isinstance(value, Tensor):
@@ -369,6 +375,16 @@ def trace(cell, input_size, dtype=None, batch=None):
     program = _program(tracer, dtype, y, new_state, state_tuple)
     program.plan = make_plan(program)
     return program
+
+
+def _data_lines(code):
+    """The lines of ``code`` that read an attribute ``.data``."""
+    lines, line = set(), code.co_firstlineno
+    for instruction in dis.get_instructions(code):
+        line = instruction.starts_line or line
+        if instruction.opname in ("LOAD_ATTR", "LOAD_METHOD") and instruction.argval == "data":
+            lines.add(line)
+    return lines
 
 
 def _outputs(tracer, result, arity, state_tuple):
