@@ -67,7 +67,7 @@ class Schedule:
     ``hoisted``: the merged GEMM over x, or None; ``storage``, ``d_storage``: name ->
     "scalar", "row" or "seq"; ``group_of``: op name -> its ``Group``; ``grads``: the names
     that take a gradient; ``vectors``: the non-batched operands of point-wise ops (name ->
-    width); ``outputs``: (y, new states).
+    width); ``widths``: each batched value's number of features.
     """
 
     program: object
