@@ -116,9 +116,10 @@ def run_compiled(kernel, x, states, params, lengths, reverse, grad_norms=None):
     packed = CompiledRecurrence.apply(x, *states, *(values[n] for n in names), kernel=kernel, states=len(states),
                                       names=names, constants=constants, lengths=lengths, reverse=reverse,
                                       grad_norms=grad_norms)
-    widths = [kernel.program.shape_of(kernel.program.y)[-1]] + [s.shape[1] for s in states]
+    y_shape = kernel.program.shape_of(kernel.program.y)  # (n,), or () for a y_t of one number per sequence
+    widths = [y_shape[-1] if y_shape else 1] + [s.shape[1] for s in states]
     out, *finals = (packed[rows] for rows in _packing(steps, widths))
-    return out, tuple(finals)
+    return (out if y_shape else out.reshape(steps, batch)), tuple(finals)
 
 
 def _packing(steps, widths):
