@@ -11,9 +11,10 @@ runs out. The ops-written LSTM starts, as adding_problem.py's LSTM does, with fo
 bias +1 (``load_from`` an ``nn.LSTM`` so initialised).
 
 Then the same training step is timed on both backends, graph (the step's ops unrolled over
-time, BPTT by the engine) and compiled, from the same weights on the same batches: the
-median milliseconds of ``--time-steps`` steps after one untimed step (the compile, or the
-load from the kernel cache), and the largest difference between the two runs' losses.
+time, BPTT by the engine) and compiled, from the same weights on the same batches, taking
+steps alternately so both see the same background load: the median milliseconds of
+``--time-steps`` steps after one untimed step (the compile, or the load from the kernel
+cache), and the largest difference between the two runs' losses.
 
     python examples/custom_cells.py                       # the five cells, T = 100
     python examples/custom_cells.py --cells mgu,gru --steps 1000
@@ -100,24 +101,24 @@ def train(name, test, args):
 
 def time_backends(name, args):
     """Median ms of a training step on the graph and compiled, the same weights and batches
-    for both; and the largest |loss difference| between the two runs."""
-    models = {}
+    for both, and the largest |loss difference| between the two runs. The backends take
+    their steps alternately, one each, so both see the same background load."""
+    runs = {}
     for backend in ("graph", "numba"):
         ts.manual_seed(args.seed)
-        models[backend] = CellAdder(make_cell(name, args.hidden, args.seed), args.hidden, backend)
-    models["numba"].load_state_dict(models["graph"].state_dict())
-    ms, losses = {}, {}
-    for backend, model in models.items():
+        model = CellAdder(make_cell(name, args.hidden, args.seed), args.hidden, backend)
         params = list(model.parameters())
-        opt = ts.optim.Adam(params, lr=args.lr)
-        rng = np.random.default_rng([args.seed, args.length, 2])
-        batches = [adding_problem.make_batch(rng, args.batch, args.length) for _ in range(args.time_steps + 1)]
-        losses[backend], times = [], []
-        for x, y in batches:
+        runs[backend] = (model, params, ts.optim.Adam(params, lr=args.lr))
+    runs["numba"][0].load_state_dict(runs["graph"][0].state_dict())
+    rng = np.random.default_rng([args.seed, args.length, 2])
+    losses, times = {b: [] for b in runs}, {b: [] for b in runs}
+    for _ in range(args.time_steps + 1):
+        x, y = adding_problem.make_batch(rng, args.batch, args.length)
+        for backend, (model, params, opt) in runs.items():
             start = time.perf_counter()
             losses[backend].append(train_step(model, params, opt, x, y, args.clip))
-            times.append(time.perf_counter() - start)
-        ms[backend] = 1000 * statistics.median(times[1:])  # the first: compile or cache load
+            times[backend].append(time.perf_counter() - start)
+    ms = {b: 1000 * statistics.median(t[1:]) for b, t in times.items()}  # the first: compile or cache load
     gap = float(np.max(np.abs(np.subtract(losses["graph"], losses["numba"]))))
     print(f"  {name:<7s} graph {ms['graph']:.1f} ms  compiled {ms['numba']:.1f} ms per step  "
           f"(losses differ by at most {gap:.2g})", flush=True)
@@ -180,11 +181,11 @@ def main(argv=None):
     p.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     p.add_argument("--eval-every", type=int, default=50, help="steps between test evaluations (default 50)")
     p.add_argument("--test-size", type=int, default=1000, help="held-out sequences")
-    p.add_argument("--time-steps", type=int, default=None, help="timed training steps per backend (default 10, quick 3)")
+    p.add_argument("--time-steps", type=int, default=None, help="timed training steps per backend (default 20, quick 3)")
     p.add_argument("--kernel", default=None, help="the cell whose generated kernel is printed (default the first)")
     p.add_argument("--kernel-lines", type=int, default=40, help="how many of its lines are printed")
     args = p.parse_args(argv)
-    for flag, full, quick in (("length", 100, 20), ("steps", 1500, 300), ("hidden", 64, 16), ("time_steps", 10, 3)):
+    for flag, full, quick in (("length", 100, 20), ("steps", 1500, 300), ("hidden", 64, 16), ("time_steps", 20, 3)):
         if getattr(args, flag) is None:  # not given (0 is given, and refused below)
             setattr(args, flag, quick if args.quick else full)
     cells = common.names(args.cells, list(cell_gallery.GALLERY), "--cells")
@@ -209,7 +210,7 @@ def main(argv=None):
     baseline = float(np.mean((test[1] - 1.0) ** 2))
     print(f"T={args.length}: always answering 1 scores test MSE {baseline:.4f}; solved below {SOLVED}")
     runs = [train(name, test, args) for name in cells]
-    print(f"\nA training step on each backend (median of {args.time_steps}, after one untimed step):")
+    print(f"\nA training step on each backend (median of {args.time_steps} after one untimed step; they alternate):")
     timings = {name: time_backends(name, args) for name in cells}
 
     headers = ["cell", "trained on", f"step MSE < {SOLVED}", "final test MSE", "seconds",
