@@ -185,9 +185,7 @@ def main(argv=None):
     p.add_argument("--kernel", default=None, help="the cell whose generated kernel is printed (default the first)")
     p.add_argument("--kernel-lines", type=int, default=40, help="how many of its lines are printed")
     args = p.parse_args(argv)
-    for flag, full, quick in (("length", 100, 20), ("steps", 1500, 300), ("hidden", 64, 16), ("time_steps", 20, 3)):
-        if getattr(args, flag) is None:  # not given (0 is given, and refused below)
-            setattr(args, flag, quick if args.quick else full)
+    common.defaults(args, length=(100, 20), steps=(1500, 300), hidden=(64, 16), time_steps=(20, 3))
     cells = common.names(args.cells, list(cell_gallery.GALLERY), "--cells")
     args.kernel = args.kernel or cells[0]
     if args.kernel not in cells:
