@@ -4,7 +4,7 @@ The minimal gated unit (MGU), the independently recurrent network (IndRNN), mult
 integration (MI-RNN), the light GRU (LiGRU) and an LSTM written from ops, all from
 ``cell_gallery.py``, each run as ``nn.Recurrent(cell, backend=...)``: with the default
 ``--backend auto`` the compiler traces the cell's step and runs its generated Numba forward
-and BPTT. Each one learns the adding problem of ``adding_problem.py`` (its batches, its
+and BPTT (``--backend graph`` trains on the graph instead). Each one learns the adding problem of ``adding_problem.py`` (its batches, its
 test set, its read-out of the last hidden state, Adam with clipping) at T = 100 until the
 held-out MSE falls below 0.01 (always answering 1 scores about 0.167) or the step budget
 runs out. The ops-written LSTM starts, as adding_problem.py's LSTM does, with forget-gate
@@ -25,6 +25,7 @@ and a table (the step whose test MSE is below 0.01, the final test MSE, ms per t
 graph and compiled), writes <out>/results.json and <out>/custom_cells.png.
 """
 
+import pathlib
 import statistics
 import time
 
@@ -132,8 +133,7 @@ def show_kernel(name, args):
     layer = nn.Recurrent(make_cell(name, args.hidden, args.seed), backend="numba")
     source = layer.kernel_source(input_size=2)
     path = f"{args.out}/kernel_{name}.py"
-    with open(path, "w") as f:
-        f.write(source)
+    pathlib.Path(path).write_text(source)
     lines = source.splitlines()
     print(f"\nThe first {args.kernel_lines} of the {len(lines)} lines of {name}'s generated kernel "
           f"(all in {path}):\n")
@@ -152,7 +152,7 @@ def plot(runs, timings, baseline, args, path):
     curves.axhline(baseline, color="gray", ls="--", label="always answer 1")
     curves.axhline(SOLVED, color="gray", ls=":", lw=0.8, label=f"solved ({SOLVED})")
     curves.set(yscale="log", xlabel="training step", ylabel="test MSE",
-               title=f"Adding problem, T = {args.length} ({runs[0]['ran_on']})")
+               title=f"Adding problem, T = {args.length} ({' and '.join(sorted({r['ran_on'] for r in runs}))})")
     curves.grid(alpha=0.3, which="both")
     curves.legend(fontsize=8)
     names = [run["cell"] for run in runs]
