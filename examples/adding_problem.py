@@ -153,8 +153,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.lengths, args.models = "50", "lstm,gru"
-    args.steps = args.steps or (400 if args.quick else 1500)
-    args.eval_every = args.eval_every or 50
+    common.defaults(args, steps=(1500, 400), eval_every=(50, 50))
     lengths = _int_list(args.lengths, "--lengths")
     models = common.names(args.models, MODELS, "--models")
     if any(length < 2 for length in lengths):

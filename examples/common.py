@@ -70,6 +70,14 @@ def parser(description, out):
     return p
 
 
+def defaults(args, **flags):
+    """Set each flag ``name=(full, quick)`` the user left out (None) to its default for this run
+    (``quick`` with --quick). A value given, 0 included, stays, for the script to check."""
+    for name, (full, quick) in flags.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
 def names(text, allowed, flag):
     """The comma-separated names in ``text`` (e.g. "lstm,gru"), each one of ``allowed``, or a
     ValueError naming the flag, the unknown names and the allowed ones."""

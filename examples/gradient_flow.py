@@ -130,8 +130,7 @@ def main(argv=None):
     p.add_argument("--inputs", type=int, default=8, help="input features I")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     args = p.parse_args(argv)
-    args.steps = args.steps or (30 if args.quick else 100)
-    args.hidden = args.hidden or (16 if args.quick else 64)
+    common.defaults(args, steps=(100, 30), hidden=(64, 16))
     for flag, value, least in (("--steps", args.steps, 2), ("--hidden", args.hidden, 1), ("--batch", args.batch, 1),
                                ("--inputs", args.inputs, 1)):
         if value < least:

@@ -95,6 +95,12 @@ def own_cell(ns, printed):  # "(4, 10, 16) (4, 8) False", and every parameter go
     assert all(p.grad is not None and np.asarray(p.grad).any() for p in ns["layer"].parameters())
 
 
+def compiled_mgu(ns, printed):  # "(50, 8, 16) (8, 16) None": compiled, and every parameter got a gradient
+    assert printed == ["(50, 8, 16) (8, 16) None"]
+    assert ns["layer"].kernel_source().startswith('"""Fused forward and BPTT of MGU')
+    assert all(p.grad is not None and np.asarray(p.grad).any() for p in ns["layer"].parameters())
+
+
 def numbers(line):
     """The numbers in a printed line (NumPy's array printing included)."""
     return [float(v) for v in re.findall(r"-?\d+(?:\.\d*)?(?:e[-+]\d+)?", line)]
@@ -169,6 +175,13 @@ CLAIMS = {
         "class MinimalGatedUnit(nn.Cell):": own_cell,
         "flow = bptt.grad_norms_through_time(cell, x64)": own_cell_flow,
     },
+    "custom_cells.md": {
+        'layer = nn.Recurrent(MGU(3, 16), backend="numba")': compiled_mgu,
+        'fused, graph = run("numba"), run("graph")': prints("True"),
+        "print(source.splitlines()[0])": prints('"""Fused forward and BPTT of MGU (__main__.MGU), float32, for the CPU.'),
+        "class NormalizedRNN(nn.Cell):": prints("NormalizedRNN.forward cannot be compiled: the op Mean is not supported",
+                                                "True"),
+    },
     "data.md": {
         "batches = ts.data.StreamBatches(": prints("14 3 'the cat ' 'he cat s'", "' the dog' 'sat on t'"),
         "class Signs(Dataset):": loader,
@@ -214,6 +227,14 @@ def test_every_claim_has_its_block():
         blocks = python_blocks(DOCS / name)
         for marker in claims:
             assert sum(marker in code for code in blocks) == 1, (name, marker)
+
+
+def test_the_supported_ops_quoted_are_the_compilers():
+    """docs/custom_cells.md and the README quote ``tinyseq_jit.compiler.SUPPORTED`` as it is now."""
+    from tinyseq_jit.compiler import SUPPORTED
+
+    for page in (DOCS / "custom_cells.md", ROOT / "README.md"):
+        assert f"```text\n{SUPPORTED}\n```" in page.read_text(), page.name
 
 
 def test_code_is_python_or_plainly_not():

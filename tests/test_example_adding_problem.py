@@ -33,3 +33,6 @@ def test_batches_mark_one_number_in_each_half_and_bad_flags_are_refused():
     np.testing.assert_allclose(y[:, 0], (x[..., 0] * markers).sum(0), rtol=1e-6)
     with pytest.raises(UsageError, match="unknown"):
         example.main(["--models", "lstm,transformer"])
+    for flag in ("--steps", "--eval-every"):  # 0 is refused, not taken for "the default"
+        with pytest.raises(UsageError, match=f"{flag}: must be a positive integer, got 0"):
+            example.main([flag, "0"])

@@ -97,6 +97,7 @@ OTHER_CASES = {
     "word2vec.py": (["--dim", "0"], "--dim"),
     "rnn_from_ops.py": (["--steps", "0"], "--steps"),
     "continue_in_torch.py": (["nothere.pt"], "nothere.pt"),
+    "custom_cells.py": (["--length", "1"], "--length"),
 }
 
 

@@ -36,5 +36,7 @@ def test_quick_run_tells_the_vanishing_story(tmp_path):
 def test_bad_flags_are_refused():
     with pytest.raises(UsageError, match="--steps"):
         example.main(["--steps", "1"])
+    with pytest.raises(UsageError, match="--hidden: must be an integer >= 1, got 0"):  # not the default 64
+        example.main(["--hidden", "0"])
     with pytest.raises(UsageError, match="--models: unknown"):
         example.main(["--models", "lstm,transformer"])

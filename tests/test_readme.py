@@ -16,9 +16,16 @@ def tour(ns, printed):
     assert ns["model"].state_dict().keys() == ts.load("char_lm.npz").keys()
 
 
+def fused_cell(ns, printed):  # compiled (no fallback), and the printed module is its forward and BPTT
+    assert ns["layer"].fallback_reason is None
+    assert printed[0].startswith('"""Fused forward and BPTT of MGU') and "def _backward(" in "\n".join(printed)
+    assert all(p.grad is not None for p in ns["layer"].parameters())
+
+
 # What each block claims, found by a line only that block has; a block missing here fails.
 CLAIMS = {
     "trainer = ts.bptt.TBPTT(": tour,
+    'layer = nn.Recurrent(MGU(3, 64), backend="numba")': fused_cell,
 }
 
 
