@@ -1,0 +1,484 @@
+"""The cell compiler against the graph on random step programs (issue 23).
+
+Hypothesis draws a *recipe*: pure data naming the input and state widths, one or two
+states, and a list of ops, each with its kind and the indices of its operands among the
+values made so far (x, the states, then each op's result). ``RecipeCell.forward`` runs the
+recipe with tinyseq ops: a wide gate value from x and the state, sliced; point-wise ops,
+constants, comparisons feeding ``where``, a constant mask, ``cat``, sums, per-unit
+parameter vectors and, when drawn, a product ``value @ W`` of a value computed from the
+state (a GEMM mid-step). The same cell runs once unrolled on the graph and once compiled
+(``backend="numba"``, so it cannot fall back), on a batch with lengths and NaN in x's
+padded steps; the outputs, final states and the gradients of x, of every initial state and
+of every parameter must agree: float64 to 1e-10, float32 to 1e-4.
+
+Every value carries an interval that bounds it for any x and state in [-1, 1]; the drawing
+keeps each interval inside [-LIMIT, LIMIT] (a tanh where it would not be), feeds log and /
+only values bounded away from 0 and exp only values below 2, and keeps each new state
+inside [-1, 1], so float32 agrees as well as float64 does over the steps.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tinyseq import Tensor, nn, ops
+from tinyseq.nn import Parameter
+from tinyseq.nn._fused import CompiledRecurrence
+
+from helpers import count_nodes, weighted_sum
+
+#: the largest magnitude a value of the step may reach
+LIMIT = 6.0
+#: dtype -> (rtol, atol) of compiled against graph
+TOLERANCE = {np.float64: (1e-10, 1e-10), np.float32: (1e-4, 1e-4)}
+
+UNARY = ("sigmoid", "tanh", "relu", "abs", "neg", "exp", "log")
+BINARY = ("add", "sub", "mul", "div")
+COMPARE = ("lt", "le", "gt", "ge")
+
+
+# ---------------------------------------------------------------- the cell that runs a recipe
+
+
+class RecipeCell(nn.Cell):
+    """A cell whose step is ``recipe`` = (input width, state widths, ops, new-state indices,
+    y index). Value 0 is x, values 1.. the states, then one value per op. An op is a tuple
+    (kind, ...): ("linear", a, width, extra_rows, bias), ("linear_x", a, width) (a product
+    of cat([x, a])), ("slice", a, start, stop), ("cat", a, b), ("sum", a), ("unary", name,
+    a), ("binary", name, a, b), ("const", name, a, c) (a + c, a * c, c - a), ("where", cmp,
+    a, b or None, c, p, q) (where(a cmp (b or c), p, q)), ("mask", bits, p, q), ("vector",
+    a) (a times a per-unit parameter vector).
+
+    ``spec`` (a string) holds the recipe for the compiler's cache key, so two recipes never
+    share a compiled program."""
+
+    def __init__(self, recipe, dtype=np.float64, seed=0):
+        inputs, widths, steps, self.new_state, self.y = recipe
+        self.recipe, self.spec = steps, repr(recipe)
+        self.state_size = widths if len(widths) > 1 else widths[0]
+        rng = np.random.default_rng(seed)
+        value_widths = [inputs, *widths]
+        for k, op in enumerate(steps):
+            self._parameters_of(k, op, value_widths, rng, np.dtype(dtype))
+            value_widths.append(op_width(op, value_widths))
+
+    def _parameters_of(self, k, op, widths, rng, dtype):
+        def param(*shape, bound):
+            return Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+
+        if op[0] in ("linear", "linear_x"):
+            fan_in = widths[op[1]] + (widths[0] if op[0] == "linear_x" else 0)
+            rows = op[2] + (op[3] if op[0] == "linear" else 0)
+            setattr(self, f"w{k}", param(rows, fan_in, bound=1 / math.sqrt(fan_in)))
+            if op[0] == "linear_x" or op[4]:
+                setattr(self, f"b{k}", param(rows, bound=1 / math.sqrt(fan_in)))
+        elif op[0] == "vector":
+            setattr(self, f"v{k}", param(widths[op[1]], bound=1.0))
+
+    def forward(self, x, state):
+        values = [x, *(state if isinstance(state, tuple) else (state,))]
+        for k, op in enumerate(self.recipe):
+            values.append(self._run(k, op, values))
+        new = tuple(values[i] for i in self.new_state)
+        return values[self.y], new if isinstance(state, tuple) else new[0]
+
+    def _run(self, k, op, values):
+        kind, args = op[0], op[1:]
+        if kind == "linear":
+            a, width, extra, bias = args
+            w = getattr(self, f"w{k}")
+            out = values[a] @ (w[:width] if extra else w).T
+            return out + (getattr(self, f"b{k}")[:width] if extra else getattr(self, f"b{k}")) if bias else out
+        if kind == "linear_x":
+            return ops.cat([values[0], values[args[0]]], -1) @ getattr(self, f"w{k}").T + getattr(self, f"b{k}")
+        if kind == "slice":
+            return values[args[0]][:, args[1]:args[2]]
+        if kind == "cat":
+            return ops.cat([values[args[0]], values[args[1]]], -1)
+        if kind == "sum":
+            return values[args[0]].sum(axis=-1, keepdims=True)
+        if kind == "unary":
+            name, a = args
+            return -values[a] if name == "neg" else getattr(ops, name)(values[a])
+        if kind == "binary":
+            name, a, b = args
+            return getattr(values[a], f"__{'truediv' if name == 'div' else name}__")(values[b])
+        if kind == "const":
+            name, a, c = args
+            return {"add": lambda v: v + c, "mul": lambda v: v * c, "rsub": lambda v: c - v}[name](values[a])
+        if kind == "where":
+            cmp, a, b, c, p, q = args
+            cond = getattr(values[a], f"__{cmp}__")(c if b is None else values[b])
+            return ops.where(cond, values[p], values[q])
+        if kind == "mask":
+            bits, p, q = args
+            return ops.where(np.array(bits), values[p], values[q])
+        if kind == "vector":
+            return values[args[0]] * getattr(self, f"v{k}")
+        raise AssertionError(kind)
+
+
+def op_width(op, widths):
+    """The feature width of ``op``'s result, given the widths of the values before it."""
+    kind = op[0]
+    if kind in ("linear", "linear_x"):
+        return op[2]
+    if kind == "slice":
+        return op[3] - op[2]
+    if kind == "cat":
+        return widths[op[1]] + widths[op[2]]
+    if kind == "sum":
+        return 1
+    if kind == "unary":
+        return widths[op[2]]
+    if kind == "binary":
+        return max(widths[op[2]], widths[op[3]])
+    if kind == "const":
+        return widths[op[2]]
+    if kind in ("where", "mask"):
+        return widths[op[-2]]
+    return widths[op[1]]  # vector
+
+
+# ---------------------------------------------------------------- drawing a recipe
+
+
+class _Builder:
+    """Appends ops to a recipe and keeps, per value, its width, the interval that bounds it
+    and whether it depends on the state."""
+
+    def __init__(self, inputs, widths):
+        self.widths = [inputs, *widths]
+        self.bounds = [(-1.0, 1.0)] * (1 + len(widths))
+        self.stateful = [False] + [True] * len(widths)
+        self.parts = [()] * (1 + len(widths))  # the operands of a cat, () for anything else
+        self.states = len(widths)
+        self.ops = []
+
+    def add(self, op):
+        """Append ``op``; its index, after a tanh where its interval leaves [-LIMIT, LIMIT]."""
+        operands = _operands(op)
+        self.widths.append(op_width(op, self.widths))
+        self.bounds.append(self._interval(op))
+        self.stateful.append(any(self.stateful[i] for i in operands))
+        self.parts.append(operands if op[0] == "cat" else ())
+        self.ops.append(op)
+        index = len(self.ops) + self.states
+        lo, hi = self.bounds[index]
+        return self.add(("unary", "tanh", index)) if max(-lo, hi) > LIMIT else index
+
+    def computed(self):
+        return range(1 + self.states, len(self.widths))
+
+    def can_multiply(self, i):
+        """Whether ``value @ W`` compiles: x itself, or a value that depends on the state and is
+        not a cat of a part made from x alone (the kernels hoist only products of x)."""
+        if i == 0:
+            return True
+        return self.stateful[i] and all(p == 0 or self.stateful[p] for p in self.parts[i])
+
+    def is_mid(self, i):
+        """Whether a product of value ``i`` is a GEMM mid-step (of a value computed from the state)."""
+        return i > self.states and self.stateful[i]
+
+    def positive(self, i, margin):
+        """An index of value ``i``, or of sigmoid(value) + margin when it may come closer to 0 than ``margin``."""
+        if self.bounds[i][0] >= margin:
+            return i
+        return self.add(("const", "add", self.add(("unary", "sigmoid", i)), margin))
+
+    def below(self, i, top):
+        """An index of value ``i``, or of tanh(value) when it may exceed ``top``."""
+        return i if self.bounds[i][1] <= top else self.add(("unary", "tanh", i))
+
+    def _interval(self, op):
+        kind, b = op[0], self.bounds
+        if kind in ("linear", "linear_x"):
+            a = op[1]
+            fan_in = self.widths[a] + (self.widths[0] if kind == "linear_x" else 0)
+            bias = kind == "linear_x" or op[4]
+            m = math.sqrt(fan_in) * max(1.0, _magnitude(b[a])) + (1 / math.sqrt(fan_in) if bias else 0.0)
+            return -m, m
+        if kind in ("slice", "vector"):
+            lo, hi = b[op[1]]
+            return (lo, hi) if kind == "slice" else (-_magnitude((lo, hi)), _magnitude((lo, hi)))
+        if kind == "cat":
+            return min(b[op[1]][0], b[op[2]][0]), max(b[op[1]][1], b[op[2]][1])
+        if kind == "sum":
+            n = self.widths[op[1]]
+            return n * b[op[1]][0], n * b[op[1]][1]
+        if kind == "unary":
+            return _unary_interval(op[1], b[op[2]])
+        if kind == "binary":
+            return _binary_interval(op[1], b[op[2]], b[op[3]])
+        if kind == "const":
+            name, a, c = op[1:]
+            lo, hi = b[a]
+            return {"add": (lo + c, hi + c), "mul": (min(lo * c, hi * c), max(lo * c, hi * c)),
+                    "rsub": (c - hi, c - lo)}[name]
+        p, q = b[op[-2]], b[op[-1]]  # where, mask
+        return min(p[0], q[0]), max(p[1], q[1])
+
+
+def _operands(op):
+    """The value indices an op reads."""
+    kind = op[0]
+    if kind in ("unary", "const"):
+        return (op[2],)
+    if kind == "binary":
+        return op[2:4]
+    if kind == "where":
+        return tuple(i for i in (op[2], op[3], op[5], op[6]) if i is not None)
+    if kind == "mask":
+        return op[2:4]
+    if kind == "cat":
+        return op[1:3]
+    return (op[1],)
+
+
+def _magnitude(interval):
+    return max(-interval[0], interval[1])
+
+
+def _unary_interval(name, interval):
+    lo, hi = interval
+    if name == "sigmoid":
+        return 1 / (1 + math.exp(-lo)), 1 / (1 + math.exp(-hi))
+    if name in ("tanh", "exp", "log"):
+        f = getattr(math, name)
+        return f(lo), f(hi)
+    if name == "relu":
+        return max(lo, 0.0), max(hi, 0.0)
+    if name == "abs":
+        return (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), _magnitude(interval)
+    return -hi, -lo  # neg
+
+
+def _binary_interval(name, a, b):
+    if name == "add":
+        return a[0] + b[0], a[1] + b[1]
+    if name == "sub":
+        return a[0] - b[1], a[1] - b[0]
+    if name == "div":
+        b = (1 / b[1], 1 / b[0])
+    products = [p * q for p in a for q in b]
+    return min(products), max(products)
+
+
+@st.composite
+def recipes(draw, mid=None):
+    """A recipe (see ``RecipeCell``): a gate value from x and the state, sliced, then 1 to 6
+    drawn ops, then each new state the sum of the values nothing reads yet (squashed into
+    [-1, 1]). ``mid``: whether a product of a value computed from the state appears (None: drawn)."""
+    inputs = draw(st.integers(1, 3))
+    widths = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2)))
+    b = _Builder(inputs, widths)
+    n, gates = widths[0], draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        gate = b.add(("linear_x", 1, gates * n))
+    else:
+        gate = b.add(("binary", "add", b.add(("linear", 0, gates * n, 0, True)),
+                      b.add(("linear", 1, gates * n, draw(st.integers(0, 2)), draw(st.booleans())))))
+        if len(widths) == 2 and draw(st.booleans()):
+            gate = b.add(("binary", "add", gate, b.add(("linear", 2, gates * n, 0, False))))
+    if gates > 1:
+        for g in range(gates):
+            b.add(("slice", gate, g * n, (g + 1) * n))
+    mid = draw(st.booleans()) if mid is None else mid
+    for _ in range(draw(st.integers(1, 6))):
+        _draw_op(draw, b, mid)
+    if mid and not any(op[0].startswith("linear") and b.is_mid(op[1]) for op in b.ops):
+        left = draw(st.sampled_from([i for i in b.computed() if b.can_multiply(i) and b.is_mid(i)]))
+        b.add(("linear", left, n, 0, True))
+    new_state = _new_states(b, widths)
+    values = list(b.computed())
+    y = new_state[0] if draw(st.booleans()) else draw(st.sampled_from(values))
+    return inputs, widths, tuple(b.ops), new_state, y
+
+
+def _draw_op(draw, b, mid):
+    """Draw one op over the values so far and add it (with what keeps its operands in range)."""
+    every = range(len(b.widths))
+    kind = draw(st.sampled_from(["unary", "binary", "const", "where", "mask", "vector", "slice", "cat", "sum",
+                                 "linear"]))
+    a = draw(st.sampled_from(every))
+    width = b.widths[a]
+    same = [i for i in every if b.widths[i] == width]
+    if kind == "unary":
+        name = draw(st.sampled_from(UNARY))
+        a = b.below(a, 2.0) if name == "exp" else b.positive(a, 0.5) if name == "log" else a
+        b.add(("unary", name, a))
+    elif kind == "binary":
+        name = draw(st.sampled_from(BINARY))
+        other = draw(st.sampled_from([i for i in every if b.widths[i] in (width, 1) or width == 1]))
+        b.add(("binary", name, a, b.positive(other, 0.5) if name == "div" else other))
+    elif kind == "const":
+        b.add(("const", draw(st.sampled_from(["add", "mul", "rsub"])), a, draw(st.sampled_from([-1.5, 0.5, 1.0, 2.0]))))
+    elif kind == "where":
+        other = draw(st.none() | st.sampled_from(same))
+        c = 0.0 if other is not None else draw(st.sampled_from([-0.5, 0.0, 0.3]))
+        b.add(("where", draw(st.sampled_from(COMPARE)), a, other, c, draw(st.sampled_from(same)),
+               draw(st.sampled_from(same))))
+    elif kind == "mask":
+        bits = tuple(draw(st.lists(st.booleans(), min_size=width, max_size=width)))
+        b.add(("mask", bits, a, draw(st.sampled_from(same))))
+    elif kind == "vector":
+        b.add(("vector", a))
+    elif kind == "slice":
+        start = draw(st.integers(0, width - 1))
+        b.add(("slice", a, start, draw(st.integers(start + 1, width))))
+    elif kind == "cat":
+        b.add(("cat", a, draw(st.sampled_from(every))))
+    elif kind == "sum":
+        b.add(("sum", a))
+    else:
+        lefts = [i for i in every if b.can_multiply(i) and (mid or not b.is_mid(i))]
+        left = draw(st.sampled_from(lefts))
+        out = draw(st.sampled_from(sorted({*b.widths[1:1 + b.states], 1, 2 * b.widths[1]})))
+        if left > 0 and draw(st.booleans()):
+            b.add(("linear_x", left, out))
+        else:
+            b.add(("linear", left, out, draw(st.integers(0, 2)), draw(st.booleans())))
+
+
+def _new_states(b, widths):
+    """Each new state: the sum of the computed values of its width that nothing reads (shared
+    out among the states of that width; state 0 also takes the width-1 ones and the first
+    columns of wider ones), squashed into [-1, 1]."""
+    read = {i for op in b.ops for i in _operands(op)}
+    drawn = list(b.computed())
+    terms = [[] for _ in widths]
+    for i in (i for i in drawn if i not in read):
+        fits = [k for k, w in enumerate(widths) if w == b.widths[i]]
+        if fits:
+            terms[min(fits, key=lambda k: len(terms[k]))].append(i)
+        elif b.widths[i] == 1 or b.widths[i] > widths[0]:
+            terms[0].append(i if b.widths[i] == 1 else b.add(("slice", i, 0, widths[0])))
+    new = []
+    for k, w in enumerate(widths):
+        base = [i for i in terms[k] if b.widths[i] == w]
+        if not base:
+            same = [i for i in drawn if b.widths[i] == w and b.stateful[i]]
+            base = [same[-1]] if same else [b.add(("linear", 1 + k, w, 0, True))]
+        total = base[0]
+        for i in base[1:] + [i for i in terms[k] if b.widths[i] != w]:
+            total = b.add(("binary", "add", total, i))
+        new.append(total if -1 <= b.bounds[total][0] and b.bounds[total][1] <= 1 else b.add(("unary", "tanh", total)))
+    return tuple(new)
+
+
+# ---------------------------------------------------------------- compiled against graph
+
+
+@st.composite
+def cases(draw, mid=None):
+    """(recipe, seed, T, B, lengths or None, reverse): a program and a batch to run it on."""
+    steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    return draw(recipes(mid)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans())
+
+
+def run(cell, backend, x, states, lengths, reverse):
+    """Run ``cell`` under ``nn.Recurrent(backend=)`` and backpropagate a fixed weighted sum of
+    its outputs and final states; returns name -> array for the outputs, the final states and
+    the gradients of x, the initial states and every parameter (zeros for a None)."""
+    cell.zero_grad()
+    layer = nn.Recurrent(cell, reverse=reverse, backend=backend)
+    x = Tensor(x, requires_grad=True)
+    states = tuple(Tensor(s, requires_grad=True) for s in states)
+    out, final = layer(x, states if len(states) > 1 else states[0], lengths=lengths)
+    finals = final if isinstance(final, tuple) else (final,)
+    assert count_nodes(out, CompiledRecurrence) == (backend == "numba"), "the compiled run must be one fused node"
+    rng = np.random.default_rng(1)
+    loss = 0
+    for t in (out, *finals):
+        loss = loss + (t * Tensor(rng.standard_normal(t.shape).astype(t.dtype))).sum()
+    loss.backward()
+
+    def grad(t):
+        return np.zeros_like(t.data) if t.grad is None else np.asarray(getattr(t.grad, "data", t.grad))
+
+    result = {"out": out.data, "d x": grad(x)}
+    result.update((f"final {k}", f.data) for k, f in enumerate(finals))
+    result.update((f"d state {k}", grad(s)) for k, s in enumerate(states))
+    result.update((f"d {name}", grad(p)) for name, p in cell.named_parameters())
+    return result
+
+
+def check_compiled_equals_graph(case, dtype):
+    """The recipe's cell compiled and unrolled agree on everything ``run`` returns."""
+    recipe, seed, steps, batch, lengths, reverse = case
+    inputs, widths = recipe[:2]
+    cell = RecipeCell(recipe, dtype, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (steps, batch, inputs)).astype(dtype)
+    for b, n in enumerate(lengths or ()):
+        x[n:, b] = np.nan
+    states = [rng.uniform(-1, 1, (batch, w)).astype(dtype) for w in widths]
+    want = run(cell, "graph", x, states, lengths, reverse)
+    got = run(cell, "numba", x, states, lengths, reverse)
+    assert got.keys() == want.keys()
+    rtol, atol = TOLERANCE[dtype]
+    for name in want:
+        assert np.isfinite(want[name]).all(), f"graph {name} is not finite: the recipe left its bounds"
+        assert np.isfinite(got[name]).all(), f"compiled {name} is not finite"
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{name} of\n{cell.spec}")
+
+
+#: two states of different widths, an output that is no state, a GEMM mid-step over r * h
+#: with a slice of its weight, a sum broadcast back, where on a comparison with 0
+TWO_STATES_MID_GEMM = (2, (3, 2), (
+    ("linear_x", 1, 6),             # 3: cat([x, h]) @ W + b, the gates
+    ("slice", 3, 0, 3),             # 4
+    ("slice", 3, 3, 6),             # 5
+    ("unary", "sigmoid", 4),        # 6: r
+    ("binary", "mul", 6, 1),        # 7: r * h
+    ("linear", 7, 3, 2, True),      # 8: (r * h) @ W[:3].T + b[:3], mid-step
+    ("binary", "add", 5, 8),        # 9
+    ("unary", "tanh", 9),           # 10: the new h
+    ("linear", 2, 2, 0, False),     # 11: c @ U
+    ("sum", 10),                    # 12: width 1
+    ("binary", "mul", 11, 12),      # 13: broadcast
+    ("where", "gt", 13, None, 0.0, 13, 2),  # 14: where(t13 > 0, t13, c)
+    ("unary", "tanh", 14),          # 15: the new c
+), (10, 15), 9)
+
+#: one state that is the output, products of x and h only, and log, exp, /, a constant mask,
+#: constants and a per-unit vector
+ONE_STATE_POINTWISE = (3, (2,), (
+    ("linear", 0, 4, 0, True),      # 2: x @ W + b
+    ("linear", 1, 4, 0, False),     # 3: h @ U
+    ("binary", "add", 2, 3),        # 4
+    ("slice", 4, 0, 2),             # 5
+    ("slice", 4, 2, 4),             # 6
+    ("unary", "sigmoid", 5),        # 7: f
+    ("const", "add", 7, 0.5),       # 8
+    ("unary", "log", 8),            # 9
+    ("unary", "tanh", 6),           # 10
+    ("unary", "exp", 10),           # 11
+    ("binary", "div", 11, 8),       # 12
+    ("mask", (True, False), 12, 9),  # 13
+    ("const", "rsub", 7, 1.0),      # 14: 1 - f
+    ("binary", "mul", 14, 1),       # 15: (1 - f) * h
+    ("vector", 13),                 # 16
+    ("binary", "add", 15, 16),      # 17
+    ("unary", "tanh", 17),          # 18: the new h, and y
+), (18,), 18)
+
+
+@settings(max_examples=8, deadline=None)
+@given(case=cases())
+@example(case=(TWO_STATES_MID_GEMM, 0, 4, 3, [4, 1, 2], False))
+@example(case=(ONE_STATE_POINTWISE, 1, 3, 2, [1, 3], True))
+def test_compiled_equals_graph_float64(case):
+    check_compiled_equals_graph(case, np.float64)
+
+
+@settings(max_examples=4, deadline=None)
+@given(case=cases())
+@example(case=(TWO_STATES_MID_GEMM, 2, 4, 3, [2, 4, 1], True))
+def test_compiled_equals_graph_float32(case):
+    check_compiled_equals_graph(case, np.float32)
