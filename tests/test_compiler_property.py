@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from tinyseq import Tensor, nn, ops
 from tinyseq.nn import Parameter
 from tinyseq.nn._fused import CompiledRecurrence
+from tinyseq_jit.compiler import trace
 
 from helpers import count_nodes, weighted_sum
 
@@ -160,18 +161,26 @@ class _Builder:
 
     def add(self, op):
         """Append ``op``; its index, after a tanh where its interval leaves [-LIMIT, LIMIT]."""
+        index = self.append(op)
+        lo, hi = self.bounds[index]
+        return self.add(("unary", "tanh", index)) if max(-lo, hi) > LIMIT else index
+
+    def append(self, op):
+        """Append ``op`` as it is; its index."""
         operands = _operands(op)
         self.widths.append(op_width(op, self.widths))
         self.bounds.append(self._interval(op))
         self.stateful.append(any(self.stateful[i] for i in operands))
         self.parts.append(operands if op[0] == "cat" else ())
         self.ops.append(op)
-        index = len(self.ops) + self.states
-        lo, hi = self.bounds[index]
-        return self.add(("unary", "tanh", index)) if max(-lo, hi) > LIMIT else index
+        return len(self.ops) + self.states
 
     def computed(self):
         return range(1 + self.states, len(self.widths))
+
+    def usable(self):
+        """The values an op may read: those inside [-LIMIT, LIMIT]."""
+        return [i for i, interval in enumerate(self.bounds) if _magnitude(interval) <= LIMIT]
 
     def can_multiply(self, i):
         """Whether ``value @ W`` compiles: x itself, or a value that depends on the state and is
@@ -180,9 +189,14 @@ class _Builder:
             return True
         return self.stateful[i] and all(p == 0 or self.stateful[p] for p in self.parts[i])
 
-    def is_mid(self, i):
-        """Whether a product of value ``i`` is a GEMM mid-step (of a value computed from the state)."""
-        return i > self.states and self.stateful[i]
+    def is_mid(self, op):
+        """Whether the product ``op`` runs a GEMM mid-step: one of a value computed from the
+        state (of cat([x, a]): of a; of a cat of x with such values: of them, as the plan
+        splits it)."""
+        a = op[1]
+        if op[0] == "linear_x" or not self.parts[a] or all(self.stateful[p] for p in self.parts[a]):
+            return a > self.states and self.stateful[a]
+        return any(p > self.states and self.stateful[p] for p in self.parts[a])
 
     def positive(self, i, margin):
         """An index of value ``i``, or of sigmoid(value) + margin when it may come closer to 0 than ``margin``."""
@@ -290,18 +304,18 @@ def recipes(draw, mid=None):
     mid = draw(st.booleans()) if mid is None else mid
     for _ in range(draw(st.integers(1, 6))):
         _draw_op(draw, b, mid)
-    if mid and not any(op[0].startswith("linear") and b.is_mid(op[1]) for op in b.ops):
-        left = draw(st.sampled_from([i for i in b.computed() if b.can_multiply(i) and b.is_mid(i)]))
+    if mid and not any(op[0].startswith("linear") and b.is_mid(op) for op in b.ops):
+        left = draw(st.sampled_from([i for i in b.usable() if b.can_multiply(i) and b.is_mid(("linear", i))]))
         b.add(("linear", left, n, 0, True))
     new_state = _new_states(b, widths)
-    values = list(b.computed())
+    values = [i for i in b.usable() if i > len(widths)]
     y = new_state[0] if draw(st.booleans()) else draw(st.sampled_from(values))
     return inputs, widths, tuple(b.ops), new_state, y
 
 
 def _draw_op(draw, b, mid):
     """Draw one op over the values so far and add it (with what keeps its operands in range)."""
-    every = range(len(b.widths))
+    every = b.usable()
     kind = draw(st.sampled_from(["unary", "binary", "const", "where", "mask", "vector", "slice", "cat", "sum",
                                  "linear"]))
     a = draw(st.sampled_from(every))
@@ -335,13 +349,10 @@ def _draw_op(draw, b, mid):
     elif kind == "sum":
         b.add(("sum", a))
     else:
-        lefts = [i for i in every if b.can_multiply(i) and (mid or not b.is_mid(i))]
-        left = draw(st.sampled_from(lefts))
         out = draw(st.sampled_from(sorted({*b.widths[1:1 + b.states], 1, 2 * b.widths[1]})))
-        if left > 0 and draw(st.booleans()):
-            b.add(("linear_x", left, out))
-        else:
-            b.add(("linear", left, out, draw(st.integers(0, 2)), draw(st.booleans())))
+        extra, bias = draw(st.integers(0, 2)), draw(st.booleans())
+        products = [("linear", i, out, extra, bias) for i in every if b.can_multiply(i)] + [("linear_x", i, out) for i in every if i > 0 and b.stateful[i]]
+        b.add(draw(st.sampled_from([op for op in products if mid or not b.is_mid(op)])))
 
 
 def _new_states(b, widths):
@@ -361,13 +372,46 @@ def _new_states(b, widths):
     for k, w in enumerate(widths):
         base = [i for i in terms[k] if b.widths[i] == w]
         if not base:
-            same = [i for i in drawn if b.widths[i] == w and b.stateful[i]]
+            same = [i for i in b.usable() if i in drawn and b.widths[i] == w and b.stateful[i]]
             base = [same[-1]] if same else [b.add(("linear", 1 + k, w, 0, True))]
         total = base[0]
         for i in base[1:] + [i for i in terms[k] if b.widths[i] != w]:
             total = b.add(("binary", "add", total, i))
         new.append(total if -1 <= b.bounds[total][0] and b.bounds[total][1] <= 1 else b.add(("unary", "tanh", total)))
     return tuple(new)
+
+
+def bounds_of(recipe):
+    """The interval of every value of ``recipe`` (x and the states in [-1, 1])."""
+    inputs, widths, steps = recipe[:3]
+    b = _Builder(inputs, widths)
+    for op in steps:
+        b.append(op)
+    return b.bounds
+
+
+@settings(max_examples=30, deadline=None)
+@given(mid=st.booleans(), data=st.data())
+def test_recipes_hold_what_they_promise(mid, data):
+    """The drawing itself (traced, no kernels): a GEMM mid-step exactly when asked for; every
+    value inside its interval at random x and states in [-1, 1]; y and what any op but tanh
+    reads inside [-LIMIT, LIMIT]; the new states inside [-1, 1]. (So float32 can agree to 1e-4.)"""
+    recipe = data.draw(recipes(mid))
+    cell = RecipeCell(recipe, np.float64, data.draw(st.integers(0, 2**16)))
+    program = trace(cell, recipe[0])
+    mids = [g for g in program.plan.per_step_gemms if g.left not in program.state_names]
+    assert bool(mids) == mid, program.plan
+    bounds = bounds_of(recipe)
+    rng = np.random.default_rng(0)
+    values = [Tensor(rng.uniform(-1, 1, (64, w))) for w in (recipe[0], *recipe[1])]
+    for k, op in enumerate(recipe[2]):
+        values.append(cell._run(k, op, values))
+    read = {i for op in recipe[2] if op[:2] != ("unary", "tanh") for i in _operands(op)} | {recipe[4]}
+    for i, (v, (lo, hi)) in enumerate(zip(values, bounds)):
+        assert i not in read or max(-lo, hi) <= LIMIT, (i, lo, hi)
+        assert lo - 1e-12 <= v.data.min() and v.data.max() <= hi + 1e-12, (i, lo, hi, v.data.min(), v.data.max())
+    for i in recipe[3]:
+        assert -1 <= bounds[i][0] and bounds[i][1] <= 1, (i, bounds[i])
 
 
 # ---------------------------------------------------------------- compiled against graph
