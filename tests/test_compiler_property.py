@@ -513,8 +513,16 @@ ONE_STATE_POINTWISE = (3, (2,), (
 ), (18,), 18)
 
 
+#: found by the property (shrunk): a product of a per-step product, (h @ U) @ W
+PRODUCT_OF_PRODUCT = (1, (1,), (
+    ("linear", 0, 1, 0, True), ("linear", 1, 1, 0, False), ("binary", "add", 2, 3), ("unary", "sigmoid", 0),
+    ("linear", 3, 1, 0, True), ("binary", "add", 4, 5), ("binary", "add", 7, 6), ("unary", "tanh", 8),
+), (9,), 2)
+
+
 @settings(max_examples=8, deadline=None)
 @given(case=cases())
+@example(case=(PRODUCT_OF_PRODUCT, 0, 1, 1, None, False))
 @example(case=(TWO_STATES_MID_GEMM, 0, 4, 3, [4, 1, 2], False))
 @example(case=(ONE_STATE_POINTWISE, 1, 3, 2, [1, 3], True))
 def test_compiled_equals_graph_float64(case):
@@ -526,3 +534,32 @@ def test_compiled_equals_graph_float64(case):
 @example(case=(TWO_STATES_MID_GEMM, 2, 4, 3, [2, 4, 1], True))
 def test_compiled_equals_graph_float32(case):
     check_compiled_equals_graph(case, np.float32)
+
+
+# ---------------------------------------------------------------- bugs the property found, as small cells
+
+
+class ProductOfProduct(nn.Cell):
+    """h = tanh(x + (h @ U) @ W): a per-step product whose left operand is another's result."""
+
+    def __init__(self):
+        self.state_size = 2
+        rng = np.random.default_rng(0)
+        self.U, self.W = Parameter(rng.uniform(-1, 1, (2, 2))), Parameter(rng.uniform(-1, 1, (2, 2)))
+
+    def forward(self, x, h):
+        u = h @ self.U
+        h = (x + u @ self.W).tanh()
+        return h, h
+
+
+def test_a_product_of_a_per_step_product_compiles_and_agrees():
+    """The generated forward multiplies ``u`` by W, but ``u`` is the array of the first
+    product (``h_w``) and is never defined: numba's TypingError "name 'u' is not defined"."""
+    cell = ProductOfProduct()
+    rng = np.random.default_rng(0)
+    x, h = rng.uniform(-1, 1, (3, 2, 2)), [rng.uniform(-1, 1, (2, 2))]
+    want = run(cell, "graph", x, h, [3, 2], False)
+    got = run(cell, "numba", x, h, [3, 2], False)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-10, err_msg=name)
