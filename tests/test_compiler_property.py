@@ -462,14 +462,20 @@ def check_compiled_equals_graph(case, dtype):
     for b, n in enumerate(lengths or ()):
         x[n:, b] = np.nan
     states = [rng.uniform(-1, 1, (batch, w)).astype(dtype) for w in widths]
+    assert_compiled_equals_graph(cell, x, states, lengths, reverse)
+
+
+def assert_compiled_equals_graph(cell, x, states, lengths, reverse):
+    """``run`` on the graph and compiled agree to ``TOLERANCE`` of x's dtype, and are finite."""
     want = run(cell, "graph", x, states, lengths, reverse)
     got = run(cell, "numba", x, states, lengths, reverse)
     assert got.keys() == want.keys()
-    rtol, atol = TOLERANCE[dtype]
+    rtol, atol = TOLERANCE[x.dtype.type]
     for name in want:
         assert np.isfinite(want[name]).all(), f"graph {name} is not finite: the recipe left its bounds"
         assert np.isfinite(got[name]).all(), f"compiled {name} is not finite"
-        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{name} of\n{cell.spec}")
+        what = getattr(cell, "spec", type(cell).__name__)
+        np.testing.assert_allclose(got[name], want[name], rtol=rtol, atol=atol, err_msg=f"{name} of\n{what}")
 
 
 #: two states of different widths, an output that is no state, a GEMM mid-step over r * h
@@ -529,8 +535,17 @@ def test_compiled_equals_graph_float64(case):
     check_compiled_equals_graph(case, np.float64)
 
 
+#: found by the property (shrunk): a comparison of a state (s0 < -0.5) before the products
+COMPARE_BEFORE_PRODUCT = (3, (1, 1), (
+    ("linear", 0, 3, 0, True), ("linear", 1, 3, 0, False), ("binary", "add", 3, 4), ("slice", 5, 0, 1),
+    ("slice", 5, 1, 2), ("slice", 5, 2, 3), ("vector", 4), ("where", "lt", 1, None, -0.5, 1, 6), ("slice", 9, 0, 1),
+    ("binary", "add", 7, 11), ("unary", "tanh", 12), ("binary", "add", 8, 10), ("unary", "tanh", 14),
+), (13, 15), 3)
+
+
 @settings(max_examples=4, deadline=None)
 @given(case=cases())
+@example(case=(COMPARE_BEFORE_PRODUCT, 0, 1, 1, None, False))
 @example(case=(TWO_STATES_MID_GEMM, 2, 4, 3, [2, 4, 1], True))
 def test_compiled_equals_graph_float32(case):
     check_compiled_equals_graph(case, np.float32)
@@ -558,8 +573,25 @@ def test_a_product_of_a_per_step_product_compiles_and_agrees():
     product (``h_w``) and is never defined: numba's TypingError "name 'u' is not defined"."""
     cell = ProductOfProduct()
     rng = np.random.default_rng(0)
-    x, h = rng.uniform(-1, 1, (3, 2, 2)), [rng.uniform(-1, 1, (2, 2))]
-    want = run(cell, "graph", x, h, [3, 2], False)
-    got = run(cell, "numba", x, h, [3, 2], False)
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-10, err_msg=name)
+    assert_compiled_equals_graph(cell, rng.uniform(-1, 1, (3, 2, 2)), [rng.uniform(-1, 1, (2, 2))], [3, 2], False)
+
+
+class CompareBeforeProduct(nn.Cell):
+    """h = tanh(x + where(h < 0, h, h @ U)): a comparison of the state before the step's product."""
+
+    def __init__(self):
+        self.state_size = 2
+        self.U = Parameter(np.random.default_rng(1).uniform(-1, 1, (2, 2)))
+
+    def forward(self, x, h):
+        h = (x + ops.where(h < 0, h, h @ self.U)).tanh()
+        return h, h
+
+
+def test_a_comparison_before_a_per_step_product_compiles_and_agrees():
+    """The comparison makes a loop of its own before the product; backward writes that loop
+    with no line in it (a comparison has no gradient): the generated module is an
+    IndentationError ("expected an indented block after 'for' statement")."""
+    cell = CompareBeforeProduct()
+    rng = np.random.default_rng(0)
+    assert_compiled_equals_graph(cell, rng.uniform(-1, 1, (3, 2, 2)), [rng.uniform(-1, 1, (2, 2))], [3, 2], False)
