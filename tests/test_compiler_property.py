@@ -39,6 +39,7 @@ TOLERANCE = {np.float64: (1e-10, 1e-10), np.float32: (1e-4, 1e-4)}
 UNARY = ("sigmoid", "tanh", "relu", "abs", "neg", "exp", "log")
 BINARY = ("add", "sub", "mul", "div")
 COMPARE = ("lt", "le", "gt", "ge")
+PRODUCTS = ("linear", "linear_x", "tied")
 
 
 # ---------------------------------------------------------------- the cell that runs a recipe
@@ -48,8 +49,9 @@ class RecipeCell(nn.Cell):
     """A cell whose step is ``recipe`` = (input width, state widths, ops, new-state indices,
     y index). Value 0 is x, values 1.. the states, then one value per op. An op is a tuple
     (kind, ...): ("linear", a, width, extra_rows, bias), ("linear_x", a, width) (a product
-    of cat([x, a])), ("slice", a, start, stop), ("cat", a, b), ("sum", a), ("unary", name,
-    a), ("binary", name, a, b), ("const", name, a, c) (a + c, a * c, c - a), ("where", cmp,
+    of cat([x, a])), ("tied", a, width, j) (a times the weight of op j, a "linear"), ("slice",
+    a, start, stop), ("cat", a, b), ("sum", a), ("unary", name, a), ("binary", name, a, b),
+    ("const", name, a, c) (a + c, a * c, c - a, a / c, c / a), ("where", cmp,
     a, b or None, c, p, q) (where(a cmp (b or c), p, q)), ("mask", bits, p, q), ("vector",
     a) (a times a per-unit parameter vector).
 
@@ -93,6 +95,11 @@ class RecipeCell(nn.Cell):
             w = getattr(self, f"w{k}")
             out = values[a] @ (w[:width] if extra else w).T
             return out + (getattr(self, f"b{k}")[:width] if extra else getattr(self, f"b{k}")) if bias else out
+        if kind == "tied":
+            a, _, j = args
+            _, _, width, extra, _ = self.recipe[j]
+            w = getattr(self, f"w{j}")
+            return values[a] @ (w[:width] if extra else w).T
         if kind == "linear_x":
             return ops.cat([values[0], values[args[0]]], -1) @ getattr(self, f"w{k}").T + getattr(self, f"b{k}")
         if kind == "slice":
@@ -109,7 +116,8 @@ class RecipeCell(nn.Cell):
             return getattr(values[a], f"__{'truediv' if name == 'div' else name}__")(values[b])
         if kind == "const":
             name, a, c = args
-            return {"add": lambda v: v + c, "mul": lambda v: v * c, "rsub": lambda v: c - v}[name](values[a])
+            return {"add": lambda v: v + c, "mul": lambda v: v * c, "rsub": lambda v: c - v, "div": lambda v: v / c,
+                    "rdiv": lambda v: c / v}[name](values[a])
         if kind == "where":
             cmp, a, b, c, p, q = args
             cond = getattr(values[a], f"__{cmp}__")(c if b is None else values[b])
@@ -125,7 +133,7 @@ class RecipeCell(nn.Cell):
 def op_width(op, widths):
     """The feature width of ``op``'s result, given the widths of the values before it."""
     kind = op[0]
-    if kind in ("linear", "linear_x"):
+    if kind in PRODUCTS:
         return op[2]
     if kind == "slice":
         return op[3] - op[2]
@@ -210,10 +218,10 @@ class _Builder:
 
     def _interval(self, op):
         kind, b = op[0], self.bounds
-        if kind in ("linear", "linear_x"):
+        if kind in PRODUCTS:
             a = op[1]
             fan_in = self.widths[a] + (self.widths[0] if kind == "linear_x" else 0)
-            bias = kind == "linear_x" or op[4]
+            bias = kind == "linear_x" or (kind == "linear" and op[4])
             m = math.sqrt(fan_in) * max(1.0, _magnitude(b[a])) + (1 / math.sqrt(fan_in) if bias else 0.0)
             return -m, m
         if kind in ("slice", "vector"):
@@ -231,8 +239,8 @@ class _Builder:
         if kind == "const":
             name, a, c = op[1:]
             lo, hi = b[a]
-            return {"add": (lo + c, hi + c), "mul": (min(lo * c, hi * c), max(lo * c, hi * c)),
-                    "rsub": (c - hi, c - lo)}[name]
+            return _binary_interval({"rsub": "sub", "rdiv": "div"}.get(name, name), *(
+                ((c, c), (lo, hi)) if name.startswith("r") else ((lo, hi), (c, c))))
         p, q = b[op[-2]], b[op[-1]]  # where, mask
         return min(p[0], q[0]), max(p[1], q[1])
 
@@ -304,7 +312,7 @@ def recipes(draw, mid=None):
     mid = draw(st.booleans()) if mid is None else mid
     for _ in range(draw(st.integers(1, 6))):
         _draw_op(draw, b, mid)
-    if mid and not any(op[0].startswith("linear") and b.is_mid(op) for op in b.ops):
+    if mid and not any(op[0] in PRODUCTS and b.is_mid(op) for op in b.ops):
         left = draw(st.sampled_from([i for i in b.usable() if b.can_multiply(i) and b.is_mid(("linear", i))]))
         b.add(("linear", left, n, 0, True))
     new_state = _new_states(b, widths)
@@ -330,7 +338,8 @@ def _draw_op(draw, b, mid):
         other = draw(st.sampled_from([i for i in every if b.widths[i] in (width, 1) or width == 1]))
         b.add(("binary", name, a, b.positive(other, 0.5) if name == "div" else other))
     elif kind == "const":
-        b.add(("const", draw(st.sampled_from(["add", "mul", "rsub"])), a, draw(st.sampled_from([-1.5, 0.5, 1.0, 2.0]))))
+        name = draw(st.sampled_from(["add", "mul", "rsub", "div", "rdiv"]))
+        b.add(("const", name, b.positive(a, 0.5) if name == "rdiv" else a, draw(st.sampled_from([-1.5, 0.5, 1.0, 2.0]))))
     elif kind == "where":
         other = draw(st.none() | st.sampled_from(same))
         c = 0.0 if other is not None else draw(st.sampled_from([-0.5, 0.0, 0.3]))
@@ -351,7 +360,10 @@ def _draw_op(draw, b, mid):
     else:
         out = draw(st.sampled_from(sorted({*b.widths[1:1 + b.states], 1, 2 * b.widths[1]})))
         extra, bias = draw(st.integers(0, 2)), draw(st.booleans())
-        products = [("linear", i, out, extra, bias) for i in every if b.can_multiply(i)] + [("linear_x", i, out) for i in every if i > 0 and b.stateful[i]]
+        products = [("linear", i, out, extra, bias) for i in every if b.can_multiply(i)]
+        products += [("linear_x", i, out) for i in every if i > 0 and b.stateful[i]]
+        products += [("tied", i, op[2], j) for j, op in enumerate(b.ops) for i in every
+                     if op[0] == "linear" and b.widths[op[1]] == b.widths[i] and b.can_multiply(i)]
         b.add(draw(st.sampled_from([op for op in products if mid or not b.is_mid(op)])))
 
 
