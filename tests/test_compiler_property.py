@@ -5,10 +5,11 @@ states, and a list of ops, each with its kind and the indices of its operands am
 values made so far (x, the states, then each op's result). ``RecipeCell.forward`` runs the
 recipe with tinyseq ops: a wide gate value from x and the state, sliced; point-wise ops,
 constants, comparisons feeding ``where``, a constant mask, ``cat``, sums, per-unit
-parameter vectors and, when drawn, a product ``value @ W`` of a value computed from the
-state (a GEMM mid-step). The same cell runs once unrolled on the graph and once compiled
-(``backend="numba"``, so it cannot fall back), on a batch with lengths and NaN in x's
-padded steps; the outputs, final states and the gradients of x, of every initial state and
+parameter vectors, products with slices of weights and with an earlier product's weight
+and, when drawn, a product ``value @ W`` of a value computed from the state (a GEMM
+mid-step). The same cell runs once unrolled on the graph and once compiled
+(``backend="numba"``, so it cannot fall back), forward or reversed, on a batch with lengths
+and NaN in x's padded steps; the outputs, final states and the gradients of x, of every initial state and
 of every parameter must agree: float64 to 1e-10, float32 to 1e-4.
 
 Every value carries an interval that bounds it for any x and state in [-1, 1]; the drawing
@@ -20,7 +21,6 @@ inside [-1, 1], so float32 agrees as well as float64 does over the steps.
 import math
 
 import numpy as np
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,7 @@ from tinyseq.nn import Parameter
 from tinyseq.nn._fused import CompiledRecurrence
 from tinyseq_jit.compiler import trace
 
-from helpers import count_nodes, weighted_sum
+from helpers import count_nodes
 
 #: the largest magnitude a value of the step may reach
 LIMIT = 6.0
@@ -51,9 +51,9 @@ class RecipeCell(nn.Cell):
     (kind, ...): ("linear", a, width, extra_rows, bias), ("linear_x", a, width) (a product
     of cat([x, a])), ("tied", a, width, j) (a times the weight of op j, a "linear"), ("slice",
     a, start, stop), ("cat", a, b), ("sum", a), ("unary", name, a), ("binary", name, a, b),
-    ("const", name, a, c) (a + c, a * c, c - a, a / c, c / a), ("where", cmp,
-    a, b or None, c, p, q) (where(a cmp (b or c), p, q)), ("mask", bits, p, q), ("vector",
-    a) (a times a per-unit parameter vector).
+    ("const", name, a, c) (a + c, a * c, c - a, a / c, c / a), ("where", cmp, a, b or None,
+    c, p, q) (where(a cmp (b or c), p, q)), ("mask", bits, p, q) (a constant mask),
+    ("vector", a) (a times a per-unit parameter vector).
 
     ``spec`` (a string) holds the recipe for the compiler's cache key, so two recipes never
     share a compiled program."""
@@ -184,6 +184,7 @@ class _Builder:
         return len(self.ops) + self.states
 
     def computed(self):
+        """The indices of the ops' values (x and the states left out)."""
         return range(1 + self.states, len(self.widths))
 
     def usable(self):
@@ -262,6 +263,7 @@ def _operands(op):
 
 
 def _magnitude(interval):
+    """The largest |value| in ``interval``."""
     return max(-interval[0], interval[1])
 
 
@@ -339,7 +341,8 @@ def _draw_op(draw, b, mid):
         b.add(("binary", name, a, b.positive(other, 0.5) if name == "div" else other))
     elif kind == "const":
         name = draw(st.sampled_from(["add", "mul", "rsub", "div", "rdiv"]))
-        b.add(("const", name, b.positive(a, 0.5) if name == "rdiv" else a, draw(st.sampled_from([-1.5, 0.5, 1.0, 2.0]))))
+        c = draw(st.sampled_from([-1.5, 0.5, 1.0, 2.0]))
+        b.add(("const", name, b.positive(a, 0.5) if name == "rdiv" else a, c))
     elif kind == "where":
         other = draw(st.none() | st.sampled_from(same))
         c = 0.0 if other is not None else draw(st.sampled_from([-0.5, 0.0, 0.3]))
@@ -431,19 +434,21 @@ def test_recipes_hold_what_they_promise(mid, data):
 
 @st.composite
 def cases(draw, mid=None):
-    """(recipe, seed, T, B, lengths or None, reverse): a program and a batch to run it on."""
+    """(recipe, seed, T, B, lengths or None, reverse, whether x requires grad): a program and
+    a batch to run it on."""
     steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
     lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
-    return draw(recipes(mid)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans())
+    return draw(recipes(mid)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans()), draw(
+        st.booleans())
 
 
-def run(cell, backend, x, states, lengths, reverse):
+def run(cell, backend, x, states, lengths, reverse, x_grad=True):
     """Run ``cell`` under ``nn.Recurrent(backend=)`` and backpropagate a fixed weighted sum of
-    its outputs and final states; returns name -> array for the outputs, the final states and
+    its outputs and final states (x requires grad if ``x_grad``: else the kernels skip dx); returns name -> array for the outputs, the final states and
     the gradients of x, the initial states and every parameter (zeros for a None)."""
     cell.zero_grad()
     layer = nn.Recurrent(cell, reverse=reverse, backend=backend)
-    x = Tensor(x, requires_grad=True)
+    x = Tensor(x, requires_grad=x_grad)
     states = tuple(Tensor(s, requires_grad=True) for s in states)
     out, final = layer(x, states if len(states) > 1 else states[0], lengths=lengths)
     finals = final if isinstance(final, tuple) else (final,)
@@ -466,7 +471,7 @@ def run(cell, backend, x, states, lengths, reverse):
 
 def check_compiled_equals_graph(case, dtype):
     """The recipe's cell compiled and unrolled agree on everything ``run`` returns."""
-    recipe, seed, steps, batch, lengths, reverse = case
+    recipe, seed, steps, batch, lengths, reverse, x_grad = case
     inputs, widths = recipe[:2]
     cell = RecipeCell(recipe, dtype, seed)
     rng = np.random.default_rng(seed)
@@ -474,13 +479,13 @@ def check_compiled_equals_graph(case, dtype):
     for b, n in enumerate(lengths or ()):
         x[n:, b] = np.nan
     states = [rng.uniform(-1, 1, (batch, w)).astype(dtype) for w in widths]
-    assert_compiled_equals_graph(cell, x, states, lengths, reverse)
+    assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad)
 
 
-def assert_compiled_equals_graph(cell, x, states, lengths, reverse):
+def assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad=True):
     """``run`` on the graph and compiled agree to ``TOLERANCE`` of x's dtype, and are finite."""
-    want = run(cell, "graph", x, states, lengths, reverse)
-    got = run(cell, "numba", x, states, lengths, reverse)
+    want = run(cell, "graph", x, states, lengths, reverse, x_grad)
+    got = run(cell, "numba", x, states, lengths, reverse, x_grad)
     assert got.keys() == want.keys()
     rtol, atol = TOLERANCE[x.dtype.type]
     for name in want:
@@ -540,9 +545,9 @@ PRODUCT_OF_PRODUCT = (1, (1,), (
 
 @settings(max_examples=8, deadline=None)
 @given(case=cases())
-@example(case=(PRODUCT_OF_PRODUCT, 0, 1, 1, None, False))
-@example(case=(TWO_STATES_MID_GEMM, 0, 4, 3, [4, 1, 2], False))
-@example(case=(ONE_STATE_POINTWISE, 1, 3, 2, [1, 3], True))
+@example(case=(PRODUCT_OF_PRODUCT, 0, 1, 1, None, False, True))
+@example(case=(TWO_STATES_MID_GEMM, 0, 4, 3, [4, 1, 2], False, True))
+@example(case=(ONE_STATE_POINTWISE, 1, 3, 2, [1, 3], True, False))
 def test_compiled_equals_graph_float64(case):
     check_compiled_equals_graph(case, np.float64)
 
@@ -557,8 +562,8 @@ COMPARE_BEFORE_PRODUCT = (3, (1, 1), (
 
 @settings(max_examples=4, deadline=None)
 @given(case=cases())
-@example(case=(COMPARE_BEFORE_PRODUCT, 0, 1, 1, None, False))
-@example(case=(TWO_STATES_MID_GEMM, 2, 4, 3, [2, 4, 1], True))
+@example(case=(COMPARE_BEFORE_PRODUCT, 0, 1, 1, None, False, True))
+@example(case=(TWO_STATES_MID_GEMM, 2, 4, 3, [2, 4, 1], True, True))
 def test_compiled_equals_graph_float32(case):
     check_compiled_equals_graph(case, np.float32)
 
