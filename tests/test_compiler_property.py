@@ -293,9 +293,9 @@ def _binary_interval(name, a, b):
 
 
 @st.composite
-def recipes(draw, mid=None):
-    """A recipe (see ``RecipeCell``): a gate value from x and the state, sliced, then 1 to 6
-    drawn ops, then each new state the sum of the values nothing reads yet (squashed into
+def recipes(draw, mid=None, most=6):
+    """A recipe (see ``RecipeCell``): a gate value from x and the state, sliced, then 1 to
+    ``most`` drawn ops, then each new state the sum of the values nothing reads yet (squashed into
     [-1, 1]). ``mid``: whether a product of a value computed from the state appears (None: drawn)."""
     inputs = draw(st.integers(1, 3))
     widths = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2)))
@@ -312,7 +312,7 @@ def recipes(draw, mid=None):
         for g in range(gates):
             b.add(("slice", gate, g * n, (g + 1) * n))
     mid = draw(st.booleans()) if mid is None else mid
-    for _ in range(draw(st.integers(1, 6))):
+    for _ in range(draw(st.integers(1, most))):
         _draw_op(draw, b, mid)
     if mid and not any(op[0] in PRODUCTS and b.is_mid(op) for op in b.ops):
         left = draw(st.sampled_from([i for i in b.usable() if b.can_multiply(i) and b.is_mid(("linear", i))]))
@@ -433,12 +433,12 @@ def test_recipes_hold_what_they_promise(mid, data):
 
 
 @st.composite
-def cases(draw, mid=None):
+def cases(draw, mid=None, most=6):
     """(recipe, seed, T, B, lengths or None, reverse, whether x requires grad): a program and
     a batch to run it on."""
     steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
     lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
-    return draw(recipes(mid)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans()), draw(
+    return draw(recipes(mid, most)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans()), draw(
         st.booleans())
 
 
