@@ -612,3 +612,24 @@ def test_a_comparison_before_a_per_step_product_compiles_and_agrees():
     cell = CompareBeforeProduct()
     rng = np.random.default_rng(0)
     assert_compiled_equals_graph(cell, rng.uniform(-1, 1, (3, 2, 2)), [rng.uniform(-1, 1, (2, 2))], [3, 2], False)
+
+
+class SumOutput(nn.Cell):
+    """y = the sum of h over its features, shape (B,): the layer's output is (T, B)."""
+
+    def __init__(self):
+        self.state_size = 2
+        self.U = Parameter(np.random.default_rng(2).uniform(-1, 1, (2, 2)))
+
+    def forward(self, x, h):
+        h = (x + h @ self.U).tanh()
+        return h.sum(-1), h
+
+
+def test_an_output_without_a_feature_axis_compiles_and_agrees():
+    """The step compiles (the kernel's out is (T, B, 1)), then ``run_compiled`` takes the
+    width of y as ``shape_of(y)[-1]`` of its shape (): an IndexError, which
+    ``backend="auto"`` does not catch either."""
+    cell = SumOutput()
+    rng = np.random.default_rng(0)
+    assert_compiled_equals_graph(cell, rng.uniform(-1, 1, (3, 2, 2)), [rng.uniform(-1, 1, (2, 2))], [3, 2], False)
