@@ -293,12 +293,13 @@ def _binary_interval(name, a, b):
 
 
 @st.composite
-def recipes(draw, mid=None, most=6):
+def recipes(draw, mid=None, most=6, widest=3):
     """A recipe (see ``RecipeCell``): a gate value from x and the state, sliced, then 1 to
     ``most`` drawn ops, then each new state the sum of the values nothing reads yet (squashed into
-    [-1, 1]). ``mid``: whether a product of a value computed from the state appears (None: drawn)."""
-    inputs = draw(st.integers(1, 3))
-    widths = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2)))
+    [-1, 1]). ``mid``: whether a product of a value computed from the state appears (None:
+    drawn); ``widest``: the largest input and state width."""
+    inputs = draw(st.integers(1, widest))
+    widths = tuple(draw(st.lists(st.integers(1, widest), min_size=1, max_size=2)))
     b = _Builder(inputs, widths)
     n, gates = widths[0], draw(st.integers(1, 3))
     if draw(st.booleans()):
@@ -433,12 +434,12 @@ def test_recipes_hold_what_they_promise(mid, data):
 
 
 @st.composite
-def cases(draw, mid=None, most=6):
+def cases(draw, mid=None, most=6, widest=3):
     """(recipe, seed, T, B, lengths or None, reverse, whether x requires grad): a program and
     a batch to run it on."""
     steps, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
     lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
-    return draw(recipes(mid, most)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans()), draw(
+    return draw(recipes(mid, most, widest)), draw(st.integers(0, 2**16)), steps, batch, lengths, draw(st.booleans()), draw(
         st.booleans())
 
 
