@@ -19,8 +19,10 @@ inside [-1, 1], so float32 agrees as well as float64 does over the steps.
 """
 
 import math
+import os
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -454,7 +456,7 @@ def run(cell, backend, x, states, lengths, reverse, x_grad=True):
     states = tuple(Tensor(s, requires_grad=True) for s in states)
     out, final = layer(x, states if len(states) > 1 else states[0], lengths=lengths)
     finals = final if isinstance(final, tuple) else (final,)
-    assert count_nodes(out, CompiledRecurrence) == (backend == "numba"), "the compiled run must be one fused node"
+    assert count_nodes(out, CompiledRecurrence) == (backend != "graph"), "the compiled run must be one fused node"
     rng = np.random.default_rng(1)
     loss = 0
     for t in (out, *finals):
@@ -471,8 +473,8 @@ def run(cell, backend, x, states, lengths, reverse, x_grad=True):
     return result
 
 
-def check_compiled_equals_graph(case, dtype):
-    """The recipe's cell compiled and unrolled agree on everything ``run`` returns."""
+def check_compiled_equals_graph(case, dtype, backend="numba"):
+    """The recipe's cell compiled (for ``backend``) and unrolled agree on everything ``run`` returns."""
     recipe, seed, steps, batch, lengths, reverse, x_grad = case
     inputs, widths = recipe[:2]
     cell = RecipeCell(recipe, dtype, seed)
@@ -481,13 +483,13 @@ def check_compiled_equals_graph(case, dtype):
     for b, n in enumerate(lengths or ()):
         x[n:, b] = np.nan
     states = [rng.uniform(-1, 1, (batch, w)).astype(dtype) for w in widths]
-    assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad)
+    assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad, backend)
 
 
-def assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad=True):
+def assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad=True, backend="numba"):
     """``run`` on the graph and compiled agree to ``TOLERANCE`` of x's dtype, and are finite."""
     want = run(cell, "graph", x, states, lengths, reverse, x_grad)
-    got = run(cell, "numba", x, states, lengths, reverse, x_grad)
+    got = run(cell, backend, x, states, lengths, reverse, x_grad)
     assert got.keys() == want.keys()
     rtol, atol = TOLERANCE[x.dtype.type]
     for name in want:
@@ -568,6 +570,17 @@ COMPARE_BEFORE_PRODUCT = (3, (1, 1), (
 @example(case=(TWO_STATES_MID_GEMM, 2, 4, 3, [2, 4, 1], True, True))
 def test_compiled_equals_graph_float32(case):
     check_compiled_equals_graph(case, np.float32)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
+                    reason="the CUDA kernels run under NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)
+@settings(max_examples=5, deadline=None)
+@given(case=cases(most=4))
+def test_compiled_equals_graph_on_cuda(dtype, case):
+    """The same property for the CUDA module, on the simulator (tiny shapes: every thread runs in Python)."""
+    check_compiled_equals_graph(case, dtype, "cuda")
 
 
 # ---------------------------------------------------------------- bugs the property found, as small cells
