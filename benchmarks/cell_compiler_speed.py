@@ -17,7 +17,7 @@ variables (OpenBLAS / OpenMP / MKL / Numba) set to ``--threads`` and ``torch.set
   2. cells without a hand-written kernel (MGU, IndRNN, MI-RNN, LiGRU) at S5's and S7's
      (T, B, I, H), compiled against the same cell on tinyseq's graph (``backend="graph"``;
      timed in the first ``--graph-repeats`` rounds only) and the same equations in eager
-     PyTorch (``TORCH_CELLS``, a Python loop over time). Goals (time / compiled time): graph
+     PyTorch (``torch_cells``, a Python loop over time). Goals (time / compiled time): graph
      >= 3 at S5, >= 5 at S7; torch, a target only: >= 2 at S5, >= 10 at S7.
   3. torch.compile of the MGU step (``torch.compile(cell)``, the same Python time loop), at
      S5's and S7's shapes, each in a child killed after ``--torch-compile-timeout`` seconds
@@ -31,12 +31,19 @@ variables (OpenBLAS / OpenMP / MKL / Numba) set to ``--threads`` and ``torch.set
      <= 10 s, cached <= 0.5 s, and the same at both T. ``--rounds`` times, new directories
      each round. Numba's caches of tinyseq_jit's own helpers stay as they are (a user's
      second cell finds them compiled too); a first child on a throwaway directory compiles
-     them if they are missing, and is not counted.
+     them if they are missing, and is not counted. Before the clock starts, each child
+     imports Numba and tinyseq_jit's kernel modules and runs one 2x2 product (SciPy's BLAS
+     loads): what the first compiled layer of any cell pays once per process, timed apart.
+
+NOTE: with 2 threads on a loaded 2-core machine, OpenBLAS's and torch's worker threads wait on
+descheduled siblings at every small per-step product (tens of ms a step where 1 thread takes
+one): compare the load average the JSON records, and try ``--threads 1``.
 
     python benchmarks/cell_compiler_speed.py [--threads 2] [--repeats 7] [--only S5,S7] [--quick]
 
-The children import ``tinyseq`` as this script does: the installed one, unless ``PYTHONPATH``
-names the tree to measure (``PYTHONPATH=. python benchmarks/cell_compiler_speed.py``).
+It measures the tree it lives in: the script puts that tree's root first on ``sys.path`` (the
+cells come from its ``examples/``, so its ``tinyseq`` must be the one compiled), and so do
+its children.
 """
 
 import argparse
@@ -52,8 +59,8 @@ import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "examples"))
+for _path in (HERE, HERE.parent / "examples", HERE.parent):
+    sys.path.insert(0, str(_path))
 from rnn_speed import SHAPES, THREAD_VARS  # noqa: E402  (standard library only: the parent stays small)
 
 GALLERY_NAME = {"LSTM": "lstm", "GRU": "gru", "RNN": "elman"}
