@@ -57,11 +57,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 HERE = pathlib.Path(__file__).resolve().parent
 for _path in (HERE, HERE.parent / "examples", HERE.parent):
     sys.path.insert(0, str(_path))
-from rnn_speed import SHAPES, THREAD_VARS  # noqa: E402  (standard library only: the parent stays small)
+from rnn_speed import SHAPES, THREAD_VARS  # noqa: E402  (both import the standard library only:
+from train_speed import fmt_ms, print_rows, verdict  # noqa: E402  the parent stays small)
 
 GALLERY_NAME = {"LSTM": "lstm", "GRU": "gru", "RNN": "elman"}
 KERNEL_GOAL = {"S7": 1.3}  # compiled / hand-written train step; 1.15 elsewhere
@@ -227,13 +229,6 @@ def alternate(variants, repeats, warmup, limited=None, limit=None):
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return times
-
-
-def median(values):
-    """The median of a non-empty list."""
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
 def gallery_cell(name, inputs, hidden, dtype="float32"):
@@ -504,25 +499,6 @@ def measure_compile_time(args):
                 "imports_median_s": median([run["imports_s"] for run in mine])}
     return {"cell": "mgu", "B_I_H": COMPILE_SHAPE, "prime_first_s": prime["first_s"][0],
             "prime_child_wall_s": prime_wall, "runs": runs, "summary": summary}
-
-
-def verdict(ok):
-    """PASS / MISS."""
-    return "PASS" if ok else "MISS"
-
-
-def print_rows(head, rows):
-    """Print a header and rows of string cells in aligned columns."""
-    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    for i, r in enumerate([head] + rows):
-        print("  ".join(f"{str(c):>{w}}" if j else f"{str(c):<{w}}" for j, (c, w) in enumerate(zip(r, widths))))
-        if i == 0:
-            print("-" * (sum(widths) + 2 * (len(widths) - 1)))
-
-
-def fmt_ms(s):
-    """'median [min-max]' of an ms_stats dict."""
-    return f"{s['median_ms']:.1f} [{s['min_ms']:.1f}-{s['max_ms']:.1f}]"
 
 
 def print_results(result, args):
