@@ -217,11 +217,12 @@ def check_same(label, variants, rtol=AGREE_RTOL):
 
 def alternate(variants, repeats, warmup, limited=None, limit=None):
     """Time ``step()`` of each variant in turn: ``warmup`` untimed rounds, then ``repeats`` timed
-    rounds; the variants named in ``limited`` run in the first ``limit`` rounds only. Returns
+    rounds, every other round in reverse order (no variant always runs right after another);
+    the variants named in ``limited`` run in the first ``limit`` rounds only. Returns
     {name: [seconds, ...]}."""
     times = {name: [] for name in variants}
     for i in range(warmup + repeats):
-        for name, v in variants.items():
+        for name, v in list(variants.items())[::-1 if i % 2 else 1]:
             if limited and name in limited and i >= limit + warmup:
                 continue
             start = time.perf_counter()

@@ -54,7 +54,7 @@ def test_compiled_gallery_gru_matches_the_handwritten_kernel(bench):
     assert "def _backward" in variants["compiled"].module.kernel_source()
 
 
-def test_alternate_times_the_limited_variant_in_its_first_rounds_only(bench):
+def test_alternate_reverses_every_other_round_and_limits_the_limited_variant(bench):
     calls = []
 
     class Counted:
@@ -66,4 +66,4 @@ def test_alternate_times_the_limited_variant_in_its_first_rounds_only(bench):
 
     times = bench.alternate({"a": Counted("a"), "g": Counted("g")}, repeats=4, warmup=2, limited={"g"}, limit=1)
     assert [len(times["a"]), len(times["g"])] == [4, 1]
-    assert calls == ["a", "g", "a", "g", "a", "g", "a", "a", "a"]
+    assert calls == ["a", "g", "g", "a", "a", "g", "a", "a", "a"]
