@@ -79,6 +79,7 @@ COLD_GOAL_S, CACHED_GOAL_S = 10.0, 0.5
 # compile-time child starts its clock: Numba and the modules every generated kernel module
 # imports, which the first compiled layer in a process pays once, whatever its cell.
 JIT_MODULES = ("tinyseq_jit.compiler", "tinyseq_jit.cpu._common", "tinyseq_jit.cpu._gemm", "tinyseq_jit.cpu._math")
+MOST_REPEATS = 500  # timed steps of a variant, at the most
 AGREE_RTOL = 2e-3  # float32: max |a - b| / max |b| over each output and gradient
 
 
@@ -215,20 +216,28 @@ def check_same(label, variants, rtol=AGREE_RTOL):
     return worst
 
 
-def alternate(variants, repeats, warmup, limited=None, limit=None):
-    """Time ``step()`` of each variant in turn: ``warmup`` untimed rounds, then ``repeats`` timed
-    rounds, every other round in reverse order (no variant always runs right after another);
-    the variants named in ``limited`` run in the first ``limit`` rounds only. Returns
+def alternate(variants, repeats, warmup, limited=(), limit=0, min_seconds=0.0, most=MOST_REPEATS):
+    """Time ``step()`` of each variant in turn: ``warmup`` untimed rounds, then at least
+    ``repeats`` timed rounds, more while a variant not in ``limited`` has been timed for less
+    than ``min_seconds`` in all (fast steps get more samples), ``most`` at the most. Every
+    other round runs in reverse order (no variant always runs right after another); the
+    variants in ``limited`` run in the first ``limit`` timed rounds only. Returns
     {name: [seconds, ...]}."""
     times = {name: [] for name in variants}
-    for i in range(warmup + repeats):
-        for name, v in list(variants.items())[::-1 if i % 2 else 1]:
-            if limited and name in limited and i >= limit + warmup:
+    shortest = lambda: min(sum(t) for name, t in times.items() if name not in limited)  # noqa: E731
+    timed = 0
+    while timed < repeats or (timed < most and shortest() < min_seconds):
+        for name, v in list(variants.items())[::-1 if (warmup + timed) % 2 else 1]:
+            if name in limited and timed >= limit:
                 continue
             start = time.perf_counter()
             v.step()
-            if i >= warmup:
+            if warmup == 0:
                 times[name].append(time.perf_counter() - start)
+        if warmup:
+            warmup -= 1
+        else:
+            timed += 1
     return times
 
 
@@ -304,7 +313,7 @@ def kernels_worker(args):
     steps, batch, inputs, hidden = SHAPES[args.shape][1:5]
     variants = kernel_variants(args.cell, steps, batch, inputs, hidden)
     diff = check_same(f"{args.cell} at {args.shape}", variants)
-    times = alternate(variants, args.repeats, args.warmup)
+    times = alternate(variants, args.repeats, args.warmup, min_seconds=args.min_seconds)
     print(json.dumps({"times": times, "max_rel_diff": diff}))
 
 
@@ -314,7 +323,8 @@ def cells_worker(args):
     steps, batch, inputs, hidden = SHAPES[args.shape][1:5]
     variants = cell_variants(args.cell, steps, batch, inputs, hidden)
     diff = check_same(f"{args.cell} at {args.shape}", variants)
-    times = alternate(variants, args.repeats, args.warmup, limited={"graph"}, limit=args.graph_repeats)
+    times = alternate(variants, args.repeats, args.warmup, limited={"graph"}, limit=args.graph_repeats,
+                      min_seconds=args.min_seconds)
     print(json.dumps({"times": times, "max_rel_diff": diff}))
 
 
@@ -333,8 +343,9 @@ def torch_compile_worker(args):
         began = time.perf_counter()
         variants["torch.compile"].step()
         warmup.append(time.perf_counter() - began)
-    diff = check_same(f"torch.compile mgu at {args.shape}", {k: variants[k] for k in ("torch", "torch.compile", "compiled")})
-    times = alternate({k: variants[k] for k in ("torch.compile", "torch", "compiled")}, args.repeats, 1)
+    timed = {k: variants[k] for k in ("torch.compile", "torch", "compiled")}
+    diff = check_same(f"torch.compile mgu at {args.shape}", timed)
+    times = alternate(timed, args.repeats, 1, min_seconds=args.min_seconds)
     print(json.dumps({"times": times, "warmup": warmup, "max_rel_diff": diff,
                       "child_s": time.perf_counter() - start}))
 
@@ -388,6 +399,7 @@ def run_child(args, worker, *worker_args, env_extra=None, timeout=None):
     ran past ``timeout``. Appends the load average to ``loads``."""
     env = dict(os.environ, **{var: str(args.threads) for var in THREAD_VARS}, **(env_extra or {}))
     cmd = [sys.executable, __file__, "--threads", str(args.threads), "--repeats", str(args.repeats),
+           "--min-seconds", str(args.min_seconds),
            "--warmup", str(args.warmup), "--graph-repeats", str(args.graph_repeats), "--worker", worker, *worker_args]
     start = time.perf_counter()
     try:
@@ -505,18 +517,22 @@ def measure_compile_time(args):
 def print_results(result, args):
     """Print the four sections' tables."""
     print(f"\nfloat32, {args.threads} threads; train step (zero_grad, fwd, sum().backward()) medians [min-max], ms; "
-          f"variants alternated in one child, {args.repeats} timed steps each after {args.warmup} warm-up")
+          f"variants alternated in one child after {args.warmup} warm-up steps, {args.repeats} timed steps each or "
+          f"more, until each has {args.min_seconds:g} s (n: the compiled variant's count)")
     if result["kernels"]:
         print("\n1. compiled gallery cell vs hand-written numba kernel (c/h: compiled / hand-written)")
-        print_rows(["id", "cell", "T", "B", "I", "H", "compiled ms", "hand-written ms", "c/h", "goal", "ok", "max diff"],
-                   [[r["id"], r["cell"], r["T"], r["B"], r["I"], r["H"], fmt_ms(r["ms"]["compiled"]),
-                     fmt_ms(r["ms"]["handwritten"]), f"{r['compiled_over_handwritten']:.2f}", f"<={r['goal']}",
-                     verdict(r["pass"]), f"{r['max_rel_diff']:.0e}"] for r in result["kernels"]])
+        print_rows(["id", "cell", "T", "B", "I", "H", "n", "compiled ms", "hand-written ms", "c/h", "goal", "ok",
+                    "max diff"],
+                   [[r["id"], r["cell"], r["T"], r["B"], r["I"], r["H"], r["ms"]["compiled"]["n"],
+                     fmt_ms(r["ms"]["compiled"]), fmt_ms(r["ms"]["handwritten"]),
+                     f"{r['compiled_over_handwritten']:.2f}", f"<={r['goal']}", verdict(r["pass"]),
+                     f"{r['max_rel_diff']:.0e}"] for r in result["kernels"]])
     if result["cells"]:
         print(f"\n2. compiled vs graph ({args.graph_repeats} steps) vs eager torch (g/c, t/c: their time / compiled)")
-        print_rows(["id", "cell", "compiled ms", "graph ms", "torch ms", "g/c", "goal", "ok", "t/c", "target", "met",
-                    "max diff"],
-                   [[r["id"], r["cell"], fmt_ms(r["ms"]["compiled"]), fmt_ms(r["ms"]["graph"]), fmt_ms(r["ms"]["torch"]),
+        print_rows(["id", "cell", "n", "compiled ms", "graph ms", "torch ms", "g/c", "goal", "ok", "t/c", "target",
+                    "met", "max diff"],
+                   [[r["id"], r["cell"], r["ms"]["compiled"]["n"], fmt_ms(r["ms"]["compiled"]),
+                     fmt_ms(r["ms"]["graph"]), fmt_ms(r["ms"]["torch"]),
                      f"{r['graph_over_compiled']:.1f}", f">={r['graph_goal']:g}", verdict(r["pass_graph"]),
                      f"{r['torch_over_compiled']:.1f}", f">={r['torch_target']:g}",
                      "yes" if r["meets_torch_target"] else "no", f"{r['max_rel_diff']:.0e}"] for r in result["cells"]])
@@ -550,6 +566,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="BLAS / OpenMP / numba / torch threads (default 2)")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps of each variant per child")
+    parser.add_argument("--min-seconds", type=float, default=1.0,
+                        help=f"more timed steps while a variant's add up to less (at most {MOST_REPEATS})")
     parser.add_argument("--graph-repeats", type=int, default=3, help="timed graph steps per child (section 2)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each variant first")
     parser.add_argument("--rounds", type=int, default=2, help="cold + cached compile-time rounds (section 4)")
@@ -559,7 +577,8 @@ def main(argv=None):
     parser.add_argument("--sections", default="1,2,3,4", help="which sections to run (default all)")
     parser.add_argument("--torch-compile-timeout", type=int, default=300, help="seconds per torch.compile child")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: S7 only, 2 timed steps, 1 warm-up, 1 compile round, 120 s torch.compile limit")
+                        help="smoke run: S7 only, 2 timed steps (no --min-seconds), 1 warm-up, 1 compile round, "
+                             "120 s torch.compile limit")
     parser.add_argument("--out", default="benchmarks/out/cell_compiler_speed.json")
     parser.add_argument("--worker", choices=["kernels", "cells", "torch_compile", "compile"], help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
@@ -572,6 +591,7 @@ def main(argv=None):
         return workers[args.worker](args)
     if args.quick:
         args.only, args.repeats, args.graph_repeats, args.warmup, args.rounds = "S7", 2, 1, 1, 1
+        args.min_seconds = 0.0
         args.torch_compile_timeout = min(args.torch_compile_timeout, 120)
 
     ids = args.only.split(",") if args.only else list(SHAPES)
@@ -595,8 +615,9 @@ def main(argv=None):
 
     meta = {"python": sys.version.split()[0], "machine": platform.machine(), "processor": platform.processor(),
             "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "total_s": total, "dtype": "float32",
-            "options": {k: getattr(args, k) for k in ("threads", "repeats", "graph_repeats", "warmup", "rounds", "only",
-                                                       "cells", "sections", "torch_compile_timeout", "quick")},
+            "options": {k: getattr(args, k) for k in ("threads", "repeats", "min_seconds", "graph_repeats", "warmup",
+                                                       "rounds", "only", "cells", "sections", "torch_compile_timeout",
+                                                       "quick")},
             "load_after_each_child": loads}
     for package in ("numpy", "scipy", "numba", "torch"):
         try:

@@ -4,6 +4,7 @@ pairs), its agreement check fails when they do not, and its alternation counts s
 
 import importlib.util
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -67,3 +68,15 @@ def test_alternate_reverses_every_other_round_and_limits_the_limited_variant(ben
     times = bench.alternate({"a": Counted("a"), "g": Counted("g")}, repeats=4, warmup=2, limited={"g"}, limit=1)
     assert [len(times["a"]), len(times["g"])] == [4, 1]
     assert calls == ["a", "g", "g", "a", "a", "g", "a", "a", "a"]
+
+
+def test_alternate_times_fast_variants_until_they_add_up_to_min_seconds(bench):
+    class Sleeps:
+        def step(self):
+            time.sleep(0.002)
+
+    times = bench.alternate({"a": Sleeps(), "b": Sleeps()}, repeats=2, warmup=0, min_seconds=0.05, most=100)
+    assert len(times["a"]) == len(times["b"])
+    assert 0.05 <= sum(times["a"]) and len(times["a"]) < 100
+    capped = bench.alternate({"a": Sleeps()}, repeats=2, warmup=0, min_seconds=10.0, most=5)
+    assert len(capped["a"]) == 5
