@@ -5,8 +5,10 @@ Every time is one training step, float32: ``zero_grad()``; forward over T steps 
 state; ``out.sum().backward()``. The cells are ``examples/cell_gallery.py``'s. In each
 measurement the compared variants are built in ONE child process (this script with
 ``--worker``), checked to compute the same once (outputs and gradients, ``check_same``), then
-timed alternately (one step of each in turn, after ``--warmup`` untimed steps of each), so
-they see the same background load; medians and their ratios. The children get the thread
+timed alternately (one step of each in turn, every other round in reverse order, after
+``--warmup`` untimed steps of each; ``--repeats`` timed steps of each at least, more until
+each variant's add up to ``--min-seconds``), so they see the same background load; medians
+and their ratios. The children get the thread
 variables (OpenBLAS / OpenMP / MKL / Numba) set to ``--threads`` and ``torch.set_num_threads``.
 
   1. kernels: at each S-shape of ``rnn_speed.py`` its cell written from ops, compiled
