@@ -49,7 +49,6 @@ its children.
 """
 
 import argparse
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -65,7 +64,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 for _path in (HERE, HERE.parent / "examples", HERE.parent):
     sys.path.insert(0, str(_path))
 from rnn_speed import SHAPES, THREAD_VARS  # noqa: E402  (both import the standard library only:
-from train_speed import fmt_ms, print_rows, verdict  # noqa: E402  the parent stays small)
+from train_speed import fmt_ms, print_rows, verdict, write_json  # noqa: E402  the parent stays small)
 
 GALLERY_NAME = {"LSTM": "lstm", "GRU": "gru", "RNN": "elman"}
 KERNEL_GOAL = {"S7": 1.3}  # compiled / hand-written train step; 1.15 elsewhere
@@ -621,15 +620,7 @@ def main(argv=None):
                                                        "rounds", "only", "cells", "sections", "torch_compile_timeout",
                                                        "quick")},
             "load_after_each_child": loads}
-    for package in ("numpy", "scipy", "numba", "torch"):
-        try:
-            meta[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            meta[package] = None
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, **result}, indent=2))
-    print(f"wrote {out}")
+    write_json(args.out, meta, result)
 
 
 if __name__ == "__main__":
