@@ -563,6 +563,19 @@ def print_results(result, frameworks, args):
                          f"{100 * t['own_ms'] / out['step_ms']:.0f}%", f"{t['cum_ms']:.2f}"] for t in out["top"]])
 
 
+def write_json(path, meta, result):
+    """Write ``{"meta": meta + the versions of NumPy, SciPy, numba and torch, **result}`` to ``path``."""
+    for package in ("numpy", "scipy", "numba", "torch"):
+        try:
+            meta[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            meta[package] = None
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, **result}, indent=2))
+    print(f"wrote {out}")
+
+
 def main(argv=None):
     """Parse options; run as a child worker, or run every measurement, print the tables and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -633,15 +646,7 @@ def main(argv=None):
             "frameworks": frameworks, "models": {m: MODELS[m]._asdict() for m in models}, "dtype": "float32",
             "loss_rtol": LOSS_RTOL,
             "thread_env_removed": stripped, "extra_envs": EXTRA_ENVS}
-    for package in ("numpy", "scipy", "numba", "torch"):
-        try:
-            meta[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            meta[package] = None
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, **result}, indent=2))
-    print(f"wrote {out}")
+    write_json(args.out, meta, result)
 
 
 if __name__ == "__main__":
