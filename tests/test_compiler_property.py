@@ -572,12 +572,22 @@ def test_compiled_equals_graph_float32(case):
     check_compiled_equals_graph(case, np.float32)
 
 
+#: found by the property on the CUDA simulator: y wider than the state (the step's first
+#: kernel ran over y's width and read past the state's)
+OUTPUT_WIDER_THAN_STATE = (1, (1,), (
+    ("linear", 0, 2, 0, True), ("linear", 1, 2, 0, False), ("binary", "add", 2, 3), ("slice", 4, 0, 1),
+    ("slice", 4, 1, 2), ("unary", "sigmoid", 0), ("binary", "add", 5, 6), ("binary", "add", 8, 7),
+    ("unary", "tanh", 9),
+), (10,), 2)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
                     reason="the CUDA kernels run under NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)
 @settings(max_examples=5, deadline=None)
 @given(case=cases(most=4))
+@example(case=(OUTPUT_WIDER_THAN_STATE, 0, 1, 1, None, False, False))
 def test_compiled_equals_graph_on_cuda(dtype, case):
     """The same property for the CUDA module, on the simulator (tiny shapes: every thread runs in Python)."""
     check_compiled_equals_graph(case, dtype, "cuda")

@@ -118,7 +118,7 @@ class CudaWriter(Writer):
         out()
         for name, body in (("sigmoid", "F(1.0) / (F(1.0) + math.exp(-a))"), ("tanh", "math.tanh(a)"),
                            ("exp", "math.exp(a)"), ("log", "math.log(a)"),
-                           ("sign", "F((a > F(0.0)) - (a < F(0.0)))")):
+                           ("sign", "F(1.0) if a > F(0.0) else (F(-1.0) if a < F(0.0) else a * F(0.0))")):
             out('@cuda.jit(device=True, inline="always")')
             with out.block(f"def {name}(a):"):
                 out(f"return {body}")
@@ -148,16 +148,16 @@ class CudaWriter(Writer):
                 lines.append(self.kernel(kernels, f"forward_{k}_{g}", f"Step t, point-wise: {self.describe(group)}.",
                                          body.lines, threads))
             forward.append(lines)
-        width = max([self.width(p.y)] + [self.width(n) for n in p.state_names])
         begin = [f"{self.name(n)}[t, b, j] = {self.name('carried@' + n)}[b, j]" for n in p.state_names]
+        widths = [self.width(n) for n in p.state_names]
         begin_launch = self.kernel(kernels, "begin_forward", "Keep the states step t starts from.",
-                                   self._guarded(begin, [self.width(n) for n in p.state_names]), (width,), valid=False)
+                                   self._guarded(begin, widths), (max(widths),), valid=False)
         end = [f"out[t, b, j] = {self.read(p.y, self.width(p.y)).text}"]
         end += [f"{self.name('carried@' + n)}[b, j] = {self.read(new, self.width(new)).text}"
                 for n, new in zip(p.state_names, p.new_state) if new != n]
         widths = [self.width(p.y)] + [self.width(n) for n, new in zip(p.state_names, p.new_state) if new != n]
         end_launch = self.kernel(kernels, "end_forward", "Step t's output, and the states the next step starts from.",
-                                 self._guarded(end, widths), (width,))
+                                 self._guarded(end, widths), (max(widths),))
 
         backward = []
         d_rows = [n for n in s.ops if s.d_storage[n] == "row" and n in s.grads and n not in self.single]
