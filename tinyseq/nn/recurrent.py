@@ -293,7 +293,7 @@ class Recurrent(Module):
                 raise CompileError(f"{name}: the kernels take an input of (T, B, I), got {x.ndim} axes")
             self._input_size = x.shape[2]
             kernel = compile_cell(self.cell, x.shape[2], param_dtype(self.cell, default=x.dtype), choice)
-        except (CompileError, TypeError) as error:
+        except CompileError as error:
             if self.backend != "auto":  # asked for by this layer (a process-wide choice falls back)
                 raise
             self.fallback_reason = str(error)

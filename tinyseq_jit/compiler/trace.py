@@ -319,11 +319,11 @@ def sample_batch(cell, input_size):
 def _state_sizes(cell):
     size = getattr(cell, "state_size", None)
     if size is None:
-        raise TypeError(f"trace: {type(cell).__name__} has no state_size (an int, or a tuple of ints for a tuple "
+        raise CompileError(f"trace: {type(cell).__name__} has no state_size (an int, or a tuple of ints for a tuple "
                         "state); the compiler builds the sample state from it")
     sizes = size if isinstance(size, tuple) else (size,)
     if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in sizes):
-        raise TypeError(f"trace: {type(cell).__name__}.state_size must be a positive int or a tuple of them, "
+        raise CompileError(f"trace: {type(cell).__name__}.state_size must be a positive int or a tuple of them, "
                         f"got {size!r}")
     return tuple(int(s) for s in sizes), isinstance(size, tuple)
 
