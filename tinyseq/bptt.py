@@ -35,7 +35,6 @@ import numpy as np
 from . import config, nn, ops
 from ._checks import check_int
 from .gates import gate_names
-from .random import get_rng_state, set_rng_state
 from .tensor import Tensor, as_array, enable_grad, no_grad
 
 
@@ -189,9 +188,9 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
         if isinstance(layer, nn.Cell):
             layer = nn.Recurrent(layer)
         if isinstance(layer, (nn.rnn.RNNBase, nn.Recurrent)):
-            output, state = layer._forward(_leaf(layer, x), _state_values(hx), lengths, grad_norms=recorded)
-            names = ("cell",) if isinstance(layer, nn.Recurrent) else tuple(
-                s[1:] for k in range(layer.num_layers) for s in layer._suffixes(k))
+            base = nn.rnn.RNNBase if isinstance(layer, nn.rnn.RNNBase) else nn.Recurrent  # not a subclass's forward
+            output, state = base.forward(layer, _leaf(layer, x), _state_values(hx), lengths, grad_norms=recorded)
+            names = ("cell",) if isinstance(layer, nn.Recurrent) else tuple(layer.directions())
             batch_first = layer.batch_first
         else:
             if lengths is not None:
@@ -202,7 +201,7 @@ def grad_norms_through_time(layer, x, loss_fn=None, hx=None, lengths=None):
             for t, states in enumerate(steps):
                 for s, row in zip(states, recorded[0][:, t]):
                     if s.requires_grad:
-                        s.register_hook(nn.recurrent._norm_hook(row))
+                        s.register_hook(nn.recurrent.norm_hook(row))
             output, names, batch_first = ops.stack([s[0] for s in steps], axis=0), ("cell",), False
             state = steps[-1][0] if len(steps[-1]) == 1 else steps[-1]
         loss = loss_fn(output, state) if loss_fn is not None else last_step_loss(output, lengths, batch_first)
@@ -302,7 +301,7 @@ def state_jacobians(cell, x, hx=None, top=None):
         finite = np.isfinite(products).all(axis=(1, 2))  # a NaN or inf in one sequence: NaN for it alone
         if finite.any():
             singular[k, finite] = np.linalg.svd(products[finite], compute_uv=False)[:, :top]
-    return StateJacobians(jacobians, singular, _eigenvalues(cell))
+    return StateJacobians(jacobians, singular, _eigenvalues(cell.cell if isinstance(cell, _CellStep) else cell))
 
 
 def _check_module(owner, module):
@@ -337,13 +336,7 @@ def _as_cell(owner, cell, x, hx):
         if layer.proj_size:
             raise ValueError(f"{owner}: expected a layer without proj_size (its state is not one cell's), got "
                              f"proj_size={layer.proj_size}")
-        rng_state = get_rng_state()  # the cell's own initial draws must not move the user's stream
-        cell = getattr(nn, f"{layer.mode}Cell")(layer.input_size, layer.hidden_size, layer.bias,
-                                                **{k: getattr(layer, k) for k in layer._kind.options},
-                                                dtype=nn.rnn._param_dtype(layer))
-        set_rng_state(rng_state)
-        for attr in nn.rnn._PARAMETERS.values():
-            setattr(cell, attr, getattr(layer, f"{attr}_l0", None))
+        cell = _CellStep(layer.step())
         if layer.batch_first and x.ndim == 3:
             x = x.swapaxes(0, 1)
         if hx is not None:
@@ -435,7 +428,7 @@ def _eigenvalues(cell):
     if w is None or w.ndim != 2 or w.shape[0] % w.shape[1]:
         return {}
     hidden, blocks, mode = w.shape[1], w.shape[0] // w.shape[1], getattr(cell, "mode", None)
-    if mode in nn.rnn.KINDS:  # a built-in cell: its gates
+    if mode in nn.rnn.STEPS:  # a built-in cell: its gates
         gates = gate_names(mode, getattr(cell, "coupled", False))
     else:  # your own: "h" for one square W_hh, else the blocks' numbers
         gates = ("h",) if blocks == 1 else tuple(str(k) for k in range(blocks))

@@ -56,7 +56,7 @@ def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label="", owne
         if norms is not None:
             for s, row in zip(_parts(new), norms[:, t]):  # at a padded step its gradient is 0 (where)
                 if s.requires_grad:
-                    s.register_hook(_norm_hook(row))
+                    s.register_hook(norm_hook(row))
         if mask is not None and not mask[t].all():
             keep = mask[t]
             kept = tuple(ops.where(_rows(keep, n), n, s) for n, s in zip(_parts(new), _parts(state)))
@@ -65,6 +65,24 @@ def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label="", owne
         state, outputs[t] = new, y
         viz.mark_time_step(y, label, t, first)
     return ops.stack(outputs, axis=0), state
+
+
+def run_step(cell, x, state, lengths, mask, reverse, grad_norms=None, kernel=None, label="", owner=None):
+    """One layer-direction: ``cell`` over x (T, B, ...) from ``state``, on the ``kernel``
+    ``tinyseq_jit.compiler`` made of it (None: the graph, ``unroll``). ``lengths`` and ``mask``
+    are ``check_lengths``'s; ``grad_norms``: None or a list to which the (S, T, B) array of
+    ||dL/d state_t|| this direction's backward fills is appended. Returns (the outputs
+    (T, B, ...), the final state), as ``unroll``."""
+    norms = None
+    if grad_norms is not None:
+        norms = np.zeros((len(_parts(state)),) + x.shape[:2], dtype=x.dtype)
+        grad_norms.append(norms)
+    if kernel is None:
+        return unroll(cell, x, state, mask, reverse, norms, label, owner)
+    from ._fused import run_compiled
+
+    out, finals = run_compiled(kernel, x, _parts(state), dict(cell.named_parameters()), lengths, reverse, norms)
+    return out, (finals if isinstance(state, tuple) else finals[0])
 
 
 def _checked_step(name, cell, x_t, state, t, y_shape):
@@ -124,7 +142,7 @@ def _rows(keep, like):
     return keep.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-def _norm_hook(row):
+def norm_hook(row):
     """A backward hook that writes each sequence's gradient norm ||g[b]|| into ``row`` (B,)."""
 
     def hook(g):
@@ -224,16 +242,12 @@ class Recurrent(Module):
         self.fallback_reason = None  # why "auto" ran the graph (None: it did not, or nothing was tried)
         self._input_size = None
 
-    def forward(self, x, state=None, lengths=None):
-        x, lengths, repack = packed_input(f"Recurrent({type(self.cell).__name__})", x, lengths, self.batch_first)
-        out, final = self._forward(x, state, lengths)
-        return repack(out), final
-
-    def _forward(self, x, state, lengths, grad_norms=None):
-        """``forward``; with a list as ``grad_norms``, appends to it the (S, T, B) array that
-        backward fills with every sequence's ||dL/d s_t|| for each of the S state tensors
-        (``tinyseq.bptt``)."""
+    def forward(self, x, state=None, lengths=None, *, grad_norms=None):
+        """The cell over ``x``: see the class's docstring. ``grad_norms``: None, or a list to
+        which the (S, T, B) array that backward fills with every sequence's ||dL/d s_t|| for
+        each of the S state tensors is appended (``tinyseq.bptt``)."""
         name = f"Recurrent({type(self.cell).__name__})"
+        x, lengths, repack = packed_input(name, x, lengths, self.batch_first)
         x = as_input(name, x, param_dtype(self.cell, default=_dtype_of(x)))
         dtype = x.dtype
         if x.ndim < 3:
@@ -247,12 +261,12 @@ class Recurrent(Module):
         _, mask = check_lengths(name, lengths, steps, batch)
         if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask.reshape(mask.shape + (1,) * (x.ndim - 2)), x, 0.0)
-        step, initial_state = _protocol(self.cell)
+        step = _step_of(self.cell)
         given = state is not None
         if state is None:
-            if initial_state is None:
+            if getattr(step, "initial_state", None) is None:
                 raise TypeError(f"{name}: the cell has no initial_state(batch); pass state=, or subclass nn.Cell")
-            state = initial_state(batch)
+            state = step.initial_state(batch)
         elif isinstance(state, (tuple, list)):
             state = tuple(as_input(name, s, dtype, "state") for s in state)
         else:
@@ -262,37 +276,25 @@ class Recurrent(Module):
                 raise ValueError(f"{name}: each state tensor must be (B, ...) with B = {batch}, no layer axis "
                                  f"(unlike nn.LSTM's (L*D, B, H)); got shape {s.shape}")
         if given:
-            _check_state_size(name, getattr(self.cell, "state_size", None), state, batch)
-        norms = None
-        if grad_norms is not None:
-            norms = np.zeros((len(_parts(state)), steps, batch), dtype=dtype)
-            grad_norms.append(norms)
-        kernel = self._kernel(name, x, builtin=step is not self.cell)
-        if kernel is not None:
-            from ._fused import run_compiled
+            _check_state_size(name, getattr(step, "state_size", None), state, batch)
+        kernel = self._kernel(name, step, x)
+        out, final = run_step(step, x, state, lengths, mask, self.reverse, grad_norms, kernel,
+                              label=type(self.cell).__name__, owner=name)
+        return repack(ops.transpose(out, 0, 1) if self.batch_first else out), final
 
-            params = dict(self.cell.named_parameters())
-            out, finals = run_compiled(kernel, x, _parts(state), params, lengths, self.reverse, norms)
-            final = finals if isinstance(state, tuple) else finals[0]
-        else:
-            out, final = unroll(step, x, state, mask, self.reverse, norms, label=type(self.cell).__name__, owner=name)
-        return (ops.transpose(out, 0, 1) if self.batch_first else out), final
-
-    def _kernel(self, name, x, builtin):
-        """The compiled kernel this call runs on, or None for the graph (see ``backend``)."""
+    def _kernel(self, name, cell, x):
+        """The compiled kernel this call runs ``cell`` (the cell's step) on, or None for the
+        graph (see ``backend``)."""
         choice = backends.resolve(self.backend)
         if choice == "graph":
             return None
         from tinyseq_jit.compiler import CompileError, compile_cell
 
         try:
-            if builtin:
-                raise CompileError(f"{name}: nn.{type(self.cell).__name__} runs fused in nn.{type(self.cell).__name__[:-4]}"
-                                   "(backend='numba'); Recurrent compiles cells whose forward returns (y_t, new_state)")
             if x.ndim != 3:
                 raise CompileError(f"{name}: the kernels take an input of (T, B, I), got {x.ndim} axes")
             self._input_size = x.shape[2]
-            kernel = compile_cell(self.cell, x.shape[2], param_dtype(self.cell, default=x.dtype), choice)
+            kernel = compile_cell(cell, x.shape[2], param_dtype(cell, default=x.dtype), choice)
         except CompileError as error:
             if self.backend != "auto":  # asked for by this layer (a process-wide choice falls back)
                 raise
@@ -312,7 +314,7 @@ class Recurrent(Module):
         if size is None:
             raise ValueError(f"Recurrent({type(self.cell).__name__}).kernel_source: pass input_size, or run the "
                              "layer once first")
-        return compile_cell(self.cell, size, param_dtype(self.cell), device).source
+        return compile_cell(_step_of(self.cell), size, param_dtype(self.cell), device).source
 
     def extra_repr(self):
         flags = [f"{k}=True" for k in ("batch_first", "reverse") if getattr(self, k)]
@@ -335,27 +337,13 @@ def _check_state_size(name, sizes, state, batch):
                              f"{where}; got shape {s.shape}")
 
 
-def _protocol(cell):
-    """``(step, initial_state)``: what ``Recurrent`` runs a cell with. A cell's own forward and
-    ``initial_state`` (None if it has none); for the built-in ``nn.RNNCell``/``GRUCell``, whose
-    forward returns h' alone, and ``nn.LSTMCell``, which returns (h', c') (PyTorch's returns), a
-    step that returns (h', the new state) and zero states (B, H)."""
-    from .rnn import LSTMCell, _CellBase  # nn.rnn imports this module
+def _step_of(cell):
+    """What ``Recurrent`` runs: the cell itself, or for a built-in ``nn.RNNCell``, ``LSTMCell``
+    or ``GRUCell`` (whose forward returns h', or (h', c'), as PyTorch's) its step, an
+    ``nn.Cell`` on the same parameters."""
+    from .rnn import _CellBase  # nn.rnn imports this module
 
-    if not isinstance(cell, _CellBase):
-        return cell, getattr(cell, "initial_state", None)
-    pair = isinstance(cell, LSTMCell)
-
-    def step(x_t, state):
-        new = cell(x_t, state)
-        return (new[0] if pair else new), new
-
-    def initial_state(batch):
-        zeros = tuple(Tensor(np.zeros((batch, cell.hidden_size), dtype=param_dtype(cell))) for _ in range(1 + pair))
-        return zeros if pair else zeros[0]
-
-    step.__name__ = type(cell).__name__
-    return step, initial_state
+    return cell.step() if isinstance(cell, _CellBase) else cell
 
 
 def _dtype_of(x):

@@ -20,176 +20,203 @@ The step functions below take the input projection ``xp = x W_ih^T + b_ih`` alre
 made, so a layer computes it for all time steps in one matmul before its loop.
 """
 
-from typing import Callable, NamedTuple
-
 import numpy as np
 
 from .. import backend as _backend
 from .. import ops
 from .. import random as _random
-from ..gates import gate_slices, num_gates
+from ..gates import num_gates
 from ..tensor import Tensor
-from . import _fused, init
+from . import init
 from .functional import dropout as _dropout
+from .functional import linear
 from .module import Module, Parameter, as_input, check_dtype, check_int
-from .recurrent import check_lengths, unroll
+from .recurrent import Cell, check_lengths, run_step
 from .utils.rnn import packed_input
 
-# ---------------------------------------------------------------- step functions
+# ---------------------------------------------------------------- the steps: each cell's maths, once
 
-_ACTIVATIONS = {"tanh": ops.tanh, "relu": ops.relu}
-
-
-def rnn_step(xp, h, w, nonlinearity="tanh"):
-    """Elman step: h' = act(xp + h W_hh^T + b_hh). ``w`` is a ``_StepWeights``."""
-    pre = xp + ops.matmul(h, w.hh_t)
-    if w.b_hh is not None:
-        pre = pre + w.b_hh
-    return _ACTIVATIONS[nonlinearity](pre)
+#: A cell's parameters, PyTorch's names; a layer adds a suffix such as "_l0" or "_l1_reverse".
+PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ci", "weight_cf", "weight_co")
 
 
-def lstm_step(xp, h, c, w, peephole=False, coupled=False):
-    """LSTM step; returns (h', c'). Gates i, f, g, o (f, g, o when coupled). With a projection
-    (``w.hr_t``, a layer's ``proj_size``), h' = (o * tanh(c')) W_hr^T."""
-    gates = xp + ops.matmul(h, w.hh_t)
-    if w.b_hh is not None:
-        gates = gates + w.b_hh
-    s = w.gate  # each gate's columns
-    if coupled:
-        f, g, o = gates[:, s["f"]], gates[:, s["g"]], gates[:, s["o"]]
-        f = ops.sigmoid(f + c * w.cf if peephole else f)
-        i = 1 - f
-    elif peephole:
-        i, f, g, o = gates[:, s["i"]], gates[:, s["f"]], gates[:, s["g"]], gates[:, s["o"]]
-        i, f = ops.sigmoid(i + c * w.ci), ops.sigmoid(f + c * w.cf)
-    else:
-        # One sigmoid over all gates (g's block goes unused) is fewer graph nodes than three.
-        act = ops.sigmoid(gates)
-        i, f, g, o = act[:, s["i"]], act[:, s["f"]], gates[:, s["g"]], act[:, s["o"]]
-    c = f * c + i * ops.tanh(g)
-    if peephole:
-        o = ops.sigmoid(o + c * w.co)
-    elif coupled:
-        o = ops.sigmoid(o)
-    h = o * ops.tanh(c)
-    return (h if w.hr_t is None else ops.matmul(h, w.hr_t)), c
+class _Step(Cell):
+    """What the built-in steps share: their parameters (PyTorch's names and shapes) and options.
 
-
-def gru_step(xp, h, w, reset_after=True):
-    """GRU step: h' = (1 - z) * n + z * h, gates r, z, n (r and z are one sigmoid over both blocks)."""
-    rz, n_cols = w.rz, w.gate["n"]
-    if reset_after:
-        hp = ops.matmul(h, w.hh_t)
-        if w.b_hh is not None:
-            hp = hp + w.b_hh
-        r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp[:, rz]), 2, axis=-1)
-        n = ops.tanh(xp[:, n_cols] + r * hp[:, n_cols])
-    else:
-        hp = ops.matmul(h, w.hh_rz_t)
-        if w.b_hh is not None:
-            hp = hp + w.b_hh_rz
-        r, z = ops.chunk(ops.sigmoid(xp[:, rz] + hp), 2, axis=-1)
-        hn = ops.matmul(r * h, w.hh_n_t)
-        if w.b_hh is not None:
-            hn = hn + w.b_hh_n
-        n = ops.tanh(xp[:, n_cols] + hn)
-    return n + z * (h - n)
-
-
-class _StepWeights:
-    """A cell's weights as its step function reads them, prepared once per sequence (not per
-    step): W_hh transposed, ``b_hh`` (None when absent or already in the input projection),
-    ``hr_t``: an LSTM's projection W_hr transposed (None without one), the peepholes ``ci``,
-    ``cf``, ``co`` (None unless a peephole LSTM), ``gate``: each gate's columns in the
-    stacked pre-activations (``tinyseq.gates``), and for a GRU ``rz``, r's and z's columns
-    together. Cho et al.'s GRU (``reset_after=False``) multiplies r * h by W_hn
-    alone, so it also gets W_hh^T and b_hh split as ``hh_rz_t``, ``hh_n_t``, ``b_hh_rz``,
-    ``b_hh_n`` (None otherwise).
+    A step is an ``nn.Cell``: ``forward(x_t, state) -> (y_t, new_state)``, written from ops.
+    The graph backend unrolls it (``nn.recurrent.unroll``); ``tinyseq_jit.compiler`` turns the
+    same ``forward`` into the fused forward and BPTT that the numba and cuda backends run.
     """
 
-    def __init__(self, mode, weights, coupled=False, reset_after=True, fold_b_hh=False):
-        self.hh_t = weights["w_hh"].T
-        self.b_hh = None if fold_b_hh else weights.get("b_hh")
-        self.hr_t = weights["w_hr"].T if "w_hr" in weights else None
-        self.ci, self.cf, self.co = weights.get("ci"), weights.get("cf"), weights.get("co")
-        self.gate = gate_slices(mode, weights["w_hh"].shape[0] // num_gates(mode, coupled), coupled)
-        self.rz = slice(self.gate["r"].start, self.gate["z"].stop) if "z" in self.gate else None
-        self.hh_rz_t = self.hh_n_t = self.b_hh_rz = self.b_hh_n = None
-        if not reset_after:
-            self.hh_rz_t, self.hh_n_t = self.hh_t[:, self.rz], self.hh_t[:, self.gate["n"]]
-            if self.b_hh is not None:
-                self.b_hh_rz, self.b_hh_n = self.b_hh[self.rz], self.b_hh[self.gate["n"]]
+    mode = None  # PyTorch's name, "RNN", "LSTM" or "GRU"; the key of its gate layout (tinyseq.gates)
+    options = {}  # its own options and their defaults
+    states = ("h",)
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, **options):
+        self.proj_size = 0
+        _init_cell(self, input_size, hidden_size, bias, dtype, options)
+        self.state_size = self._state_size()
+
+    @classmethod
+    def view(cls, owner, suffix=""):
+        """The step of ``owner`` (a built-in cell, or a layer's direction ``suffix`` such as
+        "_l1_reverse"), sharing its parameters: gradients reach ``owner``'s."""
+        step = cls.__new__(cls)
+        for option in ("hidden_size", "bias", "proj_size", *cls.options):
+            setattr(step, option, getattr(owner, option, 0))
+        for attr in PARAMETERS:
+            setattr(step, attr, getattr(owner, attr + suffix, None))
+        step.input_size = step.weight_ih.shape[1]
+        step.state_size = step._state_size()
+        return step
+
+    def _state_size(self):
+        return self.hidden_size
+
+    def extra_repr(self):
+        extra = "" if self.bias else ", bias=False"
+        extra += "".join(f", {k}={getattr(self, k)!r}" for k, v in self.options.items() if getattr(self, k) != v)
+        return f"{self.input_size}, {self.hidden_size}{extra}"
 
 
-# ---------------------------------------------------------------- what differs between the cell kinds
+class RNNStep(_Step):
+    """One step of an Elman RNN (``nn.RNN``, ``nn.RNNCell``):
+
+        h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)     (or relu)
+    """
+
+    mode = "RNN"
+    options = {"nonlinearity": "tanh"}
+
+    def forward(self, x, h):
+        pre = linear(x, self.weight_ih, self.bias_ih) + linear(h, self.weight_hh, self.bias_hh)
+        h = pre.relu() if self.nonlinearity == "relu" else pre.tanh()
+        return h, h
 
 
-class CellKind(NamedTuple):
-    """What one kind of recurrent cell is, for the code that builds and runs it (cells,
-    layers, both backends): everything below that depends on RNN vs LSTM vs GRU reads it
-    from here."""
+class LSTMStep(_Step):
+    """One step of an LSTM (``nn.LSTM``, ``nn.LSTMCell``), gates i, f, g, o:
 
-    mode: str  # PyTorch's name, "RNN", "LSTM" or "GRU"; also the key of its gate layout (tinyseq.gates)
-    options: dict  # its own constructor options and their defaults
-    kernel_options: tuple  # those the fused kernels take as arguments
-    states: tuple  # ("h",) or ("h", "c")
-    step: Callable  # (xp_t, states, _StepWeights, module) -> the new states: one step, as graph ops
-    kernel: str  # its fused pair: tinyseq_jit.cpu.{kernel}_forward and _backward
-    fold_b_hh: bool  # b_hh is added outside every product, so it can join the input projection
+        i = sigmoid(x W_ii^T + b_ii + h W_hi^T + b_hi)       (f, o alike; g with tanh)
+        c' = f * c + i * g,     h' = o * tanh(c')
+
+    ``peephole``: the gates also see the cell state, ci * c and cf * c join i and f, co * c'
+    joins o. ``coupled``: no input gate, i = 1 - f (gates f, g, o). A layer's ``proj_size``
+    P: h' = (o * tanh(c')) W_hr^T, P features.
+    """
+
+    mode = "LSTM"
+    options = {"peephole": False, "coupled": False}
+    states = ("h", "c")
+
+    def forward(self, x, state):
+        h, c = state
+        gates = linear(x, self.weight_ih, self.bias_ih) + linear(h, self.weight_hh, self.bias_hh)
+        if self.coupled:
+            f_in, g_in, o_in = ops.chunk(gates, 3, axis=-1)
+        else:
+            i_in, f_in, g_in, o_in = ops.chunk(gates, 4, axis=-1)
+        f = (f_in + self.weight_cf * c if self.peephole else f_in).sigmoid()
+        if self.coupled:
+            i = 1 - f
+        else:
+            i = (i_in + self.weight_ci * c if self.peephole else i_in).sigmoid()
+        g = g_in.tanh()
+        c = f * c + i * g
+        o = (o_in + self.weight_co * c if self.peephole else o_in).sigmoid()
+        h = o * c.tanh()
+        if self.proj_size:
+            h = linear(h, self.weight_hr)
+        return h, (h, c)
+
+    def _state_size(self):
+        return (self.proj_size or self.hidden_size, self.hidden_size)
 
 
-KINDS = {
-    "RNN": CellKind("RNN", {"nonlinearity": "tanh"}, ("nonlinearity",), ("h",),
-                    lambda xp, s, w, m: (rnn_step(xp, s[0], w, m.nonlinearity),), "rnn", True),
-    "LSTM": CellKind("LSTM", {"peephole": False, "coupled": False}, ("coupled",), ("h", "c"),
-                     lambda xp, s, w, m: lstm_step(xp, s[0], s[1], w, m.peephole, m.coupled), "lstm", True),
-    "GRU": CellKind("GRU", {"reset_after": True}, ("reset_after",), ("h",),
-                    lambda xp, s, w, m: (gru_step(xp, s[0], w, m.reset_after),), "gru", False),
-}
+class GRUStep(_Step):
+    """One step of a GRU (``nn.GRU``, ``nn.GRUCell``), gates r, z, n:
 
-#: The kernels' names for a cell's parameters (``tinyseq_jit._contract.WEIGHTS``); a layer
-#: adds a suffix such as "_l0" or "_l1_reverse" to the attribute names.
-_PARAMETERS = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
-               "w_hr": "weight_hr", "ci": "weight_ci", "cf": "weight_cf", "co": "weight_co"}
+        r = sigmoid(x W_ir^T + b_ir + h W_hr^T + b_hr)       (z alike)
+        n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
+        h' = (1 - z) * n + z * h
+
+    ``reset_after=False`` is Cho et al.'s original: n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn).
+    """
+
+    mode = "GRU"
+    options = {"reset_after": True}
+
+    def forward(self, x, h):
+        x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
+        rz_rows, n_rows = slice(0, 2 * self.hidden_size), slice(2 * self.hidden_size, None)
+        if self.reset_after:
+            h_r, h_z, h_n = ops.chunk(linear(h, self.weight_hh, self.bias_hh), 3, axis=-1)
+        else:
+            h_r, h_z = ops.chunk(linear(h, self.weight_hh[rz_rows], _rows(self.bias_hh, rz_rows)), 2, axis=-1)
+        r = (x_r + h_r).sigmoid()
+        z = (x_z + h_z).sigmoid()
+        if self.reset_after:
+            n = (x_n + r * h_n).tanh()
+        else:
+            n = (x_n + linear(r * h, self.weight_hh[n_rows], _rows(self.bias_hh, n_rows))).tanh()
+        h = (1 - z) * n + z * h
+        return h, h
 
 
-def _check_options(name, kind, options):
-    """Refuse an option another kind of cell takes (``peephole=True`` for a GRU); check its values."""
+def _rows(bias, rows):
+    return None if bias is None else bias[rows]
+
+
+STEPS = {step.mode: step for step in (RNNStep, LSTMStep, GRUStep)}
+_DEFAULTS = {option: default for step in STEPS.values() for option, default in step.options.items()}
+
+
+def _set_options(module, name, options):
+    """Check the options of a ``module`` of kind ``module.mode`` and set its own as attributes:
+    one another kind takes (``peephole=True`` for a GRU) is refused, as is a wrong value."""
+    own = STEPS[module.mode].options
     for option, value in options.items():
-        if option not in kind.options and value != _DEFAULTS[option]:
-            owner = next(k.mode for k in KINDS.values() if option in k.options)
+        if option not in own and value != _DEFAULTS[option]:
+            owner = next(s.mode for s in STEPS.values() if option in s.options)
             raise ValueError(f"{name}: {option} is an {owner} option")
-    if "nonlinearity" in kind.options and options["nonlinearity"] not in _ACTIVATIONS:
-        raise ValueError(f"{name}: nonlinearity must be 'tanh' or 'relu', got {options['nonlinearity']!r}")
+    values = {option: options.get(option, default) for option, default in own.items()}
+    if values.get("nonlinearity", "tanh") not in ("tanh", "relu"):
+        raise ValueError(f"{name}: nonlinearity must be 'tanh' or 'relu', got {values['nonlinearity']!r}")
+    for option, value in values.items():
+        setattr(module, option, value)
 
 
-_DEFAULTS = {option: default for kind in KINDS.values() for option, default in kind.options.items()}
+def _init_cell(module, input_size, hidden_size, bias, dtype, options):
+    """Check a cell's arguments, set them as attributes and create its parameters."""
+    name = type(module).__name__
+    check_int(name, "input_size", input_size, 1)
+    check_int(name, "hidden_size", hidden_size, 1)
+    _set_options(module, name, options)
+    module.input_size, module.hidden_size, module.bias = input_size, hidden_size, bias
+    make_parameters(module, "", input_size, check_dtype(name, dtype))
 
 
-def _make_params(module, suffix, kind, input_size, hidden_size, bias, peephole, coupled, dtype, proj_size=0):
-    """Create the parameters of one cell as attributes named ``weight_ih{suffix}`` etc., all
-    PyTorch's default U(-1/sqrt(H), 1/sqrt(H)). ``proj_size`` P > 0 (an LSTM layer's) adds
-    ``weight_hr`` (P, H), and ``weight_hh`` reads the projected h: (G*H, P)."""
-    gh = num_gates(kind.mode, coupled) * hidden_size
-    shapes = {"w_ih": (gh, input_size), "w_hh": (gh, proj_size or hidden_size)}
-    if bias:
-        shapes.update(b_ih=(gh,), b_hh=(gh,))
+def make_parameters(module, suffix, input_size, dtype):
+    """Create the parameters of one cell or layer-direction of ``module`` (its ``mode``,
+    ``hidden_size``, ``bias``, ``proj_size`` and options) as attributes named ``weight_ih{suffix}``
+    etc., all PyTorch's default U(-1/sqrt(H), 1/sqrt(H)). A projection P > 0 (an LSTM
+    layer's) adds ``weight_hr`` (P, H), and ``weight_hh`` reads the projected h: (G*H, P)."""
+    hidden, coupled = module.hidden_size, getattr(module, "coupled", False)
+    gh = num_gates(module.mode, coupled) * hidden
+    proj = getattr(module, "proj_size", 0)
+    shapes = {"weight_ih": (gh, input_size), "weight_hh": (gh, proj or hidden)}
+    if module.bias:
+        shapes.update(bias_ih=(gh,), bias_hh=(gh,))
     else:
-        setattr(module, f"bias_ih{suffix}", None)
-        setattr(module, f"bias_hh{suffix}", None)
-    if proj_size:
-        shapes["w_hr"] = (proj_size, hidden_size)
-    if peephole:
-        shapes.update({k: (hidden_size,) for k in (("cf", "co") if coupled else ("ci", "cf", "co"))})
-    for key, shape in shapes.items():
-        param = init.default_rnn_(Parameter(np.empty(shape, dtype=dtype)), hidden_size)
-        setattr(module, _PARAMETERS[key] + suffix, param)
-
-
-def _cell_weights(module, suffix=""):
-    """``{kernel name: Parameter}`` of one cell or layer-direction, only those it has."""
-    found = {key: getattr(module, attr + suffix, None) for key, attr in _PARAMETERS.items()}
-    return {key: p for key, p in found.items() if p is not None}
+        module.bias_ih = module.bias_hh = None
+    if proj:
+        shapes["weight_hr"] = (proj, hidden)
+    if getattr(module, "peephole", False):
+        shapes.update({k: (hidden,) for k in (("weight_cf", "weight_co") if coupled else
+                                              ("weight_ci", "weight_cf", "weight_co"))})
+    for attr, shape in shapes.items():
+        param = init.default_rnn_(Parameter(np.empty(shape, dtype=dtype)), hidden)
+        setattr(module, attr + suffix, param)
 
 
 def _param_dtype(module):
@@ -198,43 +225,28 @@ def _param_dtype(module):
     return (weight if weight is not None else module.weight_hh_l0).dtype
 
 
-def _state_input(name, kind, s, dtype, what):
+def _state_input(name, states, s, dtype, what):
     """A state argument as a Tensor; a tuple of tensors is refused (only an LSTM's state is a pair)."""
     several = isinstance(s, (tuple, list)) and any(isinstance(v, (Tensor, np.ndarray)) for v in s)
-    if several and len(kind.states) == 1:
+    if several and len(states) == 1:
         raise TypeError(f"{name}: expected {what} to be one Tensor or array, got a {type(s).__name__} of them; "
                         "only an LSTM takes a pair (h, c)")
     return as_input(name, s, dtype, what)
-
-
-def _check_projection_backend(name, proj_size, where):
-    """Refuse to run an LSTM with ``proj_size`` on "cuda": its GPU kernels have no projection."""
-    if proj_size and where == "cuda":
-        raise ValueError(f"{name}: backend 'cuda' does not support proj_size={proj_size} (the GPU kernels have "
-                         "no projection); use backend='numba' or 'graph'")
 
 
 # ---------------------------------------------------------------- cells
 
 
 class _CellBase(Module):
-    mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's; the key of the cell's ``KINDS`` entry
+    mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's: which step (``STEPS``) it runs
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", peephole=False, coupled=False,
-                 reset_after=True, dtype=np.float32):
-        name = type(self).__name__
-        check_int(name, "input_size", input_size, 1)
-        check_int(name, "hidden_size", hidden_size, 1)
-        _check_options(name, self._kind, dict(nonlinearity=nonlinearity, peephole=peephole, coupled=coupled,
-                                              reset_after=reset_after))
-        dtype = check_dtype(name, dtype)
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.nonlinearity, self.peephole, self.coupled, self.reset_after = nonlinearity, peephole, coupled, reset_after
-        _make_params(self, "", self._kind, input_size, hidden_size, bias, peephole, coupled, dtype)
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, **options):
+        _init_cell(self, input_size, hidden_size, bias, dtype, options)
 
-    @property
-    def _kind(self):
-        return KINDS[self.mode]
+    def step(self):
+        """This cell's step (``RNNStep``, ``LSTMStep`` or ``GRUStep``) sharing its parameters: an
+        ``nn.Cell`` for ``nn.Recurrent``, ``forward(x_t, state) -> (h', new state)``."""
+        return STEPS[self.mode].view(self)
 
     def _input(self, x):
         """Validate x ((B, I) or unbatched (I,)); return (x as (B, I), was_unbatched)."""
@@ -250,31 +262,20 @@ class _CellBase(Module):
         dtype = _param_dtype(self)
         if s is None:
             return Tensor(np.zeros((batch, self.hidden_size), dtype=dtype))
-        s = _state_input(name, self._kind, s, dtype, what)
+        s = _state_input(name, STEPS[self.mode].states, s, dtype, what)
         expected = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
         if s.shape != expected:
             raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
         return s.reshape(1, -1) if unbatched else s
 
-    def _xp(self, x):
-        xp = ops.matmul(x, self.weight_ih.T)
-        return xp if self.bias_ih is None else xp + self.bias_ih
-
-    def _weights(self):
-        return _StepWeights(self.mode, _cell_weights(self), self.coupled, self.reset_after)
-
-    def extra_repr(self):
-        extra = "" if self.bias else ", bias=False"
-        for option, default in self._kind.options.items():
-            if getattr(self, option) != default:
-                extra += f", {option}={getattr(self, option)!r}"
-        return f"{self.input_size}, {self.hidden_size}{extra}"
+    extra_repr = _Step.extra_repr
 
 
 _CELL_DOC = """{title}
 
 {equations}
-    One time step; the layers unroll the same step functions over T steps.
+    One time step of ``{step}`` (``.step()`` gives it, sharing this cell's parameters), the step
+    the layers run.
 
     Args:
         input_size: I, the number of input features.
@@ -297,7 +298,7 @@ _CELL_DOC = """{title}
 
 class RNNCell(_CellBase):
     __doc__ = _CELL_DOC.format(
-        title="An Elman RNN cell, as ``torch.nn.RNNCell``.",
+        title="An Elman RNN cell, as ``torch.nn.RNNCell``.", step="RNNStep",
         equations="    h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)     (or relu)\n",
         own_args="        nonlinearity: \"tanh\" (default) or \"relu\".\n",
         hx="hx", hx_doc="h, (B, H) or (H,).", out="h'", out_doc="(B, H), or (H,) unbatched.",
@@ -311,13 +312,14 @@ class RNNCell(_CellBase):
     def forward(self, x, hx=None):
         x, unbatched = self._input(x)
         h = self._state(hx, x.shape[0], unbatched, "h")
-        out = rnn_step(self._xp(x), h, self._weights(), self.nonlinearity)
+        out, _ = self.step()(x, h)
         return out.reshape(-1) if unbatched else out
 
 
 class LSTMCell(_CellBase):
     __doc__ = _CELL_DOC.format(
         title="An LSTM cell with a forget gate, as ``torch.nn.LSTMCell``, plus peepholes and a coupled gate.",
+        step="LSTMStep",
         equations=("    i, f, o = sigmoid(x W_i^T + b_i + h W_h^T + b_h) per gate,  g = tanh(...)\n"
                    "    c' = f * c + i * g,     h' = o * tanh(c')\n"
                    "    (peephole: ci * c, cf * c join i, f and co * c' joins o; coupled: i = 1 - f)\n"),
@@ -340,13 +342,13 @@ class LSTMCell(_CellBase):
         h, c = (None, None) if hx is None else hx
         h = self._state(h, x.shape[0], unbatched, "h")
         c = self._state(c, x.shape[0], unbatched, "c")
-        h, c = lstm_step(self._xp(x), h, c, self._weights(), self.peephole, self.coupled)
+        _, (h, c) = self.step()(x, (h, c))
         return (h.reshape(-1), c.reshape(-1)) if unbatched else (h, c)
 
 
 class GRUCell(_CellBase):
     __doc__ = _CELL_DOC.format(
-        title="A GRU cell, as ``torch.nn.GRUCell``, plus Cho et al.'s original form.",
+        title="A GRU cell, as ``torch.nn.GRUCell``, plus Cho et al.'s original form.", step="GRUStep",
         equations=("    r, z = sigmoid(x W_i^T + b_i + h W_h^T + b_h) per gate\n"
                    "    n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))     (reset_after=False: (r * h) W_hn^T + b_hn)\n"
                    "    h' = (1 - z) * n + z * h\n"),
@@ -363,7 +365,7 @@ class GRUCell(_CellBase):
     def forward(self, x, hx=None):
         x, unbatched = self._input(x)
         h = self._state(hx, x.shape[0], unbatched, "h")
-        out = gru_step(self._xp(x), h, self._weights(), self.reset_after)
+        out, _ = self.step()(x, h)
         return out.reshape(-1) if unbatched else out
 
 
@@ -375,15 +377,15 @@ class RNNBase(Module):
     """A stack of recurrent layers unrolled over time: what ``RNN``, ``LSTM`` and ``GRU``
     share (their docstrings have the arguments, inputs and outputs).
 
-    On the "graph" backend each layer-direction runs the step functions above as ops; on
-    "numba" (and "cuda") it is one fused kernel pair (``nn/_fused.py``).
+    Each layer-direction runs its step (``RNNStep``, ``LSTMStep`` or ``GRUStep``; ``step(k,
+    reverse)`` gives it): on the "graph" backend unrolled as ops (``nn.recurrent.unroll``), on
+    "numba" and "cuda" as the fused forward and BPTT ``tinyseq_jit.compiler`` generates from it.
     """
 
-    mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's; the key of the layer's ``KINDS`` entry
+    mode = None  # "RNN", "LSTM" or "GRU", as PyTorch's: which step (``STEPS``) it runs
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, nonlinearity="tanh", peephole=False, coupled=False, reset_after=True,
-                 proj_size=0, backend="auto", dtype=np.float32, generator=None):
+                 bidirectional=False, proj_size=0, backend="auto", dtype=np.float32, generator=None, **options):
         name = type(self).__name__
         check_int(name, "input_size", input_size, 1)
         check_int(name, "hidden_size", hidden_size, 1)
@@ -391,29 +393,19 @@ class RNNBase(Module):
         proj_size = check_int(name, "proj_size", proj_size, 0)
         if proj_size >= hidden_size:
             raise ValueError(f"{name}: proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
-        _check_options(name, self._kind, dict(nonlinearity=nonlinearity, peephole=peephole, coupled=coupled,
-                                              reset_after=reset_after))
+        _set_options(self, name, options)
         if not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
-        if backend not in _backend.BACKENDS:
-            raise ValueError(f"{name}: backend must be one of {_backend.BACKENDS}, got {backend!r}")
+        self.backend = _backend.check(backend, name)
         if backend != "auto":
-            _check_projection_backend(name, proj_size, backend)
             _backend.resolve(backend)  # fail now, not at the first forward, if it cannot run
         dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
-        self.bidirectional, self.nonlinearity = bidirectional, nonlinearity
-        self.peephole, self.coupled, self.reset_after = peephole, coupled, reset_after
-        self.proj_size, self.backend, self.generator = proj_size, backend, generator
+        self.bidirectional, self.proj_size, self.generator = bidirectional, proj_size, generator
         for layer in range(num_layers):
             for suffix in self._suffixes(layer):
-                size = input_size if layer == 0 else self._h_size * self.num_directions
-                _make_params(self, suffix, self._kind, size, hidden_size, bias, peephole, coupled, dtype, proj_size)
-
-    @property
-    def _kind(self):
-        return KINDS[self.mode]
+                make_parameters(self, suffix, input_size if layer == 0 else self._h_size * self.num_directions, dtype)
 
     @property
     def num_directions(self):
@@ -426,6 +418,23 @@ class RNNBase(Module):
 
     def _suffixes(self, layer):
         return [f"_l{layer}"] + ([f"_l{layer}_reverse"] if self.bidirectional else [])
+
+    def directions(self):
+        """The name of each layer-direction in the order of h_n's first axis: "l0",
+        "l0_reverse" (with ``bidirectional``), "l1", ... (its parameters' suffix without "_")."""
+        return [suffix[1:] for layer in range(self.num_layers) for suffix in self._suffixes(layer)]
+
+    def step(self, layer=0, reverse=False):
+        """The step of layer ``layer`` (its ``reverse`` direction with ``bidirectional``): an
+        ``RNNStep``, ``LSTMStep`` or ``GRUStep`` sharing that layer-direction's parameters (its
+        ``weight_ih`` is this layer's ``weight_ih_l{layer}``, ...): an ``nn.Cell``, so
+        ``nn.Recurrent(layer.step())`` runs the first layer alone."""
+        check_int(f"{type(self).__name__}.step", "layer", layer, 0)
+        if layer >= self.num_layers or (reverse and not self.bidirectional):
+            raise ValueError(f"{type(self).__name__}.step: this layer has {self.num_layers} layer(s)"
+                             f"{', both directions' if self.bidirectional else ', one direction'}; "
+                             f"got layer={layer}, reverse={reverse}")
+        return STEPS[self.mode].view(self, f"_l{layer}" + ("_reverse" if reverse else ""))
 
     # ------------------------------------------------------------ input checks
 
@@ -448,10 +457,10 @@ class RNNBase(Module):
         if steps == 0:
             raise ValueError(f"{name}: the input has no time steps (shape {x.shape})")
 
-        kind = self._kind
+        kinds = STEPS[self.mode].states
         if hx is None:
-            hx = [None] * len(kind.states)
-        elif len(kind.states) == 2:
+            hx = [None] * len(kinds)
+        elif len(kinds) == 2:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise ValueError(f"{name}: hx must be a tuple (h0, c0)")
         else:
@@ -462,7 +471,7 @@ class RNNBase(Module):
             if s is None:
                 states.append(Tensor(np.zeros(states_shape, dtype=dtype)))
                 continue
-            s = _state_input(name, kind, s, dtype, what)
+            s = _state_input(name, kinds, s, dtype, what)
             expected = states_shape[::2] if unbatched else states_shape
             if s.shape != expected:
                 raise ValueError(f"{name}: expected {what} of shape {expected}, got {s.shape}")
@@ -473,92 +482,67 @@ class RNNBase(Module):
 
     # ------------------------------------------------------------ forward
 
-    def _run_direction(self, x, weights, states, mask, reverse, norms=None, label=""):
-        """One layer-direction over all steps on the graph backend: the step function as ops.
-
-        ``weights`` maps kernel names to this direction's parameters; ``states`` is (h0,) or
-        (h0, c0); ``norms``: None, or an (S, T, B) array that backward fills with each
-        sequence's ||dL/d state_t|| (as the fused kernels' telemetry does); ``label`` names
-        the steps in ``tinyseq.viz`` pictures. Returns (outputs (T, B, H), the final states).
-        """
-        kind = self._kind
-        # RNN and LSTM add both biases outside any product, so they join the input
-        # projection (one add for all steps); GRU's b_hn sits inside r * (...).
-        b_ih, b_hh = weights.get("b_ih"), weights.get("b_hh")
-        fold = kind.fold_b_hh and b_hh is not None
-        xp = ops.matmul(x, weights["w_ih"].T)
-        if b_ih is not None:
-            xp = xp + (b_ih + b_hh if fold else b_ih)
-        w = _StepWeights(self.mode, weights, self.coupled, self.reset_after, fold_b_hh=fold)
-
-        def cell(xp_t, states):
-            new = kind.step(xp_t, states, w, self)
-            return new[0], new
-
-        return unroll(cell, xp, tuple(states), mask, reverse, norms, label)
-
-    def forward(self, x, hx=None, lengths=None):
+    def forward(self, x, hx=None, lengths=None, *, grad_norms=None):
+        """The layers over ``x``: see the class's docstring. ``grad_norms``: None, or a list to
+        which each layer-direction (in the order of h_n's first axis) appends the (S, T, B)
+        array its backward fills with every sequence's ||dL/dh_t|| (and ||dL/dc_t||) at every
+        step (``tinyseq.bptt``)."""
         x, lengths, repack = packed_input(type(self).__name__, x, lengths, self.batch_first)
-        output, state = self._forward(x, hx, lengths)
-        return repack(output), state
-
-    def _forward(self, x, hx, lengths, grad_norms=None):
-        """``forward``; with a list as ``grad_norms``, each layer-direction (in the order of
-        h_n's first axis) appends to it the (S, T, B) array its backward fills with every
-        sequence's ||dL/dh_t|| (and ||dL/dc_t||) at every step (``tinyseq.bptt``)."""
         x, states, mask, lengths, unbatched = self._check_input(x, hx, lengths)
-        where = _backend.resolve(self.backend)
-        _check_projection_backend(type(self).__name__, self.proj_size, where)
-        fused = where != "graph"
-        if mask is not None and not fused:
-            # Padded steps must influence nothing: a nan there would reach the gradients as
-            # 0 * nan through the unused step's ops, so it is replaced before any product.
-            # (The fused kernels do the same to their copy of x.)
+        if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask[:, :, None], x, 0.0)
-        kind = self._kind
-        options = {k: getattr(self, k) for k in kind.kernel_options}
+        where = _backend.resolve(self.backend)
         finals = []  # the final states of each layer-direction, bottom first
         layer_input = x
         for layer in range(self.num_layers):
             outs = []
-            for d, suffix in enumerate(self._suffixes(layer)):
+            for d in range(self.num_directions):
                 k = layer * self.num_directions + d
-                weights = _cell_weights(self, suffix)
+                step = self.step(layer, reverse=d == 1)
                 initial = tuple(s[k] for s in states)
-                norms = None
-                if grad_norms is not None:
-                    norms = np.zeros((len(kind.states),) + x.shape[:2], dtype=x.dtype)
-                    grad_norms.append(norms)
-                if fused:
-                    out, final = _fused.run(kind.kernel, layer_input, initial, weights, lengths, d == 1, options,
-                                            grad_norms=norms, device=where)
-                else:
-                    out, final = self._run_direction(layer_input, weights, initial, mask, d == 1, norms,
-                                                     label=f"{type(self).__name__}{suffix}")
+                out, final = run_step(step, layer_input, initial if len(initial) > 1 else initial[0], lengths, mask,
+                                      d == 1, grad_norms, _kernel(step, where),
+                                      label=f"{type(self).__name__}_{self.directions()[k]}")
                 outs.append(out)
-                finals.append(final)
+                finals.append(final if isinstance(final, tuple) else (final,))
             layer_input = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 rng = _random.get_generator(self.generator, type(self).__name__)
                 layer_input = _dropout(layer_input, self.dropout, generator=rng)
         output = layer_input
-        state = [ops.stack([f[i] for f in finals], axis=0) for i in range(len(kind.states))]  # (L*D, B, H) each
+        state = [ops.stack([f[i] for f in finals], axis=0) for i in range(len(states))]  # (L*D, B, H) each
         if unbatched:
             output, state = output.squeeze(1), [s.squeeze(1) for s in state]
         elif self.batch_first:
             output = ops.transpose(output, 0, 1)
-        return output, (state[0] if len(state) == 1 else tuple(state))
+        return repack(output), (state[0] if len(state) == 1 else tuple(state))
 
     def extra_repr(self):
         parts = [f"{self.input_size}, {self.hidden_size}"]
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                        nonlinearity="tanh", peephole=False, coupled=False, reset_after=True, proj_size=0,
-                        backend="auto")
+                        proj_size=0, backend="auto", **STEPS[self.mode].options)
         for key, default in defaults.items():
             value = getattr(self, key)
             if value != default:
                 parts.append(f"{key}={value!r}")
         return ", ".join(parts)
+
+
+_kernels = {}  # what a step's kernels depend on -> its Kernel
+
+
+def _kernel(step, where):
+    """The compiled kernels a built-in step runs on for backend ``where``, None on "graph"."""
+    if where == "graph":
+        return None
+    key = (type(step), *(getattr(step, k) for k in step.options), step.bias, step.proj_size, step.input_size,
+           step.hidden_size, step.weight_ih.dtype, where)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        from tinyseq_jit.compiler import compile_cell
+
+        kernel = _kernels[key] = compile_cell(step, step.input_size, step.weight_ih.dtype, where)
+    return kernel
 
 
 # The layers' docstrings share their arguments, inputs and outputs; each fills in its

@@ -535,6 +535,13 @@ class Writer:
                 for step in reversed(s.steps):
                     if step.kind == "gemm":
                         for m in step.gemms:
+                            made = [(k, new) for k, new in enumerate(p.new_state) if new in {g.result for g in m.products}]
+                            if made:  # a new state this product makes: its gradient is whole here
+                                with out.block("if record:"):
+                                    with out.block("for b in range(batch):"):
+                                        with out.block("if t < lengths[b]:"):
+                                            for k, new in made:
+                                                out(f"record_norm(grad_norms, {k}, t, b, {self.d_row(new)})")
                             self.backward_gemm(out, m)
                         continue
                     with out.block("for b in range(batch):"):

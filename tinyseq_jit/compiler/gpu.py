@@ -184,6 +184,11 @@ class CudaWriter(Writer):
             lines = []
             if step.kind == "gemm":
                 for m in step.gemms:
+                    for state, new in enumerate(p.new_state):
+                        if new in {g.result for g in m.products}:  # made by this product: its gradient is whole here
+                            lines.append("if record:\n    " + self.kernel(
+                                kernels, f"norm_{k}_{state}", f"grad_norms[{state}, t, b] = ||{self.d_ident(new)}[b]||.",
+                                self._norm_body(state, new), ("batch",)))
                     r = s.gemm_result(m)
                     back_out = self.name(r + "@back@out")
                     lines.append(f"gemm({self.d_ident(r)}[t], {self.name(r + '@weights')}, {back_out}, trans_b=True)"

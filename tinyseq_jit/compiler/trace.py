@@ -365,12 +365,17 @@ def trace(cell, input_size, dtype=None, batch=None):
     for i, s in enumerate(states):
         tracer.add_input(s, "state", "h" if len(states) == 1 else f"s{i}")
     previous = sys.gettrace()
+    frozen = [p for p in cell.parameters() if not p.requires_grad]  # traced as trained ones: the kernels are the same
     with enable_grad(), tracing(tracer), np.errstate(all="ignore"):
         sys.settrace(tracer.global_trace)
         try:
+            for p in frozen:
+                p.requires_grad = True
             result = cell(x, states if state_tuple else states[0])
         finally:
             sys.settrace(previous)
+            for p in frozen:
+                p.requires_grad = False
     y, new_state = _outputs(tracer, result, len(states), state_tuple)
     program = _program(tracer, dtype, y, new_state, state_tuple)
     program.plan = make_plan(program)
