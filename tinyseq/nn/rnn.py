@@ -219,6 +219,14 @@ def make_parameters(module, suffix, input_size, dtype):
         setattr(module, attr + suffix, param)
 
 
+def _check_projection_backend(name, proj_size, where):
+    """Refuse to run an LSTM with ``proj_size`` on "cuda": its generated GPU kernels get the
+    projected state's gradient wrong (a product's result as the state: not written yet)."""
+    if proj_size and where == "cuda":
+        raise ValueError(f"{name}: backend 'cuda' does not support proj_size={proj_size} (the GPU kernels have "
+                         "no projection); use backend='numba' or 'graph'")
+
+
 def _param_dtype(module):
     """The dtype of a cell's or layer's parameters (all share one; see ``Module.to``)."""
     weight = getattr(module, "weight_hh", None)
@@ -398,6 +406,7 @@ class RNNBase(Module):
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
         self.backend = _backend.check(backend, name)
         if backend != "auto":
+            _check_projection_backend(name, proj_size, backend)
             _backend.resolve(backend)  # fail now, not at the first forward, if it cannot run
         dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -492,6 +501,7 @@ class RNNBase(Module):
         if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask[:, :, None], x, 0.0)
         where = _backend.resolve(self.backend)
+        _check_projection_backend(type(self).__name__, self.proj_size, where)
         finals = []  # the final states of each layer-direction, bottom first
         layer_input = x
         for layer in range(self.num_layers):
@@ -535,8 +545,8 @@ def _kernel(step, where):
     """The compiled kernels a built-in step runs on for backend ``where``, None on "graph"."""
     if where == "graph":
         return None
-    key = (type(step), *(getattr(step, k) for k in step.options), step.bias, step.proj_size, step.input_size,
-           step.hidden_size, step.weight_ih.dtype, where)
+    key = (type(step), *(getattr(step, k) for k in step.options), *(getattr(step, p) is None for p in PARAMETERS),
+           step.proj_size, step.input_size, step.hidden_size, step.weight_ih.dtype, where)
     kernel = _kernels.get(key)
     if kernel is None:
         from tinyseq_jit.compiler import compile_cell
