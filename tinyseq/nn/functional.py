@@ -6,6 +6,7 @@ keyword-only: PyTorch's third positional argument is a class-weight or legacy ar
 tinyseq does not take, and a silent mix-up would be worse than a TypeError.
 """
 
+import contextlib
 import math
 import numbers
 
@@ -46,8 +47,54 @@ def linear(input, weight, bias=None):
             bias_shape not in (None, weight.shape[:1]):
         raise ValueError(f"linear: expected input (*, in), weight (out, in) and bias (out,) or None, got "
                          f"shapes {input.shape}, {weight.shape} and {bias_shape}")
-    y = matmul(input, weight.T)
+    inside = _unrolled
+    if inside is None:
+        return _affine(input, weight, bias)
+    if input is inside.x_t:  # x_t's projection: made for all T steps at once, read a step at a time
+        key = (id(weight), id(bias))
+        if key not in inside.projections:
+            inside.projections[key] = (weight, bias, _affine(inside.xs, weight, bias, inside))
+        return inside.projections[key][2][inside.t]
+    return _affine(input, weight, bias, inside)
+
+
+def _affine(input, weight, bias, inside=None):
+    if inside is None:
+        w_t = weight.T
+    else:  # each weight transposed once per sequence
+        if id(weight) not in inside.transposed:
+            inside.transposed[id(weight)] = (weight, weight.T)
+        w_t = inside.transposed[id(weight)][1]
+    y = matmul(input, w_t)
     return y if bias is None else y + bias
+
+
+class _Unrolled:
+    """What ``linear`` knows while ``nn.recurrent.unroll`` runs a cell's steps: the input
+    sequence ``xs`` (T, B, ...), the step ``t`` and its ``x_t`` (the tensor the cell got)."""
+
+    def __init__(self, xs):
+        self.xs, self.x_t, self.t = xs, None, 0
+        self.transposed = {}  # id(weight) -> (weight, weight^T)
+        self.projections = {}  # (id(weight), id(bias)) -> (weight, bias, xs W^T + b)
+
+
+_unrolled = None  # the _Unrolled of the running unroll, if any
+
+
+@contextlib.contextmanager
+def unrolling(xs):
+    """Inside it (``nn.recurrent.unroll`` runs a cell's steps in it; set the step with
+    ``at(t, x_t)`` on what it yields), ``linear`` does what a hand-written layer does before
+    its time loop: ``linear(x_t, W, b)`` reads step t of ``xs W^T + b``, one product for all
+    T steps, and every weight is transposed once per sequence, not once per step. The
+    numbers and the gradients are the same (the engine sums the steps' gradients first)."""
+    global _unrolled
+    outer, _unrolled = _unrolled, _Unrolled(xs)
+    try:
+        yield _unrolled
+    finally:
+        _unrolled = outer
 
 
 def nll_loss(log_probs, target, *, ignore_index=-100, mask=None, reduction="mean", weight=None):

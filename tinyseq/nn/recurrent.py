@@ -29,6 +29,7 @@ from .. import backend as backends
 from .. import config, ops, viz
 from ..tensor import Tensor, creation_mark
 from .containers import ModuleList
+from .functional import unrolling
 from .layers import Dropout
 from .module import Module, as_input
 from .utils.rnn import packed_input, valid_lengths
@@ -45,13 +46,19 @@ def unroll(cell, xs, state, mask=None, reverse=False, norms=None, label="", owne
     cell). Every step's y_t must be (B, ...) and keep one shape, and the new state must keep
     the state's shapes. Returns (the outputs stacked (T, B, ...), the final state).
     """
+    with unrolling(xs) as inside:  # x_t's products for all steps at once (see nn.functional.linear)
+        return _unroll(inside, cell, xs, state, mask, reverse, norms, label, owner)
+
+
+def _unroll(inside, cell, xs, state, mask, reverse, norms, label, owner):
     steps = xs.shape[0]
     outputs = [None] * steps
     owner = owner or getattr(cell, "__name__", type(cell).__name__)
     y_shape = None
     for t in reversed(range(steps)) if reverse else range(steps):
         first = creation_mark()
-        y, new = _checked_step(owner, cell, xs[t], state, t, y_shape)
+        inside.t, inside.x_t = t, xs[t]
+        y, new = _checked_step(owner, cell, inside.x_t, state, t, y_shape)
         y_shape = y.shape
         if norms is not None:
             for s, row in zip(_parts(new), norms[:, t]):  # at a padded step its gradient is 0 (where)
