@@ -64,7 +64,8 @@ ONE = {"I": "input", "H": 0}
 RUNS = [({"I": 3, "H": 4}, 5, 6), ({"I": 6, "H": 6}, 3, 4), ({"I": 2, "H": 9}, 4, 7), ({"I": 4, "H": 1}, 2, 3)]
 CELLS = {name: (_gallery(name), {"I": 5, "H": 7}, ONE, RUNS)
          for name in ("elman", "lstm", "lstm_peephole", "lstm_coupled", "gru", "gru_classic", "mgu")}
-CELLS["lstm_projection"] = (lambda I, P, H, seed=0, dtype=np.float64: LSTMP(I, H, P, dtype, seed), {"I": 5, "P": 3, "H": 7},
+CELLS["lstm_projection"] = (lambda I, P, H, seed=0, dtype=np.float64: LSTMP(I, H, P, dtype, seed),
+                            {"I": 5, "P": 3, "H": 7},
                             {"I": "input", "P": 0, "H": 1},
                             [({"I": 3, "P": 2, "H": 4}, 5, 6), ({"I": 4, "P": 6, "H": 3}, 3, 4),
                              ({"I": 2, "P": 5, "H": 5}, 4, 7)])
@@ -209,7 +210,8 @@ def test_the_cuda_module_passes_the_sizes_to_its_kernels():
     assert re.search(r"range\(\d+\)|j < \d+ and|\(batch, \d+\)", source) is None
     for line in ("def forward_1_1(t, lengths, H, c, i_1, f_1, t7, o_1, t9, gates, c_1, h_1):",
                  "    if b < lengths.shape[0] and j < 4 * H and t < lengths[b]:",
-                 "        launch(forward_1_1, *grid(batch, H), t, lengths, H, c, i_1, f_1, t7, o_1, t9, gates, c_1, h_1)",
+                 "        launch(forward_1_1, *grid(batch, H), t, lengths, H, c, i_1, f_1, t7, o_1, t9, gates, c_1, "
+                 "h_1)",
                  "        ('forward_1_1', forward_1_1.py_func, (index, lengths, index, cube, cube, cube, cube, cube, "
                  "cube, matrix, matrix, matrix)),",
                  "    I, H = x.shape[2], states[0].shape[1]  # the sizes\n", "        g = gates[b, 2 * H + j]\n"):
@@ -270,6 +272,29 @@ def test_a_size_that_is_affine_only_between_the_doublings_is_refused():
     with pytest.raises(CompileError, match=r"_Sized is not size-generic: the integer after .* is not affine in the "
                                            r"sizes: 2 at \{'I': 4, 'H': 5\}, 9 at \{'I': 12, 'H': 20\}"):
         generic_source(lambda I, H: _Sized(I, H, "clip"), {"I": 4, "H": 5}, ONE, dtype=np.float64)
+
+
+@pytest.mark.parametrize("coefficients,before,after,written", [
+    ({"I": 0, "H": 4, None: 0}, "range(", "):", "4 * H"),
+    ({"I": 1, "H": 2, None: -1}, "gates[b, ", " + j]", "I + 2 * H - 1"),
+    ({"I": -1, "H": 1, None: 0}, "j < ", " and t", "H - I"),
+    ({"I": 1, "H": 2, None: -1}, "a - ", "", "(I + 2 * H - 1)"),
+    ({"I": 0, "H": 3, None: 0}, "a - ", ")", "3 * H"),
+    ({"I": 0, "H": 3, None: 0}, "a / ", ")", "(3 * H)"),
+    ({"I": 1, "H": 1, None: 0}, "k * ", ")", "(I + H)"),
+    ({"I": 0, "H": 2, None: 0}, "(", ".T", "(2 * H)"),
+    ({"I": 0, "H": -1, None: 9}, "[", "]", "9 - H"),
+])
+def test_a_size_is_written_with_the_parentheses_its_neighbours_need(coefficients, before, after, written):
+    assert generic._expression(coefficients, ["I", "H"], before, after) == written
+
+
+def test_a_cuda_array_shaped_by_a_size_is_refused():
+    lines = ["@cuda.jit", "def forward_0_0(t, lengths, H, h):", "    tile = cuda.shared.array((4 * H,), F)"]
+    message = r"X is not size-generic on this path: a CUDA array's shape must be a number, and here it is a size: "
+    with pytest.raises(CompileError, match=message + r"'tile = cuda.shared.array\(\(4 \* H,\), F\)'"):
+        generic._check_fixed_shapes("X", lines, ["I", "H"])
+    generic._check_fixed_shapes("X", ["    tile = cuda.shared.array((32,), F)  # H"], ["I", "H"])
 
 
 def test_symbols_that_collide_with_the_module_s_own_names_are_refused():

@@ -7,7 +7,7 @@ are sizes by differential emission: it writes the module at the base sizes, agai
 size symbol doubled in turn, and once more at unrelated sizes. The texts must be the same
 but for their integers. Each integer that changes is an affine function of the symbols with
 integer coefficients, solved from the doublings, checked against the last text and written
-as an expression of them (``H``, ``4 * H``, ``2 * H + I``); the others stay as they are.
+as an expression of them (``H``, ``4 * H``, ``I + 2 * H``); the others stay as they are.
 Each function of the module then reads the symbols it uses from its own arguments, right
 after its ``steps, batch = ...`` line (``I, H = x.shape[2], h_0.shape[1]``); a CUDA kernel
 takes them as arguments after ``lengths``.
@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 
-from .kernels import load_source, writer
+from .kernels import load_source, remembered, writer
 from .trace import CompileError, _state_sizes, trace
 
 _INTEGER = re.compile(r"\b(\d+)\b")
@@ -50,22 +50,16 @@ def compile_generic(make_cell, sizes, provides, dtype=np.float32, device="numba"
     A ``CompileError`` (remembered too) if the cell is not size-generic."""
     dtype = np.dtype(dtype)
     form = key if key is not None else (make_cell, tuple(sizes.items()), tuple(provides.items()))
-    cache = (form, dtype.name, device)
     try:
-        kernel = _kernels.get(cache)
+        hash(form)
     except TypeError:
         raise TypeError(f"compile_generic: key must be hashable, got {key!r}") from None
-    if kernel is None:
-        try:
-            program, source = _generic(make_cell, sizes, provides, dtype, device)
-            kernel = load_source(program, source, device, tag="generic")
-            kernel.symbols = dict(provides)
-        except CompileError as error:
-            kernel = error
-        _kernels[cache] = kernel
-    if isinstance(kernel, CompileError):
-        raise CompileError(str(kernel))
-    return kernel
+
+    def make():
+        program, source = _generic(make_cell, sizes, provides, dtype, device)
+        return load_source(program, source, device, tag="generic", symbols=provides)
+
+    return remembered(_kernels, (form, dtype.name, device), make)
 
 
 def generic_source(make_cell, sizes, provides, dtype=np.float32, device="numba"):
@@ -132,6 +126,7 @@ def _generic(make_cell, sizes, provides, dtype, device):
             raise CompileError(f"{name}: the size symbol {s!r} is a name in the generated code already; "
                                "call it something else")
     lines = "".join(pieces).splitlines()
+    _check_fixed_shapes(name, lines, symbols)
     lines = _read_sizes(name, lines, [s for s in symbols if s in used], provides, base_writer)
     lines[0:1] = [lines[0], "", _sizes_note(provides, program)]
     return program, "\n".join(lines) + "\n"
@@ -196,8 +191,9 @@ def _solve(name, values, sizes, check, before, after):
 
 
 def _expression(coefficients, symbols, before, after):
-    """The text of an affine integer: positive terms first, the constant, then the negative
-    ones (``2 * H + I - 1``), in parentheses unless its neighbours bind weaker than + or *."""
+    """The text of an affine integer: the positive terms in the order of ``symbols``, the
+    constant, the negative terms (``I + 2 * H - 1``); in parentheses unless the neighbours
+    ``before`` and ``after`` it bind weaker than its own + or *."""
     terms = [(coefficients[s], s) for s in symbols if coefficients[s]] + [(coefficients[None], None)]
     terms = [t for t in terms if t[0] > 0] + [t for t in terms if t[0] < 0]
     text = ""
@@ -215,6 +211,14 @@ def _expression(coefficients, symbols, before, after):
 
 
 # ---------------------------------------------------------------- where each function reads the sizes
+
+
+def _check_fixed_shapes(name, lines, symbols):
+    """A CUDA shared or local array's shape must be a number: CompileError where it is a size."""
+    for line in _code_lines(lines):
+        if re.search(r"\b(?:shared|local)\.array\(", line) and any(re.search(rf"\b{s}\b", line) for s in symbols):
+            raise CompileError(f"{name} is not size-generic on this path: a CUDA array's shape must be a number, "
+                               f"and here it is a size: {line.strip()!r}")
 
 
 def _code_lines(lines):
@@ -308,5 +312,6 @@ def _reader(name, fn, symbol, where, known, w):
 def _sizes_note(provides, program):
     """The docstring's line on the sizes."""
     parts = [f"{s} = x's features" if where == "input" else
-             f"{s} = the width of state {program.state_names[where]} (states[{where}])" for s, where in provides.items()]
+             f"{s} = the width of state {program.state_names[where]} (states[{where}])"
+             for s, where in provides.items()]
     return f"For any sizes: {'; '.join(parts)}."

@@ -79,15 +79,16 @@ def load(program, device="numba"):
     return load_source(program, module_source(program, device), device)
 
 
-def load_source(program, source, device="numba", tag=""):
-    """The ``Kernel`` of the module text ``source`` made for ``program``: written once to
-    ``cache_dir()`` as ``<cell><_cuda><_tag>_<sha of the text>.py``, imported once."""
+def load_source(program, source, device="numba", tag="", symbols=None):
+    """The ``Kernel`` of the module text ``source`` made for ``program`` (and ``symbols``: see
+    ``Kernel``): written once to ``cache_dir()`` as ``<cell><_cuda><_tag>_<sha of the
+    text>.py``, imported once."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     parts = [program.cell_class.__name__.lower()] + (["cuda"] if device == "cuda" else []) + ([tag] if tag else [])
     path = os.path.join(cache_dir(), f"{'_'.join(parts)}_{digest}.py")
     if path not in _modules and not os.path.exists(path):
         _write(path, source)
-    return Kernel(program, source, path, _import(path))
+    return Kernel(program, source, path, _import(path), None if symbols is None else dict(symbols))
 
 
 def load_path(path, program=None, symbols=None):
@@ -98,7 +99,7 @@ def load_path(path, program=None, symbols=None):
         raise FileNotFoundError(f"load_path: no generated module at {path}")
     with open(path, encoding="utf-8") as f:
         source = f.read()
-    return Kernel(program, source, path, _import(path), symbols)
+    return Kernel(program, source, path, _import(path), None if symbols is None else dict(symbols))
 
 
 def _import(path):
@@ -112,6 +113,23 @@ def _import(path):
         spec.loader.exec_module(module)
         _modules[path] = module
     return module
+
+
+def remembered(cache, key, make):
+    """``cache[key]``, made by ``make()`` the first time; a ``CompileError`` it raised is kept
+    and raised again (a new one, with its message) on every call for ``key``."""
+    from .trace import CompileError
+
+    kernel = cache.get(key)
+    if kernel is None:
+        try:
+            kernel = make()
+        except CompileError as error:
+            kernel = error
+        cache[key] = kernel
+    if isinstance(kernel, CompileError):
+        raise CompileError(str(kernel))
+    return kernel
 
 
 def _write(path, text):
