@@ -289,6 +289,26 @@ def test_a_size_is_written_with_the_parentheses_its_neighbours_need(coefficients
     assert generic._expression(coefficients, ["I", "H"], before, after) == written
 
 
+def test_a_function_that_uses_a_size_it_cannot_read_is_refused():
+    lines = ["def helper(a):", '    """No steps line."""', "    return a[0:H]", "", "def f(x):", "    return x[:H]"]
+    with pytest.raises(CompileError, match=r"X: the generic module's function helper uses the sizes \['H'\] and has no "
+                                           r"'steps, batch = \.\.\.' line before them"):
+        generic._read_sizes("X", lines, ["H"], ONE, None)
+    lines = ["def g(y, lengths):", "    steps, batch = y.shape[0], y.shape[1]", "    return y[:H]"]
+    with pytest.raises(CompileError, match=r"X: the generic module's function g uses H but has no argument to read it "
+                                           r"from \(x\)"):
+        generic._read_sizes("X", lines, ["H"], {"H": "input"}, _writer("elman"))
+
+
+def _writer(name):
+    """The CPU writer of the cell ``name``'s program, its names given (its source written)."""
+    from tinyseq_jit.compiler.kernels import writer
+
+    made = writer(_kernel(name).program)
+    made.source()
+    return made
+
+
 def test_a_cuda_array_shaped_by_a_size_is_refused():
     lines = ["@cuda.jit", "def forward_0_0(t, lengths, H, h):", "    tile = cuda.shared.array((4 * H,), F)"]
     message = r"X is not size-generic on this path: a CUDA array's shape must be a number, and here it is a size: "
@@ -374,3 +394,22 @@ def test_the_cuda_module_of_a_state_a_product_makes_equals_the_graph():
     x, states, lengths = _inputs(cell, {"I": 3}, 3, 4, seed=0)
     _assert_close(_run(cell, x, states, lengths, False, compile_cell(cell, 3, F64, "cuda")),
                   _run(cell, x, states, lengths, False), unrecorded=(0,))
+
+
+@pytest.mark.ptx
+@pytest.mark.skipif(SIMULATED, reason="compile_ptx needs numba's real CUDA target, not the simulator")
+@pytest.mark.parametrize("name", ["lstm", "gru_classic", "mgu"])
+def test_the_generic_cuda_kernels_compile_for_real_gpus(name):
+    import numba
+    from numba import cuda
+
+    try:
+        cuda.compile_ptx(lambda a: None, (numba.float32[::1],), cc=(8, 0))
+    except Exception as e:  # the missing library's error type differs between versions
+        pytest.skip(f"the CUDA compiler libraries are not installed ({type(e).__name__}: {str(e)[:160]})")
+    module = _kernel(name, np.float32, device="cuda").module
+    for kernel, fn, signature in module.kernel_signatures(numba.float32):
+        ptx, _ = cuda.compile_ptx(fn, signature, cc=(8, 0))
+        assert ".entry" in ptx
+        f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line)]
+        assert not f64, f"{name}.{kernel}: float64 instructions in a float32 kernel: {f64[:3]}"
