@@ -359,6 +359,13 @@ def test_a_module_loaded_from_a_path_runs_at_any_size(tmp_path):
         x, states, lengths = _inputs(cell, sizes, batch, steps, seed=k)
         _assert_close(_run(cell, x, states, lengths, True, bind(loaded, cell, sizes["I"])),
                       _run(cell, x, states, lengths, True))
+    bare = load_path(str(path))  # without its program: bind checks the states and weights it reads
+    cell = make(**RUNS[0][0])
+    _assert_close(_run(cell, *_inputs(cell, RUNS[0][0], 3, 4, seed=5), False, bind(bare, cell, RUNS[0][0]["I"])),
+                  _run(cell, *_inputs(cell, RUNS[0][0], 3, 4, seed=5), False))
+    with pytest.raises(CompileError, match=r"bind: Elman's step has states \('h',\) and reads \['bias_hh', "
+                                           r"'bias_ih', 't0', 't3', 'weight_hh', 'weight_ih'\]; the module .* reads"):
+        bind(bare, gallery.Elman(3, 4, dtype=np.float64), 3)
     with pytest.raises(FileNotFoundError, match="load_path: no generated module at"):
         load_path(str(tmp_path / "missing.py"))
 

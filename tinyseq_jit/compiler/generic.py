@@ -71,14 +71,21 @@ def bind(kernel, cell, input_size):
     """The generic ``kernel`` for one ``cell`` of its form: the same module with the cell's
     own program (traced once per structure, ``trace_cached``), from which ``run_compiled``
     takes the weights and the output's width. ``CompileError`` if the cell's step is not the
-    one the module was made from."""
+    one the module was made from (for a module loaded without its program, ``load_path``: if
+    the cell's states and the values its step reads are not the module's STATES and WEIGHTS)."""
     from . import trace_cached
 
-    program = trace_cached(cell, input_size, kernel.program.dtype)
-    if _form(program) != _form(kernel.program):
+    made_from = kernel.program
+    program = trace_cached(cell, input_size, None if made_from is None else made_from.dtype)
+    if made_from is not None and _form(program) != _form(made_from):
         raise CompileError(f"bind: {type(cell).__name__}'s step is not the step the generic module "
-                           f"{kernel.path} was made from ({kernel.program.cell_class.__name__}): another class, "
+                           f"{kernel.path} was made from ({made_from.cell_class.__name__}): another class, "
                            "other options or another dtype")
+    readable = set(program.param_names) | {op.name for op in program.ops if not op.batched}
+    if program.state_names != tuple(kernel.module.STATES) or not set(kernel.module.WEIGHTS) <= readable:
+        raise CompileError(f"bind: {type(cell).__name__}'s step has states {program.state_names} and reads "
+                           f"{sorted(readable)}; the module {kernel.path} takes states {kernel.module.STATES} and "
+                           f"reads {kernel.module.WEIGHTS}")
     return kernel.with_program(program)
 
 
