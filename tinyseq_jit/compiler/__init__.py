@@ -14,6 +14,13 @@ cache directory (``kernels.py``)::
     kernel = compile_cell(cell, input_size)
     print(kernel.source)                   # the fused forward and BPTT, one line per op
 
+``compile_generic`` makes one module for every size of a cell whose sizes are its
+constructor's arguments (``generic.py``); ``bind`` runs it on one cell, ``generic_source``
+gives its text and ``load_path`` imports a committed one::
+
+    kernel = compile_generic(lambda I, H: LSTM(I, H), {"I": 40, "H": 56}, {"I": "input", "H": 0}, key=("LSTM",))
+    bind(kernel, LSTM(3, 7), 3)            # the same module, this cell's program
+
 This package imports tinyseq (it traces Tensors); tinyseq never imports it.
 """
 
@@ -25,11 +32,14 @@ import numpy as np
 from tinyseq.nn import Parameter
 
 from .ir import Op, StepProgram, Value
-from .kernels import Kernel, load
+from . import generic
+from .generic import bind, compile_generic, generic_source
+from .kernels import Kernel, load, load_path, remembered
 from .plan import HOISTED, PER_STEP, SPLIT, WEIGHT, Gemm, MergedGemm, Plan, Split, Stage, make_plan
 from .trace import KINDS, SUPPORTED, CompileError, sample_batch, trace
 
-__all__ = ["compile_cell", "Kernel", "trace", "trace_cached", "cache_key", "clear_cache", "CompileError", "StepProgram", "Op", "Value",
+__all__ = ["compile_cell", "compile_generic", "generic_source", "bind", "load_path", "Kernel", "trace", "trace_cached",
+           "cache_key", "clear_cache", "CompileError", "StepProgram", "Op", "Value",
            "Plan", "Gemm", "MergedGemm", "Split", "Stage", "make_plan", "sample_batch", "KINDS", "SUPPORTED",
            "HOISTED", "PER_STEP", "SPLIT", "WEIGHT"]
 
@@ -84,22 +94,14 @@ def compile_cell(cell, input_size, dtype=None, device="numba"):
     """The ``Kernel`` of ``cell``'s step for ``device`` ("numba": the CPU, or "cuda"), traced,
     generated and imported once per ``cache_key``; a ``CompileError`` (remembered too) if the
     step cannot be compiled."""
-    key = (cache_key(cell, input_size, dtype), device)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        try:
-            kernel = load(trace_cached(cell, input_size, dtype), device)
-        except CompileError as error:
-            kernel = error
-        _kernels[key] = kernel
-    if isinstance(kernel, CompileError):
-        raise CompileError(str(kernel))
-    return kernel
+    return remembered(_kernels, (cache_key(cell, input_size, dtype), device),
+                      lambda: load(trace_cached(cell, input_size, dtype), device))
 
 
 def clear_cache():
-    """Forget every cached program and kernel."""
+    """Forget every cached program and kernel, generic ones too."""
     _cache.clear()
     _kernels.clear()
+    generic.clear_cache()
 
 
