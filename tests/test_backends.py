@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinyseq as ts
 from tinyseq import Tensor, backend, gradcheck, nn
-from tinyseq.nn._fused import FusedRecurrence
+from tinyseq.nn._fused import CompiledRecurrence
 
 from helpers import compare, count_nodes, layer_configs, layer_loss_and_inputs
 
@@ -63,7 +63,7 @@ def test_fused_layer_full_jacobian(mode, options):
 def test_a_fused_layer_direction_is_one_graph_node():
     lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, backend="numba")
     out, _ = lstm(np.ones((5, 2, 3), np.float32))
-    assert count_nodes(out, FusedRecurrence) == 4
+    assert count_nodes(out, CompiledRecurrence) == 4
 
 
 def test_fused_layer_mixes_with_other_ops():

@@ -15,7 +15,7 @@ import pytest
 
 from tinyseq import backend, nn
 from tinyseq.bptt import state_jacobians
-from tinyseq.nn._fused import FusedRecurrence
+from tinyseq.nn._fused import CompiledRecurrence
 
 from helpers import count_nodes
 
@@ -63,9 +63,9 @@ def test_only_the_lstm_layer_takes_proj_size():
 def test_auto_runs_numba_and_cuda_is_refused_naming_proj_size(monkeypatch):
     lstm = nn.LSTM(3, 5, num_layers=2, proj_size=2)
     x = np.ones((4, 2, 3), np.float32)
-    assert count_nodes(lstm(x)[0], FusedRecurrence) == 2  # "auto": the numba kernels
+    assert count_nodes(lstm(x)[0], CompiledRecurrence) == 2  # "auto": the numba kernels
     with backend.use_backend("graph"):
-        assert count_nodes(lstm(x)[0], FusedRecurrence) == 0
+        assert count_nodes(lstm(x)[0], CompiledRecurrence) == 0
     with pytest.raises(ValueError, match="LSTM: backend 'cuda' does not support proj_size=2"):
         nn.LSTM(3, 5, proj_size=2, backend="cuda")  # before asking whether a GPU is there
     monkeypatch.setattr(backend, "load_cuda", lambda: None)  # as if one were

@@ -17,8 +17,8 @@ sequence starts from (``Cell``'s: zeros of ``state_size``). For example::
     out, h_n = nn.Recurrent(Elman(3, 8))(x)    # x (T, B, 3) -> out (T, B, 8), h_n (B, 8)
 
 ``unroll`` is tinyseq's one time loop: ``Recurrent`` runs your cell with it, and the
-built-in layers run their step functions with it on the graph backend, so the two share
-every rule below: with ``lengths``, a padded step keeps the state and outputs zeros, the
+built-in layers run their steps (``nn.RNNStep``, ``LSTMStep``, ``GRUStep``: cells too) with
+it on the graph backend, so the two share every rule below: with ``lengths``, a padded step keeps the state and outputs zeros, the
 reverse direction starts at each sequence's last valid step, and the final state is each
 sequence's last valid one.
 """
@@ -206,8 +206,8 @@ class Recurrent(Module):
     Args:
         cell: the cell (a Module; ``Cell`` gives it a zero ``initial_state``), or a built-in
             ``nn.RNNCell``, ``nn.GRUCell`` (the state is h, the output h) or ``nn.LSTMCell``
-            (the state is (h, c), the output h): then this runs as ``nn.RNN``/``GRU``/``LSTM``'s
-            graph backend does, with the cell's parameters.
+            (the state is (h, c), the output h): then this runs the cell's ``step()``
+            (``nn.RNNStep``, ...) as ``nn.RNN``/``GRU``/``LSTM`` do, with the cell's parameters.
         batch_first: if True, input and output are (B, T, ...) instead of (T, B, ...). Default: False.
         reverse: if True, run from t = T-1 down to 0 (the outputs stay in time order). Default: False.
         backend: "graph" (the cell's ops unrolled over time), "numba" (the cell's step compiled

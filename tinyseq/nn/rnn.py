@@ -1,4 +1,11 @@
-"""Recurrent cells and layers, built only from ops: BPTT is ``loss.backward()``.
+"""Recurrent cells and layers: each cell's maths written once, as a step built from ops.
+
+``RNNStep``, ``LSTMStep`` and ``GRUStep`` are that maths: ``nn.Cell``s whose ``forward(x_t,
+state) -> (y_t, new_state)`` reads as the equations. Everything else runs them: the cells
+(``RNNCell``, ...: PyTorch's calling convention) call their step once; the layers run it
+over time, on the graph backend unrolled as ops (``nn.recurrent.unroll``: BPTT is
+``loss.backward()``), on "numba" and "cuda" as the fused forward and BPTT that
+``tinyseq_jit.compiler`` generates from the same ``forward``.
 
 Parameters follow PyTorch exactly: ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H),
 ``bias_ih`` and ``bias_hh`` (G*H,), gates stacked in PyTorch's order (LSTM i, f, g, o;
@@ -15,9 +22,6 @@ Options beyond PyTorch:
   GRU ``reset_after=False`` is Cho et al.'s original form, n = tanh(W_in x + b_in +
   W_hn (r * h) + b_hn); the default ``True`` is PyTorch's, n = tanh(W_in x + b_in +
   r * (W_hn h + b_hn)). Both have the same parameter shapes.
-
-The step functions below take the input projection ``xp = x W_ih^T + b_ih`` already
-made, so a layer computes it for all time steps in one matmul before its loop.
 """
 
 import numpy as np
@@ -52,8 +56,10 @@ class _Step(Cell):
     options = {}  # its own options and their defaults
     states = ("h",)
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, **options):
-        self.proj_size = 0
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, proj_size=0, **options):
+        self.proj_size = check_int(type(self).__name__, "proj_size", proj_size, 0)
+        if proj_size and self.mode != "LSTM":
+            raise ValueError(f"{type(self).__name__}: proj_size is an LSTM option")
         _init_cell(self, input_size, hidden_size, bias, dtype, options)
         self.state_size = self._state_size()
 
@@ -539,20 +545,49 @@ class RNNBase(Module):
 
 
 _kernels = {}  # what a step's kernels depend on -> its Kernel
+#: the sizes a built-in step is traced at to make its size-generic kernels (no two of a
+#: step's widths equal), and where a kernel reads each at run time: x's width, a state's
+_TRACE_SIZES = {"I": 11, "H": 13, "P": 7}
 
 
 def _kernel(step, where):
-    """The compiled kernels a built-in step runs on for backend ``where``, None on "graph"."""
+    """The compiled kernels a built-in step runs on for backend ``where``, None on "graph":
+    its form's size-generic module (``tinyseq_jit/generated/`` holds the common forms',
+    committed), bound to the step's sizes."""
     if where == "graph":
         return None
-    key = (type(step), *(getattr(step, k) for k in step.options), *(getattr(step, p) is None for p in PARAMETERS),
-           step.proj_size, step.input_size, step.hidden_size, step.weight_ih.dtype, where)
+    form = step_form(step)
+    key = (form, step.input_size, step.hidden_size, step.proj_size, where)
     kernel = _kernels.get(key)
     if kernel is None:
-        from tinyseq_jit.compiler import compile_cell
+        from tinyseq_jit import generated
+        from tinyseq_jit.compiler import bind
 
-        kernel = _kernels[key] = compile_cell(step, step.input_size, step.weight_ih.dtype, where)
+        kernel = _kernels[key] = bind(generated.kernel(form, where), step, step.input_size)
     return kernel
+
+
+def step_form(step):
+    """What a built-in step's kernels depend on besides its sizes: its class, options, which
+    parameters it has (a bias may be missing), whether it projects, and the dtype."""
+    return (type(step), tuple((k, getattr(step, k)) for k in step.options),
+            tuple(p for p in PARAMETERS if getattr(step, p) is None), bool(step.proj_size), step.weight_ih.dtype.name)
+
+
+def generic_arguments(form):
+    """``tinyseq_jit.compiler.compile_generic``'s arguments for a ``step_form``: (make_cell,
+    sizes, provides)."""
+    cls, options, absent, projected, dtype = form
+
+    def make_cell(I, H, P=0):  # noqa: E741  (the size symbols of the generated code)
+        step = cls(I, H, dtype=dtype, proj_size=P, **dict(options))
+        for attr in absent:
+            setattr(step, attr, None)
+        return step
+
+    sizes = {k: v for k, v in _TRACE_SIZES.items() if projected or k != "P"}
+    provides = {"I": "input", "P": 0, "H": 1} if projected else {"I": "input", "H": 0}
+    return make_cell, sizes, provides
 
 
 # The layers' docstrings share their arguments, inputs and outputs; each fills in its
