@@ -38,7 +38,7 @@ tunes glibc's malloc for the whole process).
      timing each.
   3. phase breakdown of one numba (and one graph) step per model, in its own child (the timing
      wrappers add a little overhead): median ms per phase over --steps steps (--graph-steps).
-     The recurrent kernels are timed at ``FusedRecurrence.forward/backward`` (one call per
+     The recurrent kernels are timed at their graph node, ``CompiledRecurrence.forward/backward`` (one call per
      layer; backward runs the top layer first); "rnn fwd, rest" is the recurrent module's
      forward minus its kernels, "bwd graph ops" the whole ``loss.backward()`` minus the kernel
      backwards, "Python/other" the whole step minus every phase above it.
@@ -307,9 +307,9 @@ def install_timers(trainer, phases):
     """Wrap the step's parts (modules' forward, loss, backward, clip, optimizer, fused kernels) with timers."""
     import tinyseq as ts
     try:
+        from tinyseq.nn._fused import CompiledRecurrence as FusedRecurrence  # the layers' kernels' node
+    except ImportError:  # a tree before the built-in cells ran on generated kernels
         from tinyseq.nn._fused import FusedRecurrence
-    except ImportError:  # older tinyseq
-        from tinyseq.backend import FusedRecurrence
 
     def wrap(owner, attr, label):
         original = getattr(owner, attr)

@@ -100,7 +100,7 @@ def _run(cell, x, states, lengths, reverse, kernel=None):
     if kernel is None:
         recorded = []
         given = tuple(states) if isinstance(cell.state_size, tuple) else states[0]
-        out, finals = nn.Recurrent(cell, reverse=reverse, backend="graph")._forward(x, given, lengths, recorded)
+        out, finals = nn.Recurrent(cell, reverse=reverse, backend="graph")(x, given, lengths, grad_norms=recorded)
         finals, norms = (finals if isinstance(finals, tuple) else (finals,)), recorded[0]
     else:  # as Recurrent runs a kernel: the padding zeroed first (a weight's gradient reads every step)
         valid = np.arange(x.shape[0])[:, None, None] < lengths[None, :, None]

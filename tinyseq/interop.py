@@ -175,11 +175,11 @@ def _torch_leaf(m, path, torch):
 
     dtype = _torch_dtype(m, torch)
     if name in _LAYERS + _CELLS:
-        if m.peephole:
+        if getattr(m, "peephole", False):
             refuse("peephole=True", "torch's LSTM has no cell-to-gate weights")
-        if m.coupled:
+        if getattr(m, "coupled", False):
             refuse("coupled=True", "torch's LSTM always has an input gate")
-        if not m.reset_after:
+        if not getattr(m, "reset_after", True):
             refuse("reset_after=False", "torch's GRU applies r after the recurrent product")
         extra = _layer_extra(m, name)
         if name in _CELLS:

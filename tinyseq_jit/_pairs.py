@@ -16,7 +16,7 @@ import numpy as np
 from tinyseq.gates import num_gates
 
 from ._contract import WEIGHTS, Forward, Grads
-from .cpu._common import check_inputs
+from .cpu._common import check_inputs, norm_buffer
 
 #: the kernels' weight names -> the steps' parameter names (tinyseq.nn.rnn.PARAMETERS)
 _PARAMETER = dict(zip(WEIGHTS, ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ci",
@@ -86,22 +86,22 @@ def _forward(name, mode, x, states, weights, lengths, reverse, options, device="
     out, final = recurrent.run_step(step, x, initial if len(initial) > 1 else initial[0], inputs.lengths, None,
                                     inputs.reverse, norms, rnn._kernel(step, device))
     final = final if isinstance(final, tuple) else (final,)
-    saved = (out, final, x, initial, leaves, norms[0])
+    saved = (name.replace("forward", "backward"), inputs, out, final, x, initial, leaves, norms[0])
     return Forward(out.data, final[0].data, final[1].data if len(final) > 1 else None, saved)
 
 
 def _backward(saved, d_out, d_finals, need_dx, grad_norms):
     from tinyseq import Tensor
 
-    out, final, x, initial, leaves, norms = saved
+    name, inputs, out, final, x, initial, leaves, norms = saved
     loss = (out * Tensor(np.asarray(d_out, dtype=out.dtype))).sum()
     for f, d in zip(final, d_finals):
         loss = loss + (f * Tensor(np.asarray(d, dtype=f.dtype))).sum()
-    loss.backward()
+    for leaf in (x, *initial, *leaves.values()):
+        leaf.grad = None
+    loss.backward(retain_graph=True)  # as a kernel pair's, ``saved`` serves any number of backwards
     if grad_norms is not None:
-        if np.shape(grad_norms) != norms.shape:
-            raise ValueError(f"grad_norms must have shape (S, T, B) = {norms.shape}, got {np.shape(grad_norms)}")
-        grad_norms[...] = norms
+        norm_buffer(name, grad_norms, len(initial), inputs)[...] = norms
     grads = {k: leaves[k].grad.data for k in leaves}
     return Grads(x=x.grad.data if need_dx else None, h0=initial[0].grad.data,
                  c0=initial[1].grad.data if len(initial) > 1 else None, **grads)
