@@ -3,6 +3,10 @@
 The recurrence h_t = tanh(x_t W_xh + h_{t-1} W_hh + b) is unrolled over T steps, so one
 ``loss.backward()`` is backpropagation through time. Plain SGD; the loss printed falls.
 
+The same cell is ``nn.RNNStep`` (h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)), and the
+same backward, written out as loops, is ``tinyseq_jit/generated/rnn_tanh.py``: the kernels
+the compiler generates from that step and ``nn.RNN(backend="numba")`` runs.
+
     python examples/rnn_from_ops.py [--steps 300] [--seed 0]
 """
 

@@ -1,0 +1,43 @@
+"""The built-in cells' committed kernels (tinyseq_jit/generated): what the compiler writes now,
+byte for byte, and what the layers run."""
+
+import numpy as np
+import pytest
+
+from tinyseq import nn
+from tinyseq.nn import rnn
+
+from tinyseq_jit import generated
+
+
+@pytest.mark.parametrize("device", ["numba", "cuda"])
+@pytest.mark.parametrize("name", sorted(generated.FORMS))
+def test_each_committed_module_is_what_the_compiler_writes_from_its_step(name, device):
+    with open(generated.path(name, device), encoding="utf-8") as f:
+        committed = f.read()
+    assert committed == generated.source(name, device), (
+        f"tinyseq_jit/generated/{name}{generated.DEVICES[device]}.py is stale: run python -m tinyseq_jit.generated")
+
+
+def test_every_form_of_the_built_in_layers_is_committed_or_generated():
+    """The default forms load the committed files; another form (no bias, a projection, float64)
+    gets a module generated into the kernel cache, one per form whatever the sizes."""
+    committed = {generated.path(n, "numba") for n in generated.FORMS}
+    kinds = [(nn.LSTM, {}, True), (nn.GRU, {"reset_after": False}, True), (nn.RNN, {"nonlinearity": "relu"}, True),
+             (nn.LSTM, {"bias": False}, False), (nn.LSTM, {"proj_size": 2}, False),
+             (nn.GRU, {"dtype": np.float64}, False)]
+    for layer_class, options, is_committed in kinds:
+        paths = set()
+        for inputs, hidden in ((3, 4), (5, 7)):
+            layer = layer_class(inputs, hidden, backend="numba", **options)
+            kernel = rnn._kernel(layer.step(), "numba")
+            paths.add(kernel.path)
+        assert len(paths) == 1, (layer_class, options)  # one module for every size
+        assert (paths.pop() in committed) == is_committed, (layer_class, options)
+
+
+def test_a_committed_module_names_what_the_step_names():
+    with open(generated.path("lstm", "numba"), encoding="utf-8") as f:
+        text = f.read()
+    for line in ("f = sigmoid(f_in)", "c_1 = t6 + t7", "for j in range(H):", "I, H = x.shape[2], states[0].shape[1]"):
+        assert any(line in row for row in text.splitlines()), line
