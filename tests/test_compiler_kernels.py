@@ -717,3 +717,37 @@ def test_the_kernel_source_reads_as_the_cell_and_is_the_cached_file():
         assert code.count(f"# line {line}: ") >= 2, line  # in the forward and in the backward
     for op in kernel.program.ops:  # the step as the docstring shows it: one line per op
         assert source.count(f"\n        {op.name} = {op.expression()}  # line {op.line}: ") == 1, op.name
+
+
+# ---------------------------------------------------------------- 9. what a call costs besides the kernels
+
+
+@pytest.mark.parametrize("name", ["lstm", "mgu", "unusual"])
+def test_a_weight_used_transposed_is_taken_as_the_parameter_itself(name):
+    # x @ W.T: the generated module transposes W itself and gives W the gradient untransposed
+    # (one product, several products' rows stacked, W.T in two products), so a call records
+    # no engine op between the parameters and the compiled node (issue 24, S7's cost per call).
+    owner = cell(name)
+    kernel = compile_cell(owner, I, F64)
+    assert set(kernel.module.WEIGHTS) == {n for n, _ in owner.named_parameters()}
+    assert "transpose" in {op.kind for op in kernel.program.ops}
+    sizes = owner.state_size if isinstance(owner.state_size, tuple) else (owner.state_size,)
+    x = Tensor(np.random.default_rng(23).standard_normal((T, B, I)), requires_grad=True)
+    out, final = nn.Recurrent(owner, backend="numba")(x)
+    assert count_nodes(out, CompiledRecurrence) == 1
+    assert count_nodes(out, ops.Permute) == count_nodes(out, ops.GetItem) - 1 == 0  # out is the one slice
+    assert len(parts(final)) == len(sizes)
+
+
+def test_weight_values_runs_only_the_ops_the_kernels_read():
+    owner = cell("gru_classic")  # h @ weight_hh[:2H].T, (r * h) @ weight_hh[2H:].T, bias_hh's slices
+    program = compile_cell(owner, I, F64).program
+    params = dict(owner.named_parameters())
+    made = [op.name for op in program.ops if not op.batched]
+    wanted = next(op.name for op in program.ops if op.kind == "transpose" and op.inputs[0] != "weight_ih"
+                  and program.op(op.inputs[0]).kind == "getitem")
+    values = program.weight_values(params, (wanted,))
+    got = [n for n in made if n in values]
+    assert got == [program.op(wanted).inputs[0], wanted], (got, made)
+    np.testing.assert_array_equal(values[wanted].data, program.weight_values(params)[wanted].data)
+    assert set(program.weight_values(params)) >= set(made) | set(params)

@@ -107,19 +107,44 @@ def run_compiled(kernel, x, states, params, lengths, reverse, grad_norms=None):
     ``states`` (a tuple of (B, n) Tensors), ``params`` the cell's parameters by name,
     ``lengths`` None or (B,) ints, ``grad_norms`` None or the (S, T, B) telemetry array.
     Returns (out (T, B, n), the tuple of final states)."""
-    values = kernel.program.weight_values(params)
-    names = tuple(n for n in kernel.module.WEIGHTS if n not in kernel.program.constants)
-    constants = {n: values[n] for n in kernel.module.WEIGHTS if n in kernel.program.constants}
-    constants.update((n, v) for n, v in values.items() if n.endswith(".mask"))
+    call = _call_of(kernel)
+    values = kernel.program.weight_values(params, call.made) if call.made else params
     steps, batch = x.shape[:2]
     lengths = np.full(batch, steps, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
-    packed = CompiledRecurrence.apply(x, *states, *(values[n] for n in names), kernel=kernel, states=len(states),
-                                      names=names, constants=constants, lengths=lengths, reverse=reverse,
+    packed = CompiledRecurrence.apply(x, *states, *(values[n] for n in call.names), kernel=kernel, states=len(states),
+                                      names=call.names, constants=call.constants, lengths=lengths, reverse=reverse,
                                       grad_norms=grad_norms)
-    y_shape = kernel.program.shape_of(kernel.program.y)  # (n,), or () for a y_t of one number per sequence
-    widths = [y_shape[-1] if y_shape else 1] + [s.shape[1] for s in states]
+    widths = [call.y_width or 1] + [s.shape[1] for s in states]
     out, *finals = (packed[rows] for rows in _packing(steps, widths))
-    return (out if y_shape else out.reshape(steps, batch)), tuple(finals)
+    return (out if call.y_width else out.reshape(steps, batch)), tuple(finals)
+
+
+class _Call:
+    """What ``run_compiled`` works out once per kernel: the weights the node takes as inputs
+    (``names``, in the kernels' order), those of them the engine makes from parameters
+    (``made``: a slice of a weight, ...), the constant arrays the kernels read besides
+    (``constants``: by name, a ``where``'s fixed mask as "<op>.mask") and y_t's width (None
+    for one number per sequence)."""
+
+    def __init__(self, kernel):
+        program, weights = kernel.program, kernel.module.WEIGHTS
+        self.names = tuple(n for n in weights if n not in program.constants)
+        self.made = tuple(n for n in self.names if n not in program.param_names)
+        self.constants = {n: program.constants[n] for n in weights if n in program.constants}
+        self.constants.update((f"{op.name}.mask", op.attr("cond")) for op in program.ops
+                              if op.kind == "where" and len(op.inputs) == 2)
+        y_shape = program.shape_of(program.y)
+        self.y_width = y_shape[-1] if y_shape else None
+
+
+_calls = {}  # id(kernel) -> (kernel, its _Call): the kernel kept, so that its id is not reused
+
+
+def _call_of(kernel):
+    entry = _calls.get(id(kernel))
+    if entry is None or entry[0] is not kernel:
+        entry = _calls[id(kernel)] = (kernel, _Call(kernel))
+    return entry[1]
 
 
 def _packing(steps, widths):

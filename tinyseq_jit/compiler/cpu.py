@@ -102,6 +102,7 @@ class Writer:
         self.defined = set()  # the scalar gradients written so far in the loop being emitted
         self.coverage = None  # while counting: gradient key -> writes per column and step
         self.single = set()  # gradient arrays each of whose elements one line writes once a step
+        self.transposes = self.transposed()
 
     # ------------------------------------------------------------ reading values
 
@@ -319,10 +320,34 @@ class Writer:
         gemms = [m for s in self.s.steps if s.kind == "gemm" for m in s.gemms]
         return gemms
 
+    def product_weights(self):
+        """The weights the products read, as the step names them."""
+        merged = ([self.s.hoisted] if self.s.hoisted else []) + self.gemm_weights()
+        return tuple(dict.fromkeys(g.weight for m in merged for g in m.products))
+
+    def transposed(self):
+        """{weight: parameter} for the products' weights that the step makes as ``W.T`` of a
+        parameter W read nowhere else (one W may be transposed for several products): the
+        kernels take W and transpose it themselves, so the engine records no transpose per
+        call, and W's gradient is the products', untransposed."""
+        params = {v.name for v in self.p.inputs if v.role == "param"}
+        weights = self.product_weights()
+        found = {}
+        for op in self.p.ops:
+            if (op.kind == "transpose" and not op.batched and len(op.shape) == 2 and op.inputs[0] in params
+                    and op.name in weights and op.name not in self.s.vectors):
+                found[op.name] = op.inputs[0]
+        readers = [a for op in self.p.ops if op.name not in found for a in op.inputs]
+        readers += [w for w in weights if w not in found] + list(self.s.vectors)
+        return {w: param for w, param in found.items() if param not in readers}
+
+    def weight_source(self, weight):
+        """(what the kernels take for a product's ``weight``, whether it is transposed)."""
+        param = self.transposes.get(weight)
+        return (weight, False) if param is None else (param, True)
+
     def weight_names(self):
-        names = []
-        for m in ([self.s.hoisted] if self.s.hoisted else []) + self.gemm_weights():
-            names += [g.weight for g in m.products]
+        names = [self.weight_source(w)[0] for w in self.product_weights()]
         names += [n for n in self.s.vectors if not n.endswith(".mask")]
         return tuple(dict.fromkeys(names))
 
@@ -677,26 +702,34 @@ class Writer:
             array = self.s.alias[left][0] if left in self.s.alias else left  # a product's result: its array
             out(f"{d_w} = {product(self.d_ident(r), self.name(array), m.columns[-1][1], k)}")
             for g, (c0, c1) in zip(m.products, m.columns):
-                if g.weight in self.trainable():
-                    pieces.setdefault(g.weight, []).append((g.rows, f"{d_w}[{c0}:{c1}].T"))
+                source, transposed = self.weight_source(g.weight)
+                if source in self.trainable():
+                    pieces.setdefault(source, []).append((g.rows, f"{d_w}[{c0}:{c1}]" + ("" if transposed else ".T")))
         for weight, parts in pieces.items():
             parts.sort()
+            transposed = weight in self.transposes.values()  # the product's rows are W's columns
             shape = self.weight_shape(weight)
             tiled = [r for r, _ in parts] == list(zip([0] + [r[1] for r, _ in parts[:-1]], [r[1] for r, _ in parts])) \
-                and parts[-1][0][1] == shape[0]
+                and parts[-1][0][1] == shape[1 if transposed else 0]
             if tiled:
                 texts = [text for _, text in parts]
                 out(f'grads["{weight}"] = ' + (texts[0] if len(texts) == 1 else
-                                               f"np.concatenate(({', '.join(texts)}), axis=0)"))
+                                               f"np.concatenate(({', '.join(texts)}), axis={int(transposed)})"))
             else:
                 out(f'grads["{weight}"] = np.zeros({shape}, dtype={x}.dtype)')
                 for (r0, r1), text in parts:
-                    out(f'grads["{weight}"][{r0}:{r1}] += {text}')
+                    out(f'grads["{weight}"][{":, " if transposed else ""}{r0}:{r1}] += {text}')
 
     def products(self, m):
         """The weights of a merged product as text: ``t1[3:7]`` or ``[t1[3:7] | t6[3:7]]``."""
-        parts = [f"{self.name(g.weight)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
+        parts = [f"{self.weight_text(g.weight, self.name)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
         return parts[0] if len(parts) == 1 else f"[{' | '.join(parts)}]"
+
+    def weight_text(self, weight, text):
+        """A product's weight as code: ``text(name)`` of what the kernels take, ``.T`` added if
+        they take the parameter it transposes."""
+        source, transposed = self.weight_source(weight)
+        return text(source) + (".T" if transposed else "")
 
     def weight_shape(self, name):
         for v in self.p.inputs:
@@ -705,10 +738,14 @@ class Writer:
         return self.p.op(name).shape
 
     def merged(self, m):
-        parts = [f'w["{g.weight}"][{g.rows[0]}:{g.rows[1]}]' for g in m.products]
+        parts = [f"{self.weight_text(g.weight, _item)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
         if len(parts) == 1:
             return parts[0]
         return f"np.concatenate(({', '.join(parts)}), axis=1)"
+
+
+def _item(name):
+    return f'w["{name}"]'
 
 
 def _parameters(rule):
