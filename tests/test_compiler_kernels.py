@@ -751,3 +751,18 @@ def test_weight_values_runs_only_the_ops_the_kernels_read():
     assert got == [program.op(wanted).inputs[0], wanted], (got, made)
     np.testing.assert_array_equal(values[wanted].data, program.weight_values(params)[wanted].data)
     assert set(program.weight_values(params)) >= set(made) | set(params)
+
+
+def test_products_given_the_same_gradient_share_one_array_and_dx_is_one_gemm():
+    # h = tanh(x W^T + b + h U^T + c): x W^T and h U^T get the same gradient at every step; the
+    # backward loop writes it once, and reads no dx of its own (x reaches the step only through
+    # its hoisted product). A GRU's two products get different gradients: two arrays.
+    elman = compile_cell(cell("elman"), I, F64).source
+    assert "d_h_w[" not in elman and "d_h_w =" not in elman and "d_x_w is d_h_w too" in elman
+    assert "d_x = dot(" in elman and "np.zeros_like(x)" not in elman
+    gru = compile_cell(cell("gru"), I, F64).source
+    assert "d_h_w[t, b, j] = " in gru and "d_x_w[t, b, j] = " in gru
+    for reverse in (False, True):  # the shared array's padded steps are zeros, as the graph's
+        rng = np.random.default_rng(24)
+        both(recurrent(cell("elman"), reverse=reverse), padded(rng, LENGTHS), random_state(cell("elman"), B, rng),
+             LENGTHS, what=f"reverse={reverse}")

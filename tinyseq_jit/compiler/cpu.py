@@ -103,6 +103,10 @@ class Writer:
         self.coverage = None  # while counting: gradient key -> writes per column and step
         self.single = set()  # gradient arrays each of whose elements one line writes once a step
         self.transposes = self.transposed()
+        self.dx_in_loop = True  # whether the backward loop writes x's gradient (known after the dry run)
+        self.same = {}  # product result -> the one whose gradient array it shares (equal gradients)
+        self.writes = None  # while counting: gradient key -> [(index, value)] of every write, None if not traced
+        self.values = {}  # a scalar gradient of the loop being emitted -> what value it holds now
 
     # ------------------------------------------------------------ reading values
 
@@ -143,9 +147,8 @@ class Writer:
     # ------------------------------------------------------------ gradients
 
     def d_ident(self, name):
-        if name in self.s.alias:
-            return self.name("d@" + self.s.alias[name][0])
-        return self.name("d@" + name)
+        key = self.d_key(name)
+        return self.name("d@" + self.same.get(key, key))
 
     def d_target(self, name, loop_width, offset=0, index=None):
         """Where the gradient of one element of ``name`` accumulates: (text, is_scalar_local)."""
@@ -162,15 +165,22 @@ class Writer:
 
     def accumulate(self, out, name, expr, loop_width, offset=0, index=None, shared=False):
         target, local = self.d_target(name, loop_width, offset, index)
+        text = sym(expr).text
         if local and target not in self.defined:
             self.defined.add(target)
-            out(f"{target} = {sym(expr).text}")
+            self.values[target] = self.values[text] if text in self.values else object()
+            out(f"{target} = {text}")
             return
         idx = index if index is not None else self.index(name, loop_width, offset)
         broadcast = "j" not in idx and loop_width != 1
-        if not local:
+        if local:
+            self.values[target] = object()  # += changed it
+        else:
             self.cover(name, offset, loop_width, broadcast)
-        self.write(out, name, target, sym(expr), shared or broadcast or name in self.s.vectors)
+            if self.writes is not None and name not in self.s.vectors:  # what cover counted: this write
+                self.writes[self.d_key(name)][-1] = (loop_width, target[len(self.d_ident(name)):], self.values.get(text))
+        if self.d_key(name) not in self.same:  # else the array it shares gets the same value on its own line
+            self.write(out, name, target, sym(expr), shared or broadcast or name in self.s.vectors)
 
     def write(self, out, name, target, expr, shared):
         """The line that adds ``expr`` into ``target``, the gradient of ``name`` (``shared``: other
@@ -191,6 +201,8 @@ class Writer:
         if self.coverage is None or name in self.s.vectors:
             return
         key = self.d_key(name)
+        if self.writes is not None:
+            self.writes.setdefault(key, []).append(None)  # a write; accumulate says what it writes
         base = self.s.alias[name][1] if name in self.s.alias else 0
         size = self.seq_width(key) if name in self.s.alias else self.width(name)
         columns = self.coverage.setdefault(key, [0] * size)
@@ -274,11 +286,13 @@ class Writer:
     # ------------------------------------------------------------ the module
 
     def source(self):
-        self.coverage = {}
+        self.coverage, self.writes = {}, {}
         self.backward_loop(_Lines())  # a dry run counts the writes into each gradient
         self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
                        and key not in self.p.state_names and key != self.s.x}
-        self.coverage = None
+        self.dx_in_loop = self.s.x in self.coverage
+        self.same = self.same_gradients()
+        self.coverage = self.writes = None
         out = _Lines()
         self.header(out)
         self.forward_loop(out)
@@ -369,6 +383,26 @@ class Writer:
         names += [self.s.gemm_result(m) for m in self.gemm_weights() if self.s.storage[self.s.gemm_result(m)] == "seq"]
         names += [n for n in self.s.ops if self.s.storage[n] == "seq"]
         return names
+
+    def same_gradients(self):
+        """{product result: an earlier one} for the products whose gradient arrays would hold the
+        same numbers (the dry run's writes): each written whole once a step, by lines of the same
+        loops that write the same scalar at the same columns, as x_w and h_w of x W + h U + b.
+        Backward keeps one array for them."""
+        s, first, same = self.s, {}, {}
+        for key in ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]:
+            writes = self.writes.get(key)
+            if key in self.single and writes and all(w is not None and w[2] is not None for w in writes):
+                same[key] = first.setdefault((self.seq_width(key), tuple(writes)), key)
+        return {key: kept for key, kept in same.items() if key != kept}
+
+    def d_seq_keys(self):
+        """The (T, B, n) gradient arrays the backward loop writes, by key: x's (unless only the
+        hoisted product reads x: then dx is one GEMM after the loop) and the products' results'."""
+        s = self.s
+        keys = [s.x] if self.dx_in_loop or not s.hoisted else []
+        keys += ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]
+        return list(dict.fromkeys(self.same.get(key, key) for key in keys))
 
     def padded_lefts(self):
         """The left operands of per-step products made by the step: kept over T for the weight
@@ -478,7 +512,7 @@ class Writer:
                 self.define(out, name, group.width)
 
     def backward_group(self, out, group):
-        self.defined = set()
+        self.defined, self.values = set(), {}
         last = [None]
         if group.kind == "sum":
             (name,) = group.ops
@@ -518,8 +552,7 @@ class Writer:
         p, s = self.p, self.s
         x = self.name(s.x)
         states = [self.name(n) for n in p.state_names]
-        d_seq = [self.d_ident(s.x)] + ([self.d_ident(f"{s.x}@w")] if s.hoisted else [])
-        d_seq += [self.d_ident(self.s.gemm_result(m)) for m in self.gemm_weights()]
+        d_seq = [self.d_ident(key) for key in self.d_seq_keys()]
         args = (["d_out"] + [self.d_ident(n) for n in p.state_names] + self.vector_args() + self.plan_args(back=True)
                 + ["lengths", "reverse"] + [self.name(n) for n in self.seq_values()]
                 + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + d_seq
@@ -545,18 +578,26 @@ class Writer:
                 with out.block("for b in range(batch):"):
                     with out.block("if t >= lengths[b]:"):
                         out("continue")
+                    firsts = [new for n, new in zip(p.state_names, p.new_state) if new != n]
+                    firsts += [p.y] if p.y in self.s.grads else []
+                    whole = {name for name in firsts if name in d_rows}  # written whole first: no zeros needed
                     for n in d_rows:
-                        out(f"{self.d_ident(n)}[b] = 0.0")
+                        if n not in whole:
+                            out(f"{self.d_ident(n)}[b] = 0.0")
+                    written = set()
                     for n, new in zip(p.state_names, p.new_state):
                         if new != n:
                             self.cover(new)
-                            out(f"{self.d_row(new)} {self.assign(new)} {self.d_row(n)}  # the gradient carried from step t + 1")
+                            assign = "=" if new in whole - written else self.assign(new)
+                            written.add(new)
+                            out(f"{self.d_row(new)} {assign} {self.d_row(n)}  # the gradient carried from step t + 1")
                     for n, new in zip(p.state_names, p.new_state):
                         if new != n:
                             out(f"{self.d_row(n)} = 0.0")
                     if p.y in self.s.grads:
                         self.cover(p.y)
-                        out(f"{self.d_row(p.y)} {self.assign(p.y)} d_out[t, b]")
+                        assign = "=" if p.y in whole - written else self.assign(p.y)
+                        out(f"{self.d_row(p.y)} {assign} d_out[t, b]")
                 for step in reversed(s.steps):
                     if step.kind == "gemm":
                         for m in step.gemms:
@@ -649,20 +690,24 @@ class Writer:
             out(f"    grad_norms = np.empty(({len(states)}, 0, 0), dtype={x}.dtype)")
             for k, n in enumerate(p.state_names):
                 out(f"{self.d_ident(n)} = np.array(d_states[{k}], dtype={x}.dtype)")
-            d_seq = [(self.d_ident(s.x), x)] + ([(self.d_ident(f"{s.x}@w"), self.name(f"{s.x}@w"))] if s.hoisted else [])
-            for m in self.gemm_weights():
-                r = s.gemm_result(m)
-                d_seq.append((self.d_ident(r), f"(steps, batch, {m.columns[-1][1]})"))
-            keys = [s.x] + ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]
-            whole = [d for (d, _), key in zip(d_seq, keys) if key in self.single]
-            for d, like in d_seq:
-                make = "empty" if d in whole else "zeros"
-                out(f"{d} = np.{make}({like}, dtype={x}.dtype)" if like.startswith("(") else
-                    f"{d} = np.{make}_like({like})")
+            keys = self.d_seq_keys()
+            whole = [self.d_ident(key) for key in keys if key in self.single]
+            for key in keys:
+                d, make = self.d_ident(key), "empty" if key in self.single else "zeros"
+                for other in [k for k, kept in self.same.items() if kept == key]:
+                    out(f"# {d} is {self.name('d@' + other)} too: the step gives {self.name(key)} and {self.name(other)} "
+                        "the same gradient")
+                if key == s.x:
+                    out(f"{d} = np.{make}_like({x})")
+                elif key == f"{s.x}@w":
+                    out(f"{d} = np.{make}_like({self.name(key)})")
+                else:
+                    out(f"{d} = np.{make}((steps, batch, {self.seq_width(key)}), dtype={x}.dtype)")
             if whole:
-                out("padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten")
-                for d in whole:
-                    out(f"{d}[padding] = 0.0")
+                with out.block("if np.any(lengths < steps):"):
+                    out("padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten")
+                    for d in whole:
+                        out(f"{d}[padding] = 0.0")
             trainable_vectors = [v for v in s.vectors if not v.endswith(".mask") and v in self.trainable()]
             for v in trainable_vectors:
                 out(f"{self.d_ident(v)} = np.zeros_like({self.name(v)})")
@@ -671,7 +716,7 @@ class Writer:
                 out(f"{self.name(r + '@back')} = plan_product({self.name(r + '@weights')}.T, batch)")
             args = (["d_out"] + [self.d_ident(n) for n in p.state_names] + self.vector_args() + self.plan_args(back=True)
                     + ["lengths", "reverse"] + [self.name(n) for n in seq]
-                    + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + [d for d, _ in d_seq]
+                    + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + [self.d_ident(key) for key in keys]
                     + [self.d_ident(v) for v in trainable_vectors] + ["grad_norms"])
             out(f"d_initial = _backward({', '.join(args)})")
             out("# after the loop: each product's weight gradient as one GEMM over all steps")
@@ -680,7 +725,7 @@ class Writer:
             rows = "steps * batch"
             if s.hoisted:
                 out("if need_dx:")
-                out(f"    {self.d_ident(s.x)} += dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
+                out(f"    {self.d_ident(s.x)} {'+=' if s.x in keys else '='} dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
                     f"{s.hoisted.columns[-1][1]}), {self.name(f'{s.x}@weights')}.T).reshape({x}.shape)")
             for v in trainable_vectors:
                 out(f'grads["{v}"] = {self.d_ident(v)}.reshape({self.weight_shape(v)})')
