@@ -766,3 +766,33 @@ def test_products_given_the_same_gradient_share_one_array_and_dx_is_one_gemm():
         rng = np.random.default_rng(24)
         both(recurrent(cell("elman"), reverse=reverse), padded(rng, LENGTHS), random_state(cell("elman"), B, rng),
              LENGTHS, what=f"reverse={reverse}")
+
+
+class Views(nn.Cell):
+    """Weights read through views of parameters: two slices of W transposed (tiling it), a
+    slice of U transposed (not all of U), the vector b and a one-feature slice of it."""
+
+    def __init__(self, inputs, hidden, dtype=np.float64):
+        self.state_size = hidden
+        rng = np.random.default_rng(3)
+        self.W = Parameter(rng.uniform(-0.5, 0.5, (2 * hidden, inputs)).astype(dtype))
+        self.U = Parameter(rng.uniform(-0.5, 0.5, (hidden + 2, hidden)).astype(dtype))
+        self.b = Parameter(rng.uniform(-0.5, 0.5, hidden).astype(dtype))
+
+    def forward(self, x, h):
+        H = self.state_size
+        a = x @ self.W[:H].T + h @ self.U[1:H + 1].T + self.b
+        h = (a * self.b[:1] + x @ self.W[H:].T).tanh()
+        return h, h
+
+
+@pytest.mark.parametrize("name", ["gru_classic", "views"])
+def test_slices_and_transposes_of_parameters_are_views_the_compiled_node_takes(name):
+    # weight_hh[:2 * H].T, bias_hh[2 * H:]: the node takes the parameters, hands the kernels
+    # NumPy views of them and adds the views' gradients back: no engine op between them.
+    owner = cell("gru_classic") if name == "gru_classic" else Views(I, 4)
+    rng = np.random.default_rng(25)
+    result = both(recurrent(owner), padded(rng, LENGTHS), random_state(owner, B, rng), LENGTHS, what=name)
+    assert all(np.any(result[f"d cell.{n}"] != 0) for n, _ in owner.named_parameters())
+    out, _ = nn.Recurrent(owner, backend="numba")(Tensor(rng.standard_normal((T, B, I)), requires_grad=True))
+    assert count_nodes(out, ops.Permute) == count_nodes(out, ops.GetItem) - 1 == 0  # out is the one slice
