@@ -796,3 +796,13 @@ def test_slices_and_transposes_of_parameters_are_views_the_compiled_node_takes(n
     assert all(np.any(result[f"d cell.{n}"] != 0) for n, _ in owner.named_parameters())
     out, _ = nn.Recurrent(owner, backend="numba")(Tensor(rng.standard_normal((T, B, I)), requires_grad=True))
     assert count_nodes(out, ops.Permute) == count_nodes(out, ops.GetItem) - 1 == 0  # out is the one slice
+
+
+def test_the_loops_copy_and_zero_rows_element_by_element():
+    # Numba runs a row's slice operations (d_h_1[b] = d_h[b]; d_h[b] = 0.0) slower than a loop
+    # over the features: 15 us of an Elman RNN's 100 us backward at T=200, B=1, H=64.
+    source = compile_cell(cell("lstm"), I, F64).source
+    loops = source[source.index("def _forward("):source.index("\ndef forward(")]
+    assert not re.findall(r"\w+\[(?:t, )?b\] \+?= ", loops)
+    assert not re.findall(r"\w+\[t\] = ", loops)
+    assert "d_h_1[b, j] = d_h[b, j]  # the gradient carried from step t + 1" in loops

@@ -443,8 +443,10 @@ class Writer:
                 out(f"{self.name(r + '@scratch')} = product_scratch(batch, {self.name(r + '@plan')})")
             with out.block("for s in range(steps):"):
                 out("t = time_step(s, steps, reverse)")
-                for n in p.state_names:
-                    out(f"{self.name(n)}[t] = {self.name('carried@' + n)}  # the state step t starts from, kept for backward")
+                with out.block("for b in range(batch):"):
+                    self.feature_loops(out, [(self.width(n), f"{self.name(n)}[t, b, j] = {self.name('carried@' + n)}[b, j]"
+                                                             "  # the state step t starts from, kept for backward")
+                                             for n in p.state_names])
                 for step in s.steps:
                     if step.kind == "gemm":
                         for m in step.gemms:
@@ -460,14 +462,30 @@ class Writer:
                             self.forward_group(out, group)
                 with out.block("for b in range(batch):"):
                     with out.block("if t < lengths[b]:"):
-                        out(f"out[t, b] = {self.row(p.y)}")
-                        for n, new in zip(p.state_names, p.new_state):
-                            if new != n:
-                                out(f"{self.name('carried@' + n)}[b] = {self.row(new)}")
+                        lines = [(self.width(p.y), f"out[t, b, j] = {self.read(p.y, self.width(p.y)).text}")]
+                        lines += [(self.width(n), f"{self.name('carried@' + n)}[b, j] = {self.read(new, self.width(n)).text}")
+                                  for n, new in zip(p.state_names, p.new_state) if new != n]
+                        self.feature_loops(out, lines)
             carried = [self.name('carried@' + n) for n in p.state_names]
             out(f"return {', '.join(carried)}{',' if len(carried) == 1 else ''}")
         out()
         out()
+
+    @staticmethod
+    def feature_loops(out, lines):
+        """(width, line) pairs of element j of sequence b, in order: one ``for j`` loop per run
+        of one width (Numba runs such a loop faster than the same row's slice operations: 15 us
+        of 100 in a small Elman RNN's backward)."""
+        runs = []
+        for w, line in lines:
+            if runs and runs[-1][0] == w:
+                runs[-1][1].append(line)
+            else:
+                runs.append((w, [line]))
+        for w, texts in runs:
+            with out.block(f"for j in range({w}):"):
+                for line in texts:
+                    out(line)
 
     def row_left(self, left):
         """The (B, K) left operand of a product at step t (a product's result: its array)."""
@@ -581,23 +599,24 @@ class Writer:
                     firsts = [new for n, new in zip(p.state_names, p.new_state) if new != n]
                     firsts += [p.y] if p.y in self.s.grads else []
                     whole = {name for name in firsts if name in d_rows}  # written whole first: no zeros needed
-                    for n in d_rows:
-                        if n not in whole:
-                            out(f"{self.d_ident(n)}[b] = 0.0")
+                    lines = [(self.width(n), f"{self.d_target(n, self.width(n))[0]} = 0.0") for n in d_rows
+                             if n not in whole]
                     written = set()
                     for n, new in zip(p.state_names, p.new_state):
                         if new != n:
                             self.cover(new)
                             assign = "=" if new in whole - written else self.assign(new)
                             written.add(new)
-                            out(f"{self.d_row(new)} {assign} {self.d_row(n)}  # the gradient carried from step t + 1")
-                    for n, new in zip(p.state_names, p.new_state):
-                        if new != n:
-                            out(f"{self.d_row(n)} = 0.0")
+                            w = self.width(n)
+                            lines.append((w, f"{self.d_target(new, w)[0]} {assign} {self.d_target(n, w)[0]}"
+                                             "  # the gradient carried from step t + 1"))
+                    lines += [(self.width(n), f"{self.d_target(n, self.width(n))[0]} = 0.0")
+                              for n, new in zip(p.state_names, p.new_state) if new != n]
                     if p.y in self.s.grads:
                         self.cover(p.y)
                         assign = "=" if p.y in whole - written else self.assign(p.y)
-                        out(f"{self.d_row(p.y)} {assign} d_out[t, b]")
+                        lines.append((self.width(p.y), f"{self.d_target(p.y, self.width(p.y))[0]} {assign} d_out[t, b, j]"))
+                    self.feature_loops(out, lines)
                 for step in reversed(s.steps):
                     if step.kind == "gemm":
                         for m in step.gemms:
