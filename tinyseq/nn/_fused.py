@@ -91,7 +91,7 @@ class CompiledRecurrence(Function):
         weights.update((name, _view(given[of], ops)) for name, (of, ops) in views.items())
         out, finals, saved = module.forward(np.ascontiguousarray(x), initial, weights, lengths, reverse)
         widths = [out.shape[2]] + [f.shape[1] for f in finals]
-        shapes = {name: a.shape for name, a in given.items()}
+        shapes = {of: given[of].shape for of, _ in views.values()}
         self.save(saved, module, names, views, shapes, x.shape[0], widths, grad_norms)
         self.label = f"{type(self).__name__}\n{kernel.program.cell_class.__name__}, T={x.shape[0]}"  # for tinyseq.viz
         packed = np.zeros((x.shape[0] + len(finals), x.shape[1], max(widths)), dtype=out.dtype)

@@ -723,7 +723,7 @@ class Writer:
                 else:
                     out(f"{d} = np.{make}((steps, batch, {self.seq_width(key)}), dtype={x}.dtype)")
             if whole:
-                with out.block("if np.any(lengths < steps):"):
+                with out.block("if (lengths < steps).any():"):
                     out("padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten")
                     for d in whole:
                         out(f"{d}[padding] = 0.0")
