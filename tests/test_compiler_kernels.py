@@ -717,3 +717,92 @@ def test_the_kernel_source_reads_as_the_cell_and_is_the_cached_file():
         assert code.count(f"# line {line}: ") >= 2, line  # in the forward and in the backward
     for op in kernel.program.ops:  # the step as the docstring shows it: one line per op
         assert source.count(f"\n        {op.name} = {op.expression()}  # line {op.line}: ") == 1, op.name
+
+
+# ---------------------------------------------------------------- 9. what a call costs besides the kernels
+
+
+@pytest.mark.parametrize("name", ["lstm", "mgu", "unusual"])
+def test_a_weight_used_transposed_is_taken_as_the_parameter_itself(name):
+    # x @ W.T: the generated module transposes W itself and gives W the gradient untransposed
+    # (one product, several products' rows stacked, W.T in two products), so a call records
+    # no engine op between the parameters and the compiled node (issue 24, S7's cost per call).
+    owner = cell(name)
+    kernel = compile_cell(owner, I, F64)
+    assert set(kernel.module.WEIGHTS) == {n for n, _ in owner.named_parameters()}
+    assert "transpose" in {op.kind for op in kernel.program.ops}
+    sizes = owner.state_size if isinstance(owner.state_size, tuple) else (owner.state_size,)
+    x = Tensor(np.random.default_rng(23).standard_normal((T, B, I)), requires_grad=True)
+    out, final = nn.Recurrent(owner, backend="numba")(x)
+    assert count_nodes(out, CompiledRecurrence) == 1
+    assert count_nodes(out, ops.Permute) == count_nodes(out, ops.GetItem) - 1 == 0  # out is the one slice
+    assert len(parts(final)) == len(sizes)
+
+
+def test_weight_values_runs_only_the_ops_the_kernels_read():
+    owner = cell("gru_classic")  # h @ weight_hh[:2H].T, (r * h) @ weight_hh[2H:].T, bias_hh's slices
+    program = compile_cell(owner, I, F64).program
+    params = dict(owner.named_parameters())
+    made = [op.name for op in program.ops if not op.batched]
+    wanted = next(op.name for op in program.ops if op.kind == "transpose" and op.inputs[0] != "weight_ih"
+                  and program.op(op.inputs[0]).kind == "getitem")
+    values = program.weight_values(params, (wanted,))
+    got = [n for n in made if n in values]
+    assert got == [program.op(wanted).inputs[0], wanted], (got, made)
+    np.testing.assert_array_equal(values[wanted].data, program.weight_values(params)[wanted].data)
+    assert set(program.weight_values(params)) >= set(made) | set(params)
+
+
+def test_products_given_the_same_gradient_share_one_array_and_dx_is_one_gemm():
+    # h = tanh(x W^T + b + h U^T + c): x W^T and h U^T get the same gradient at every step; the
+    # backward loop writes it once, and reads no dx of its own (x reaches the step only through
+    # its hoisted product). A GRU's two products get different gradients: two arrays.
+    elman = compile_cell(cell("elman"), I, F64).source
+    assert "d_h_w[" not in elman and "d_h_w =" not in elman and "d_x_w is d_h_w too" in elman
+    assert "d_x = dot(" in elman and "np.zeros_like(x)" not in elman
+    gru = compile_cell(cell("gru"), I, F64).source
+    assert "d_h_w[t, b, j] = " in gru and "d_x_w[t, b, j] = " in gru
+    for reverse in (False, True):  # the shared array's padded steps are zeros, as the graph's
+        rng = np.random.default_rng(24)
+        both(recurrent(cell("elman"), reverse=reverse), padded(rng, LENGTHS), random_state(cell("elman"), B, rng),
+             LENGTHS, what=f"reverse={reverse}")
+
+
+class Views(nn.Cell):
+    """Weights read through views of parameters: two slices of W transposed (tiling it), a
+    slice of U transposed (not all of U), the vector b and a one-feature slice of it."""
+
+    def __init__(self, inputs, hidden, dtype=np.float64):
+        self.state_size = hidden
+        rng = np.random.default_rng(3)
+        self.W = Parameter(rng.uniform(-0.5, 0.5, (2 * hidden, inputs)).astype(dtype))
+        self.U = Parameter(rng.uniform(-0.5, 0.5, (hidden + 2, hidden)).astype(dtype))
+        self.b = Parameter(rng.uniform(-0.5, 0.5, hidden).astype(dtype))
+
+    def forward(self, x, h):
+        H = self.state_size
+        a = x @ self.W[:H].T + h @ self.U[1:H + 1].T + self.b
+        h = (a * self.b[:1] + x @ self.W[H:].T).tanh()
+        return h, h
+
+
+@pytest.mark.parametrize("name", ["gru_classic", "views"])
+def test_slices_and_transposes_of_parameters_are_views_the_compiled_node_takes(name):
+    # weight_hh[:2 * H].T, bias_hh[2 * H:]: the node takes the parameters, hands the kernels
+    # NumPy views of them and adds the views' gradients back: no engine op between them.
+    owner = cell("gru_classic") if name == "gru_classic" else Views(I, 4)
+    rng = np.random.default_rng(25)
+    result = both(recurrent(owner), padded(rng, LENGTHS), random_state(owner, B, rng), LENGTHS, what=name)
+    assert all(np.any(result[f"d cell.{n}"] != 0) for n, _ in owner.named_parameters())
+    out, _ = nn.Recurrent(owner, backend="numba")(Tensor(rng.standard_normal((T, B, I)), requires_grad=True))
+    assert count_nodes(out, ops.Permute) == count_nodes(out, ops.GetItem) - 1 == 0  # out is the one slice
+
+
+def test_the_loops_copy_and_zero_rows_element_by_element():
+    # Numba runs a row's slice operations (d_h_1[b] = d_h[b]; d_h[b] = 0.0) slower than a loop
+    # over the features: 15 us of an Elman RNN's 100 us backward at T=200, B=1, H=64.
+    source = compile_cell(cell("lstm"), I, F64).source
+    loops = source[source.index("def _forward("):source.index("\ndef forward(")]
+    assert not re.findall(r"\w+\[(?:t, )?b\] \+?= ", loops)
+    assert not re.findall(r"\w+\[t\] = ", loops)
+    assert "d_h_1[b, j] = d_h[b, j]  # the gradient carried from step t + 1" in loops

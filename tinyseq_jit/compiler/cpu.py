@@ -102,6 +102,11 @@ class Writer:
         self.defined = set()  # the scalar gradients written so far in the loop being emitted
         self.coverage = None  # while counting: gradient key -> writes per column and step
         self.single = set()  # gradient arrays each of whose elements one line writes once a step
+        self.transposes = self.transposed()
+        self.dx_in_loop = True  # whether the backward loop writes x's gradient (known after the dry run)
+        self.same = {}  # product result -> the one whose gradient array it shares (equal gradients)
+        self.writes = None  # while counting: gradient key -> [(index, value)] of every write, None if not traced
+        self.values = {}  # a scalar gradient of the loop being emitted -> what value it holds now
 
     # ------------------------------------------------------------ reading values
 
@@ -142,9 +147,8 @@ class Writer:
     # ------------------------------------------------------------ gradients
 
     def d_ident(self, name):
-        if name in self.s.alias:
-            return self.name("d@" + self.s.alias[name][0])
-        return self.name("d@" + name)
+        key = self.d_key(name)
+        return self.name("d@" + self.same.get(key, key))
 
     def d_target(self, name, loop_width, offset=0, index=None):
         """Where the gradient of one element of ``name`` accumulates: (text, is_scalar_local)."""
@@ -161,15 +165,22 @@ class Writer:
 
     def accumulate(self, out, name, expr, loop_width, offset=0, index=None, shared=False):
         target, local = self.d_target(name, loop_width, offset, index)
+        text = sym(expr).text
         if local and target not in self.defined:
             self.defined.add(target)
-            out(f"{target} = {sym(expr).text}")
+            self.values[target] = self.values[text] if text in self.values else object()
+            out(f"{target} = {text}")
             return
         idx = index if index is not None else self.index(name, loop_width, offset)
         broadcast = "j" not in idx and loop_width != 1
-        if not local:
+        if local:
+            self.values[target] = object()  # += changed it
+        else:
             self.cover(name, offset, loop_width, broadcast)
-        self.write(out, name, target, sym(expr), shared or broadcast or name in self.s.vectors)
+            if self.writes is not None and name not in self.s.vectors:  # what cover counted: this write
+                self.writes[self.d_key(name)][-1] = (loop_width, target[len(self.d_ident(name)):], self.values.get(text))
+        if self.d_key(name) not in self.same:  # else the array it shares gets the same value on its own line
+            self.write(out, name, target, sym(expr), shared or broadcast or name in self.s.vectors)
 
     def write(self, out, name, target, expr, shared):
         """The line that adds ``expr`` into ``target``, the gradient of ``name`` (``shared``: other
@@ -190,6 +201,8 @@ class Writer:
         if self.coverage is None or name in self.s.vectors:
             return
         key = self.d_key(name)
+        if self.writes is not None:
+            self.writes.setdefault(key, []).append(None)  # a write; accumulate says what it writes
         base = self.s.alias[name][1] if name in self.s.alias else 0
         size = self.seq_width(key) if name in self.s.alias else self.width(name)
         columns = self.coverage.setdefault(key, [0] * size)
@@ -273,11 +286,13 @@ class Writer:
     # ------------------------------------------------------------ the module
 
     def source(self):
-        self.coverage = {}
+        self.coverage, self.writes = {}, {}
         self.backward_loop(_Lines())  # a dry run counts the writes into each gradient
         self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
                        and key not in self.p.state_names and key != self.s.x}
-        self.coverage = None
+        self.dx_in_loop = self.s.x in self.coverage
+        self.same = self.same_gradients()
+        self.coverage = self.writes = None
         out = _Lines()
         self.header(out)
         self.forward_loop(out)
@@ -319,10 +334,34 @@ class Writer:
         gemms = [m for s in self.s.steps if s.kind == "gemm" for m in s.gemms]
         return gemms
 
+    def product_weights(self):
+        """The weights the products read, as the step names them."""
+        merged = ([self.s.hoisted] if self.s.hoisted else []) + self.gemm_weights()
+        return tuple(dict.fromkeys(g.weight for m in merged for g in m.products))
+
+    def transposed(self):
+        """{weight: parameter} for the products' weights that the step makes as ``W.T`` of a
+        parameter W read nowhere else (one W may be transposed for several products): the
+        kernels take W and transpose it themselves, so the engine records no transpose per
+        call, and W's gradient is the products', untransposed."""
+        params = {v.name for v in self.p.inputs if v.role == "param"}
+        weights = self.product_weights()
+        found = {}
+        for op in self.p.ops:
+            if (op.kind == "transpose" and not op.batched and len(op.shape) == 2 and op.inputs[0] in params
+                    and op.name in weights and op.name not in self.s.vectors):
+                found[op.name] = op.inputs[0]
+        readers = [a for op in self.p.ops if op.name not in found for a in op.inputs]
+        readers += [w for w in weights if w not in found] + list(self.s.vectors)
+        return {w: param for w, param in found.items() if param not in readers}
+
+    def weight_source(self, weight):
+        """(what the kernels take for a product's ``weight``, whether it is transposed)."""
+        param = self.transposes.get(weight)
+        return (weight, False) if param is None else (param, True)
+
     def weight_names(self):
-        names = []
-        for m in ([self.s.hoisted] if self.s.hoisted else []) + self.gemm_weights():
-            names += [g.weight for g in m.products]
+        names = [self.weight_source(w)[0] for w in self.product_weights()]
         names += [n for n in self.s.vectors if not n.endswith(".mask")]
         return tuple(dict.fromkeys(names))
 
@@ -344,6 +383,26 @@ class Writer:
         names += [self.s.gemm_result(m) for m in self.gemm_weights() if self.s.storage[self.s.gemm_result(m)] == "seq"]
         names += [n for n in self.s.ops if self.s.storage[n] == "seq"]
         return names
+
+    def same_gradients(self):
+        """{product result: an earlier one} for the products whose gradient arrays would hold the
+        same numbers (the dry run's writes): each written whole once a step, by lines of the same
+        loops that write the same scalar at the same columns, as x_w and h_w of x W + h U + b.
+        Backward keeps one array for them."""
+        s, first, same = self.s, {}, {}
+        for key in ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]:
+            writes = self.writes.get(key)
+            if key in self.single and writes and all(w is not None and w[2] is not None for w in writes):
+                same[key] = first.setdefault((self.seq_width(key), tuple(writes)), key)
+        return {key: kept for key, kept in same.items() if key != kept}
+
+    def d_seq_keys(self):
+        """The (T, B, n) gradient arrays the backward loop writes, by key: x's (unless only the
+        hoisted product reads x: then dx is one GEMM after the loop) and the products' results'."""
+        s = self.s
+        keys = [s.x] if self.dx_in_loop or not s.hoisted else []
+        keys += ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]
+        return list(dict.fromkeys(self.same.get(key, key) for key in keys))
 
     def padded_lefts(self):
         """The left operands of per-step products made by the step: kept over T for the weight
@@ -384,8 +443,10 @@ class Writer:
                 out(f"{self.name(r + '@scratch')} = product_scratch(batch, {self.name(r + '@plan')})")
             with out.block("for s in range(steps):"):
                 out("t = time_step(s, steps, reverse)")
-                for n in p.state_names:
-                    out(f"{self.name(n)}[t] = {self.name('carried@' + n)}  # the state step t starts from, kept for backward")
+                with out.block("for b in range(batch):"):
+                    self.feature_loops(out, [(self.width(n), f"{self.name(n)}[t, b, j] = {self.name('carried@' + n)}[b, j]"
+                                                             "  # the state step t starts from, kept for backward")
+                                             for n in p.state_names])
                 for step in s.steps:
                     if step.kind == "gemm":
                         for m in step.gemms:
@@ -401,14 +462,30 @@ class Writer:
                             self.forward_group(out, group)
                 with out.block("for b in range(batch):"):
                     with out.block("if t < lengths[b]:"):
-                        out(f"out[t, b] = {self.row(p.y)}")
-                        for n, new in zip(p.state_names, p.new_state):
-                            if new != n:
-                                out(f"{self.name('carried@' + n)}[b] = {self.row(new)}")
+                        lines = [(self.width(p.y), f"out[t, b, j] = {self.read(p.y, self.width(p.y)).text}")]
+                        lines += [(self.width(n), f"{self.name('carried@' + n)}[b, j] = {self.read(new, self.width(n)).text}")
+                                  for n, new in zip(p.state_names, p.new_state) if new != n]
+                        self.feature_loops(out, lines)
             carried = [self.name('carried@' + n) for n in p.state_names]
             out(f"return {', '.join(carried)}{',' if len(carried) == 1 else ''}")
         out()
         out()
+
+    @staticmethod
+    def feature_loops(out, lines):
+        """(width, line) pairs of element j of sequence b, in order: one ``for j`` loop per run
+        of one width (Numba runs such a loop faster than the same row's slice operations: 15 us
+        of 100 in a small Elman RNN's backward)."""
+        runs = []
+        for w, line in lines:
+            if runs and runs[-1][0] == w:
+                runs[-1][1].append(line)
+            else:
+                runs.append((w, [line]))
+        for w, texts in runs:
+            with out.block(f"for j in range({w}):"):
+                for line in texts:
+                    out(line)
 
     def row_left(self, left):
         """The (B, K) left operand of a product at step t (a product's result: its array)."""
@@ -453,7 +530,7 @@ class Writer:
                 self.define(out, name, group.width)
 
     def backward_group(self, out, group):
-        self.defined = set()
+        self.defined, self.values = set(), {}
         last = [None]
         if group.kind == "sum":
             (name,) = group.ops
@@ -493,8 +570,7 @@ class Writer:
         p, s = self.p, self.s
         x = self.name(s.x)
         states = [self.name(n) for n in p.state_names]
-        d_seq = [self.d_ident(s.x)] + ([self.d_ident(f"{s.x}@w")] if s.hoisted else [])
-        d_seq += [self.d_ident(self.s.gemm_result(m)) for m in self.gemm_weights()]
+        d_seq = [self.d_ident(key) for key in self.d_seq_keys()]
         args = (["d_out"] + [self.d_ident(n) for n in p.state_names] + self.vector_args() + self.plan_args(back=True)
                 + ["lengths", "reverse"] + [self.name(n) for n in self.seq_values()]
                 + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + d_seq
@@ -520,18 +596,27 @@ class Writer:
                 with out.block("for b in range(batch):"):
                     with out.block("if t >= lengths[b]:"):
                         out("continue")
-                    for n in d_rows:
-                        out(f"{self.d_ident(n)}[b] = 0.0")
+                    firsts = [new for n, new in zip(p.state_names, p.new_state) if new != n]
+                    firsts += [p.y] if p.y in self.s.grads else []
+                    whole = {name for name in firsts if name in d_rows}  # written whole first: no zeros needed
+                    lines = [(self.width(n), f"{self.d_target(n, self.width(n))[0]} = 0.0") for n in d_rows
+                             if n not in whole]
+                    written = set()
                     for n, new in zip(p.state_names, p.new_state):
                         if new != n:
                             self.cover(new)
-                            out(f"{self.d_row(new)} {self.assign(new)} {self.d_row(n)}  # the gradient carried from step t + 1")
-                    for n, new in zip(p.state_names, p.new_state):
-                        if new != n:
-                            out(f"{self.d_row(n)} = 0.0")
+                            assign = "=" if new in whole - written else self.assign(new)
+                            written.add(new)
+                            w = self.width(n)
+                            lines.append((w, f"{self.d_target(new, w)[0]} {assign} {self.d_target(n, w)[0]}"
+                                             "  # the gradient carried from step t + 1"))
+                    lines += [(self.width(n), f"{self.d_target(n, self.width(n))[0]} = 0.0")
+                              for n, new in zip(p.state_names, p.new_state) if new != n]
                     if p.y in self.s.grads:
                         self.cover(p.y)
-                        out(f"{self.d_row(p.y)} {self.assign(p.y)} d_out[t, b]")
+                        assign = "=" if p.y in whole - written else self.assign(p.y)
+                        lines.append((self.width(p.y), f"{self.d_target(p.y, self.width(p.y))[0]} {assign} d_out[t, b, j]"))
+                    self.feature_loops(out, lines)
                 for step in reversed(s.steps):
                     if step.kind == "gemm":
                         for m in step.gemms:
@@ -631,20 +716,24 @@ class Writer:
             out(f"    grad_norms = np.empty(({len(states)}, 0, 0), dtype={x}.dtype)")
             for k, n in enumerate(p.state_names):
                 out(f"{self.d_ident(n)} = np.array(d_states[{k}], dtype={x}.dtype)")
-            d_seq = [(self.d_ident(s.x), x)] + ([(self.d_ident(f"{s.x}@w"), self.name(f"{s.x}@w"))] if s.hoisted else [])
-            for m in self.gemm_weights():
-                r = s.gemm_result(m)
-                d_seq.append((self.d_ident(r), f"(steps, batch, {m.columns[-1][1]})"))
-            keys = [s.x] + ([f"{s.x}@w"] if s.hoisted else []) + [s.gemm_result(m) for m in self.gemm_weights()]
-            whole = [d for (d, _), key in zip(d_seq, keys) if key in self.single]
-            for d, like in d_seq:
-                make = "empty" if d in whole else "zeros"
-                out(f"{d} = np.{make}({like}, dtype={x}.dtype)" if like.startswith("(") else
-                    f"{d} = np.{make}_like({like})")
+            keys = self.d_seq_keys()
+            whole = [self.d_ident(key) for key in keys if key in self.single]
+            for key in keys:
+                d, make = self.d_ident(key), "empty" if key in self.single else "zeros"
+                for other in [k for k, kept in self.same.items() if kept == key]:
+                    out(f"# {d} is {self.name('d@' + other)} too: the step gives {self.name(key)} and {self.name(other)} "
+                        "the same gradient")
+                if key == s.x:
+                    out(f"{d} = np.{make}_like({x})")
+                elif key == f"{s.x}@w":
+                    out(f"{d} = np.{make}_like({self.name(key)})")
+                else:
+                    out(f"{d} = np.{make}((steps, batch, {self.seq_width(key)}), dtype={x}.dtype)")
             if whole:
-                out("padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten")
-                for d in whole:
-                    out(f"{d}[padding] = 0.0")
+                with out.block("if (lengths < steps).any():"):
+                    out("padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten")
+                    for d in whole:
+                        out(f"{d}[padding] = 0.0")
             trainable_vectors = [v for v in s.vectors if not v.endswith(".mask") and v in self.trainable()]
             for v in trainable_vectors:
                 out(f"{self.d_ident(v)} = np.zeros_like({self.name(v)})")
@@ -653,7 +742,7 @@ class Writer:
                 out(f"{self.name(r + '@back')} = plan_product({self.name(r + '@weights')}.T, batch)")
             args = (["d_out"] + [self.d_ident(n) for n in p.state_names] + self.vector_args() + self.plan_args(back=True)
                     + ["lengths", "reverse"] + [self.name(n) for n in seq]
-                    + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + [d for d, _ in d_seq]
+                    + ([self.name(f"{s.x}@w")] if s.hoisted else []) + [x] + [self.d_ident(key) for key in keys]
                     + [self.d_ident(v) for v in trainable_vectors] + ["grad_norms"])
             out(f"d_initial = _backward({', '.join(args)})")
             out("# after the loop: each product's weight gradient as one GEMM over all steps")
@@ -662,7 +751,7 @@ class Writer:
             rows = "steps * batch"
             if s.hoisted:
                 out("if need_dx:")
-                out(f"    {self.d_ident(s.x)} += dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
+                out(f"    {self.d_ident(s.x)} {'+=' if s.x in keys else '='} dot({self.d_ident(f'{s.x}@w')}.reshape({rows}, "
                     f"{s.hoisted.columns[-1][1]}), {self.name(f'{s.x}@weights')}.T).reshape({x}.shape)")
             for v in trainable_vectors:
                 out(f'grads["{v}"] = {self.d_ident(v)}.reshape({self.weight_shape(v)})')
@@ -684,26 +773,34 @@ class Writer:
             array = self.s.alias[left][0] if left in self.s.alias else left  # a product's result: its array
             out(f"{d_w} = {product(self.d_ident(r), self.name(array), m.columns[-1][1], k)}")
             for g, (c0, c1) in zip(m.products, m.columns):
-                if g.weight in self.trainable():
-                    pieces.setdefault(g.weight, []).append((g.rows, f"{d_w}[{c0}:{c1}].T"))
+                source, transposed = self.weight_source(g.weight)
+                if source in self.trainable():
+                    pieces.setdefault(source, []).append((g.rows, f"{d_w}[{c0}:{c1}]" + ("" if transposed else ".T")))
         for weight, parts in pieces.items():
             parts.sort()
+            transposed = weight in self.transposes.values()  # the product's rows are W's columns
             shape = self.weight_shape(weight)
             tiled = [r for r, _ in parts] == list(zip([0] + [r[1] for r, _ in parts[:-1]], [r[1] for r, _ in parts])) \
-                and parts[-1][0][1] == shape[0]
+                and parts[-1][0][1] == shape[1 if transposed else 0]
             if tiled:
                 texts = [text for _, text in parts]
                 out(f'grads["{weight}"] = ' + (texts[0] if len(texts) == 1 else
-                                               f"np.concatenate(({', '.join(texts)}), axis=0)"))
+                                               f"np.concatenate(({', '.join(texts)}), axis={int(transposed)})"))
             else:
                 out(f'grads["{weight}"] = np.zeros({shape}, dtype={x}.dtype)')
                 for (r0, r1), text in parts:
-                    out(f'grads["{weight}"][{r0}:{r1}] += {text}')
+                    out(f'grads["{weight}"][{":, " if transposed else ""}{r0}:{r1}] += {text}')
 
     def products(self, m):
         """The weights of a merged product as text: ``t1[3:7]`` or ``[t1[3:7] | t6[3:7]]``."""
-        parts = [f"{self.name(g.weight)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
+        parts = [f"{self.weight_text(g.weight, self.name)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
         return parts[0] if len(parts) == 1 else f"[{' | '.join(parts)}]"
+
+    def weight_text(self, weight, text):
+        """A product's weight as code: ``text(name)`` of what the kernels take, ``.T`` added if
+        they take the parameter it transposes."""
+        source, transposed = self.weight_source(weight)
+        return text(source) + (".T" if transposed else "")
 
     def weight_shape(self, name):
         for v in self.p.inputs:
@@ -712,10 +809,14 @@ class Writer:
         return self.p.op(name).shape
 
     def merged(self, m):
-        parts = [f'w["{g.weight}"][{g.rows[0]}:{g.rows[1]}]' for g in m.products]
+        parts = [f"{self.weight_text(g.weight, _item)}[{g.rows[0]}:{g.rows[1]}]" for g in m.products]
         if len(parts) == 1:
             return parts[0]
         return f"np.concatenate(({', '.join(parts)}), axis=1)"
+
+
+def _item(name):
+    return f'w["{name}"]'
 
 
 def _parameters(rule):

@@ -180,17 +180,22 @@ class StepProgram:
         new = tuple(env[n] for n in self.new_state)
         return env[self.y], new if self.state_tuple else new[0]
 
-    def weight_values(self, params):
+    def weight_values(self, params, names=None):
         """What the kernels read besides x and the state, by name: the parameters (``params``
         maps their names to Tensors), the values the step makes from parameters alone (a
         transposed weight, a slice of one) computed from them by the engine, so that their
-        gradients reach the parameters, and the constants (arrays)."""
+        gradients reach the parameters, and the constants (arrays). ``names``: the values
+        wanted (None: all); the engine runs only the ops they need."""
         from tinyseq import ops
 
         env = dict(self.constants)
         env.update((v.name, params[v.name]) for v in self.inputs if v.role == "param")
+        wanted = None if names is None else set(names)
+        for op in reversed(self.ops):
+            if wanted is not None and op.name in wanted:
+                wanted.update(a for a in op.inputs if isinstance(a, str))
         for op in self.ops:
-            if op.batched:
+            if op.batched or (wanted is not None and op.name not in wanted):
                 continue
             args = [env[a] if isinstance(a, str) else a for a in op.inputs]
             env[op.name] = _ENGINE[op.kind](ops, op, *args)
