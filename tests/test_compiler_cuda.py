@@ -2,9 +2,11 @@
 
 The compiler's CUDA module (``tinyseq_jit/compiler/gpu.py``) equals the graph for cells of
 the gallery (examples/cell_gallery.py): outputs, final states, every gradient and the
-gradient norms, with lengths and NaN in the padding, forward and reversed. Tiny shapes:
-the simulator runs every thread in Python. (The kernels' offline compilation for real GPUs
-is tests/test_cuda_ptx.py's.)
+gradient norms, with lengths and NaN in the padding, forward and reversed, on both paths
+(the time loop in one kernel, and a launch a step); and its launches per pass equal the
+hand-written kernels' (tinyseq_jit/cuda) for the built-in cells. Tiny shapes: the simulator
+runs every thread in Python. (The kernels' offline compilation for real GPUs is
+tests/test_cuda_ptx.py's.)
 """
 
 import os
@@ -23,6 +25,16 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 runs_kernels = pytest.mark.skipif(not SIMULATED, reason="the compiled cells' CUDA tests run under "
                                                         "NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
 gallery = load_example("cell_gallery").GALLERY
+
+
+@pytest.fixture(params=["per-block", "per-step"])
+def path(request, monkeypatch):
+    """Each test that takes it runs on both paths, as tests/test_cuda.py's."""
+    from tinyseq_jit.cuda import _common
+
+    if request.param == "per-step":
+        monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
+    return request.param
 
 
 def _run(cell, backend, x, lengths, reverse):
@@ -47,7 +59,7 @@ def _run(cell, backend, x, lengths, reverse):
 @runs_kernels
 @pytest.mark.parametrize("name", ["lstm_peephole", "gru_classic", "mgu", "indrnn", "mirnn", "ligru"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
-def test_compiled_cells_on_cuda_equal_the_graph(name, dtype, tol):
+def test_compiled_cells_on_cuda_equal_the_graph(path, name, dtype, tol):
     cell = gallery[name](3, 4, dtype=dtype)
     x = np.random.default_rng(1).normal(size=(4, 3, 3)).astype(dtype)
     lengths = np.array([4, 2, 1])
@@ -60,7 +72,7 @@ def test_compiled_cells_on_cuda_equal_the_graph(name, dtype, tol):
 
 
 @runs_kernels
-def test_compiled_cells_on_cuda_record_the_graphs_gradient_norms():
+def test_compiled_cells_on_cuda_record_the_graphs_gradient_norms(path):
     cell = gallery["lstm"](3, 4, dtype=np.float64)
     x = np.random.default_rng(2).normal(size=(5, 3, 3))
     lengths = np.array([5, 3, 2])
