@@ -70,8 +70,17 @@ class CudaWriter(Writer):
         return self._at("row", self.name("carried@" + n), idx)
 
     def columns(self, width, lines):
-        """``lines`` for each column j of ``width`` this thread owns."""
-        return [f"for j in range(jj, {width}, {self.unit}):"] + ["    " + line for line in lines]
+        """``lines`` for each column j of ``width`` this thread owns (a loop of a constant count:
+        a stepped ``range`` costs the kernels registers)."""
+        u = self.unit
+        if width == u:
+            return ["j = jj"] + lines
+        if width < u:
+            return [f"if jj < {width}:", "    j = jj"] + ["    " + line for line in lines]
+        if width % u == 0:
+            return [f"for q in range({width} // {u}):", f"    j = jj + q * {u}"] + ["    " + line for line in lines]
+        return ([f"for q in range(({width} + {u - 1}) // {u}):", f"    j = jj + q * {u}", f"    if j < {width}:"]
+                + ["        " + line for line in lines])
 
     # ------------------------------------------------------------ the stages
 
