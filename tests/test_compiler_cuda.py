@@ -16,6 +16,7 @@ import pytest
 
 from tinyseq import Tensor, nn
 from tinyseq.bptt import grad_norms_through_time
+from tinyseq_jit.compiler import compile_cell
 
 from helpers import load_example
 
@@ -35,6 +36,18 @@ def path(request, monkeypatch):
     if request.param == "per-step":
         monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
     return request.param
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every device array the generated module allocates uninitialised starts as nan: an element
+    a kernel forgets to write, and reads, stays nan."""
+    from numba import cuda
+
+    def device_array(shape, dtype=np.float64, **kwargs):
+        return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
+
+    monkeypatch.setattr(cuda, "device_array", device_array)
 
 
 def _run(cell, backend, x, lengths, reverse):
@@ -57,9 +70,9 @@ def _run(cell, backend, x, lengths, reverse):
 
 
 @runs_kernels
-@pytest.mark.parametrize("name", ["lstm_peephole", "gru_classic", "mgu", "indrnn", "mirnn", "ligru"])
+@pytest.mark.parametrize("name", ["lstm_peephole", "lstm_coupled", "gru_classic", "mgu", "indrnn", "mirnn", "ligru"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
-def test_compiled_cells_on_cuda_equal_the_graph(path, name, dtype, tol):
+def test_compiled_cells_on_cuda_equal_the_graph(poisoned, path, name, dtype, tol):
     cell = gallery[name](3, 4, dtype=dtype)
     x = np.random.default_rng(1).normal(size=(4, 3, 3)).astype(dtype)
     lengths = np.array([4, 2, 1])
@@ -94,4 +107,13 @@ def test_the_cuda_module_reads_as_the_cell():
     source = layer.kernel_source(device="cuda")
     assert "@cuda.jit" in source and "def forward(" in source and "def backward(" in source
     assert "f[t, b, j] = sigmoid(t3)" in source  # the cell's own names, one line per op
-    assert "cuda.atomic.add(d_f_bias, j, d_t3)" in source  # a bias's gradient summed over the batch
+    # a bias's gradient: the sum over all steps of a gradient kept for the weights' GEMM, after the loop
+    assert 'grads["f.bias"] = (sums_d_x_w[0:4])' in source and "atomic" not in source
+    assert "def block_forward(" in source and "cuda.shared.array((ROWS, WIDE_1), FT)" in source
+
+
+@runs_kernels
+def test_a_parameter_gradient_no_kept_gradient_holds_is_summed_by_atomics():
+    source = compile_cell(gallery["mirnn"](3, 4, dtype=np.float64), 3, np.float64, "cuda").source
+    assert "cuda.atomic.add(d_alpha, j, d_t2 * x_w[t, b, j])" in source  # d_t2 is no kept array's column
+    assert 'grads["alpha"] = d_alpha.copy_to_host()' in source

@@ -48,6 +48,8 @@ class CudaWriter(Writer):
         self.kernels = []  # (name, scalar arguments, the arrays it takes) of each kernel written
         self.block = False  # writing the per-block kernels: rows in shared memory, indexed by ``row``
         self.unit = max(self.width(n) for n in self.p.state_names)
+        self.deferred = {}  # vector -> [(source blocks, value array or None)]: gradients summed after the loop
+        self.zero_padded = []  # forward arrays a deferred gradient's product reads at every step
         self.stages = self._stages()
 
     # ------------------------------------------------------------ lines that differ on the GPU
@@ -58,6 +60,8 @@ class CudaWriter(Writer):
         return Writer._at(storage, ident, idx)
 
     def write(self, out, name, target, expr, shared):
+        if name in self.deferred:
+            return  # summed after the loop (``sums``)
         if shared and self.assign(name) == "+=" and "[" in target:
             array, index = target[:-1].split("[", 1)
             out(f"cuda.atomic.add({array}, ({index}), {expr.text})" if "," in index else
@@ -147,7 +151,14 @@ class CudaWriter(Writer):
         lines = []
         for n in self.p.state_names:
             lines += self.columns(self.width(n), [f"{self.name(n)}[t, b, j] = {self.carried(n)}"])
-        return lines
+        zeros = [line for value in self.zero_padded for line in self.columns(
+            self.seq_width(self.s_name(value)), [f"{value}[t, b, j] = F(0.0)"])]
+        return lines + (["if t >= lengths[b]:  # a product summed over every step reads these"]
+                        + ["    " + line for line in zeros] if zeros else [])
+
+    def s_name(self, ident):
+        """The program's name of a kept value's identifier."""
+        return next(n for n in self.seq_values() if self.name(n) == ident)
 
     def end_lines(self):
         """Step t's output, and the states the next step starts from."""
@@ -179,14 +190,20 @@ class CudaWriter(Writer):
             lines += self.columns(self.width(p.y), [f"{target} {self.assign(p.y)} d_out[t, b, j]"])
         return lines
 
-    def group_lines(self, group, backward=False):
-        """A group's lines for one thread: its columns (a sum's or a cat's: its own loops)."""
+    def raw_lines(self, group, backward=False):
+        """A group's lines for the thread of one column j (a sum's or a cat's: with their own loops)."""
         body = _Lines()
         (self.backward_group if backward else self.forward_group)(body, group)
         if group.kind != "loop":
             return body.lines
-        lines = [line[4:] if line.startswith("    ") else line for line in body.lines
-                 if not line.startswith("for j in range(")]
+        return [line[4:] if line.startswith("    ") else line for line in body.lines
+                if not line.startswith("for j in range(")]
+
+    def group_lines(self, group, backward=False):
+        """A group's lines for one thread: its columns (a sum's or a cat's: its own loops)."""
+        lines = self.raw_lines(group, backward)
+        if group.kind != "loop":
+            return lines
         return self.columns(group.width, lines) if lines else []
 
     def norm_lines(self, state, name):
@@ -343,6 +360,136 @@ class CudaWriter(Writer):
         return [f"gemm({self.d_ident(r)}[t], {self.name(r + '@weights')}, {back_out}, trans_b=True){note}",
                 self.kernel(kernels, f"backward_{self.name(r)}", f"{self.d_ident(m.left)} += the product's gradient.",
                             [(self.columns(kk, [f"{target} {self.assign(m.left)} {back_out}[b, j]"]), True)])]
+
+    # ------------------------------------------------------------ parameters' gradients after the loop
+
+    def defer(self):
+        """Find the vectors (biases, peepholes) whose gradient can be summed after the loop, as the
+        hand-written kernels do (``column_sums``, ``product_column_sums``): every term a thread adds
+        into it is a value some (T, B, n) gradient array keeps column by column (``d_x_w[t, b, j] =
+        d_t2``), or that value times a (T, B, n) array of the forward. Follows the copies of the
+        backward's lines (``d_t5 = d_t6``, ``d_gates[b, 4 + j] = d_f``) in blocks of U columns;
+        a vector with any other term keeps its atomics. Returns {vector: [(blocks, value)]},
+        each block an (array, U-column) the term's block q is kept in."""
+        u, s = self.unit, self.s
+        stores = {self.d_ident(f"{s.x}@w")} if s.hoisted else set()
+        stores |= {self.d_ident(s.gemm_result(m)) for m in self.gemm_weights()}
+        values = {self.name(n) for n in self.seq_values()}
+        zeroed = {self.name(n) for n in self.p.state_names} | {self.name(n) for n in self.padded_lefts()}
+        vectors = {self.d_ident(v): v for v in s.vectors if v in self.trainable()}
+        token = r"(\w+)(?:\[(t, )?b, (?:(\d+) \+ )?j\])?"
+        writes, copies, rows, kept, terms = {}, [], [], [], {}
+
+        def atom(match, q):
+            name, seq, offset = match.group(1), match.group(2), int(match.group(3) or 0)
+            if not match.group(0).endswith("]"):
+                return (name, q)
+            return None if seq or offset % u else (name, offset // u + q)
+
+        for line in self.begin_back_lines():  # the rows the step starts from: added into, no copies
+            target = re.match(r"\s*(\w+)\[", line)
+            if target:
+                writes[target.group(1)] = 2
+        lines = [(line, g.width if g.kind == "loop" else 0) for kind, items in self.stages
+                 if kind == "pointwise" for g in items for line in self.raw_lines(g, backward=True)]
+        for line, w in lines:
+            line = line.split("  #")[0].strip()
+            if not line or line.startswith("#") or line.startswith("j ") or line.startswith("if "):
+                continue
+            blocks = range(w // u) if w and w % u == 0 else None
+            atomic = re.fullmatch(r"cuda\.atomic\.add\((\w+), (.+?), (.+)\)", line)
+            if atomic:
+                target, index, expr = atomic.groups()
+                if target in vectors:
+                    product = re.fullmatch(rf"{token} \* (\w+)\[t, b, j\]", expr)
+                    plain = re.fullmatch(token, expr)
+                    ok = index == "j" and blocks is not None and (plain or product and product.group(4) in values)
+                    terms.setdefault(vectors[target], []).append(
+                        (line, [atom(product or plain, q) for q in blocks], product and product.group(4)) if ok else None)
+                else:
+                    writes[target] = writes.get(target, 0) + 2  # another thread's column: no copy
+                continue
+            assign = re.fullmatch(rf"{token} (\+?=) (.+)", line)
+            if not assign or blocks is None:
+                continue
+            sign, right = assign.group(4), assign.group(5)
+            lhs = re.fullmatch(token, line.split(f" {sign} ")[0])
+            for q in blocks:
+                a = atom(lhs, q)
+                if a is not None:
+                    writes[a] = writes.get(a, 0) + (1 if sign == "=" else 2)
+            source = re.fullmatch(token, right)
+            if sign != "=" or not source:
+                continue
+            if lhs.group(2) and lhs.group(1) in stores:
+                kept += [(atom(source, q), (lhs.group(1), int(lhs.group(3) or 0) // u + q)) for q in blocks
+                         if int(lhs.group(3) or 0) % u == 0]
+            elif not lhs.group(2):
+                copies += [(atom(lhs, q), atom(source, q)) for q in blocks]
+
+        parent = {}
+
+        def root(a):
+            while parent.get(a, a) != a:
+                a = parent[a]
+            return a
+
+        for a, b in copies:
+            if a is not None and b is not None and writes.get(a) == 1 and (a[0] not in writes or writes[a[0]] < 2):
+                parent[root(a)] = root(b)
+        where = {}
+        for a, place in kept:
+            if a is not None:
+                where.setdefault(root(a), []).append(place)
+        deferred = {}
+        for v, found in terms.items():
+            if all(t is not None and all(a is not None and root(a) in where for a in t[1]) for t in found):
+                deferred[v] = [([where[root(a)] for a in blocks], value) for _, blocks, value in found]
+        for v, found in list(deferred.items()):  # a product's value must be zero at padded steps, its blocks adjacent
+            for places, value in found:
+                if value is not None and not self._adjacent(places):
+                    deferred.pop(v)
+                    break
+        self.zero_padded = sorted({value for found in deferred.values() for _, value in found
+                                   if value is not None and value not in zeroed})
+        return deferred
+
+    @staticmethod
+    def _adjacent(places):
+        """True when some choice of the blocks' places is one array's consecutive blocks."""
+        return any(all((array, first + q) in options for q, options in enumerate(places))
+                   for array, first in places[0])
+
+    def sums(self, out):
+        """The lines after the loop that sum the deferred vectors' gradients: one launch per
+        gradient array summed (the fewest that hold every term) and per product."""
+        chosen, needed = [], [set(p for p in options) for found in self.deferred.values() for places, value in found
+                              if value is None for options in places]
+        while needed:  # greedy: the array that holds the most blocks still needed
+            arrays = {array for options in needed for array, _ in options}
+            best = max(sorted(arrays), key=lambda a: sum(any(p[0] == a for p in o) for o in needed))
+            chosen.append(best)
+            needed = [o for o in needed if not any(p[0] == best for p in o)]
+        u = self.unit
+        for array in chosen:
+            out(f"sums_{array} = column_sums({array}.reshape(steps * batch, {array}.shape[2])).copy_to_host()")
+        for v, found in self.deferred.items():
+            parts = []
+            for places, value in found:
+                if value is None:
+                    runs = []  # (array, first block, blocks): consecutive blocks of one array in one slice
+                    for a, c in [next(p for p in sorted(options) if p[0] in chosen) for options in places]:
+                        if runs and runs[-1][0] == a and runs[-1][1] + runs[-1][2] == c:
+                            runs[-1][2] += 1
+                        else:
+                            runs.append([a, c, 1])
+                    slices = [f"sums_{a}[{c * u}:{(c + n) * u}]" for a, c, n in runs]
+                    parts.append(slices[0] if len(slices) == 1 else f"np.concatenate(({', '.join(slices)}))")
+                else:
+                    array, first = next((a, f) for a, f in sorted(places[0])
+                                        if all((a, f + q) in o for q, o in enumerate(places)))
+                    parts.append(f"product_sums({array}, {first * u}, {value})")
+            out(f'grads["{v}"] = ({" + ".join(parts)}).reshape({self.weight_shape(v)}).copy()')
 
     # ------------------------------------------------------------ the per-block kernels
 
@@ -553,6 +700,7 @@ class CudaWriter(Writer):
         self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
                        and key not in self.p.state_names and key != self.s.x}
         self.coverage = None
+        self.deferred = self.defer()
         self.kernels = []
         kernels = _Lines()
         launches = self.forward_launches(kernels), self.backward_launches(kernels)
@@ -572,7 +720,8 @@ class CudaWriter(Writer):
         out("import numpy as np")
         out("from numba import cuda")
         out()
-        out("from tinyseq_jit.cuda._common import MAX_HIDDEN, ROWS, block_grid, grid, line, per_block")
+        out("from tinyseq_jit.cuda._common import KERNELS, MAX_HIDDEN, ROWS, block_grid, column_sums, grid, line, "
+            "per_block")
         out("from tinyseq_jit.cuda._gemm import gemm")
         out("from tinyseq_jit.cuda._runtime import launch")
         out()
@@ -591,6 +740,17 @@ class CudaWriter(Writer):
             out(f"return per_block({self.unit}) and ROWS * {words} * MAX_HIDDEN * np.dtype(F).itemsize <= {SHARED_BYTES}")
         out()
         out()
+        if any(value is not None for found in self.deferred.values() for _, value in found):
+            with out.block("def product_sums(a, start, c):"):
+                out('"""The sums over all steps and sequences of a[t, b, start + j] * c[t, b, j] (a peephole\'s '
+                    'gradient), on the host: one launch."""')
+                out("flat = c.reshape(c.shape[0] * c.shape[1], c.shape[2])")
+                out("sums = cuda.device_array(c.shape[2], c.dtype)")
+                out('launch(KERNELS[c.dtype.name]["product_column_sums"], *line(c.shape[2]), '
+                    'a.reshape(flat.shape[0], a.shape[2]), start, flat, sums)')
+                out("return sums.copy_to_host()")
+            out()
+            out()
         for name, body in (("sigmoid", "F(1.0) / (F(1.0) + math.exp(-a))"), ("tanh", "math.tanh(a)"),
                            ("exp", "math.exp(a)"), ("log", "math.log(a)"),
                            ("sign", "F(1.0) if a > F(0.0) else (F(-1.0) if a < F(0.0) else a * F(0.0))")):
@@ -676,7 +836,7 @@ class CudaWriter(Writer):
             for m in self.gemm_weights():
                 r = s.gemm_result(m)
                 out(f"{self.d_ident(r)} = cuda.to_device(np.zeros((steps, batch, {m.columns[-1][1]}), dtype=dtype))")
-            for v in [v for v in s.vectors if v in self.trainable()]:
+            for v in [v for v in s.vectors if v in self.trainable() and v not in self.deferred]:
                 out(f"{self.d_ident(v)} = cuda.to_device(np.zeros({self.name(v)}.shape, dtype=dtype))")
             with out.block("if block_path():  # all steps in one kernel"):
                 out(blocks[1])
@@ -703,8 +863,11 @@ class CudaWriter(Writer):
                 out(f"    gemm({self.d_ident(f'{s.x}@w')}.reshape({rows}, {s.hoisted.columns[-1][1]}), "
                     f"{self.name(f'{s.x}@weights')}, {self.d_ident(s.x)}.reshape({rows}, {self.width(s.x)}), "
                     "trans_b=True, accumulate=True)")
-            for v in [v for v in s.vectors if v in self.trainable()]:
+            for v in [v for v in s.vectors if v in self.trainable() and v not in self.deferred]:
                 out(f'grads["{v}"] = {self.d_ident(v)}.copy_to_host().reshape({self.weight_shape(v)})')
+            if self.deferred:
+                out("# the biases' and peepholes' gradients: sums over all steps of the gradients kept above")
+                self.sums(out)
             d_initial = [f"{self.d_ident(n)}.copy_to_host()" for n in p.state_names]
             out(f"return ({self.d_ident(s.x)}.copy_to_host() if need_dx else None), ({', '.join(d_initial)},), grads")
         out()
