@@ -73,6 +73,16 @@ class CudaWriter(Writer):
         """Element ``idx`` of state ``n`` between steps (a (B, n) array, or shared per block)."""
         return self._at("row", self.name("carried@" + n), idx)
 
+    def per_column(self, lines):
+        """(width, line) pairs as ``columns`` blocks, one per run of the same width."""
+        runs = []
+        for width, line in lines:
+            if runs and runs[-1][0] == width:
+                runs[-1][1].append(line)
+            else:
+                runs.append((width, [line]))
+        return [text for width, run in runs for text in self.columns(width, run)]
+
     def columns(self, width, lines):
         """``lines`` for each column j of ``width`` this thread owns (a loop of a constant count:
         a stepped ``range`` costs the kernels registers)."""
@@ -148,11 +158,10 @@ class CudaWriter(Writer):
 
     def begin_lines(self):
         """Keep the states step t starts from (every sequence: the weight gradients read them all)."""
-        lines = []
-        for n in self.p.state_names:
-            lines += self.columns(self.width(n), [f"{self.name(n)}[t, b, j] = {self.carried(n)}"])
-        zeros = [line for value in self.zero_padded for line in self.columns(
-            self.seq_width(self.s_name(value)), [f"{value}[t, b, j] = F(0.0)"])]
+        lines = self.per_column([(self.width(n), f"{self.name(n)}[t, b, j] = {self.carried(n)}")
+                                 for n in self.p.state_names])
+        zeros = self.per_column([(self.seq_width(self.s_name(value)), f"{value}[t, b, j] = F(0.0)")
+                                 for value in self.zero_padded])
         return lines + (["if t >= lengths[b]:  # a product summed over every step reads these"]
                         + ["    " + line for line in zeros] if zeros else [])
 
@@ -163,11 +172,10 @@ class CudaWriter(Writer):
     def end_lines(self):
         """Step t's output, and the states the next step starts from."""
         p = self.p
-        lines = self.columns(self.width(p.y), [f"out[t, b, j] = {self.read(p.y, self.width(p.y)).text}"])
-        for n, new in zip(p.state_names, p.new_state):
-            if new != n:
-                lines += self.columns(self.width(n), [f"{self.carried(n)} = {self.read(new, self.width(new)).text}"])
-        return lines
+        lines = [(self.width(p.y), f"out[t, b, j] = {self.read(p.y, self.width(p.y)).text}")]
+        lines += [(self.width(n), f"{self.carried(n)} = {self.read(new, self.width(new)).text}")
+                  for n, new in zip(p.state_names, p.new_state) if new != n]
+        return self.per_column(lines)
 
     def begin_back_lines(self):
         """Step t's gradients: zeroed, then the carried ones and the output's added."""
@@ -175,20 +183,20 @@ class CudaWriter(Writer):
         lines = []
         d_rows = [n for n in s.ops if s.d_storage[n] == "row" and n in s.grads and n not in self.single]
         for n in d_rows:
-            lines += self.columns(self.width(n), [f"{self.d_target(n, self.width(n))[0]} = F(0.0)"])
+            lines.append((self.width(n), f"{self.d_target(n, self.width(n))[0]} = F(0.0)"))
         for n, new in zip(p.state_names, p.new_state):
             if new != n:
                 self.cover(new)
                 target, _ = self.d_target(new, self.width(n))
-                lines += self.columns(self.width(n), [f"{target} {self.assign(new)} {self.d_target(n, self.width(n))[0]}"])
+                lines.append((self.width(n), f"{target} {self.assign(new)} {self.d_target(n, self.width(n))[0]}"))
         for n, new in zip(p.state_names, p.new_state):
             if new != n:
-                lines += self.columns(self.width(n), [f"{self.d_target(n, self.width(n))[0]} = F(0.0)"])
+                lines.append((self.width(n), f"{self.d_target(n, self.width(n))[0]} = F(0.0)"))
         if p.y in s.grads:
             self.cover(p.y)
             target, _ = self.d_target(p.y, self.width(p.y))
-            lines += self.columns(self.width(p.y), [f"{target} {self.assign(p.y)} d_out[t, b, j]"])
-        return lines
+            lines.append((self.width(p.y), f"{target} {self.assign(p.y)} d_out[t, b, j]"))
+        return self.per_column(lines)
 
     def raw_lines(self, group, backward=False):
         """A group's lines for the thread of one column j (a sum's or a cat's: with their own loops)."""
@@ -599,8 +607,8 @@ class CudaWriter(Writer):
     def block_forward(self, out):
         self.block = True
         p = self.p
-        setup = self.guarded("mine", [line for n in p.state_names for line in self.columns(
-            self.width(n), [f"{self.carried(n)} = {self.name('io@' + n)}[b, j]"])])
+        setup = self.guarded("mine", self.per_column([(self.width(n), f"{self.carried(n)} = {self.name('io@' + n)}[b, j]")
+                                                      for n in p.state_names]))
         body = self.guarded("mine", self.begin_lines())
         for kind, item, meet in self.block_items():
             body += ["cuda.syncthreads()"] if meet else []
@@ -613,8 +621,8 @@ class CudaWriter(Writer):
         body += ["cuda.syncthreads()  # every thread has read the states step t started from"]
         body += self.guarded("valid", self.end_lines())
         body += ["cuda.syncthreads()"]
-        finish = self.guarded("mine", [line for n in p.state_names for line in self.columns(
-            self.width(n), [f"{self.name('io@' + n)}[b, j] = {self.carried(n)}"])])
+        finish = self.guarded("mine", self.per_column([(self.width(n), f"{self.name('io@' + n)}[b, j] = {self.carried(n)}")
+                                                       for n in p.state_names]))
         launch = self.block_kernel(out, "block_forward", "The whole recurrence, ROWS sequences per block.", setup,
                                    body, finish, backward=False)
         self.block = False
@@ -623,8 +631,8 @@ class CudaWriter(Writer):
     def block_backward(self, out):
         self.block = True
         p = self.p
-        setup = self.guarded("mine", [line for n in p.state_names for line in self.columns(
-            self.width(n), [f"{self.d_target(n, self.width(n))[0]} = {self.name('io@' + n)}[b, j]"])])
+        setup = self.guarded("mine", self.per_column([(self.width(n), f"{self.d_target(n, self.width(n))[0]} = "
+                                                      f"{self.name('io@' + n)}[b, j]") for n in p.state_names]))
         body = self.guarded("valid", self.begin_back_lines())
         items = self.block_items()
         for i in reversed(range(len(items))):
@@ -646,8 +654,8 @@ class CudaWriter(Writer):
                 body += ["cuda.syncthreads()"]
                 body += self.guarded("record and valid and jj == 0", self.norm_lines(state, n))
         body += ["cuda.syncthreads()"]
-        finish = self.guarded("mine", [line for n in p.state_names for line in self.columns(
-            self.width(n), [f"{self.name('io@' + n)}[b, j] = {self.d_target(n, self.width(n))[0]}"])])
+        finish = self.guarded("mine", self.per_column([(self.width(n), f"{self.name('io@' + n)}[b, j] = "
+                                                       f"{self.d_target(n, self.width(n))[0]}") for n in p.state_names]))
         launch = self.block_kernel(out, "block_backward", "BPTT over all steps, ROWS sequences per block.", setup,
                                    body, finish, backward=True)
         self.block = False
