@@ -186,3 +186,20 @@ def test_generated_launch_counts_equal_hand_written(path, name):
         assert block == (path == "per-block") and generated[0].get("block_forward", 1) == 1
         per_step_kernels = sum(n for k, n in generated[0].items() if k.startswith("forward_"))
         assert per_step_kernels == (0 if block else steps * (2 if name == "gru_classic" else 1))
+
+
+#: found by tests/test_compiler_property.py on the per-step path: states of widths 1 and 2 (a thread
+#: owns columns j mod 2), a slice at offset 1 adds its gradient into another thread's column of a
+#: row the same kernel zeroed and added into (its group now runs in a kernel of its own)
+SLICE_ACROSS_THREADS = (1, (1, 2), (
+    ("linear", 0, 2, 0, True), ("linear", 1, 2, 0, False), ("binary", "add", 3, 4), ("slice", 5, 0, 1),
+    ("slice", 5, 1, 2), ("unary", "sigmoid", 0), ("binary", "add", 6, 7), ("binary", "add", 9, 8),
+    ("unary", "tanh", 10), ("unary", "tanh", 5),
+), (11, 12), 3)
+
+
+@runs_kernels
+def test_a_slice_across_threads_agrees_with_the_graph(path):
+    from test_compiler_property import check_compiled_equals_graph
+
+    check_compiled_equals_graph((SLICE_ACROSS_THREADS, 0, 1, 1, None, False, False), np.float64, "cuda")

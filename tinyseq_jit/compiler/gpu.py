@@ -30,7 +30,6 @@ Layout of the module: the per-step kernels ``forward_<k>``/``backward_<k>`` (wit
 ``forward`` / ``backward`` in Python, which pick the path and launch them.
 """
 
-import math
 import re
 
 from .cpu import Writer, _Lines
@@ -118,9 +117,10 @@ class CudaWriter(Writer):
             stages[k + 2] = (after, [g for g in groups if g not in keep] + stages[k + 2][1])
         return [(kind, items) for kind, items in stages if items]
 
-    def crosses(self, group, made):
-        """True when a thread of ``group`` reads a value of ``made`` (names and product arrays
-        written since the threads last met) at a column another thread owns."""
+    def crosses(self, group):
+        """True when a thread of ``group`` reads a value at a column another thread owns (a slice
+        at an offset that is no multiple of U, a width-1 value broadcast, a sum, a cat); backward,
+        such a read adds a gradient into another thread's column."""
         if group.kind != "loop":
             return True
         for name in group.ops:
@@ -128,9 +128,7 @@ class CudaWriter(Writer):
             for a in op.inputs:
                 if not isinstance(a, str):
                     continue
-                key, offset = self.s.alias[a] if a in self.s.alias else (a, 0)
-                if key not in made:
-                    continue
+                offset = self.s.alias[a][1] if a in self.s.alias else 0
                 if op.kind == "getitem":
                     offset += op.attr("index")[0][0]
                 if (self.width(a) == 1 and group.width != 1) or offset % self.unit:
@@ -139,20 +137,14 @@ class CudaWriter(Writer):
 
     def segments(self, groups):
         """The groups of a point-wise stage in runs that one kernel (one stretch between two
-        ``syncthreads``) can compute: a new run where a group reads across threads, and a sum or
-        a cat alone (one thread per sequence runs it)."""
-        runs, made = [], set()
+        ``syncthreads``) can compute: a group that reads across threads runs alone (a sum or a cat:
+        one thread per sequence runs it)."""
+        runs = []
         for g in groups:
-            if not runs or runs[-1][-1].kind != "loop" or self.crosses(g, made):
+            if not runs or self.crosses(runs[-1][-1]) or self.crosses(g):
                 runs.append([])
-                made = set()
             runs[-1].append(g)
-            made.update(g.ops)
         return runs
-
-    def joins(self, run, made):
-        """True when ``run`` can follow what wrote ``made`` without the threads meeting."""
-        return run[0].kind == "loop" and not any(self.crosses(g, set(made)) for g in run)
 
     # ------------------------------------------------------------ lines of a step
 
@@ -285,7 +277,7 @@ class CudaWriter(Writer):
             for r, run in enumerate(runs):
                 loop, parts = run[0].kind == "loop", []
                 if not begun:
-                    if self.joins(run, states):
+                    if not self.crosses(run[0]):
                         parts.append((self.begin_lines(), False))
                     else:
                         launches.append(self.kernel(kernels, "begin_forward", begin_doc, [(self.begin_lines(), False)]))
@@ -306,7 +298,7 @@ class CudaWriter(Writer):
     def backward_launches(self, kernels):
         """The kernels of the per-step backward, written into ``kernels``; returns the launch
         lines of one step."""
-        p, states = self.p, self.p.state_names
+        p = self.p
         launches, begun, count = [], False, 0
         begin_doc = "Step t's gradients: zeroed, then the carried ones and the output's added."
         begin = self.begin_back_lines()
@@ -322,7 +314,7 @@ class CudaWriter(Writer):
             for run in reversed(self.segments(items)):
                 loop, parts = run[0].kind == "loop", []
                 if not begun:
-                    if self.joins(run, states):
+                    if not self.crosses(run[0]):
                         parts.append((begin, True))
                     else:
                         launches.append(self.kernel(kernels, "begin_backward", begin_doc, [(begin, True)]))
@@ -386,7 +378,7 @@ class CudaWriter(Writer):
         zeroed = {self.name(n) for n in self.p.state_names} | {self.name(n) for n in self.padded_lefts()}
         vectors = {self.d_ident(v): v for v in s.vectors if v in self.trainable()}
         token = r"(\w+)(?:\[(t, )?b, (?:(\d+) \+ )?j\])?"
-        writes, copies, rows, kept, terms = {}, [], [], [], {}
+        writes, copies, kept, terms = {}, [], [], {}
 
         def atom(match, q):
             name, seq, offset = match.group(1), match.group(2), int(match.group(3) or 0)
@@ -592,15 +584,13 @@ class CudaWriter(Writer):
     def block_items(self):
         """The step's items in order, ("gemm", a merged GEMM) or ("run", groups), each with
         whether the threads meet (``syncthreads``) before it."""
-        items, made = [], set(self.p.state_names)
+        items = []
         for kind, stage in self.stages:
             if kind == "gemm":
                 items += [("gemm", m, i == 0) for i, m in enumerate(stage)]
-                made = {self.s.gemm_result(m) for m in stage}
                 continue
             for run in self.segments(stage):
-                meet = not self.joins(run, made) or (items and items[-1][0] == "run" and items[-1][1][-1].kind != "loop")
-                made = (set() if meet else made) | {name for g in run for name in g.ops}
+                meet = self.crosses(run[0]) or (items and items[-1][0] == "run" and self.crosses(items[-1][1][-1]))
                 items.append(("run", run, bool(meet)))
         return items
 
