@@ -198,8 +198,19 @@ SLICE_ACROSS_THREADS = (1, (1, 2), (
 ), (11, 12), 3)
 
 
+#: found by the property on the per-step path: a group that the product after it reads (values_2)
+#: also reads a value (values_3) of a group the product does not read, which must not wait for the
+#: kernel after the product
+READ_BEFORE_PRODUCT = (2, (1,), (
+    ("linear_x", 1, 1), ("unary", "sigmoid", 0), ("linear", 2, 1, 0, True), ("slice", 3, 0, 1),
+    ("binary", "add", 5, 4), ("unary", "tanh", 6),
+), (7,), 2)
+
+
 @runs_kernels
-def test_a_slice_across_threads_agrees_with_the_graph(path):
+@pytest.mark.parametrize("case", [(SLICE_ACROSS_THREADS, 0, 1, 1, None, False, False),
+                                  (READ_BEFORE_PRODUCT, 0, 1, 1, [1], False, False)], ids=["slice", "product"])
+def test_cells_the_property_found_agree_with_the_graph(path, case):
     from test_compiler_property import check_compiled_equals_graph
 
-    check_compiled_equals_graph((SLICE_ACROSS_THREADS, 0, 1, 1, None, False, False), np.float64, "cuda")
+    check_compiled_equals_graph(case, np.float64, "cuda")

@@ -107,11 +107,12 @@ class CudaWriter(Writer):
             if kind != "pointwise" or next_kind != "gemm" or after != "pointwise":
                 continue
             needed, todo = set(), [m.left for m in gemms]
-            while todo:
+            while todo:  # what the products read, and all else of the groups that compute it
                 name = todo.pop()
                 if name in self.s.ops and name not in needed:
                     needed.add(name)
                     todo += [a for a in self.s.ops[name].inputs if isinstance(a, str)]
+                    todo += [n for g in groups if name in g.ops for n in g.ops]
             keep = [g for g in groups if needed & set(g.ops)]
             stages[k] = (kind, keep)
             stages[k + 2] = (after, [g for g in groups if g not in keep] + stages[k + 2][1])
@@ -587,7 +588,8 @@ class CudaWriter(Writer):
         items = []
         for kind, stage in self.stages:
             if kind == "gemm":
-                items += [("gemm", m, i == 0) for i, m in enumerate(stage)]
+                fresh = any(m.left not in self.p.state_names for m in stage)  # the states met at the step's end
+                items += [("gemm", m, i == 0 and fresh) for i, m in enumerate(stage)]
                 continue
             for run in self.segments(stage):
                 meet = self.crosses(run[0]) or (items and items[-1][0] == "run" and self.crosses(items[-1][1][-1]))
