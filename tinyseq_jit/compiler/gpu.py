@@ -49,6 +49,7 @@ class CudaWriter(Writer):
         self.unit = max(self.width(n) for n in self.p.state_names)
         self.deferred = {}  # vector -> [(source blocks, value array or None)]: gradients summed after the loop
         self.zero_padded = []  # forward arrays a deferred gradient's product reads at every step
+        self.crossing = False  # writing the backward of a group whose threads add into each other's columns
         self.stages = self._stages()
 
     # ------------------------------------------------------------ lines that differ on the GPU
@@ -61,7 +62,7 @@ class CudaWriter(Writer):
     def write(self, out, name, target, expr, shared):
         if name in self.deferred:
             return  # summed after the loop (``sums``)
-        if shared and self.assign(name) == "+=" and "[" in target:
+        if (shared or self.crossing) and self.assign(name) == "+=" and "[" in target:
             array, index = target[:-1].split("[", 1)
             out(f"cuda.atomic.add({array}, ({index}), {expr.text})" if "," in index else
                 f"cuda.atomic.add({array}, {index}, {expr.text})")
@@ -194,7 +195,9 @@ class CudaWriter(Writer):
     def raw_lines(self, group, backward=False):
         """A group's lines for the thread of one column j (a sum's or a cat's: with their own loops)."""
         body = _Lines()
+        self.crossing = backward and group.kind == "loop" and self.crosses(group)  # every addition atomic
         (self.backward_group if backward else self.forward_group)(body, group)
+        self.crossing = False
         if group.kind != "loop":
             return body.lines
         return [line[4:] if line.startswith("    ") else line for line in body.lines
@@ -214,6 +217,7 @@ class CudaWriter(Writer):
                 f"    total += {g} * {g}", f"grad_norms[{state}, t, b] = math.sqrt(total)"]
 
     def state_norms(self, group):
+        """(state index, new state) for each new state ``group`` computes."""
         return [(k, new) for k, new in enumerate(self.p.new_state) if new in group.ops]
 
     # ------------------------------------------------------------ the per-step kernels
@@ -554,6 +558,7 @@ class CudaWriter(Writer):
 
     @staticmethod
     def guarded(condition, lines):
+        """``lines`` under ``if condition:`` (none for none)."""
         return [f"if {condition}:"] + ["    " + line for line in lines] if lines else []
 
     def block_gemm(self, m):
@@ -572,6 +577,7 @@ class CudaWriter(Writer):
                                                 f"{self.products(m)}"])
 
     def block_gemm_back(self, m):
+        """A product's gradient into its left operand's inside the per-block kernel: each thread its columns."""
         s = self.s
         r = s.gemm_result(m)
         kk = m.products[0].rows[1] - m.products[0].rows[0]
@@ -597,6 +603,7 @@ class CudaWriter(Writer):
         return items
 
     def block_forward(self, out):
+        """Write the per-block forward kernel; returns how to launch it."""
         self.block = True
         p = self.p
         setup = self.guarded("mine", self.per_column([(self.width(n), f"{self.carried(n)} = {self.name('io@' + n)}[b, j]")
@@ -621,6 +628,7 @@ class CudaWriter(Writer):
         return launch
 
     def block_backward(self, out):
+        """Write the per-block backward kernel; returns how to launch it."""
         self.block = True
         p = self.p
         setup = self.guarded("mine", self.per_column([(self.width(n), f"{self.d_target(n, self.width(n))[0]} = "
@@ -684,6 +692,7 @@ class CudaWriter(Writer):
         return ranks
 
     def describe(self, groups):
+        """The widths and the cell's lines of the groups one kernel runs, for its docstring."""
         lines = sorted({self.s.ops[n].line for g in groups for n in g.ops})
         where = f"line {lines[0]}" if len(lines) == 1 else f"lines {lines[0]}-{lines[-1]}"
         return f"{'+'.join(str(g.width) for g in groups)} features, {where}"
