@@ -49,7 +49,7 @@ def module_source(program, device="numba"):
     "numba") or for numba.cuda ("cuda")."""
     cell = program.cell_class
     doc = (f"Fused forward and BPTT of {cell.__name__} ({cell.__module__}.{cell.__qualname__}), "
-           f"{program.dtype}, for {'the CPU' if device == 'numba' else 'numba.cuda (the per-step and per-block paths)'}.")
+           f"{program.dtype}, for {'the CPU' if device == 'numba' else 'numba.cuda (the per-step path)'}.")
     if device == "cuda":
         from .gpu import generate_cuda
 
