@@ -2,9 +2,11 @@
 
 The compiler's CUDA module (``tinyseq_jit/compiler/gpu.py``) equals the graph for cells of
 the gallery (examples/cell_gallery.py): outputs, final states, every gradient and the
-gradient norms, with lengths and NaN in the padding, forward and reversed. Tiny shapes:
-the simulator runs every thread in Python. (The kernels' offline compilation for real GPUs
-is tests/test_cuda_ptx.py's.)
+gradient norms, with lengths and NaN in the padding, forward and reversed, on both paths
+(the time loop in one kernel, and a launch a step); and its launches per pass equal the
+hand-written kernels' (tinyseq_jit/cuda) for the built-in cells. Tiny shapes: the simulator
+runs every thread in Python. (The kernels' offline compilation for real GPUs is
+tests/test_cuda_ptx.py's.)
 """
 
 import os
@@ -14,6 +16,7 @@ import pytest
 
 from tinyseq import Tensor, nn
 from tinyseq.bptt import grad_norms_through_time
+from tinyseq_jit.compiler import compile_cell
 
 from helpers import load_example
 
@@ -23,6 +26,28 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 runs_kernels = pytest.mark.skipif(not SIMULATED, reason="the compiled cells' CUDA tests run under "
                                                         "NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
 gallery = load_example("cell_gallery").GALLERY
+
+
+@pytest.fixture(params=["per-block", "per-step"])
+def path(request, monkeypatch):
+    """Each test that takes it runs on both paths, as tests/test_cuda.py's."""
+    from tinyseq_jit.cuda import _common
+
+    if request.param == "per-step":
+        monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
+    return request.param
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every device array the generated module allocates uninitialised starts as nan: an element
+    a kernel forgets to write, and reads, stays nan."""
+    from numba import cuda
+
+    def device_array(shape, dtype=np.float64, **kwargs):
+        return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
+
+    monkeypatch.setattr(cuda, "device_array", device_array)
 
 
 def _run(cell, backend, x, lengths, reverse):
@@ -45,9 +70,9 @@ def _run(cell, backend, x, lengths, reverse):
 
 
 @runs_kernels
-@pytest.mark.parametrize("name", ["lstm_peephole", "gru_classic", "mgu", "indrnn", "mirnn", "ligru"])
+@pytest.mark.parametrize("name", ["lstm_peephole", "lstm_coupled", "gru_classic", "mgu", "indrnn", "mirnn", "ligru"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
-def test_compiled_cells_on_cuda_equal_the_graph(name, dtype, tol):
+def test_compiled_cells_on_cuda_equal_the_graph(poisoned, path, name, dtype, tol):
     cell = gallery[name](3, 4, dtype=dtype)
     x = np.random.default_rng(1).normal(size=(4, 3, 3)).astype(dtype)
     lengths = np.array([4, 2, 1])
@@ -60,7 +85,7 @@ def test_compiled_cells_on_cuda_equal_the_graph(name, dtype, tol):
 
 
 @runs_kernels
-def test_compiled_cells_on_cuda_record_the_graphs_gradient_norms():
+def test_compiled_cells_on_cuda_record_the_graphs_gradient_norms(path):
     cell = gallery["lstm"](3, 4, dtype=np.float64)
     x = np.random.default_rng(2).normal(size=(5, 3, 3))
     lengths = np.array([5, 3, 2])
@@ -82,4 +107,110 @@ def test_the_cuda_module_reads_as_the_cell():
     source = layer.kernel_source(device="cuda")
     assert "@cuda.jit" in source and "def forward(" in source and "def backward(" in source
     assert "f[t, b, j] = sigmoid(t3)" in source  # the cell's own names, one line per op
-    assert "cuda.atomic.add(d_f_bias, j, d_t3)" in source  # a bias's gradient summed over the batch
+    # a bias's gradient: the sum over all steps of a gradient kept for the weights' GEMM, after the loop
+    assert 'grads["f.bias"] = (sums_d_x_w[0:4])' in source and "atomic" not in source
+    assert "def block_forward(" in source and "cuda.shared.array((ROWS, WIDE_1), FT)" in source
+
+
+@runs_kernels
+def test_a_parameter_gradient_no_kept_gradient_holds_is_summed_by_atomics():
+    source = compile_cell(gallery["mirnn"](3, 4, dtype=np.float64), 3, np.float64, "cuda").source
+    assert "cuda.atomic.add(d_alpha, j, d_t2 * x_w[t, b, j])" in source  # d_t2 is no kept array's column
+    assert 'grads["alpha"] = d_alpha.copy_to_host()' in source
+
+
+# gallery cell: the hand-written kernel of the same cell, its options, its peephole names
+BUILT_IN = {
+    "elman": ("rnn", {}, ()),
+    "lstm": ("lstm", {}, ()),
+    "lstm_peephole": ("lstm", {}, ("ci", "cf", "co")),
+    "lstm_coupled": ("lstm", {"coupled": True}, ()),
+    "lstm_coupled_peephole": ("lstm", {"coupled": True}, ("cf", "co")),
+    "gru": ("gru", {}, ()),
+    "gru_classic": ("gru", {"reset_after": False}, ()),
+}
+
+
+def _launches(forward, backward, states, steps, batch):
+    """Launches of a forward, a backward and a backward recording the gradient norms, by kernel name."""
+    from tinyseq_jit import cuda as tc
+
+    tc.reset_launches()
+    result = forward()
+    counts = [tc.reset_launches()]
+    backward(result, None)
+    counts.append(tc.reset_launches())
+    backward(result, np.zeros((states, steps, batch)))
+    counts.append(tc.reset_launches())
+    return counts
+
+
+@runs_kernels
+@pytest.mark.parametrize("name", list(BUILT_IN))
+def test_generated_launch_counts_equal_hand_written(path, name):
+    """Per pass, the generated module launches as many kernels as the hand-written pair of the same
+    cell, on both paths and for every T: per step a GEMM and one point-wise kernel (two of each for
+    the classic GRU) and a norm kernel per state when recording, or one kernel for all steps; the
+    bias and peephole gradients as the same column sums after the loop. The one difference: the
+    hand-written forward first adds b_ih and b_hh in a launch of its own (``vector_sum``), where the
+    generated kernels add each bias where the cell does (as the graph does)."""
+    from tinyseq_jit import cuda as tc
+
+    kind, options, peepholes = BUILT_IN[name]
+    inputs, hidden, batch = 2, 2, 2
+    cell = gallery[name](inputs, hidden, dtype=np.float64)
+    kernel = compile_cell(cell, inputs, np.float64, "cuda")
+    values = kernel.program.weight_values(dict(cell.named_parameters()))
+    w = {n: np.asarray(getattr(values[n], "data", values[n])) for n in kernel.module.WEIGHTS}
+    weights = {"w_ih": cell.weight_ih.data, "w_hh": cell.weight_hh.data, "b_ih": cell.bias_ih.data,
+               "b_hh": cell.bias_hh.data, **{k: getattr(cell, k).data for k in peepholes}}
+    states = (np.zeros((batch, hidden)),) * len(kernel.module.STATES)
+    for steps in (1, 3):
+        x, lengths = np.ones((steps, batch, inputs)), np.full(batch, steps)
+        d_out = np.ones((steps, batch, hidden))
+
+        def generated_backward(result, norms):
+            kernel.module.backward(result[2], d_out, [np.ones(s.shape) for s in states], grad_norms=norms)
+
+        def hand_written_backward(result, norms):
+            getattr(tc, f"{kind}_backward")(result.saved, d_out, *states, grad_norms=norms)
+
+        generated = _launches(lambda: kernel.module.forward(x, states, w, lengths, False), generated_backward,
+                              len(states), steps, batch)
+        hand_written = _launches(lambda: getattr(tc, f"{kind}_forward")(x, *states, weights, **options),
+                                 hand_written_backward, len(states), steps, batch)
+        assert hand_written[0].pop("vector_sum_float64", 0) == (kind != "gru")
+        for ours, theirs in zip(generated, hand_written):
+            assert sum(ours.values()) == sum(theirs.values()), (steps, ours, theirs)
+        block = "block_forward" in generated[0]
+        assert block == (path == "per-block") and generated[0].get("block_forward", 1) == 1
+        per_step_kernels = sum(n for k, n in generated[0].items() if k.startswith("forward_"))
+        assert per_step_kernels == (0 if block else steps * (2 if name == "gru_classic" else 1))
+
+
+#: found by tests/test_compiler_property.py on the per-step path: states of widths 1 and 2 (a thread
+#: owns columns j mod 2), a slice at offset 1 adds its gradient into another thread's column of a
+#: row the same kernel zeroed and added into (its group now runs in a kernel of its own)
+SLICE_ACROSS_THREADS = (1, (1, 2), (
+    ("linear", 0, 2, 0, True), ("linear", 1, 2, 0, False), ("binary", "add", 3, 4), ("slice", 5, 0, 1),
+    ("slice", 5, 1, 2), ("unary", "sigmoid", 0), ("binary", "add", 6, 7), ("binary", "add", 9, 8),
+    ("unary", "tanh", 10), ("unary", "tanh", 5),
+), (11, 12), 3)
+
+
+#: found by the property on the per-step path: a group that the product after it reads (values_2)
+#: also reads a value (values_3) of a group the product does not read, which must not wait for the
+#: kernel after the product
+READ_BEFORE_PRODUCT = (2, (1,), (
+    ("linear_x", 1, 1), ("unary", "sigmoid", 0), ("linear", 2, 1, 0, True), ("slice", 3, 0, 1),
+    ("binary", "add", 5, 4), ("unary", "tanh", 6),
+), (7,), 2)
+
+
+@runs_kernels
+@pytest.mark.parametrize("case", [(SLICE_ACROSS_THREADS, 0, 1, 1, None, False, False),
+                                  (READ_BEFORE_PRODUCT, 0, 1, 1, [1], False, False)], ids=["slice", "product"])
+def test_cells_the_property_found_agree_with_the_graph(path, case):
+    from test_compiler_property import check_compiled_equals_graph
+
+    check_compiled_equals_graph(case, np.float64, "cuda")
