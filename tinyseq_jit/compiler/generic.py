@@ -261,17 +261,17 @@ def _functions(lines):
 
 def _read_sizes(name, lines, symbols, provides, base_writer):
     """``lines`` with each function reading the symbols it uses: a CUDA kernel as arguments
-    after ``lengths`` (its launches and signature pass them), the others from their own
+    right after its ``lengths`` (its launches and signature pass them), the others from their own
     arguments right after their ``steps, batch = ...`` line."""
     for fn, args, start, end in _functions(lines):
         used = _uses(lines[start + 1:end], symbols)
-        if used and lines[start - 1] == "@cuda.jit" and args[:2] == ["t", "lengths"]:
-            names = ", ".join(used)
-            lines[start] = lines[start].replace("(t, lengths, ", f"(t, lengths, {names}, ", 1)
-            launch = re.compile(rf"(launch\({fn}, \*\w+\([^()]*\), t, lengths)")
-            signature = f"({fn!r}, {fn}.py_func, (index, lengths, "
+        if used and lines[start - 1] == "@cuda.jit" and "lengths" in args:
+            names, before = ", ".join(used), args.index("lengths")
+            lines[start] = lines[start].replace("lengths, ", f"lengths, {names}, ", 1)
+            launch = re.compile(rf"(launch\({fn}, \*\w+\([^()]*\), (?:[^,()]+(?:\([^()]*\))?, ){{{before}}}lengths)")
+            signature = re.compile(rf"(\({fn!r}, {fn}\.py_func, \((?:\w+, ){{{before}}}lengths, )")
             for k, line in enumerate(lines):
-                lines[k] = launch.sub(rf"\1, {names}", line).replace(signature, signature + "index, " * len(used))
+                lines[k] = signature.sub(rf"\1{'index, ' * len(used)}", launch.sub(rf"\1, {names}", line))
     inserted = 0
     for fn, args, start, end in _functions(lines):
         start, end = start + inserted, end + inserted

@@ -743,10 +743,10 @@ class CudaWriter(Writer):
             out(f"WIDE_{m} = {m} * MAX_HIDDEN  # a shared array's row: up to {m} * {self.unit} columns")
         out()
         out()
-        with out.block("def block_path():"):
-            out(f'"""True when a pass runs the per-block kernels: the hidden size {self.unit} takes the per-block path '
-                f'(``_common.per_block``) and the shared arrays ({words} rows of MAX_HIDDEN per sequence) fit."""')
-            out(f"return per_block({self.unit}) and ROWS * {words} * MAX_HIDDEN * np.dtype(F).itemsize <= {SHARED_BYTES}")
+        with out.block("def block_path(unit):"):
+            out(f'"""True when a pass runs the per-block kernels: the widest state\'s size ``unit`` takes the per-block '
+                f'path (``_common.per_block``) and the shared arrays ({words} rows of MAX_HIDDEN per sequence) fit."""')
+            out(f"return per_block(unit) and ROWS * {words} * MAX_HIDDEN * np.dtype(F).itemsize <= {SHARED_BYTES}")
         out()
         out()
         if any(value is not None for found in self.deferred.values() for _, value in found):
@@ -813,7 +813,7 @@ class CudaWriter(Writer):
                 shape = f"(steps, batch, {self.seq_width(n)})"
                 out(f"{self.name(n)} = cuda.to_device(np.zeros({shape}, dtype=dtype))" if n in self.padded_lefts() else
                     f"{self.name(n)} = cuda.device_array({shape}, dtype=dtype)")
-            with out.block("if block_path():  # the whole time loop in one kernel"):
+            with out.block(f"if block_path({self.unit}):  # the whole time loop in one kernel"):
                 out(blocks[0])
             with out.block("else:  # a launch per GEMM and per point-wise kernel, a step at a time"):
                 for n in self.rows():
@@ -847,7 +847,7 @@ class CudaWriter(Writer):
                 out(f"{self.d_ident(r)} = cuda.to_device(np.zeros((steps, batch, {m.columns[-1][1]}), dtype=dtype))")
             for v in [v for v in s.vectors if v in self.trainable() and v not in self.deferred]:
                 out(f"{self.d_ident(v)} = cuda.to_device(np.zeros({self.name(v)}.shape, dtype=dtype))")
-            with out.block("if block_path():  # all steps in one kernel"):
+            with out.block(f"if block_path({self.unit}):  # all steps in one kernel"):
                 out(blocks[1])
             with out.block("else:"):
                 for m in self.gemm_weights():
