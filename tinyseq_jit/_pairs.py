@@ -4,7 +4,8 @@
 ``gru_forward(x, h0, weights, ...)`` return a ``Forward``; the matching backward takes its
 ``saved`` and the gradients of out and of the final state(s) and returns a ``Grads``. They
 run the kernels ``tinyseq_jit.compiler`` generates from each cell's step
-(``tinyseq.nn.RNNStep``, ``LSTMStep``, ``GRUStep``), the same the layers run: the step is
+(``tinyseq.nn.RNNStep``, ``LSTMStep``, ``GRUStep``), the same the layers run, on the CPU or
+with ``device="cuda"`` on numba.cuda (host arrays in and out): the step is
 given the weights under its parameters' names, and the fused node it makes is kept in
 ``saved`` until the backward runs it.
 """
@@ -23,29 +24,29 @@ _PARAMETER = dict(zip(WEIGHTS, ("weight_ih", "weight_hh", "bias_ih", "bias_hh", 
                                 "weight_cf", "weight_co")))
 
 
-def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"):
+def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh", *, device="numba"):
     """Run one Elman RNN layer in one direction over all T steps: x (T, B, I), h0 (B, H),
     ``weights`` w_ih (H, I), w_hh (H, H), optionally b_ih and b_hh (H,); ``lengths`` (B,) or
     None; ``reverse`` runs t = T-1 .. 0; ``nonlinearity`` "tanh" or "relu". A ``Forward``."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"rnn_forward: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    return _forward("rnn_forward", "RNN", x, (h0,), weights, lengths, reverse, {"nonlinearity": nonlinearity})
+    return _forward("rnn_forward", "RNN", x, (h0,), weights, lengths, reverse, {"nonlinearity": nonlinearity}, device)
 
 
-def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False):
+def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False, *, device="numba"):
     """Run one LSTM layer in one direction over all T steps: x (T, B, I); h0, c0 (B, H);
     ``weights`` w_ih (G*H, I) and w_hh (G*H, H) with G = 4 (3 when ``coupled``), optionally
     b_ih and b_hh (G*H,), the projection w_hr (P, H) (then w_hh is (G*H, P) and h0 (B, P)),
     and the peepholes ci, cf, co (H,) each (cf and co when coupled). A ``Forward``: out
     (T, B, H), h_n (B, H), c_n (B, H); out and h_n have P features with w_hr."""
-    return _forward("lstm_forward", "LSTM", x, (h0, c0), weights, lengths, reverse, {"coupled": coupled})
+    return _forward("lstm_forward", "LSTM", x, (h0, c0), weights, lengths, reverse, {"coupled": coupled}, device)
 
 
-def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
+def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True, *, device="numba"):
     """Run one GRU layer in one direction over all T steps: x (T, B, I), h0 (B, H),
     ``weights`` w_ih (3*H, I), w_hh (3*H, H), optionally b_ih and b_hh (3*H,);
     ``reset_after=False`` is Cho et al.'s form. A ``Forward``."""
-    return _forward("gru_forward", "GRU", x, (h0,), weights, lengths, reverse, {"reset_after": reset_after})
+    return _forward("gru_forward", "GRU", x, (h0,), weights, lengths, reverse, {"reset_after": reset_after}, device)
 
 
 def rnn_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
@@ -66,7 +67,7 @@ def gru_backward(saved, d_out, d_h_n, need_dx=True, grad_norms=None):
     return _backward(saved, d_out, (d_h_n,), need_dx, grad_norms)
 
 
-def _forward(name, mode, x, states, weights, lengths, reverse, options, device="numba"):
+def _forward(name, mode, x, states, weights, lengths, reverse, options, device):
     from tinyseq import Tensor
     from tinyseq.nn import Parameter, recurrent, rnn
 
