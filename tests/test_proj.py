@@ -4,15 +4,17 @@ and the torch parity tests do not cover already.
 The contract graph == numba and the gradient checks draw ``proj_size`` in
 ``helpers.layer_configs(proj=True)`` (test_backends.py, test_rnn.py, test_bptt_study.py);
 torch parity and interop are in test_torch_parity.py and test_interop.py. Here: the
-parameters and their init, the argument checks, the backend choice (no CUDA kernels for it)
-and the kernels' contract with ``w_hr``.
+parameters and their init, the argument checks, the backend choice (on CUDA too, under the
+simulator) and the kernels' contract with ``w_hr``.
 """
 
 import math
+import os
 
 import numpy as np
 import pytest
 
+import tinyseq as ts
 from tinyseq import backend, nn
 from tinyseq.bptt import state_jacobians
 from tinyseq.nn._fused import CompiledRecurrence
@@ -60,24 +62,29 @@ def test_only_the_lstm_layer_takes_proj_size():
             make()
 
 
-def test_auto_runs_numba_and_cuda_is_refused_naming_proj_size(monkeypatch):
+def test_auto_runs_the_compiled_kernels():
     lstm = nn.LSTM(3, 5, num_layers=2, proj_size=2)
     x = np.ones((4, 2, 3), np.float32)
     assert count_nodes(lstm(x)[0], CompiledRecurrence) == 2  # "auto": the numba kernels
     with backend.use_backend("graph"):
         assert count_nodes(lstm(x)[0], CompiledRecurrence) == 0
-    with pytest.raises(ValueError, match="LSTM: backend 'cuda' does not support proj_size=2"):
-        nn.LSTM(3, 5, proj_size=2, backend="cuda")  # before asking whether a GPU is there
-    monkeypatch.setattr(backend, "load_cuda", lambda: None)  # as if one were
-    for how in ("attribute", "process-wide"):
-        with pytest.raises(ValueError, match="LSTM: backend 'cuda' does not support proj_size=2"):
-            if how == "attribute":
-                lstm.backend = "cuda"
-                lstm(x)
-            else:
-                lstm.backend = "auto"
-                with backend.use_backend("cuda"):
-                    lstm(x)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1", reason="runs under NUMBA_ENABLE_CUDASIM=1")
+def test_a_projected_lstm_on_cuda_equals_the_graph():
+    ts.manual_seed(0)
+    graph = nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, backend="graph", dtype=np.float64)
+    cuda = nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, backend="cuda", dtype=np.float64)
+    cuda.load_state_dict(graph.state_dict())
+    x = np.random.default_rng(0).standard_normal((4, 3, 3))
+    results = []
+    for layer in (graph, cuda):
+        out, (h, c) = layer(x, lengths=[4, 1, 3])
+        (out.sum() + (h * h).sum() + c.sum()).backward()
+        results.append([out.data, h.data, c.data] + [p.grad.data for p in layer.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
 def test_state_jacobians_refuses_a_projected_layer():

@@ -1,74 +1,15 @@
-"""A fused kernel pair as one node of the autodiff graph.
+"""A layer-direction's fused kernels as one node of the autodiff graph.
 
-``tinyseq_jit`` runs a whole layer-direction in two calls: a forward over all T steps and
-its BPTT backward, speaking the named-tuple contract of ``tinyseq_jit/_contract.py``.
-``FusedRecurrence`` wraps such a pair as a single ``Function``, so ``loss.backward()`` and
-mixing with other ops work unchanged; ``run`` is what a recurrent layer calls.
+The kernels ``tinyseq_jit.compiler`` generates from a cell's step run a whole
+layer-direction in two calls: a forward over all T steps and its BPTT backward.
+``CompiledRecurrence`` wraps such a pair as a single ``Function``, so ``loss.backward()`` and
+mixing with other ops work unchanged; ``run_compiled`` is what a layer calls (through
+``nn.recurrent.run_step``), for the built-in cells' steps and yours alike.
 """
 
 import numpy as np
 
-from .. import backend
 from ..tensor import Function
-
-
-class FusedRecurrence(Function):
-    """One layer-direction run by a fused kernel pair.
-
-    Inputs: x (T, B, I), the initial states (h0, or h0 and c0, (B, H) each), then the
-    weights, each named in ``names`` as the kernels name it ("x", "h0", "c0", "w_ih", ...).
-    The output packs ``out`` and the final states along the first axis, (T + 1 or 2, B, H),
-    so that their gradients come back to ``backward`` as one array; each fills the first
-    columns of its rows (h has only P of an LSTM projection's H). ``grad_norms``: None, or
-    the (S, T, B) array in which the backward kernel records ||dL/d state_t||.
-    """
-
-    def forward(self, *arrays, pair, names, lengths, reverse, options, grad_norms=None):
-        kernel_forward, kernel_backward = pair
-        args = dict(zip(names, arrays))
-        states = [args.pop(k) for k in ("h0", "c0") if k in args]
-        x = args.pop("x")
-        result = kernel_forward(x, *states, args, lengths=lengths, reverse=reverse, **options)
-        finals = [result.h_n] if result.c_n is None else [result.h_n, result.c_n]
-        widths = [f.shape[1] for f in finals]
-        self.save(result.saved, kernel_backward, names, x.shape[0], widths, grad_norms)
-        self.label = f"{type(self).__name__}\n{kernel_forward.__name__}, T={x.shape[0]}"  # for tinyseq.viz
-        packed = np.zeros((x.shape[0] + len(finals), x.shape[1], max(widths)), dtype=result.out.dtype)
-        for rows, array in zip(_rows(x.shape[0], widths), [result.out, *finals]):
-            packed[rows] = array
-        return packed
-
-    def backward(self, g):
-        saved, kernel_backward, names, steps, widths, grad_norms = self.saved
-        grads = kernel_backward(saved, *(g[rows] for rows in _rows(steps, widths)), need_dx=self.needs_input_grad[0],
-                                grad_norms=grad_norms)
-        return tuple(getattr(grads, name) for name in names)
-
-
-def run(kernel, x, states, weights, lengths, reverse, options, grad_norms=None, device="numba"):
-    """Run one layer-direction on the kernel pair ``kernel`` ("rnn", "lstm" or "gru") of
-    ``device``: "numba" (``tinyseq_jit.cpu``) or "cuda" (``tinyseq_jit.cuda``).
-
-    x (T, B, I) and ``states`` ((h0,) or (h0, c0), (B, H) each) are Tensors; ``weights`` maps
-    the kernels' names ("w_ih", "w_hh", ...) to the layer's parameters; ``options`` are the
-    kernel's own arguments (``nonlinearity``, ``coupled`` or ``reset_after``); ``grad_norms``
-    None or an (S, T, B) array for the backward's telemetry. Returns (out (T, B, H), the final
-    states), as the graph's loop does.
-    """
-    kernels = backend.load_cuda() if device == "cuda" else backend.load_jit().cpu
-    pair = getattr(kernels, f"{kernel}_forward"), getattr(kernels, f"{kernel}_backward")
-    names = ("x", "h0", "c0")[:1 + len(states)] + tuple(weights)
-    packed = FusedRecurrence.apply(x, *states, *weights.values(), pair=pair, names=names, lengths=lengths,
-                                   reverse=reverse, options=options, grad_norms=grad_norms)
-    out, *finals = (packed[rows] for rows in _rows(x.shape[0], [s.shape[1] for s in states]))
-    return out, tuple(finals)
-
-
-def _rows(steps, widths):
-    """Where ``FusedRecurrence`` packs out (T rows) and each final state (one row) of the given
-    widths (h's first): index tuples into the packed (T + S, B, max(widths)) array."""
-    return [(slice(0, steps), slice(None), slice(0, widths[0]))] + [
-        (steps + k, slice(None), slice(0, w)) for k, w in enumerate(widths)]
 
 
 class CompiledRecurrence(Function):

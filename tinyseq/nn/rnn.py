@@ -225,14 +225,6 @@ def make_parameters(module, suffix, input_size, dtype):
         setattr(module, attr + suffix, param)
 
 
-def _check_projection_backend(name, proj_size, where):
-    """Refuse to run an LSTM with ``proj_size`` on "cuda": its generated GPU kernels get the
-    projected state's gradient wrong (a product's result as the state: not written yet)."""
-    if proj_size and where == "cuda":
-        raise ValueError(f"{name}: backend 'cuda' does not support proj_size={proj_size} (the GPU kernels have "
-                         "no projection); use backend='numba' or 'graph'")
-
-
 def _param_dtype(module):
     """The dtype of a cell's or layer's parameters (all share one; see ``Module.to``)."""
     weight = getattr(module, "weight_hh", None)
@@ -412,7 +404,6 @@ class RNNBase(Module):
             raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
         self.backend = _backend.check(backend, name)
         if backend != "auto":
-            _check_projection_backend(name, proj_size, backend)
             _backend.resolve(backend)  # fail now, not at the first forward, if it cannot run
         dtype = check_dtype(name, dtype)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -507,7 +498,6 @@ class RNNBase(Module):
         if mask is not None:  # padded steps must influence nothing, not even as 0 * nan
             x = ops.where(mask[:, :, None], x, 0.0)
         where = _backend.resolve(self.backend)
-        _check_projection_backend(type(self).__name__, self.proj_size, where)
         finals = []  # the final states of each layer-direction, bottom first
         layer_input = x
         for layer in range(self.num_layers):
@@ -545,9 +535,10 @@ class RNNBase(Module):
 
 
 _kernels = {}  # what a step's kernels depend on -> its Kernel
-#: the sizes a built-in step is traced at to make its size-generic kernels (no two of a
-#: step's widths equal), and where a kernel reads each at run time: x's width, a state's
-_TRACE_SIZES = {"I": 11, "H": 13, "P": 7}
+#: the sizes a built-in step is traced at to make its size-generic kernels: no two of a
+#: step's widths equal, and P stays below H when one is doubled (the widest state, H, sets
+#: the CUDA kernels' threads)
+_TRACE_SIZES = {"I": 11, "H": 29, "P": 7}
 
 
 def _kernel(step, where):
@@ -669,7 +660,7 @@ class LSTM(RNNBase):
                   "        coupled: tie the input gate to 1 - f (no i block). Default: False.\n"
                   "        proj_size: P, 0 <= P < H; if P > 0, h_t = (o * tanh(c_t)) W_hr^T (Sak et al.'s\n"
                   "            LSTMP, as PyTorch's): h (so h_0, h_n and each output step) has P features\n"
-                  "            instead of H, while c stays H. Runs on graph and numba, not cuda. Default: 0.\n"),
+                  "            instead of H, while c stays H. Default: 0.\n"),
         hx="(h_0, c_0)",
         hx_doc="(L*D, B, P or H) and (L*D, B, H), or (L*D, ...) unbatched.",
         out_state="(h_n, c_n)",
