@@ -13,7 +13,10 @@ variables (OpenBLAS / OpenMP / MKL / Numba) set to ``--threads`` and ``torch.set
 
   1. kernels: at each S-shape of ``rnn_speed.py`` its cell written from ops, compiled
      (``nn.Recurrent(cell, backend="numba")``, weights copied by ``load_from``), against the
-     hand-written kernels of ``nn.LSTM``/``GRU``/``RNN(backend="numba")``. At S7's (T, B, I, H)
+     kernels of ``nn.LSTM``/``GRU``/``RNN(backend="numba")`` (hand-written until issue 24;
+     since, generated from ``nn.LSTMStep`` etc. as the gallery's are: the gap is then what
+     the two steps' ops and the layer's wrapping cost; ``builtin_kernels.py`` times the
+     layers against another tree's). At S7's (T, B, I, H)
      the LSTM and GRU too (S7's own cell is the Elman RNN). Goal (compiled / hand-written):
      <= 1.15 on S1-S6, <= 1.3 at S7's shape.
   2. cells without a hand-written kernel (MGU, IndRNN, MI-RNN, LiGRU) at S5's and S7's

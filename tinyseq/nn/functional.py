@@ -84,11 +84,12 @@ _unrolled = None  # the _Unrolled of the running unroll, if any
 
 @contextlib.contextmanager
 def unrolling(xs):
-    """Inside it (``nn.recurrent.unroll`` runs a cell's steps in it; set the step with
-    ``at(t, x_t)`` on what it yields), ``linear`` does what a hand-written layer does before
-    its time loop: ``linear(x_t, W, b)`` reads step t of ``xs W^T + b``, one product for all
-    T steps, and every weight is transposed once per sequence, not once per step. The
-    numbers and the gradients are the same (the engine sums the steps' gradients first)."""
+    """Inside it (``nn.recurrent.unroll`` runs a cell's steps in it, setting ``t`` and
+    ``x_t``, the tensor step t gets, on what it yields) ``linear`` does what the fused kernels
+    do before their time loop: ``linear(x_t, W, b)`` reads step t of ``xs W^T + b``, one
+    product for all T steps, and every weight is transposed once per sequence, not once per
+    step. The numbers are the same and so are the gradients (the engine sums the steps'
+    gradients before the one product's backward)."""
     global _unrolled
     outer, _unrolled = _unrolled, _Unrolled(xs)
     try:

@@ -562,7 +562,7 @@ def step_form(step):
     """What a built-in step's kernels depend on besides its sizes: its class, options, which
     parameters it has (a bias may be missing), whether it projects, and the dtype."""
     return (type(step), tuple((k, getattr(step, k)) for k in step.options),
-            tuple(p for p in PARAMETERS if getattr(step, p) is None), bool(step.proj_size), step.weight_ih.dtype.name)
+            tuple(p for p in PARAMETERS if getattr(step, p, None) is None), bool(step.proj_size), step.weight_ih.dtype.name)
 
 
 def generic_arguments(form):

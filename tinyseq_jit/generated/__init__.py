@@ -38,7 +38,7 @@ def form(name):
     from tinyseq.nn import rnn
 
     mode, options = FORMS[name]
-    return rnn.STEPS[mode], tuple(options.items()), (), False, DTYPE.name
+    return rnn.step_form(rnn.STEPS[mode](1, 2, dtype=DTYPE, **options))
 
 
 def path(name, device):
@@ -77,7 +77,3 @@ def main():
                 f.write(text)
             os.replace(target + ".tmp", target)
             print(f"wrote {os.path.relpath(target)}")
-
-
-if __name__ == "__main__":
-    main()
