@@ -61,6 +61,8 @@ def test_a_step_takes_only_its_own_options():
         nn.RNNStep(3, 4, proj_size=2)
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):
         nn.RNNStep(3, 4, nonlinearity="gelu")
+    with pytest.raises(TypeError, match="LSTMStep: got an unexpected option 'peepholes'"):
+        nn.LSTMStep(3, 4, peepholes=True)
     step = nn.LSTMStep(3, 5, proj_size=2)
     assert step.state_size == (2, 5) and step.weight_hr.shape == (2, 5)
 

@@ -182,6 +182,8 @@ def _set_options(module, name, options):
     one another kind takes (``peephole=True`` for a GRU) is refused, as is a wrong value."""
     own = STEPS[module.mode].options
     for option, value in options.items():
+        if option not in _DEFAULTS:
+            raise TypeError(f"{name}: got an unexpected option {option!r}")
         if option not in own and value != _DEFAULTS[option]:
             owner = next(s.mode for s in STEPS.values() if option in s.options)
             raise ValueError(f"{name}: {option} is an {owner} option")
