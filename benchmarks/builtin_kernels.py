@@ -1,6 +1,7 @@
 """The built-in layers' kernels against another tree's (issue 24: generated vs hand-written).
 
-One training step of ``nn.LSTM``/``GRU``/``RNN(backend="numba")``, float32: ``zero_grad()``;
+One training step of ``nn.LSTM``/``GRU``/``RNN(backend="numba")`` (or ``--backend graph``:
+what the steps cost unrolled), float32: ``zero_grad()``;
 forward over T steps from a zero state; ``out.sum().backward()``; at each S-shape of
 ``rnn_speed.py`` (its (T, B, I, H)), for each cell: RNN (tanh), LSTM, GRU and GRU
 ``reset_after=False``. Two child processes (this script with ``--worker``), one importing
@@ -13,7 +14,8 @@ step alternately, one step each in turn, every other round the baseline first, a
 side's add up to ``--min-seconds``. Medians and their ratio (this tree / baseline). Both
 children get the thread variables (OpenBLAS / OpenMP / MKL / Numba) set to ``--threads``.
 
-Goal (issue 24): this tree / baseline <= 1.05 on S1-S6, <= 1.10 on S7.
+Goal (issue 24, numba): this tree / baseline <= 1.05 on S1-S6, <= 1.10 on S7. (The goals
+are printed for ``--backend graph`` too; there they are no bar, only a yardstick.)
 
     python benchmarks/builtin_kernels.py --baseline /tmp/base [--only S5,S7] [--threads 1] [--quick]
 """
@@ -60,9 +62,9 @@ def worker():
     for line in sys.stdin:
         command = json.loads(line)
         if "build" in command:
-            mode, options, (steps, batch, inputs, hidden) = command["build"]
+            mode, options, (steps, batch, inputs, hidden), backend = command["build"]
             ts.manual_seed(0)
-            layer = getattr(nn, mode)(inputs, hidden, backend="numba", **options)
+            layer = getattr(nn, mode)(inputs, hidden, backend=backend, **options)
             x = ts.Tensor(np.random.default_rng(1).standard_normal((steps, batch, inputs)).astype(np.float32))
             out = step()
             answer = {"loss": float(out.data.sum()), "grads": [p.grad.data.ravel()[:64].tolist()
@@ -109,7 +111,7 @@ def measure(children, shape_id, cell, args):
     """Median ms of one training step on each tree, alternated."""
     mode, options = CELLS[cell]
     _, steps, batch, inputs, hidden, _ = SHAPES[shape_id]
-    answers = [c.ask(build=[mode, options, [steps, batch, inputs, hidden]]) for c in children]
+    answers = [c.ask(build=[mode, options, [steps, batch, inputs, hidden], args.backend]) for c in children]
     _check_same(*answers, f"{shape_id} {cell}")
     for c in children:
         c.ask(steps=args.warmup)
@@ -133,6 +135,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="the other tree (a git worktree)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", choices=["numba", "graph"], default="numba")
     parser.add_argument("--only", help="comma-separated shape ids (default all)")
     parser.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated, of {','.join(CELLS)}")
     parser.add_argument("--warmup", type=int, default=2)
@@ -169,7 +172,8 @@ def main():
     print_rows(["id", "cell", "T, B, I, H", "this tree ms", "baseline ms", "ratio", "goal", "met"],
                [[r["id"], r["cell"], r["shape"], f"{r['ms']:.3g}", f"{r['baseline_ms']:.3g}", f"{r['ratio']:.2f}",
                  f"<= {r['goal']}", verdict(r["met"])] for r in rows])
-    write_json(args.out, {"baseline": str(args.baseline), "threads": args.threads, "machine": platform.platform(),
+    write_json(args.out, {"baseline": str(args.baseline), "backend": args.backend, "threads": args.threads,
+                          "machine": platform.platform(),
                           "python": sys.version.split()[0]}, {"rows": rows})
 
 
