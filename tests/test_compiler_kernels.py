@@ -816,6 +816,31 @@ def test_a_slice_of_a_kept_row_is_read_in_place():
     assert "x_r[" not in loops and "t2[b, 4 + j]" in loops and "d_t2[b, 4 + j] = " in loops
 
 
+class SlicesOfARow(nn.Cell):
+    """Two slices of a row: one the left operand of a product mid-step (its own row: the
+    product takes whole rows), one a column broadcast over the features (read in place)."""
+
+    def __init__(self, inputs, hidden, dtype=np.float64):
+        self.state_size = hidden
+        rng = np.random.default_rng(5)
+        self.W, self.U, self.V = (Parameter(rng.uniform(-0.6, 0.6, shape).astype(dtype)) for shape in
+                                  [(hidden, inputs), (hidden, hidden), (hidden, 2)])
+
+    def forward(self, x, h):
+        a = (x @ self.W.T + h @ self.U.T).tanh()
+        h = (a[:, 1:3] @ self.V.T + a[:, 0:1] * h).tanh()
+        return h, h
+
+
+def test_slices_of_a_row_into_a_product_and_broadcast_compile_and_agree():
+    # found by the property: a slice read in place handed a product the whole row
+    rng = np.random.default_rng(27)
+    for dtype in (F64, F32):
+        owner = SlicesOfARow(I, 4, dtype=dtype)
+        both(recurrent(owner), padded(rng, LENGTHS, dtype), random_state(owner, B, rng, dtype), LENGTHS, dtype=dtype,
+             what=str(dtype))
+
+
 class ProductOfOneOfTwoProducts(nn.Cell):
     """a = h W1^T and b = h W2^T, then a V^T: a product of a value that is one of two products
     of the state (found by test_compiler_property's float64 property: its recipes draw it)."""

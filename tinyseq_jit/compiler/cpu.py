@@ -290,12 +290,13 @@ class Writer:
     def slices_in_place(self):
         """Let a slice of the features kept in an array for the step (a row, or kept over T) be
         read in place, at its columns of that array, as a product's result is, and its gradient
-        be written there: no row of its own to copy into and out of every step. (Not a slice
-        backward reads from a row: that keeps only its own columns over T.)"""
+        be written there: no row of its own to copy into and out of every step. (Not a slice a
+        product takes, nor one backward reads from a row: that keeps only its own columns over T.)"""
         s = self.s
+        lefts = {m.left for m in self.gemm_weights()}  # a product takes its left operand's whole rows
         for op in self.p.ops:
             name = op.name
-            if op.kind != "getitem" or name not in s.ops or s.storage.get(name) not in ("row", "seq"):
+            if op.kind != "getitem" or name not in s.ops or s.storage.get(name) not in ("row", "seq") or name in lefts:
                 continue
             source = op.inputs[0]
             if source in s.alias:
