@@ -155,7 +155,8 @@ class Writer:
         idx = index if index is not None else self.index(name, loop_width, offset)
         ident = self.d_ident(name)
         if name in self.s.alias:
-            return f"{ident}[t, b, {_index(self.s.alias[name][1], idx)}]", False
+            array, column = self.s.alias[name]
+            return self._at(self.s.d_storage.get(array, "seq"), ident, _index(column, idx)), False
         if name in self.s.vectors:
             return f"{ident}[{idx}]", False
         storage = self.s.d_storage.get(name, "seq")
@@ -219,7 +220,8 @@ class Writer:
     def d_row(self, name):
         if name in self.s.alias:
             array, column = self.s.alias[name]
-            return f"{self.d_ident(name)}[t, b, {column}:{column + self.width(name)}]"
+            at = self.s.d_storage.get(array, "seq")
+            return f"{self.d_ident(name)}[{'t, ' if at == 'seq' else ''}b, {column}:{column + self.width(name)}]"
         storage = self.s.d_storage.get(name, "seq")
         return f"{self.d_ident(name)}[{'t, ' if storage == 'seq' else ''}b]"
 
@@ -258,7 +260,7 @@ class Writer:
     def derivative(self, out, name, w):
         """The backward lines of op ``name`` (its inputs' gradients from its own)."""
         op = self.s.ops[name]
-        if name not in self.s.grads:
+        if name not in self.s.grads or name in self.s.alias:  # a slice read in place: its gradient is the array's
             return
         g = self.d_read(name, w)
         if g is None:
@@ -285,7 +287,32 @@ class Writer:
 
     # ------------------------------------------------------------ the module
 
+    def slices_in_place(self):
+        """Let a slice of the features kept in an array for the step (a row, or kept over T) be
+        read in place, at its columns of that array, as a product's result is, and its gradient
+        be written there: no row of its own to copy into and out of every step. (Not a slice a
+        product takes, nor one backward reads from a row: that keeps only its own columns over T.)"""
+        s = self.s
+        lefts = {m.left for m in self.gemm_weights()}  # a product takes its left operand's whole rows
+        for op in self.p.ops:
+            name = op.name
+            if op.kind != "getitem" or name not in s.ops or s.storage.get(name) not in ("row", "seq") or name in lefts:
+                continue
+            source = op.inputs[0]
+            if source in s.alias:
+                array, column = s.alias[source]
+            elif s.storage.get(source) in ("row", "seq") and source in s.ops:
+                array, column = source, 0
+            else:
+                continue
+            if s.storage[name] == "seq" and s.storage[array] != "seq":
+                continue  # backward reads it: kept over T, and only its columns
+            (start, _, _), = op.attr("index")
+            s.alias[name] = (array, column + start)
+            s.storage[name] = "alias"
+
     def source(self):
+        self.slices_in_place()
         self.coverage, self.writes = {}, {}
         self.backward_loop(_Lines())  # a dry run counts the writes into each gradient
         self.single = {key for key, columns in self.coverage.items() if all(c == 1 for c in columns)
@@ -524,10 +551,12 @@ class Writer:
                         f"{self.read(part, n).text}")
                 offset += n
             return
-        with out.block(f"for j in range({group.width}):"):
-            for name in group.ops:
-                self.comment(out, name, last)
-                self.define(out, name, group.width)
+        made = [name for name in group.ops if name not in self.s.alias]  # a slice read in place needs no line
+        if made:
+            with out.block(f"for j in range({group.width}):"):
+                for name in made:
+                    self.comment(out, name, last)
+                    self.define(out, name, group.width)
 
     def backward_group(self, out, group):
         self.defined, self.values = set(), {}
@@ -582,7 +611,7 @@ class Writer:
                 'initial states\'; fills the gradient arrays."""')
             out("steps, batch = d_out.shape[0], d_out.shape[1]")
             out("record = grad_norms.shape[1] > 0")
-            d_rows = [n for n in self.s.ops if self.s.d_storage[n] == "row" and n in self.s.grads]
+            d_rows = [n for n in self.s.ops if self.s.d_storage[n] == "row" and n in self.s.grads and n not in self.s.alias]
             for n in d_rows:
                 out(f"{self.d_ident(n)} = np.zeros((batch, {self.width(n)}), dtype=d_out.dtype)")
             d_rows = [n for n in d_rows if n not in self.single]  # the others are written whole every step
