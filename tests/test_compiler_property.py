@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from tinyseq import Tensor, nn, ops
 from tinyseq.nn import Parameter
 from tinyseq.nn._fused import CompiledRecurrence
-from tinyseq_jit.compiler import trace
+from tinyseq_jit.compiler import CompileError, trace
 
 from helpers import count_nodes
 
@@ -486,10 +486,19 @@ def check_compiled_equals_graph(case, dtype, backend="numba"):
     assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad, backend)
 
 
+#: what the compiler refuses though the trace takes it (a product of one of several per-step
+#: products of one operand: tests/test_compiler_kernels.py::ProductOfOneOfTwoProducts)
+KNOWN_REFUSAL = "a product of a value that is one of several products of the same operand"
+
+
 def assert_compiled_equals_graph(cell, x, states, lengths, reverse, x_grad=True, backend="numba"):
     """``run`` on the graph and compiled agree to ``TOLERANCE`` of x's dtype, and are finite."""
     want = run(cell, "graph", x, states, lengths, reverse, x_grad)
-    got = run(cell, backend, x, states, lengths, reverse, x_grad)
+    try:
+        got = run(cell, backend, x, states, lengths, reverse, x_grad)
+    except CompileError as error:  # the one recipe shape the compiler refuses: a clear refusal is the contract
+        assert KNOWN_REFUSAL in str(error), error
+        return
     assert got.keys() == want.keys()
     rtol, atol = TOLERANCE[x.dtype.type]
     for name in want:
