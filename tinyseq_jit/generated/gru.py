@@ -53,9 +53,6 @@ def _forward(x, x_w, h_0, bias_ih, bias_hh, h_w_plan, lengths, reverse, out, h, 
     carried_h = h_0.copy()
     h_w = np.empty((batch, 3 * H), dtype=x.dtype)
     t2 = np.empty((batch, 3 * H), dtype=x.dtype)
-    x_r = np.empty((batch, H), dtype=x.dtype)
-    x_z = np.empty((batch, H), dtype=x.dtype)
-    x_n = np.empty((batch, H), dtype=x.dtype)
     t5 = np.empty((batch, 3 * H), dtype=x.dtype)
     h_1 = np.empty((batch, H), dtype=x.dtype)
     h_w_scratch = product_scratch(batch, h_w_plan)
@@ -71,11 +68,6 @@ def _forward(x, x_w, h_0, bias_ih, bias_hh, h_w_plan, lengths, reverse, out, h, 
             for j in range(3 * H):
                 # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
                 t2[b, j] = x_w[t, b, j] + bias_ih[j]
-            for j in range(H):
-                # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
-                x_r[b, j] = t2[b, j]
-                x_z[b, j] = t2[b, H + j]
-                x_n[b, j] = t2[b, 2 * H + j]
             for j in range(3 * H):
                 # line 159: h_r, h_z, h_n = ops.chunk(linear(h, self.weight_hh, self.bias_hh), 3, axis=-1)
                 t5[b, j] = h_w[b, j] + bias_hh[j]
@@ -85,14 +77,14 @@ def _forward(x, x_w, h_0, bias_ih, bias_hh, h_w_plan, lengths, reverse, out, h, 
                 h_z = t5[b, H + j]
                 h_n[t, b, j] = t5[b, 2 * H + j]
                 # line 162: r = (x_r + h_r).sigmoid()
-                t6 = x_r[b, j] + h_r
+                t6 = t2[b, j] + h_r
                 r[t, b, j] = sigmoid(t6)
                 # line 163: z = (x_z + h_z).sigmoid()
-                t7 = x_z[b, j] + h_z
+                t7 = t2[b, H + j] + h_z
                 z[t, b, j] = sigmoid(t7)
                 # line 165: n = (x_n + r * h_n).tanh()
                 t8 = r[t, b, j] * h_n[t, b, j]
-                t9 = x_n[b, j] + t8
+                t9 = t2[b, 2 * H + j] + t8
                 n[t, b, j] = tanh(t9)
                 # line 168: h = (1 - z) * n + z * h
                 t10 = 1.0 - z[t, b, j]
@@ -114,9 +106,6 @@ def _backward(d_out, d_h, bias_ih, bias_hh, h_w_back, lengths, reverse, h, h_n, 
     H = d_h.shape[1]  # the sizes
     record = grad_norms.shape[1] > 0
     d_t2 = np.zeros((batch, 3 * H), dtype=d_out.dtype)
-    d_x_r = np.zeros((batch, H), dtype=d_out.dtype)
-    d_x_z = np.zeros((batch, H), dtype=d_out.dtype)
-    d_x_n = np.zeros((batch, H), dtype=d_out.dtype)
     d_t5 = np.zeros((batch, 3 * H), dtype=d_out.dtype)
     d_h_1 = np.zeros((batch, H), dtype=d_out.dtype)
     h_w_back_out = np.empty((batch, H), dtype=d_out.dtype)
@@ -145,17 +134,17 @@ def _backward(d_out, d_h, bias_ih, bias_hh, h_w_back, lengths, reverse, h, h_n, 
                 d_z += -d_t10
                 # line 165: n = (x_n + r * h_n).tanh()
                 d_t9 = d_n * (1.0 - n[t, b, j] * n[t, b, j])
-                d_x_n[b, j] = d_t9
+                d_t2[b, 2 * H + j] = d_t9
                 d_t8 = d_t9
                 d_r = d_t8 * h_n[t, b, j]
                 d_h_n = d_t8 * r[t, b, j]
                 # line 163: z = (x_z + h_z).sigmoid()
                 d_t7 = d_z * z[t, b, j] * (1.0 - z[t, b, j])
-                d_x_z[b, j] = d_t7
+                d_t2[b, H + j] = d_t7
                 d_h_z = d_t7
                 # line 162: r = (x_r + h_r).sigmoid()
                 d_t6 = d_r * r[t, b, j] * (1.0 - r[t, b, j])
-                d_x_r[b, j] = d_t6
+                d_t2[b, j] = d_t6
                 d_h_r = d_t6
                 # line 159: h_r, h_z, h_n = ops.chunk(linear(h, self.weight_hh, self.bias_hh), 3, axis=-1)
                 d_t5[b, 2 * H + j] = d_h_n
@@ -167,11 +156,6 @@ def _backward(d_out, d_h, bias_ih, bias_hh, h_w_back, lengths, reverse, h, h_n, 
                 # line 159: h_r, h_z, h_n = ops.chunk(linear(h, self.weight_hh, self.bias_hh), 3, axis=-1)
                 d_h_w[t, b, j] = d_t5[b, j]
                 d_bias_hh[j] += d_t5[b, j]
-            for j in range(H):
-                # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
-                d_t2[b, 2 * H + j] = d_x_n[b, j]
-                d_t2[b, H + j] = d_x_z[b, j]
-                d_t2[b, j] = d_x_r[b, j]
             for j in range(3 * H):
                 # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
                 d_x_w[t, b, j] = d_t2[b, j]

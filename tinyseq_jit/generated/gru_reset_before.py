@@ -60,9 +60,6 @@ def _forward(x, x_w, h_0, bias_ih, t4, t12, h_w_plan, t10_w_plan, lengths, rever
     h_w = np.empty((batch, 2 * H), dtype=x.dtype)
     t10_w = np.empty((batch, H), dtype=x.dtype)
     t2 = np.empty((batch, 3 * H), dtype=x.dtype)
-    x_r = np.empty((batch, H), dtype=x.dtype)
-    x_z = np.empty((batch, H), dtype=x.dtype)
-    x_n = np.empty((batch, H), dtype=x.dtype)
     t7 = np.empty((batch, 2 * H), dtype=x.dtype)
     t19 = np.empty((batch, H), dtype=x.dtype)
     h_1 = np.empty((batch, H), dtype=x.dtype)
@@ -80,11 +77,6 @@ def _forward(x, x_w, h_0, bias_ih, t4, t12, h_w_plan, t10_w_plan, lengths, rever
             for j in range(3 * H):
                 # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
                 t2[b, j] = x_w[t, b, j] + bias_ih[j]
-            for j in range(H):
-                # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
-                x_r[b, j] = t2[b, j]
-                x_z[b, j] = t2[b, H + j]
-                x_n[b, j] = t2[b, 2 * H + j]
             for j in range(2 * H):
                 # line 161: h_r, h_z = ops.chunk(linear(h, self.weight_hh[rz_rows], _rows(self.bias_hh, rz_rows)), 2, axis=-1)
                 t7[b, j] = h_w[b, j] + t4[j]
@@ -93,10 +85,10 @@ def _forward(x, x_w, h_0, bias_ih, t4, t12, h_w_plan, t10_w_plan, lengths, rever
                 h_r = t7[b, j]
                 h_z = t7[b, H + j]
                 # line 162: r = (x_r + h_r).sigmoid()
-                t8 = x_r[b, j] + h_r
+                t8 = t2[b, j] + h_r
                 r[t, b, j] = sigmoid(t8)
                 # line 163: z = (x_z + h_z).sigmoid()
-                t9 = x_z[b, j] + h_z
+                t9 = t2[b, H + j] + h_z
                 z[t, b, j] = sigmoid(t9)
                 # line 167: n = (x_n + linear(r * h, self.weight_hh[n_rows], _rows(self.bias_hh, n_rows))).tanh()
                 t10[t, b, j] = r[t, b, j] * h[t, b, j]
@@ -110,7 +102,7 @@ def _forward(x, x_w, h_0, bias_ih, t4, t12, h_w_plan, t10_w_plan, lengths, rever
             for j in range(H):
                 # line 167: n = (x_n + linear(r * h, self.weight_hh[n_rows], _rows(self.bias_hh, n_rows))).tanh()
                 t15 = t10_w[b, j] + t12[j]
-                t16 = x_n[b, j] + t15
+                t16 = t2[b, 2 * H + j] + t15
                 n[t, b, j] = tanh(t16)
                 # line 168: h = (1 - z) * n + z * h
                 t18 = t17[t, b, j] * n[t, b, j]
@@ -130,9 +122,6 @@ def _backward(d_out, d_h, bias_ih, t4, t12, h_w_back, t10_w_back, lengths, rever
     H = d_h.shape[1]  # the sizes
     record = grad_norms.shape[1] > 0
     d_t2 = np.zeros((batch, 3 * H), dtype=d_out.dtype)
-    d_x_r = np.zeros((batch, H), dtype=d_out.dtype)
-    d_x_z = np.zeros((batch, H), dtype=d_out.dtype)
-    d_x_n = np.zeros((batch, H), dtype=d_out.dtype)
     d_t7 = np.zeros((batch, 2 * H), dtype=d_out.dtype)
     d_t10 = np.zeros((batch, H), dtype=d_out.dtype)
     d_t17 = np.zeros((batch, H), dtype=d_out.dtype)
@@ -162,7 +151,7 @@ def _backward(d_out, d_h, bias_ih, t4, t12, h_w_back, t10_w_back, lengths, rever
                 d_n = d_t18 * t17[t, b, j]
                 # line 167: n = (x_n + linear(r * h, self.weight_hh[n_rows], _rows(self.bias_hh, n_rows))).tanh()
                 d_t16 = d_n * (1.0 - n[t, b, j] * n[t, b, j])
-                d_x_n[b, j] = d_t16
+                d_t2[b, 2 * H + j] = d_t16
                 d_t15 = d_t16
                 d_t10_w[t, b, j] = d_t15
                 d_t12[j] += d_t15
@@ -186,11 +175,11 @@ def _backward(d_out, d_h, bias_ih, t4, t12, h_w_back, t10_w_back, lengths, rever
                 d_h[b, j] += d_t10[b, j] * r[t, b, j]
                 # line 163: z = (x_z + h_z).sigmoid()
                 d_t9 = d_z * z[t, b, j] * (1.0 - z[t, b, j])
-                d_x_z[b, j] = d_t9
+                d_t2[b, H + j] = d_t9
                 d_h_z = d_t9
                 # line 162: r = (x_r + h_r).sigmoid()
                 d_t8 = d_r * r[t, b, j] * (1.0 - r[t, b, j])
-                d_x_r[b, j] = d_t8
+                d_t2[b, j] = d_t8
                 d_h_r = d_t8
                 # line 161: h_r, h_z = ops.chunk(linear(h, self.weight_hh[rz_rows], _rows(self.bias_hh, rz_rows)), 2, axis=-1)
                 d_t7[b, H + j] = d_h_z
@@ -199,11 +188,6 @@ def _backward(d_out, d_h, bias_ih, t4, t12, h_w_back, t10_w_back, lengths, rever
                 # line 161: h_r, h_z = ops.chunk(linear(h, self.weight_hh[rz_rows], _rows(self.bias_hh, rz_rows)), 2, axis=-1)
                 d_h_w[t, b, j] = d_t7[b, j]
                 d_t4[j] += d_t7[b, j]
-            for j in range(H):
-                # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
-                d_t2[b, 2 * H + j] = d_x_n[b, j]
-                d_t2[b, H + j] = d_x_z[b, j]
-                d_t2[b, j] = d_x_r[b, j]
             for j in range(3 * H):
                 # line 156: x_r, x_z, x_n = ops.chunk(linear(x, self.weight_ih, self.bias_ih), 3, axis=-1)
                 d_x_w[t, b, j] = d_t2[b, j]
