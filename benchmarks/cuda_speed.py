@@ -6,10 +6,10 @@ For each shape (cell, T, B, I, H), one training step (``zero_grad``; forward ove
 compute in float32), float32; medians over ``--repeats`` calls after ``--warmup``, the GPU
 synchronised around every timed call. Shapes: S1-S7 of ``rnn_speed.py``, LSTM T=25, B=64,
 H=I=1024, and the grid B x H x T over {1, 8, 64, 256} x {64, 256, 1024} x {100, 1000}
-(LSTM, I = H). Goals (cuda time / cuDNN time): S1 <= 2.0; S5, S6, S7 <= 1.0. Also timed:
-the layer's kernel pair alone on device arrays ("kernels": forward, then BPTT of ones, no
-host copies, as cuDNN's tensors stay on the GPU), so that the copies a NumPy framework makes
-show. Also counted: the kernel launches of one tinyseq training step.
+(LSTM, I = H). Goals (cuda time / cuDNN time): S1 <= 2.0; S5, S6, S7 <= 1.0. The layers run
+the kernels ``tinyseq_jit.compiler`` generates from their steps, on NumPy arrays: their
+times include the copies to and from the GPU, which cuDNN's tensors (on the GPU) do not make.
+Also counted: the kernel launches of one tinyseq training step.
 
 Under numba's simulator (NUMBA_ENABLE_CUDASIM=1, no GPU needed) it runs the same code end to
 end at tiny shapes (``--tiny``, the default there: each size cut to at most T=3, B=2, I=3,
@@ -69,38 +69,6 @@ def tinyseq_steps(cell, steps, batch, inputs, hidden):
     def forward():
         with tinyseq.no_grad():
             layer(x)
-
-    return train, forward
-
-
-def kernel_steps(cell, steps, batch, inputs, hidden):
-    """(train, forward) closures of the layer's kernel pair called on device arrays: nothing is
-    copied to or from the host, as cuDNN's tensors stay on the GPU (``synchronize`` ends each)."""
-    from numba import cuda
-
-    from tinyseq_jit import cuda as kernels
-
-    rng = np.random.default_rng(0)
-    gates, states = {"LSTM": (4, 2), "GRU": (3, 1), "RNN": (1, 1)}[cell]
-    def on_gpu(*shape):
-        return cuda.to_device((rng.standard_normal(shape) / np.sqrt(hidden)).astype(np.float32))
-
-    x, state = on_gpu(steps, batch, inputs), [on_gpu(batch, hidden) for _ in range(states)]
-    weights = {"w_ih": on_gpu(gates * hidden, inputs), "w_hh": on_gpu(gates * hidden, hidden),
-               "b_ih": on_gpu(gates * hidden), "b_hh": on_gpu(gates * hidden)}
-    d_out = cuda.to_device(np.ones((steps, batch, hidden), np.float32))
-    d_state = [cuda.to_device(np.zeros((batch, hidden), np.float32)) for _ in range(states)]
-    forward_kernel = getattr(kernels, f"{cell.lower()}_forward")
-    backward_kernel = getattr(kernels, f"{cell.lower()}_backward")
-
-    def train():
-        result = forward_kernel(x, *state, weights)
-        backward_kernel(result.saved, d_out, *d_state, need_dx=False)  # as the layers: x needs no gradient
-        cuda.synchronize()
-
-    def forward():
-        forward_kernel(x, *state, weights)
-        cuda.synchronize()
 
     return train, forward
 
@@ -181,13 +149,11 @@ def main(argv=None):
         ours = tinyseq_steps(*sizes)
         row = {"id": sid, "cell": cell, "T": steps, "B": batch, "I": inputs, "H": hidden, "goal": goal,
                "launches_per_train_step": sum(launches_per_step(ours[0]).values()),
-               "cuda_ms": timed(ours, args), "kernels_ms": timed(kernel_steps(*sizes), args)}
+               "cuda_ms": timed(ours, args)}
         theirs = None if simulated else torch_steps(*sizes)
         if theirs is not None:
             row["cudnn_ms"] = timed(theirs, args)
-            for ours_key in ("cuda", "kernels"):
-                row[f"{ours_key}_over_cudnn"] = {k: row[f"{ours_key}_ms"][k] / row["cudnn_ms"][k]
-                                                 for k in ("train", "fwd")}
+            row["cuda_over_cudnn"] = {k: row["cuda_ms"][k] / row["cudnn_ms"][k] for k in ("train", "fwd")}
         rows.append(row)
         print(_line(row), flush=True)
     out = pathlib.Path(args.out)
@@ -204,13 +170,11 @@ def _line(row):
     cudnn = row.get("cudnn_ms")
     goal = f"<= {row['goal']}" if row["goal"] else ""
     verdict = ("PASS" if ratio["train"] <= row["goal"] else "MISS") if ratio and row["goal"] else ""
-    ours, kernels = row["cuda_ms"], row["kernels_ms"]
-    by_kernels = row.get("kernels_over_cudnn")
+    ours = row["cuda_ms"]
     return (f"{row['id']:<12}{row['cell']:<5}{row['T']:>5}{row['B']:>5}{row['I']:>6}{row['H']:>6} | launches "
             f"{row['launches_per_train_step']:>6} | cuda tr {ours['train']:9.2f} fwd {ours['fwd']:9.2f}"
-            f" | kernels tr {kernels['train']:9.2f} fwd {kernels['fwd']:9.2f}"
             + (f" | cudnn tr {cudnn['train']:8.2f} fwd {cudnn['fwd']:8.2f} | cuda/cudnn tr {ratio['train']:5.2f} "
-               f"fwd {ratio['fwd']:5.2f} {goal} {verdict} | kernels/cudnn tr {by_kernels['train']:5.2f}"
+               f"fwd {ratio['fwd']:5.2f} {goal} {verdict}"
                if cudnn else " | cudnn -"))
 
 

@@ -3,11 +3,9 @@
 The compiler's CUDA module (``tinyseq_jit/compiler/gpu.py``) equals the graph for cells of
 the gallery (examples/cell_gallery.py): outputs, final states, every gradient and the
 gradient norms, with lengths and NaN in the padding, forward and reversed, on both paths
-(the time loop in one kernel, and a launch a step); and its launches per pass equal the
-hand-written kernels' (tinyseq_jit/cuda) for the built-in cells. Tiny shapes: the simulator
-runs every thread in Python. (The kernels' offline compilation for real GPUs is
-tests/test_cuda_ptx.py's.)
-"""
+(the time loop in one kernel, and a launch a step). Tiny shapes: the simulator runs every
+thread in Python. (The built-in layers' launches per pass are pinned in tests/test_cuda.py;
+the kernels' offline compilation for real GPUs is tests/test_cuda_ptx.py's.)"""
 
 import os
 
@@ -117,75 +115,6 @@ def test_a_parameter_gradient_no_kept_gradient_holds_is_summed_by_atomics():
     source = compile_cell(gallery["mirnn"](3, 4, dtype=np.float64), 3, np.float64, "cuda").source
     assert "cuda.atomic.add(d_alpha, j, d_t2 * x_w[t, b, j])" in source  # d_t2 is no kept array's column
     assert 'grads["alpha"] = d_alpha.copy_to_host()' in source
-
-
-# gallery cell: the hand-written kernel of the same cell, its options, its peephole names
-BUILT_IN = {
-    "elman": ("rnn", {}, ()),
-    "lstm": ("lstm", {}, ()),
-    "lstm_peephole": ("lstm", {}, ("ci", "cf", "co")),
-    "lstm_coupled": ("lstm", {"coupled": True}, ()),
-    "lstm_coupled_peephole": ("lstm", {"coupled": True}, ("cf", "co")),
-    "gru": ("gru", {}, ()),
-    "gru_classic": ("gru", {"reset_after": False}, ()),
-}
-
-
-def _launches(forward, backward, states, steps, batch):
-    """Launches of a forward, a backward and a backward recording the gradient norms, by kernel name."""
-    from tinyseq_jit import cuda as tc
-
-    tc.reset_launches()
-    result = forward()
-    counts = [tc.reset_launches()]
-    backward(result, None)
-    counts.append(tc.reset_launches())
-    backward(result, np.zeros((states, steps, batch)))
-    counts.append(tc.reset_launches())
-    return counts
-
-
-@runs_kernels
-@pytest.mark.parametrize("name", list(BUILT_IN))
-def test_generated_launch_counts_equal_hand_written(path, name):
-    """Per pass, the generated module launches as many kernels as the hand-written pair of the same
-    cell, on both paths and for every T: per step a GEMM and one point-wise kernel (two of each for
-    the classic GRU) and a norm kernel per state when recording, or one kernel for all steps; the
-    bias and peephole gradients as the same column sums after the loop. The one difference: the
-    hand-written forward first adds b_ih and b_hh in a launch of its own (``vector_sum``), where the
-    generated kernels add each bias where the cell does (as the graph does)."""
-    from tinyseq_jit import cuda as tc
-
-    kind, options, peepholes = BUILT_IN[name]
-    inputs, hidden, batch = 2, 2, 2
-    cell = gallery[name](inputs, hidden, dtype=np.float64)
-    kernel = compile_cell(cell, inputs, np.float64, "cuda")
-    values = kernel.program.weight_values(dict(cell.named_parameters()))
-    w = {n: np.asarray(getattr(values[n], "data", values[n])) for n in kernel.module.WEIGHTS}
-    weights = {"w_ih": cell.weight_ih.data, "w_hh": cell.weight_hh.data, "b_ih": cell.bias_ih.data,
-               "b_hh": cell.bias_hh.data, **{k: getattr(cell, k).data for k in peepholes}}
-    states = (np.zeros((batch, hidden)),) * len(kernel.module.STATES)
-    for steps in (1, 3):
-        x, lengths = np.ones((steps, batch, inputs)), np.full(batch, steps)
-        d_out = np.ones((steps, batch, hidden))
-
-        def generated_backward(result, norms):
-            kernel.module.backward(result[2], d_out, [np.ones(s.shape) for s in states], grad_norms=norms)
-
-        def hand_written_backward(result, norms):
-            getattr(tc, f"{kind}_backward")(result.saved, d_out, *states, grad_norms=norms)
-
-        generated = _launches(lambda: kernel.module.forward(x, states, w, lengths, False), generated_backward,
-                              len(states), steps, batch)
-        hand_written = _launches(lambda: getattr(tc, f"{kind}_forward")(x, *states, weights, **options),
-                                 hand_written_backward, len(states), steps, batch)
-        assert hand_written[0].pop("vector_sum_float64", 0) == (kind != "gru")
-        for ours, theirs in zip(generated, hand_written):
-            assert sum(ours.values()) == sum(theirs.values()), (steps, ours, theirs)
-        block = "block_forward" in generated[0]
-        assert block == (path == "per-block") and generated[0].get("block_forward", 1) == 1
-        per_step_kernels = sum(n for k, n in generated[0].items() if k.startswith("forward_"))
-        assert per_step_kernels == (0 if block else steps * (2 if name == "gru_classic" else 1))
 
 
 #: found by tests/test_compiler_property.py on the per-step path: states of widths 1 and 2 (a thread

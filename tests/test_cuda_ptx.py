@@ -1,7 +1,8 @@
 """Offline compilation, "PTX lint": every numba.cuda kernel compiles for real GPUs
-(compute capability 8.0 and 9.0) with no GPU present (the hand-written ones, and those the
-cell compiler generates for cells of examples/cell_gallery.py), which catches the typing errors the
-simulator lets through, and a float32 kernel has no float64 instruction in it.
+(compute capability 8.0 and 9.0) with no GPU present (the GEMM and column sums of
+``tinyseq_jit.cuda``, the built-in layers' generated modules in every committed form, and
+those the cell compiler generates for cells of examples/cell_gallery.py), which catches the
+typing errors the simulator lets through, and a float32 kernel has no float64 instruction in it.
 
 It needs the CUDA compiler libraries (``pip install -e ".[ptx]"``, large: CI installs them)
 and numba's real CUDA target, so it runs with the simulator off: ``pytest -m ptx``. Where
@@ -27,6 +28,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 from numba import cuda  # noqa: E402
 
 from tinyseq_jit import cuda as tinyseq_cuda  # noqa: E402
+from tinyseq_jit import generated  # noqa: E402
 
 KERNELS = tinyseq_cuda.kernel_signatures()
 CAPABILITIES = [(8, 0), (9, 0)]
@@ -80,18 +82,35 @@ def assemble(ptx, name, cc, tmp_path):
 
 @pytest.mark.parametrize("cc", CAPABILITIES, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("name", ["elman", "lstm_peephole", "gru", "gru_classic", "mgu", "ligru"])
+@pytest.mark.parametrize("name", list(generated.FORMS))
+def test_built_in_layers_kernels_compile_for_real_gpus(compiler, name, dtype, cc, tmp_path):
+    """The size-generic module a built-in layer of this form runs on backend="cuda" (any H: at
+    H = 64, the benchmarks' S7, it takes the per-block path; above, the per-step one), both
+    paths' kernels: no float64 in a float32 kernel, and (with ptxas) no register spilled."""
+    step_form = generated.form(name)[:-1] + (np.dtype(dtype).name,)
+    lint(compiler, name, generated.kernel(step_form, "cuda").module, dtype, cc, tmp_path)
+
+
+@pytest.mark.parametrize("cc", CAPABILITIES, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["mgu", "ligru"])
 def test_compiled_cells_kernels_compile_for_real_gpus(compiler, name, dtype, cc, tmp_path):
-    """Both paths' kernels, at the hidden size of the benchmarks' S7 (64, the per-block path's
-    largest): no float64 in a float32 kernel, and (with ptxas) no register spilled to local memory."""
+    """Both paths' kernels of cells with no built-in layer, at the hidden size of the benchmarks'
+    S7 (64, the per-block path's largest)."""
     from helpers import load_example
     from tinyseq_jit.compiler import compile_cell
 
     cell = load_example("cell_gallery").GALLERY[name](32, 64, dtype=dtype)
-    module = compile_cell(cell, 32, dtype, "cuda").module
+    lint(compiler, name, compile_cell(cell, 32, dtype, "cuda").module, dtype, cc, tmp_path)
+
+
+def lint(compiler, name, module, dtype, cc, tmp_path):
+    """Compile every kernel of a generated CUDA module for ``cc``: both paths' kernels are there,
+    no float64 in a float32 kernel, and (with ptxas) no register spilled to local memory."""
     kernels = module.kernel_signatures(numba.from_dtype(dtype))
     names = [kernel for kernel, _, _ in kernels]
     assert "block_forward" in names and "block_backward" in names and any(n.startswith("norm_") for n in names)
+    assert any(n.startswith("forward_") for n in names) and any(n.startswith("backward_") for n in names)
     for kernel, fn, signature in kernels:
         ptx, _ = compiler(fn, signature, cc=cc)
         assert ".entry" in ptx

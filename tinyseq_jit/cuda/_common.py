@@ -1,18 +1,15 @@
-"""What the CUDA kernel pairs share: the point-wise launch shape, device functions for the
-activations, and the small kernels around the loops (gradient norms, column sums, a bias
-sum, zeroing the padded steps of an input).
+"""What the generated CUDA modules import besides ``gemm`` and ``launch``: which path runs a
+pass and its launch shapes, and the column sums they take a bias's or a peephole's gradient
+with (``tinyseq_jit/compiler/gpu.py`` writes the imports).
 
 Every kernel is made per float dtype by a factory, so that its constants are of that dtype
-(a float32 kernel holds no float64 literal) and its shared arrays know their type.
+(a float32 kernel holds no float64 literal).
 """
-
-import math
-from types import SimpleNamespace
 
 import numba
 from numba import cuda
 
-from ._gemm import FLOATS, gemm
+from ._gemm import FLOATS
 from ._runtime import launch, simulated
 
 #: threads per block of the point-wise kernels: units (x) by sequences (y)
@@ -35,10 +32,6 @@ LINE = 32
 ROWS = 4
 #: the largest H the per-block path's shared arrays hold
 MAX_HIDDEN = 8 if simulated() else 64
-#: the row of gate gradients the per-block backward keeps per sequence, up to four gates.
-#: NOTE: a shared array's shape must be a literal or a global constant, not an expression
-#: (the simulator takes one; compiling for a GPU does not: tests/test_cuda_ptx.py catches it)
-GATES_HIDDEN = 4 * MAX_HIDDEN
 #: the largest H that takes the per-block path (a tunable: 0 sends every shape per step)
 BLOCK_PATH_MAX_HIDDEN = MAX_HIDDEN
 
@@ -63,63 +56,8 @@ def line(n):
     return -(-n // LINE), LINE
 
 
-def activations(dtype):
-    """Device functions (sigmoid, tanh) for one dtype, inlined into the kernels that call them."""
-    one = dtype.type(1)
-
-    @cuda.jit(device=True, inline="always")
-    def sigmoid(x):
-        return one / (one + math.exp(-x))  # as the CPU kernels; exp(-x) = inf gives 0, no nan
-
-    @cuda.jit(device=True, inline="always")
-    def tanh(x):
-        return math.tanh(x)
-
-    return sigmoid, tanh
-
-
-def block_norm(dtype):
-    """The device function a per-block backward records ||dL/dh_t|| with: the norm of
-    dh[row] + d_out[t, b] over the first ``hidden`` units, summed in a fixed order."""
-    zero = dtype.type(0)
-
-    @cuda.jit(device=True, inline="always")
-    def state_grad_norm(dh, row, d_out, t, b, hidden):
-        total = zero
-        for k in range(hidden):
-            g = dh[row, k] + d_out[t, b, k]
-            total += g * g
-        return math.sqrt(total)
-
-    return state_grad_norm
-
-
 def _make_kernels(dtype):
     zero = dtype.type(0)
-
-    def row_norms(m, lengths, t, state, grad_norms):
-        """grad_norms[state, t, b] = ||m[b]|| for the sequences inside their length at step t,
-        0 for the others; a thread per sequence, summing in a fixed order."""
-        b = cuda.grid(1)
-        batch, hidden = m.shape
-        if b < batch:
-            total = zero
-            if t < lengths[b]:
-                for j in range(hidden):
-                    total += m[b, j] * m[b, j]
-            grad_norms[state, t, b] = math.sqrt(total)
-
-    def sum_norms(dh, d_out, lengths, t, state, grad_norms):
-        """As ``row_norms`` for dh + d_out[t]: all of dL/dh_t before a backward step."""
-        b = cuda.grid(1)
-        batch, hidden = dh.shape
-        if b < batch:
-            total = zero
-            if t < lengths[b]:
-                for j in range(hidden):
-                    g = dh[b, j] + d_out[t, b, j]
-                    total += g * g
-            grad_norms[state, t, b] = math.sqrt(total)
 
     def column_sums(m, out):
         """out[j] = the sum of m's column j (a bias's gradient), a thread per column."""
@@ -139,21 +77,7 @@ def _make_kernels(dtype):
                 total += a[i, start + j] * c[i, j]
             out[j] = total
 
-    def vector_sum(a, b, out):
-        """out = a + b for vectors (b_ih + b_hh), a thread per element."""
-        j = cuda.grid(1)
-        if j < out.shape[0]:
-            out[j] = a[j] + b[j]
-
-    def zero_padded(x, lengths, out):
-        """out = x with its padded steps (t >= lengths[b]) zeroed, a thread per element."""
-        k = cuda.grid(1)
-        steps, batch, features = x.shape
-        if k < steps * batch * features:
-            t, b, i = k // (batch * features), k // features % batch, k % features
-            out[t, b, i] = x[t, b, i] if t < lengths[b] else zero
-
-    return named(dtype, row_norms, sum_norms, column_sums, product_column_sums, vector_sum, zero_padded)
+    return named(dtype, column_sums, product_column_sums)
 
 
 def named(dtype, *functions):
@@ -176,42 +100,14 @@ def column_sums(m):
     return out
 
 
-def input_grads(inputs, d_xp, need_dx):
-    """dx (None unless ``need_dx``), dW_ih and the bias gradient from the input projection's
-    gradients d_xp (T, B, G*H), on the device: the CPU kernels' ``input_grads`` in three launches."""
-    x = inputs.x
-    steps, batch, features = x.shape
-    flat = d_xp.reshape(steps * batch, d_xp.shape[2])
-    dx = gemm(flat, inputs.w["w_ih"]).reshape(x.shape) if need_dx else None
-    return dx, gemm(flat, x.reshape(steps * batch, features), trans_a=True), column_sums(flat)
-
-
-def types(dtype):
-    """The numba types the kernels' signatures are written in, for one dtype."""
-    f = numba.from_dtype(dtype)
-    return SimpleNamespace(vector=f[::1], matrix=f[:, ::1], cube=f[:, :, ::1], lengths=numba.int64[::1],
-                           index=numba.int64, flag=numba.boolean)
-
-
-def signatures(kernels, table):
-    """(name, dtype, python function, argument types) of every kernel in ``kernels`` (``{dtype
-    name: {name: kernel}}``), for compiling ahead of time; ``table(vector=..., matrix=...)``
-    gives ``{name: argument types}`` in the types of ``types(dtype)``."""
+def kernel_signatures():
+    """(name, dtype, python function, argument types) of the kernels here, for compiling ahead of time."""
     found = []
     for dtype in FLOATS:
-        by_name = kernels[dtype.name]
-        found += [(by_name[name].py_func.__name__, dtype, by_name[name].py_func, signature)
-                  for name, signature in table(**vars(types(dtype))).items()]
+        f = numba.from_dtype(dtype)
+        vector, matrix = f[::1], f[:, ::1]
+        for name, signature in (("column_sums", (matrix, vector)),
+                                ("product_column_sums", (matrix, numba.int64, matrix, vector))):
+            kernel = KERNELS[dtype.name][name]
+            found.append((kernel.py_func.__name__, dtype, kernel.py_func, signature))
     return found
-
-
-def kernel_signatures():
-    """(name, dtype, python function, argument types) of the kernels here."""
-    return signatures(KERNELS, lambda vector, matrix, cube, lengths, index, flag: {
-        "row_norms": (matrix, lengths, index, index, cube),
-        "sum_norms": (matrix, cube, lengths, index, index, cube),
-        "column_sums": (matrix, vector),
-        "product_column_sums": (matrix, index, matrix, vector),
-        "vector_sum": (vector, vector, vector),
-        "zero_padded": (cube, lengths, cube),
-    })
