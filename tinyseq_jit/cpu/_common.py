@@ -1,18 +1,12 @@
-"""What every CPU kernel shares: argument checks, the padding rule, the input projection
-and the gradient GEMMs after the loop.
-
-Every public kernel has the same shape: check and allocate in Python, project the input
-for all T steps with one GEMM, run the recurrence in one compiled call, and (backward)
-turn the per-step gate gradients into dx, dW_ih, dW_hh and the bias gradients with a few
-large GEMMs after the loop.
-"""
+"""What the generated CPU modules call in their loops (``time_step``, ``record_norm``), and
+the kernel pairs' argument checks (``check_inputs``, ``norm_buffer``: ``tinyseq_jit/_pairs.py``,
+and ``tinyseq_jit.cuda``'s entry points)."""
 
 from typing import NamedTuple
 
 import numpy as np
 
 from .._jit import jit
-from ._gemm import dot
 
 FLOATS = (np.float32, np.float64)
 
@@ -107,12 +101,9 @@ def check_shapes(name, gates, x, states, weights, lengths, allowed):
 # ---------------------------------------------------------------- the padding rule
 #
 # Step t of sequence b is padding when t >= lengths[b]. A padded step keeps the state and
-# outputs zeros; backward, its gate gradients are zeros and the state's gradient passes
-# through it unchanged. The loops skip padded steps (``if t >= lengths[b]: continue``) and
-# carry the state's gradient with ``add_state_grad``; the arrays the loops leave unwritten
-# there are zeroed whole with ``zero_padding``: the outputs, the gate gradients (which the
-# GEMMs after the loop read), and the padded inputs (which the GEMMs before and after it
-# read, where a nan would become 0 * nan = nan).
+# outputs zeros; backward, its gradients are zeros and the state's gradient passes through
+# it unchanged. The generated loops skip padded steps; the padded inputs are zeroed before
+# the GEMMs that read every step (where a nan would become 0 * nan = nan).
 
 
 def padding_mask(lengths, steps):
@@ -135,26 +126,6 @@ def time_step(s, steps, reverse):
     return steps - 1 - s if reverse else s
 
 
-@jit
-def add_state_grad(t, lengths, dh, dh_rec):
-    """dh[b] += dh_rec[b] for every sequence b inside its length at step t: the gradient that
-    reaches h_{t-1} through the recurrent product. At a padded step dh passes through."""
-    for b in range(dh.shape[0]):
-        if t < lengths[b]:
-            dh[b] += dh_rec[b]
-
-
-# ---------------------------------------------------------------- gradient telemetry
-#
-# A backward can record ||dL/dh_t|| (and an LSTM's ||dL/dc_t||) of every sequence at every
-# step: the norm of the state's gradient it holds anyway, once everything that reaches the
-# state (its output's gradient, the next step's) is summed in. The caller hands over an
-# (S, T, B) array for the S states; without one the loops get an empty (S, 0, 0) array and
-# skip the recording. NOTE: dL/dh_t is recorded by ``record_norms`` once per step, before
-# the loop over the batch, which it leaves as it was: the same code inside that loop, even
-# never run, made a small RNN's backward 10% slower (benchmarks/RESULTS.md, issue 12).
-
-
 def norm_buffer(name, grad_norms, states, inputs):
     """What the backward loop records into: ``grad_norms`` checked ((S, T, B), x's dtype) with
     its padded steps zeroed, or, for None, an empty (S, 0, 0) array that records nothing."""
@@ -174,56 +145,9 @@ def norm_buffer(name, grad_norms, states, inputs):
 
 
 @jit
-def record_norms(grad_norms, state, t, lengths, dh, d_out_t):
-    """grad_norms[state, t, b] = ||dh[b] + d_out_t[b]|| for every sequence b inside its length:
-    the state's gradient from step t+1 plus the output's: all of dL/dh_t."""
-    for b in range(dh.shape[0]):
-        if t < lengths[b]:
-            total = 0.0
-            for j in range(dh.shape[1]):
-                g = dh[b, j] + d_out_t[b, j]
-                total += g * g
-            grad_norms[state, t, b] = np.sqrt(total)
-
-
-@jit
 def record_norm(grad_norms, state, t, b, grad):
     """grad_norms[state, t, b] = ||grad||."""
     total = 0.0
     for v in grad:
         total += v * v
     grad_norms[state, t, b] = np.sqrt(total)
-
-
-# ---------------------------------------------------------------- the GEMMs outside the loop
-
-
-def project(x, w_ih, bias):
-    """x W_ih^T + bias for all steps at once: (T, B, I) -> (T, B, G*H), one GEMM."""
-    steps, batch, inputs = x.shape
-    xp = dot(x.reshape(steps * batch, inputs), w_ih.T)
-    if bias is not None:
-        xp += bias
-    return xp.reshape(steps, batch, w_ih.shape[0])
-
-
-def add_biases(b_ih, b_hh):
-    """b_ih + b_hh where both are added outside any product (RNN, LSTM); None if neither."""
-    if b_ih is None:
-        return b_hh
-    return b_ih if b_hh is None else b_ih + b_hh
-
-
-def input_grads(inputs, d_xp, need_dx):
-    """dx, dW_ih and the summed bias gradient from the per-step input-projection gradients."""
-    x, w_ih = inputs.x, inputs.w["w_ih"]
-    steps, batch, features = x.shape
-    flat = d_xp.reshape(steps * batch, w_ih.shape[0])
-    dx = dot(flat, w_ih).reshape(x.shape) if need_dx else None
-    return dx, dot(flat.T, x.reshape(steps * batch, features)), flat.sum(axis=0)
-
-
-def weight_grad(d_gates, h_in):
-    """Sum over steps of d_gates[t]^T h_in[t]: (T, B, G) x (T, B, H) -> (G, H), one GEMM."""
-    rows = d_gates.shape[0] * d_gates.shape[1]
-    return dot(d_gates.reshape(rows, d_gates.shape[-1]).T, h_in.reshape(rows, h_in.shape[-1]))
