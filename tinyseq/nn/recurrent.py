@@ -212,7 +212,7 @@ class Recurrent(Module):
         reverse: if True, run from t = T-1 down to 0 (the outputs stay in time order). Default: False.
         backend: "graph" (the cell's ops unrolled over time), "numba" (the cell's step compiled
             by ``tinyseq_jit.compiler`` into a fused forward and BPTT for the CPU), "cuda" (the
-            same for numba.cuda: the per-step path) or "auto" (as the built-in layers: the
+            same for numba.cuda) or "auto" (as the built-in layers: the
             process-wide choice, else numba; compiled when the cell compiles, else on the
             graph, and then ``fallback_reason`` says why). A cell that cannot compile on
             ``backend="numba"`` is a ``CompileError`` naming the op or construct and its line.

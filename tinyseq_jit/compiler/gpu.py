@@ -1,10 +1,10 @@
-"""Write a step's ``Schedule`` out as a numba.cuda module, with the two paths of the
-hand-written CUDA kernels (``tinyseq_jit/cuda``).
+"""Write a step's ``Schedule`` out as a numba.cuda module, on two paths (those the project's
+hand-written CUDA kernels had, which these replaced).
 
 The same schedule and the same per-element lines as the CPU module (``cpu.py``). A thread
 owns the columns j = jj, jj + U, jj + 2U, ... of every value of a sequence, U the width of
-the widest state (the hidden size H): the columns of one unit in every gate block, as the
-hand-written kernels' thread owns unit j of all its gates.
+the widest state (the hidden size H): the columns of one unit in every gate block: a thread
+computes all the gates of its unit.
 
 - **per step** (any H): a step is its per-step GEMMs (``tinyseq_jit.cuda._gemm.gemm``) and,
   between them, point-wise kernels with a thread per (column jj, sequence). Consecutive
@@ -12,9 +12,8 @@ hand-written kernels' thread owns unit j of all its gates.
   (slices at offsets that are multiples of U, no width-1 value broadcast); keeping the
   state for backward and writing the output and the next state go into the first and the
   last of them. Point-wise ops the next product does not need wait for the kernel after it.
-  So an LSTM or a GRU step is a GEMM and one kernel, as the hand-written per-step path.
-- **per block** (H <= ``_common.MAX_HIDDEN``, chosen at run time as the hand-written kernels
-  do): one kernel for all T steps, ROWS sequences per block, the states, the values read
+  So an LSTM or a GRU step is a GEMM and one kernel.
+- **per block** (H <= ``_common.MAX_HIDDEN``, chosen when the module runs): one kernel for all T steps, ROWS sequences per block, the states, the values read
   across threads and the products' results in shared memory (shapes in multiples of
   MAX_HIDDEN: compile-time constants), the per-step products computed inside the kernel
   from the weights in global memory, ``syncthreads`` where a thread reads what another
@@ -369,8 +368,8 @@ class CudaWriter(Writer):
     # ------------------------------------------------------------ parameters' gradients after the loop
 
     def defer(self):
-        """Find the vectors (biases, peepholes) whose gradient can be summed after the loop, as the
-        hand-written kernels do (``column_sums``, ``product_column_sums``): every term a thread adds
+        """Find the vectors (biases, peepholes) whose gradient can be summed after the loop, one
+        launch each (``column_sums``, ``product_column_sums``): every term a thread adds
         into it is a value some (T, B, n) gradient array keeps column by column (``d_x_w[t, b, j] =
         d_t2``), or that value times a (T, B, n) array of the forward. Follows the copies of the
         backward's lines (``d_t5 = d_t6``, ``d_gates[b, 4 + j] = d_f``) in blocks of U columns;

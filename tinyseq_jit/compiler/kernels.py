@@ -59,7 +59,7 @@ def writer(program, device="numba"):
     ``gpu.CudaWriter``); its ``source()`` is the module's text."""
     cell = program.cell_class
     doc = (f"Fused forward and BPTT of {cell.__name__} ({cell.__module__}.{cell.__qualname__}), "
-           f"{program.dtype}, for {'the CPU' if device == 'numba' else 'numba.cuda (the per-step path)'}.")
+           f"{program.dtype}, for {'the CPU' if device == 'numba' else 'numba.cuda'}.")
     if device == "cuda":
         from .gpu import CudaWriter
 

@@ -1,4 +1,4 @@
-"""Fused forward and BPTT of RNNStep (tinyseq.nn.rnn.RNNStep), float32, for numba.cuda (the per-step path).
+"""Fused forward and BPTT of RNNStep (tinyseq.nn.rnn.RNNStep), float32, for numba.cuda.
 
 For any sizes: I = x's features; H = the width of state h (states[0]).
 
