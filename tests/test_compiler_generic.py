@@ -208,15 +208,20 @@ def test_the_cuda_module_passes_the_sizes_to_its_kernels():
     make, sizes, provides, _ = CELLS["lstm"]
     source = generic_source(make, sizes, provides, dtype=np.float64, device="cuda")
     assert re.search(r"range\(\d+\)|j < \d+ and|\(batch, \d+\)", source) is None
-    for line in ("def forward_1_1(t, lengths, H, c, i_1, f_1, t7, o_1, t9, gates, c_1, h_1):",
-                 "    if b < lengths.shape[0] and j < 4 * H and t < lengths[b]:",
-                 "        launch(forward_1_1, *grid(batch, H), t, lengths, H, c, i_1, f_1, t7, o_1, t9, gates, c_1, "
-                 "h_1)",
-                 "        ('forward_1_1', forward_1_1.py_func, (index, lengths, index, cube, cube, cube, cube, cube, "
-                 "cube, matrix, matrix, matrix)),",
-                 "    I, H = x.shape[2], states[0].shape[1]  # the sizes\n", "        g = gates[b, 2 * H + j]\n"):
-        assert line in source
-    assert "shared.array" not in source  # a shared array's shape would have to stay a number
+    for line in ("def forward_0(t, lengths, H, x_w, carried_h, carried_c, bias_ih, bias_hh, out, h, c, i_1, f_1, t7, "
+                 "o_1, t9, h_w, gates, c_1, h_1):",
+                 "            launch(forward_0, *grid(batch, H), t, lengths, H, x_w, carried_h, carried_c, bias_ih, "
+                 "bias_hh, out, h, c, i_1, f_1, t7, o_1, t9, h_w, gates, c_1, h_1)",
+                 "        ('forward_0', forward_0.py_func, (index, lengths, index, cube, matrix, matrix, vector, vector, "
+                 "cube, cube, cube, cube, cube, cube, cube, cube, matrix, matrix, matrix, matrix)),",
+                 "def block_forward(steps, reverse, lengths, H, x_w, bias_ih, bias_hh, out, h, c, i_1, f_1, t7, o_1, "
+                 "t9, h_w_weights, io_h, io_c):",
+                 "        launch(block_forward, *block_grid(batch), steps, int(reverse), lengths, H, x_w, bias_ih, "
+                 "bias_hh, out, h, c, i_1, f_1, t7, o_1, t9, h_w_weights, carried_h, carried_c)",
+                 "    I, H = x.shape[2], states[0].shape[1]  # the sizes\n"):
+        assert line in source, line
+    shared = re.findall(r"cuda\.shared\.array\((.*)\)", source)
+    assert shared and all(re.fullmatch(r"\(ROWS, WIDE_\d+\), FT", a) for a in shared)  # shapes stay numbers
 
 
 def test_generic_source_is_the_text_compile_generic_loads():
