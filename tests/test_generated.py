@@ -41,3 +41,22 @@ def test_a_committed_module_names_what_the_step_names():
         text = f.read()
     for line in ("f = sigmoid(f_in)", "c_1 = t6 + t7", "for j in range(H):", "I, H = x.shape[2], states[0].shape[1]"):
         assert any(line in row for row in text.splitlines()), line
+
+
+def test_finding_and_making_a_forms_kernels_draws_no_random_numbers():
+    """The steps built to trace a form (and to match it with a committed file) are made
+    without moving the library's random stream: a seeded run draws the same numbers whether
+    or not a layer compiled first."""
+    import tinyseq as ts
+    from tinyseq_jit import compiler
+
+    generated_form = nn.GRU(3, 4, bias=False, backend="numba", dtype=np.float64).step()
+    committed_form = nn.LSTM(3, 4).step()
+    rnn._kernels.clear()
+    compiler.clear_cache()
+    ts.manual_seed(5)
+    rnn._kernel(generated_form, "numba")
+    rnn._kernel(committed_form, "numba")
+    after = ts.rand(4).data
+    ts.manual_seed(5)
+    np.testing.assert_array_equal(ts.rand(4).data, after)

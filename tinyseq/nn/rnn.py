@@ -567,13 +567,24 @@ def step_form(step):
             tuple(p for p in PARAMETERS if getattr(step, p, None) is None), bool(step.proj_size), step.weight_ih.dtype.name)
 
 
+def quiet_step(cls, *args, **kwargs):
+    """``cls(*args, **kwargs)``, a step made to be traced, without moving the library's random
+    stream (its parameters' init draws from it: a layer's first compile must not change what
+    a seeded user draws next)."""
+    state = _random.get_rng_state()
+    try:
+        return cls(*args, **kwargs)
+    finally:
+        _random.set_rng_state(state)
+
+
 def generic_arguments(form):
     """``tinyseq_jit.compiler.compile_generic``'s arguments for a ``step_form``: (make_cell,
     sizes, provides)."""
     cls, options, absent, projected, dtype = form
 
     def make_cell(I, H, P=0):  # noqa: E741  (the size symbols of the generated code)
-        step = cls(I, H, dtype=dtype, proj_size=P, **dict(options))
+        step = quiet_step(cls, I, H, dtype=dtype, proj_size=P, **dict(options))
         for attr in absent:
             setattr(step, attr, None)
         return step

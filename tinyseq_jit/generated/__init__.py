@@ -38,7 +38,7 @@ def form(name):
     from tinyseq.nn import rnn
 
     mode, options = FORMS[name]
-    return rnn.step_form(rnn.STEPS[mode](1, 2, dtype=DTYPE, **options))
+    return rnn.step_form(rnn.quiet_step(rnn.STEPS[mode], 1, 2, dtype=DTYPE, **options))
 
 
 def path(name, device):
