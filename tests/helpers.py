@@ -6,6 +6,7 @@ import pathlib
 import sys
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 import tinyseq as ts
@@ -147,3 +148,29 @@ def compare(config, dtype=np.float64, rtol=1e-9, atol=1e-12, backend="numba"):
     for kind, ref, got in (("value", graph[0], fused[0]), ("grad", graph[1], fused[1])):
         for k, (a, b) in enumerate(zip(ref, got)):
             np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{kind} {k} of {config}")
+
+
+# ---------------------------------------------------------------- fixtures of the CUDA tests
+
+
+@pytest.fixture(params=["per-block", "per-step"])
+def path(request, monkeypatch):
+    """Each test that takes it runs on both CUDA paths: the time loop in one kernel, and a
+    launch a step (import it into a test module to use it)."""
+    from tinyseq_jit.cuda import _common
+
+    if request.param == "per-step":
+        monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
+    return request.param
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every device array the kernels allocate uninitialised starts as nan: an element a kernel
+    forgets to write, and reads, stays nan."""
+    from numba import cuda
+
+    def device_array(shape, dtype=np.float64, **kwargs):
+        return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
+
+    monkeypatch.setattr(cuda, "device_array", device_array)

@@ -16,7 +16,7 @@ from tinyseq import Tensor, nn
 from tinyseq.bptt import grad_norms_through_time
 from tinyseq_jit.compiler import compile_cell
 
-from helpers import load_example
+from helpers import load_example, path, poisoned  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.cuda
 
@@ -24,28 +24,6 @@ SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 runs_kernels = pytest.mark.skipif(not SIMULATED, reason="the compiled cells' CUDA tests run under "
                                                         "NUMBA_ENABLE_CUDASIM=1 (set before numba is imported)")
 gallery = load_example("cell_gallery").GALLERY
-
-
-@pytest.fixture(params=["per-block", "per-step"])
-def path(request, monkeypatch):
-    """Each test that takes it runs on both paths, as tests/test_cuda.py's."""
-    from tinyseq_jit.cuda import _common
-
-    if request.param == "per-step":
-        monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
-    return request.param
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """Every device array the generated module allocates uninitialised starts as nan: an element
-    a kernel forgets to write, and reads, stays nan."""
-    from numba import cuda
-
-    def device_array(shape, dtype=np.float64, **kwargs):
-        return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
-
-    monkeypatch.setattr(cuda, "device_array", device_array)
 
 
 def _run(cell, backend, x, lengths, reverse):

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from tinyseq import Tensor, nn
 from tinyseq.bptt import grad_norms_through_time
 
-from helpers import EXAMPLES, compare, layer_configs
+from helpers import EXAMPLES, compare, layer_configs, path, poisoned  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.cuda
 
@@ -70,27 +70,6 @@ def test_gemm_equals_numpy_at_ragged_tile_edges(dtype, rtol, trans_a, trans_b):
         np.testing.assert_allclose(out.copy_to_host(), expected, rtol=rtol, atol=rtol)
         tc.gemm(cuda.to_device(a), b, out, trans_a=trans_a, trans_b=trans_b, accumulate=True)  # device input too
         np.testing.assert_allclose(out.copy_to_host(), 2 * expected, rtol=rtol, atol=rtol)
-
-
-@pytest.fixture(params=["per-block", "per-step"])
-def path(request, monkeypatch):
-    """Each test that takes it runs on both paths: the time loop in one kernel, and a launch a step."""
-    from tinyseq_jit.cuda import _common
-
-    if request.param == "per-step":
-        monkeypatch.setattr(_common, "BLOCK_PATH_MAX_HIDDEN", 0)
-    return request.param
-
-
-@pytest.fixture
-def poisoned(monkeypatch):
-    """Every device array the kernels allocate starts as nan: an element they forget stays nan."""
-    from numba import cuda
-
-    def device_array(shape, dtype=np.float64, **kwargs):
-        return cuda.to_device(np.full(shape, np.nan, dtype=dtype))
-
-    monkeypatch.setattr(cuda, "device_array", device_array)
 
 
 RNN_CASES = [  # nonlinearity, reverse, lengths, biases, dtype
