@@ -18,9 +18,9 @@ sequence starts from (``Cell``'s: zeros of ``state_size``). For example::
 
 ``unroll`` is tinyseq's one time loop: ``Recurrent`` runs your cell with it, and the
 built-in layers run their steps (``nn.RNNStep``, ``LSTMStep``, ``GRUStep``: cells too) with
-it on the graph backend, so the two share every rule below: with ``lengths``, a padded step keeps the state and outputs zeros, the
-reverse direction starts at each sequence's last valid step, and the final state is each
-sequence's last valid one.
+it on the graph backend, so the two share every rule below: with ``lengths``, a padded step
+keeps the state and outputs zeros, the reverse direction starts at each sequence's last
+valid step, and the final state is each sequence's last valid one.
 """
 
 import numpy as np
