@@ -510,7 +510,7 @@ class RNNBase(Module):
                 initial = tuple(s[k] for s in states)
                 out, final = run_step(step, layer_input, initial if len(initial) > 1 else initial[0], lengths, mask,
                                       d == 1, grad_norms, _kernel(step, where),
-                                      label=f"{type(self).__name__}_{self.directions()[k]}")
+                                      label=f"{type(self).__name__}{self._suffixes(layer)[d]}")
                 outs.append(out)
                 finals.append(final if isinstance(final, tuple) else (final,))
             layer_input = outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=-1)

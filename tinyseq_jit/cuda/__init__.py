@@ -15,6 +15,7 @@ which, without raising.
 """
 
 import functools
+import inspect
 
 try:
     from numba import cuda as _cuda  # noqa: F401  (numba-cuda, or numba's own deprecated copy)
@@ -57,31 +58,20 @@ else:
                     raise TypeError(f"{name}: device arrays are not supported (host arrays in and out); "
                                     "pass NumPy arrays (device_array.copy_to_host())")
 
-    def rnn_forward(x, h0, weights, lengths=None, reverse=False, nonlinearity="tanh"):
-        """Run one Elman RNN layer in one direction over all T steps on the GPU: x (T, B, I), h0
-        (B, H), ``weights`` w_ih (H, I), w_hh (H, H), optionally b_ih and b_hh (H,); ``lengths``
-        (B,) or None; ``reverse`` runs t = T-1 .. 0; ``nonlinearity`` "tanh" or "relu". A ``Forward``."""
-        require("rnn_forward")
-        _host_arrays("rnn_forward", x, h0, weights, lengths)
-        return _pairs.rnn_forward(x, h0, weights, lengths, reverse, nonlinearity, device="cuda")
+    def _on_gpu(forward):
+        """``forward`` (a ``_pairs`` one, its signature and docstring) run with ``device="cuda"``,
+        refusing device arrays."""
+        @functools.wraps(forward)
+        def on_gpu(*arguments, **options):
+            require(forward.__name__)
+            _host_arrays(forward.__name__, *arguments, *options.values())
+            return forward(*arguments, **options, device="cuda")
 
-    def lstm_forward(x, h0, c0, weights, lengths=None, reverse=False, coupled=False):
-        """Run one LSTM layer in one direction over all T steps on the GPU: x (T, B, I); h0, c0
-        (B, H); ``weights`` w_ih (G*H, I) and w_hh (G*H, H) with G = 4 (3 when ``coupled``),
-        optionally b_ih and b_hh (G*H,), the projection w_hr (P, H) (then w_hh is (G*H, P) and
-        h0 (B, P)), and the peepholes ci, cf, co (H,) each (cf and co when coupled). A
-        ``Forward``: out (T, B, H), h_n (B, H), c_n (B, H); out and h_n have P features with w_hr."""
-        require("lstm_forward")
-        _host_arrays("lstm_forward", x, h0, c0, weights, lengths)
-        return _pairs.lstm_forward(x, h0, c0, weights, lengths, reverse, coupled, device="cuda")
-
-    def gru_forward(x, h0, weights, lengths=None, reverse=False, reset_after=True):
-        """Run one GRU layer in one direction over all T steps on the GPU: x (T, B, I), h0 (B, H),
-        ``weights`` w_ih (3*H, I), w_hh (3*H, H), optionally b_ih and b_hh (3*H,);
-        ``reset_after=False`` is Cho et al.'s form. A ``Forward``."""
-        require("gru_forward")
-        _host_arrays("gru_forward", x, h0, weights, lengths)
-        return _pairs.gru_forward(x, h0, weights, lengths, reverse, reset_after, device="cuda")
+        on_gpu.__doc__ = f"{forward.__doc__}\n\n    On the GPU (numba.cuda): host arrays in and out."
+        signature = inspect.signature(forward)
+        on_gpu.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values()
+                                                             if p.name != "device"])
+        return on_gpu
 
     def _host_backward(backward):
         """``backward`` (a ``_pairs`` one, its signature and docstring) refusing device gradients."""
@@ -92,6 +82,8 @@ else:
 
         return checked
 
+    rnn_forward, lstm_forward, gru_forward = (_on_gpu(f) for f in (
+        _pairs.rnn_forward, _pairs.lstm_forward, _pairs.gru_forward))
     rnn_backward, lstm_backward, gru_backward = (_host_backward(b) for b in (
         _pairs.rnn_backward, _pairs.lstm_backward, _pairs.gru_backward))
 
