@@ -41,6 +41,8 @@ SHARED_BYTES = 48 * 1024
 class CudaWriter(Writer):
     """Writes the numba.cuda module for one ``Schedule`` (``source()``)."""
 
+    split_loops = False  # a thread computes one column of all of a group: nothing to cut
+
     def __init__(self, sched, module_doc=""):
         super().__init__(sched, module_doc)
         self.kernels = []  # (name, scalar arguments, the arrays it takes) of each kernel written

@@ -137,19 +137,15 @@ def _backward(d_out, d_h, bias_ih, bias_hh, h_w_back, lengths, reverse, h, h_n, 
                 d_t2[b, 2 * H + j] = d_t9
                 d_t8 = d_t9
                 d_r = d_t8 * h_n[t, b, j]
-                d_h_n = d_t8 * r[t, b, j]
+                d_t5[b, 2 * H + j] = d_t8 * r[t, b, j]  # d_h_n
                 # line 163: z = (x_z + h_z).sigmoid()
                 d_t7 = d_z * z[t, b, j] * (1.0 - z[t, b, j])
                 d_t2[b, H + j] = d_t7
-                d_h_z = d_t7
+                d_t5[b, H + j] = d_t7  # d_h_z
                 # line 162: r = (x_r + h_r).sigmoid()
                 d_t6 = d_r * r[t, b, j] * (1.0 - r[t, b, j])
                 d_t2[b, j] = d_t6
-                d_h_r = d_t6
-                # line 159: h_r, h_z, h_n = ops.chunk(linear(h, self.weight_hh, self.bias_hh), 3, axis=-1)
-                d_t5[b, 2 * H + j] = d_h_n
-                d_t5[b, H + j] = d_h_z
-                d_t5[b, j] = d_h_r
+                d_t5[b, j] = d_t6  # d_h_r
             if record:
                 record_norm(grad_norms, 0, t, b, d_h_1[b])
             for j in range(3 * H):

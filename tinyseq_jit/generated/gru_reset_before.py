@@ -176,14 +176,11 @@ def _backward(d_out, d_h, bias_ih, t4, t12, h_w_back, t10_w_back, lengths, rever
                 # line 163: z = (x_z + h_z).sigmoid()
                 d_t9 = d_z * z[t, b, j] * (1.0 - z[t, b, j])
                 d_t2[b, H + j] = d_t9
-                d_h_z = d_t9
+                d_t7[b, H + j] = d_t9  # d_h_z
                 # line 162: r = (x_r + h_r).sigmoid()
                 d_t8 = d_r * r[t, b, j] * (1.0 - r[t, b, j])
                 d_t2[b, j] = d_t8
-                d_h_r = d_t8
-                # line 161: h_r, h_z = ops.chunk(linear(h, self.weight_hh[rz_rows], _rows(self.bias_hh, rz_rows)), 2, axis=-1)
-                d_t7[b, H + j] = d_h_z
-                d_t7[b, j] = d_h_r
+                d_t7[b, j] = d_t8  # d_h_r
             for j in range(2 * H):
                 # line 161: h_r, h_z = ops.chunk(linear(h, self.weight_hh[rz_rows], _rows(self.bias_hh, rz_rows)), 2, axis=-1)
                 d_h_w[t, b, j] = d_t7[b, j]

@@ -100,7 +100,7 @@ def _forward(x, x_w, h_0, c_0, bias_ih, bias_hh, h_w_plan, lengths, reverse, out
 
 
 @jit
-def _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, c, f, i, g, o, t8, x_w, x, d_x_w, d_h_w, d_bias_ih, d_bias_hh, grad_norms):
+def _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, c, f, i, g, o, t8, x_w, x, d_x_w, d_bias_ih, d_bias_hh, grad_norms):
     """BPTT over all steps: takes the final states' gradients in d_<state> and returns the initial states'; fills the gradient arrays."""
     steps, batch = d_out.shape[0], d_out.shape[1]
     H = d_h.shape[1]  # the sizes
@@ -130,7 +130,8 @@ def _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, 
                 d_t8 = d_h_1[b, j] * o[t, b, j]
                 d_c_1[b, j] += d_t8 * (1.0 - t8[t, b, j] * t8[t, b, j])
                 # line 132: o = (o_in + self.weight_co * c if self.peephole else o_in).sigmoid()
-                d_o_in = d_o * o[t, b, j] * (1.0 - o[t, b, j])
+                d_gates[b, 3 * H + j] = d_o * o[t, b, j] * (1.0 - o[t, b, j])  # d_o_in
+            for j in range(H):
                 # line 131: c = f * c + i * g
                 d_t6 = d_c_1[b, j]
                 d_t7 = d_c_1[b, j]
@@ -139,16 +140,11 @@ def _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, 
                 d_f = d_t6 * c[t, b, j]
                 d_c[b, j] += d_t6 * f[t, b, j]
                 # line 130: g = g_in.tanh()
-                d_g_in = d_g * (1.0 - g[t, b, j] * g[t, b, j])
+                d_gates[b, 2 * H + j] = d_g * (1.0 - g[t, b, j] * g[t, b, j])  # d_g_in
                 # line 129: i = (i_in + self.weight_ci * c if self.peephole else i_in).sigmoid()
-                d_i_in = d_i * i[t, b, j] * (1.0 - i[t, b, j])
+                d_gates[b, j] = d_i * i[t, b, j] * (1.0 - i[t, b, j])  # d_i_in
                 # line 125: f = (f_in + self.weight_cf * c if self.peephole else f_in).sigmoid()
-                d_f_in = d_f * f[t, b, j] * (1.0 - f[t, b, j])
-                # line 124: i_in, f_in, g_in, o_in = ops.chunk(gates, 4, axis=-1)
-                d_gates[b, 3 * H + j] = d_o_in
-                d_gates[b, 2 * H + j] = d_g_in
-                d_gates[b, H + j] = d_f_in
-                d_gates[b, j] = d_i_in
+                d_gates[b, H + j] = d_f * f[t, b, j] * (1.0 - f[t, b, j])  # d_f_in
             if record:
                 record_norm(grad_norms, 0, t, b, d_h_1[b])
             if record:
@@ -157,11 +153,10 @@ def _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, 
                 # line 120: gates = linear(x, self.weight_ih, self.bias_ih) + linear(h, self.weight_hh, self.bias_hh)
                 d_t2 = d_gates[b, j]
                 d_t5 = d_gates[b, j]
-                d_h_w[t, b, j] = d_t5
                 d_bias_hh[j] += d_t5
                 d_x_w[t, b, j] = d_t2
                 d_bias_ih[j] += d_t2
-        product_into(d_h_w[t], h_w_back, h_w_back_scratch, h_w_back_out)  # d_h += d_h_w @ (weight_hh.T[0:H]).T
+        product_into(d_x_w[t], h_w_back, h_w_back_scratch, h_w_back_out)  # d_h += d_x_w @ (weight_hh.T[0:H]).T
         for b in range(batch):
             if t < lengths[b]:
                 for j in range(H):
@@ -202,20 +197,19 @@ def backward(saved, d_out, d_states, need_dx=True, grad_norms=None):
         grad_norms = np.empty((2, 0, 0), dtype=x.dtype)
     d_h = np.array(d_states[0], dtype=x.dtype)
     d_c = np.array(d_states[1], dtype=x.dtype)
+    # d_x_w is d_h_w too: the step gives x_w and h_w the same gradient
     d_x_w = np.empty_like(x_w)
-    d_h_w = np.empty((steps, batch, 4 * H), dtype=x.dtype)
     if (lengths < steps).any():
         padding = np.arange(steps)[:, None] >= lengths[None, :]  # the loops leave these steps unwritten
         d_x_w[padding] = 0.0
-        d_h_w[padding] = 0.0
     d_bias_ih = np.zeros_like(bias_ih)
     d_bias_hh = np.zeros_like(bias_hh)
     h_w_back = plan_product(h_w_weights.T, batch)
-    d_initial = _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, c, f, i, g, o, t8, x_w, x, d_x_w, d_h_w, d_bias_ih, d_bias_hh, grad_norms)
+    d_initial = _backward(d_out, d_h, d_c, bias_ih, bias_hh, h_w_back, lengths, reverse, h, c, f, i, g, o, t8, x_w, x, d_x_w, d_bias_ih, d_bias_hh, grad_norms)
     # after the loop: each product's weight gradient as one GEMM over all steps
     grads = {}
     d_x_w_weights = dot(d_x_w.reshape(steps * batch, 4 * H).T, x.reshape(steps * batch, I))  # transposed: OpenBLAS runs d^T a faster than a^T d
-    d_h_w_weights = dot(d_h_w.reshape(steps * batch, 4 * H).T, h.reshape(steps * batch, H))  # transposed: OpenBLAS runs d^T a faster than a^T d
+    d_h_w_weights = dot(d_x_w.reshape(steps * batch, 4 * H).T, h.reshape(steps * batch, H))  # transposed: OpenBLAS runs d^T a faster than a^T d
     grads["weight_ih"] = d_x_w_weights[0:4 * H]
     grads["weight_hh"] = d_h_w_weights[0:4 * H]
     if need_dx:

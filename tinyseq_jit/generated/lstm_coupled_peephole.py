@@ -141,17 +141,18 @@ def _backward(d_out, d_h, d_c, bias_ih, weight_cf, bias_hh, weight_co, h_w_back,
             if t >= lengths[b]:
                 continue
             for j in range(H):
-                i = 1.0 - f[t, b, j]  # recomputed
                 # line 133: h = o * c.tanh()
                 d_o = d_h_1[b, j] * t12[t, b, j]
                 d_t12 = d_h_1[b, j] * o[t, b, j]
                 d_c_1[b, j] += d_t12 * (1.0 - t12[t, b, j] * t12[t, b, j])
                 # line 132: o = (o_in + self.weight_co * c if self.peephole else o_in).sigmoid()
                 d_t11 = d_o * o[t, b, j] * (1.0 - o[t, b, j])
-                d_o_in = d_t11
+                d_gates[b, 2 * H + j] = d_t11  # d_o_in
                 d_t10 = d_t11
                 d_weight_co[j] += d_t10 * c_1[t, b, j]
                 d_c_1[b, j] += d_t10 * weight_co[j]
+            for j in range(H):
+                i = 1.0 - f[t, b, j]  # recomputed
                 # line 131: c = f * c + i * g
                 d_t8 = d_c_1[b, j]
                 d_t9 = d_c_1[b, j]
@@ -160,17 +161,13 @@ def _backward(d_out, d_h, d_c, bias_ih, weight_cf, bias_hh, weight_co, h_w_back,
                 d_f = d_t8 * c[t, b, j]
                 d_c[b, j] += d_t8 * f[t, b, j]
                 # line 130: g = g_in.tanh()
-                d_g_in = d_g * (1.0 - g[t, b, j] * g[t, b, j])
+                d_gates[b, H + j] = d_g * (1.0 - g[t, b, j] * g[t, b, j])  # d_g_in
                 # line 127: i = 1 - f
                 d_f += -d_i
                 # line 125: f = (f_in + self.weight_cf * c if self.peephole else f_in).sigmoid()
                 d_t7 = d_f * f[t, b, j] * (1.0 - f[t, b, j])
-                d_f_in = d_t7
+                d_gates[b, j] = d_t7  # d_f_in
                 d_t6[b, j] = d_t7
-                # line 122: f_in, g_in, o_in = ops.chunk(gates, 3, axis=-1)
-                d_gates[b, 2 * H + j] = d_o_in
-                d_gates[b, H + j] = d_g_in
-                d_gates[b, j] = d_f_in
             if record:
                 record_norm(grad_norms, 0, t, b, d_h_1[b])
             if record:

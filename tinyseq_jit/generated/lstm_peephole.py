@@ -156,10 +156,11 @@ def _backward(d_out, d_h, d_c, bias_ih, weight_cf, weight_ci, bias_hh, weight_co
                 d_c_1[b, j] += d_t14 * (1.0 - t14[t, b, j] * t14[t, b, j])
                 # line 132: o = (o_in + self.weight_co * c if self.peephole else o_in).sigmoid()
                 d_t13 = d_o * o[t, b, j] * (1.0 - o[t, b, j])
-                d_o_in = d_t13
+                d_gates[b, 3 * H + j] = d_t13  # d_o_in
                 d_t12 = d_t13
                 d_weight_co[j] += d_t12 * c_1[t, b, j]
                 d_c_1[b, j] += d_t12 * weight_co[j]
+            for j in range(H):
                 # line 131: c = f * c + i * g
                 d_t10 = d_c_1[b, j]
                 d_t11 = d_c_1[b, j]
@@ -168,20 +169,15 @@ def _backward(d_out, d_h, d_c, bias_ih, weight_cf, weight_ci, bias_hh, weight_co
                 d_f = d_t10 * c[t, b, j]
                 d_c[b, j] += d_t10 * f[t, b, j]
                 # line 130: g = g_in.tanh()
-                d_g_in = d_g * (1.0 - g[t, b, j] * g[t, b, j])
+                d_gates[b, 2 * H + j] = d_g * (1.0 - g[t, b, j] * g[t, b, j])  # d_g_in
                 # line 129: i = (i_in + self.weight_ci * c if self.peephole else i_in).sigmoid()
                 d_t9 = d_i * i[t, b, j] * (1.0 - i[t, b, j])
-                d_i_in = d_t9
+                d_gates[b, j] = d_t9  # d_i_in
                 d_t8[b, j] = d_t9
                 # line 125: f = (f_in + self.weight_cf * c if self.peephole else f_in).sigmoid()
                 d_t7 = d_f * f[t, b, j] * (1.0 - f[t, b, j])
-                d_f_in = d_t7
+                d_gates[b, H + j] = d_t7  # d_f_in
                 d_t6[b, j] = d_t7
-                # line 124: i_in, f_in, g_in, o_in = ops.chunk(gates, 4, axis=-1)
-                d_gates[b, 3 * H + j] = d_o_in
-                d_gates[b, 2 * H + j] = d_g_in
-                d_gates[b, H + j] = d_f_in
-                d_gates[b, j] = d_i_in
             if record:
                 record_norm(grad_norms, 0, t, b, d_h_1[b])
             if record:
@@ -204,6 +200,7 @@ def _backward(d_out, d_h, d_c, bias_ih, weight_cf, weight_ci, bias_hh, weight_co
                 # line 129: i = (i_in + self.weight_ci * c if self.peephole else i_in).sigmoid()
                 d_weight_ci[j] += d_t8[b, j] * c[t, b, j]
                 d_c[b, j] += d_t8[b, j] * weight_ci[j]
+            for j in range(H):
                 # line 125: f = (f_in + self.weight_cf * c if self.peephole else f_in).sigmoid()
                 d_weight_cf[j] += d_t6[b, j] * c[t, b, j]
                 d_c[b, j] += d_t6[b, j] * weight_cf[j]
