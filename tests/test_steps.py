@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tinyseq as ts
-from tinyseq import Tensor, nn
+from tinyseq import Tensor, nn, ops
 from tinyseq.nn import functional as F
 
 STEPS = [("RNN", {}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}), ("LSTM", {"peephole": True}),
@@ -89,6 +89,37 @@ def test_inside_unroll_linear_projects_x_once_with_the_same_numbers_and_gradient
     by_hand.sum().backward()
     for a, b in zip(unrolled, [x.grad.data] + [p.grad.data for p in weights]):
         np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_inside_unroll_a_parameters_slice_is_made_once_with_the_same_gradients():
+    """The classic GRU's step slices weight_hh and bias_hh at every step; inside unroll each
+    slice is one node for the whole sequence (ops.leaf_slices_once), and the gradients equal
+    stepping by hand, where each step slices again."""
+    ts.manual_seed(0)
+    cell = nn.GRUStep(3, 4, reset_after=False, dtype=np.float64)
+    x = Tensor(np.random.default_rng(4).standard_normal((5, 2, 3)))
+    out, _ = nn.recurrent.unroll(cell, x, cell.initial_state(2))
+    parameters = {id(p) for _, p in cell.named_parameters()}
+    seen, stack, slices = set(), [out], 0
+    while stack:  # the graph's nodes that slice a parameter
+        node = stack.pop()
+        if id(node) in seen or node._ctx is None:
+            continue
+        seen.add(id(node))
+        slices += isinstance(node._ctx, ops.GetItem) and id(node._ctx.parents[0]) in parameters
+        stack.extend(node._ctx.parents)
+    assert slices == 4  # weight_hh and bias_hh, the rows of r and z and the rows of n
+    out.sum().backward()
+    unrolled = [p.grad.data.copy() for _, p in cell.named_parameters()]
+    cell.zero_grad()
+    state, outs = cell.initial_state(2), []
+    for t in range(5):
+        y, state = cell(x[t], state)
+        outs.append(y)
+    ts.stack(outs, axis=0).sum().backward()
+    for a, (_, p) in zip(unrolled, cell.named_parameters()):
+        np.testing.assert_allclose(a, p.grad.data, rtol=1e-10)
+    assert ops._leaf_slices is None  # only inside unroll
 
 
 def test_unrolling_projects_only_x_t_itself():

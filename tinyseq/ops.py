@@ -9,6 +9,7 @@ reported by op name instead of by a NumPy traceback.
 """
 
 import builtins
+import contextlib
 import math
 import numbers
 import operator
@@ -1155,6 +1156,26 @@ class GetItem(Function):
         return IndexedGrad(index, g, shape, basic=_is_basic(index))
 
 
+_leaf_slices = None  # inside ``leaf_slices_once``: (id(leaf), index) -> (leaf, leaf[index])
+
+
+@contextlib.contextmanager
+def leaf_slices_once():
+    """Inside it, a basic slice of a leaf tensor that takes a gradient (a parameter:
+    ``weight_hh[:2 * H]``) is made once and the same node returned each time after: a
+    recurrence's step that slices its weights (``nn.GRUStep(reset_after=False)``) then costs
+    one slice per sequence, and backward adds the steps' gradients before one scatter into the
+    parameter's, not one (T, ...) zeros-and-scatter per step. ``nn.functional.unrolling``
+    (so ``nn.recurrent.unroll``) runs the steps inside it; the leaves must not change in place
+    meanwhile."""
+    global _leaf_slices
+    outer, _leaf_slices = _leaf_slices, {}
+    try:
+        yield
+    finally:
+        _leaf_slices = outer
+
+
 def _is_basic(index):
     """True when ``index`` (a tuple) holds only slices, ints, None and Ellipsis: a view, no repeats."""
     for x in index:
@@ -1171,6 +1192,11 @@ def getitem(a, index):
     """``a[index]`` with slices, ints, None, Ellipsis and integer (or bool) index arrays."""
     a = _tensor(a)
     index = index if isinstance(index, tuple) else (index,)
+    if _leaf_slices is not None and a._ctx is None and a.requires_grad and _is_basic(index):
+        key = (id(a), tuple((x.start, x.stop, x.step) if x.__class__ is slice else x for x in index))
+        if key not in _leaf_slices:  # the leaf kept with it: its id stays its own
+            _leaf_slices[key] = (a, GetItem.apply(a, index=index))
+        return _leaf_slices[key][1]
     if not _is_basic(index):
         index = tuple(as_array(x) if isinstance(x, (Tensor, list)) else x for x in index)
         for x in index:

@@ -15,7 +15,8 @@ import numpy as np
 from ..ops import (  # noqa: F401  (re-exported)
     dropout, embedding, erf, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
-from ..ops import BinaryCrossEntropy, SoftmaxNLL, getitem, matmul, reshape, sum as _sum, where as _where
+from ..ops import BinaryCrossEntropy, SoftmaxNLL, getitem, leaf_slices_once, matmul, reshape, sum as _sum
+from ..ops import where as _where
 from ..ops import softplus
 from ..tensor import Tensor, as_array
 
@@ -88,12 +89,14 @@ def unrolling(xs):
     ``x_t``, the tensor step t gets, on what it yields) ``linear`` does what the fused kernels
     do before their time loop: ``linear(x_t, W, b)`` reads step t of ``xs W^T + b``, one
     product for all T steps, and every weight is transposed once per sequence, not once per
-    step. The numbers are the same and so are the gradients (the engine sums the steps'
-    gradients before the one product's backward)."""
+    step; a slice of a parameter is taken once per sequence too (``ops.leaf_slices_once``).
+    The numbers are the same and so are the gradients (the engine sums the steps' gradients
+    before the one product's, or slice's, backward)."""
     global _unrolled
     outer, _unrolled = _unrolled, _Unrolled(xs)
     try:
-        yield _unrolled
+        with leaf_slices_once():
+            yield _unrolled
     finally:
         _unrolled = outer
 
