@@ -86,16 +86,9 @@ def check_shapes(name, gates, x, states, weights, lengths, allowed):
         _check(name, what, s, x.dtype, (batch, features))
     if lengths is None:
         return np.full(batch, steps, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.shape == (0,):
-        lengths = lengths.astype(np.int64)  # NumPy reads [] as float64
-    if lengths.dtype.kind not in "iu" or lengths.shape != (batch,):
-        raise ValueError(f"{name}: lengths must be {batch} integers, got shape {lengths.shape} "
-                         f"and dtype {lengths.dtype}")
-    if batch and (lengths.min() < 1 or lengths.max() > steps):
-        raise ValueError(f"{name}: lengths must lie in [1, {steps}], got values from {lengths.min()} "
-                         f"to {lengths.max()}")
-    return lengths.astype(np.int64)
+    from tinyseq.nn.utils.rnn import valid_lengths  # the layers' check, written once
+
+    return valid_lengths(name, lengths, steps, batch).astype(np.int64)
 
 
 # ---------------------------------------------------------------- the padding rule
