@@ -227,6 +227,15 @@ def test_matmul(data, pair):
     check_op(lambda x, y: x @ y, np.matmul, a, b)
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (2, 4, 3), (1, 3)])
+def test_affine_is_matmul_then_add_as_one_node(shape):
+    """ops.Affine (what linear makes inside a recurrence's unroll): a @ w + bias, checked
+    against NumPy and finite differences, for every input."""
+    rng = np.random.default_rng(7)
+    a, w, bias = rng.standard_normal(shape), rng.standard_normal((3, 5)), rng.standard_normal(5)
+    check_op(lambda x, y, b: ts.ops.Affine.apply(x, y, b), lambda x, y, b: x @ y + b, a, w, bias)
+
+
 def test_matmul_shape_error_names_op_and_shapes():
     with pytest.raises(ValueError, match=r"matmul: shapes \(3, 4\) and \(5, 2\) are not aligned \(4 != 5\)"):
         ts.matmul(Tensor(np.ones((3, 4))), Tensor(np.ones((5, 2))))

@@ -48,16 +48,17 @@ def test_a_three_step_rnn_draws_each_step_in_its_own_cluster():
     _, nodes, edges, clusters = parse(viz.to_dot(loss, params=model))
     assert [c.get_label().strip('"') for c in clusters] == ["RNN_l0 t=0", "RNN_l0 t=1", "RNN_l0 t=2"]
     steps = [sorted(n.get_label().split("\\n")[0].strip('"') for n in c.get_node_list()) for c in clusters]
-    # one step: step t of x's projection, h W_hh^T, + b_hh, the sum, tanh; the first step also
-    # made what serves every step (nn.functional.linear inside unroll): W_ih^T, W_hh^T, x W_ih^T + b_ih
-    assert steps[1] == steps[2] == ["Add", "Add", "GetItem", "MatMul", "Tanh"]
-    assert steps[0] == sorted(steps[1] + ["Permute", "Permute", "MatMul", "Add"])
-    # 6 parameters; 3 steps of 5 ops and the 4 made once; after the loop stack, out[-1], the
-    # head's W^T, its matmul and + bias, and the sum.
-    assert len(nodes) == 6 + 3 * 5 + 4 + 6
-    # An edge for each input that needs a gradient: made once 1 + 1 + 1 (x needs none) + 2;
-    # step 0 has 1 + 1 (h0 needs none) + 2 + 2 + 1, steps 1 and 2 have 8 each; then 3 + 1 + (1 + 2 + 2) + 1.
-    assert len(edges) == 5 + 7 + 8 + 8 + 3 + 1 + 5 + 1
+    # one step: step t of x's projection, h W_hh^T + b_hh (one Affine node), the sum, tanh; the
+    # first step also made what serves every step (nn.functional.linear inside unroll): W_ih^T,
+    # W_hh^T, x W_ih^T + b_ih
+    assert steps[1] == steps[2] == ["Add", "Affine", "GetItem", "Tanh"]
+    assert steps[0] == sorted(steps[1] + ["Permute", "Permute", "Affine"])
+    # 6 parameters; 3 steps of 4 ops and the 3 made once; after the loop stack, out[-1], the
+    # head's W^T, its matmul and + bias (outside unroll: two nodes), and the sum.
+    assert len(nodes) == 6 + 3 * 4 + 3 + 6
+    # An edge for each input that needs a gradient: made once 1 + 1 + 2 (x needs none); step 0
+    # has 1 + 2 (h0 needs none) + 2 + 1, steps 1 and 2 have 7 each; then 3 + 1 + (1 + 2 + 2) + 1.
+    assert len(edges) == 4 + 6 + 7 + 7 + 3 + 1 + 5 + 1
     names = labels(nodes)
     assert "rnn.weight_hh_l0\\n(3, 3)" in names and "head.weight\\n(1, 3)" in names
 

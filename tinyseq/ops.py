@@ -629,6 +629,22 @@ class MatMul(Function):
         return ga, gb
 
 
+class Affine(MatMul):
+    """``a @ w + bias`` as one node (a (..., K), w (K, N), bias (N,)): what
+    ``nn.functional.linear`` makes inside a recurrence's unroll, where a step's
+    ``linear(h, W, b)`` runs T times and each node costs more than a small product.
+    The numbers are ``matmul``'s and then ``add``'s; backward is MatMul's, and the bias gets
+    the gradient summed over the rows."""
+
+    def forward(self, a, w, bias):
+        self.bias_shape = bias.shape
+        return super().forward(a, w) + bias
+
+    def backward(self, g):
+        ga, gw = super().backward(g)
+        return ga, gw, (unbroadcast(g, self.bias_shape) if self.needs_input_grad[2] else None)
+
+
 def matmul(a, b):
     """Matrix product with NumPy's rules (1-D, 2-D and broadcast batched N-D)."""
     a, b = _pair(a, b)
@@ -1197,6 +1213,12 @@ def getitem(a, index):
         if key not in _leaf_slices:  # the leaf kept with it: its id stays its own
             _leaf_slices[key] = (a, GetItem.apply(a, index=index))
         return _leaf_slices[key][1]
+    if not a.requires_grad and _is_basic(index):  # nothing to record: the view, without an op's cost
+        try:
+            data = np.asarray(a.data)[index]
+        except IndexError as e:
+            raise IndexError(f"getitem: {e} (tensor shape {a.shape})") from None
+        return _tensor_module._new_tensor(Tensor)._init(np.asarray(data), None)
     if not _is_basic(index):
         index = tuple(as_array(x) if isinstance(x, (Tensor, list)) else x for x in index)
         for x in index:

@@ -251,6 +251,11 @@ def tracing(tracer):
         _tracer = None
 
 
+def is_tracing():
+    """True inside a ``tracing()`` block (ops that the compiler does not take stay out of it)."""
+    return _tracer is not None
+
+
 def _value_read(tensor, what):
     if _tracer is not None:
         _tracer.value_read(tensor, what)

@@ -15,10 +15,10 @@ import numpy as np
 from ..ops import (  # noqa: F401  (re-exported)
     dropout, embedding, erf, leaky_relu, log_softmax, logsumexp, one_hot, relu, sigmoid, softmax, tanh,
 )
-from ..ops import BinaryCrossEntropy, SoftmaxNLL, getitem, leaf_slices_once, matmul, reshape, sum as _sum
+from ..ops import Affine, BinaryCrossEntropy, SoftmaxNLL, getitem, leaf_slices_once, matmul, reshape, sum as _sum
 from ..ops import where as _where
 from ..ops import softplus
-from ..tensor import Tensor, as_array
+from ..tensor import Tensor, as_array, is_tracing
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -42,12 +42,13 @@ def _check_label_smoothing(name, label_smoothing):
 
 def linear(input, weight, bias=None):
     """``input @ weight^T + bias``: input (*, in), weight (out, in), bias (out,) or None -> (*, out)."""
-    input, weight = (t if isinstance(t, Tensor) else Tensor(t) for t in (input, weight))
+    input = input if isinstance(input, Tensor) else Tensor(input)  # NOTE: no generator: a step calls this
+    weight = weight if isinstance(weight, Tensor) else Tensor(weight)
     bias_shape = None if bias is None else bias.shape if isinstance(bias, Tensor) else np.shape(bias)
-    if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1] or \
-            bias_shape not in (None, weight.shape[:1]):
+    w_shape, x_shape = weight.shape, input.shape
+    if len(w_shape) != 2 or not x_shape or x_shape[-1] != w_shape[1] or bias_shape not in (None, w_shape[:1]):
         raise ValueError(f"linear: expected input (*, in), weight (out, in) and bias (out,) or None, got "
-                         f"shapes {input.shape}, {weight.shape} and {bias_shape}")
+                         f"shapes {x_shape}, {w_shape} and {bias_shape}")
     inside = _unrolled
     if inside is None:
         return _affine(input, weight, bias)
@@ -66,6 +67,8 @@ def _affine(input, weight, bias, inside=None):
         if id(weight) not in inside.transposed:
             inside.transposed[id(weight)] = (weight, weight.T)
         w_t = inside.transposed[id(weight)][1]
+        if bias is not None and not is_tracing():  # one node a step, not two (ops.Affine)
+            return Affine.apply(input, w_t, bias)
     y = matmul(input, w_t)
     return y if bias is None else y + bias
 
