@@ -23,6 +23,7 @@ outputs, so the Jordan network cannot fit it exactly, however long it trains.
     python examples/narx.py                 # 1500 steps per model
     python examples/narx.py --delay 3 --hidden 32
     python examples/narx.py --quick
+    python examples/narx.py --optimizer lbfgs --batch-size 256   # full batch, quasi-Newton
 
 Prints a table; writes <out>/results.json and <out>/narx.png.
 """
@@ -83,28 +84,48 @@ def windows(u, y, rng, batch, length):
 
 
 def train(name, data, args, rng):
-    """Train one model; returns it and its losses."""
+    """Train one model; returns it, its losses (one per evaluation) and its final training MSE (the
+    last 50 minibatches' mean with Adam, the fixed batch's at the end with L-BFGS)."""
     u_train, y_train = data
     q = args.delay
     if name == "narx":
         model = nn.NARX(1, 1, q, args.hidden)
     else:
         model = (Elman if name == "elman" else Jordan)(args.hidden)
-    opt = ts.optim.Adam(model.parameters(), lr=args.lr)
     losses = []
-    for step in range(args.steps):
-        u, y = windows(u_train, y_train, rng, args.batch_size, args.window)
+
+    def mse(u, y):
         if name == "narx":  # open loop: predictions of y[q] .. y[T-1] from the true past outputs
             predicted, target = model(u, y[:-1]), y[q:-1]
         else:  # u only; the Elman RNN's first steps have no context, so they are not scored
             predicted, target = model(u, y[0])[args.burn_in:], y[1 + args.burn_in:]
-        loss = ((predicted - target) ** 2).mean()
+        return ((predicted - target) ** 2).mean()
+
+    if args.optimizer == "lbfgs":  # full batch: one fixed draw of windows, the loss and gradient --steps times
+        u, y = windows(u_train, y_train, rng, args.batch_size, args.window)
+        opt = ts.optim.LBFGS(model.parameters(), line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = mse(u, y)
+            loss.backward()
+            losses.append(loss.item())
+            return loss
+
+        while len(losses) < args.steps:  # a step evaluates up to 25 times; the last one what is left
+            opt.param_groups[0]["max_eval"] = min(25, args.steps - len(losses))
+            opt.step(closure)
+        with ts.no_grad():
+            return model, losses, mse(u, y).item()  # at the parameters it ends with
+    opt = ts.optim.Adam(model.parameters(), lr=args.lr)
+    for step in range(args.steps):
+        loss = mse(*windows(u_train, y_train, rng, args.batch_size, args.window))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
-    return model, losses
+    return model, losses, float(np.mean(losses[-50:]))
 
 
 def evaluate(name, model, u, y, q):
@@ -153,7 +174,11 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--window", type=int, default=40)
     p.add_argument("--burn-in", type=int, default=5, help="unscored first steps of the u-only models")
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"),
+                   help="adam: minibatches of fresh windows, --steps updates; lbfgs: L-BFGS with the strong-Wolfe "
+                        "line search on one fixed batch of --batch-size windows, --steps evaluations of loss and "
+                        "gradient (the same budget)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps = min(args.steps, 60)
@@ -170,11 +195,12 @@ def main(argv=None):
     results, rows = {}, []
     for name in models:
         with common.Timer() as timer:
-            model, losses = train(name, data, args, rng)
-        r = {"loss": losses, **evaluate(name, model, u_test, y_test, args.delay), "seconds": timer.seconds}
+            model, losses, final = train(name, data, args, rng)
+        r = {"loss": losses, "final_mse": final, **evaluate(name, model, u_test, y_test, args.delay),
+             "seconds": timer.seconds}
         results[name] = r
         rows.append([name, "open (teacher forcing)" if name == "narx" else "closed (u only)", losses[0],
-                     float(np.mean(losses[-50:])), "-" if r["open_loop_rmse"] is None else r["open_loop_rmse"],
+                     final, "-" if r["open_loop_rmse"] is None else r["open_loop_rmse"],
                      r["closed_loop_rmse"], round(timer.seconds, 1)])
     common.summary(args, ["model", "trained", "first MSE", "final MSE", "test open-loop RMSE",
                           "test closed-loop RMSE", "seconds"], rows)

@@ -56,6 +56,11 @@ def prints(*lines):
     return check
 
 
+def lbfgs_fits(ns, printed):  # "mse 0.792 -> 1.7e-06"
+    first, last = (float(v) for v in re.fullmatch(r"mse (\S+) -> (\S+)", printed[0]).groups())
+    assert first > 0.5 and last < 1e-4, printed
+
+
 def fit_a_line(ns, printed):  # "~0, [2, -1, 0.5], [0.3]"
     assert ns["loss"].item() < 1e-6
     np.testing.assert_allclose(ns["w"].data.ravel(), [2.0, -1.0, 0.5], atol=1e-3)
@@ -186,7 +191,7 @@ CLAIMS = {
         "batches = ts.data.StreamBatches(": prints("14 3 'the cat ' 'he cat s'", "' the dog' 'sat on t'"),
         "class Signs(Dataset):": loader,
     },
-    "optim.md": {"sched = ts.optim.StepLR(": schedule},
+    "optim.md": {"sched = ts.optim.StepLR(": schedule, "lbfgs = ts.optim.LBFGS(": lbfgs_fits},
     "tutorials/autodiff.md": {
         "show(y)": prints("Tanh", "  Add", "    Mul", "      leaf -2.0", "      leaf 0.5", "    leaf 1.0", "-2.0 0.5"),
         "# -4.0: the two backward": prints("-4.0"),

@@ -24,6 +24,15 @@ def test_quick_run_learns_and_writes_its_results(tmp_path):
     assert (tmp_path / "narx.png").stat().st_size > 10_000
 
 
+def test_lbfgs_trains_full_batch_within_the_same_budget_of_evaluations(tmp_path):
+    summary = example.main(["--quick", "--optimizer", "lbfgs", "--models", "narx,elman", "--out", str(tmp_path)])
+    for name, r in summary["results"].items():
+        assert len(r["loss"]) == 60, name  # --quick's 60 evaluations of loss and gradient, no more
+        assert r["final_mse"] < 0.1 * r["loss"][0], name
+    assert summary["results"]["narx"]["closed_loop_rmse"] < summary["test_output_std"]
+    assert summary["config"]["optimizer"] == "lbfgs"
+
+
 def test_the_plant_and_bad_flags():
     u = np.zeros(5)
     np.testing.assert_array_equal(example.plant(u), np.zeros(6))  # at rest it stays at rest
@@ -33,3 +42,6 @@ def test_the_plant_and_bad_flags():
         example.main(["--models", "arx"])
     with pytest.raises(UsageError, match="--delay < --window"):
         example.main(["--quick", "--delay", "40"])
+    with pytest.raises(SystemExit) as stop:  # argparse: one line naming the choices, exit status 2
+        example.main(["--quick", "--optimizer", "sgd"])
+    assert stop.value.code == 2

@@ -503,3 +503,4 @@ class AdamW(Adam):
 # NOTE: imported last: lr_scheduler imports Optimizer and the checks above from this module.
 from . import lr_scheduler  # noqa: E402
 from .lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR  # noqa: E402,F401  (the old import paths)
+from .lbfgs import LBFGS  # noqa: E402,F401
