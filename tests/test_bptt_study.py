@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 
 import tinyseq as ts
-from tinyseq import Tensor, nn
+from tinyseq import Tensor, bptt, nn
 from tinyseq.bptt import grad_norms_through_time, last_step_loss, state_jacobians, truncation_bias
 
 from helpers import layer_configs, layer_loss_and_inputs, weighted_sum
@@ -275,6 +275,27 @@ def test_state_jacobians_match_finite_differences(mode, options):
         np.testing.assert_allclose(np.sort_complex(values), np.sort_complex(expected), atol=1e-12)
         assert (np.diff(np.abs(values)) <= 1e-12).all()  # largest modulus first
     assert tuple(spectra.eigenvalues) == ts.gates.gate_names(mode, options.get("coupled", False))
+
+
+def test_a_projected_lstm_is_studied_with_both_states():
+    """proj_size: the state is (h of P, c of H); the Jacobians are over both (P + H), against
+    finite differences, and a gate's block is W_hh's rows times W_hr (H x H)."""
+    ts.manual_seed(8)
+    layer = nn.LSTM(3, 4, proj_size=2).double()
+    step = layer.step()
+    x = np.random.default_rng(9).standard_normal((3, 2, 3))
+    spectra = state_jacobians(layer, x)
+    assert spectra.jacobians.shape == (3, 2, 6, 6)
+    cell = bptt._CellStep(step)
+    entering = _trajectory(cell, x, (Tensor(np.zeros((2, 2))), Tensor(np.zeros((2, 4)))))
+    for t in range(3):
+        numeric = _numeric_jacobian(lambda s: _step(cell, x[t], s, [2, 4]), entering[t])
+        np.testing.assert_allclose(spectra.jacobians[t], numeric, rtol=1e-6, atol=1e-8, err_msg=f"step {t}")
+    blocks = layer.weight_hh_l0.data @ layer.weight_hr_l0.data
+    for k, (gate, values) in enumerate(spectra.eigenvalues.items()):
+        np.testing.assert_allclose(np.sort_complex(values), np.sort_complex(np.linalg.eigvals(blocks[4 * k:4 * k + 4])),
+                                   atol=1e-12)
+    assert tuple(spectra.eigenvalues) == ts.gates.gate_names("LSTM", False)
 
 
 def test_a_layer_is_studied_through_its_cell():

@@ -333,9 +333,6 @@ def _as_cell(owner, cell, x, hx):
         if layer.num_layers != 1 or layer.bidirectional:
             raise ValueError(f"{owner}: expected a one-layer, one-direction layer, got num_layers={layer.num_layers}, "
                              f"bidirectional={layer.bidirectional}; pass a cell with the weights you want to study")
-        if layer.proj_size:
-            raise ValueError(f"{owner}: expected a layer without proj_size (its state is not one cell's), got "
-                             f"proj_size={layer.proj_size}")
         cell = _CellStep(layer.step())
         if layer.batch_first and x.ndim == 3:
             x = x.swapaxes(0, 1)
@@ -423,9 +420,17 @@ def _as_states(hx, first):
 
 def _eigenvalues(cell):
     """{gate: the eigenvalues of W_hh's (H, H) block} for a cell with a ``weight_hh`` of (G*H, H),
-    largest modulus first."""
+    largest modulus first. A projected LSTM's (``weight_hr`` (P, H): h = W_hr (o * tanh c))
+    blocks are W_hh's (H, P) rows times W_hr, the (H, H) map from one step's o * tanh(c) to the
+    next step's gate."""
     w = getattr(cell, "weight_hh", None)
-    if w is None or w.ndim != 2 or w.shape[0] % w.shape[1]:
+    if w is None or w.ndim != 2:
+        return {}
+    w = w.data
+    w_hr = getattr(cell, "weight_hr", None)
+    if w_hr is not None:
+        w = w @ w_hr.data
+    if w.shape[0] % w.shape[1]:
         return {}
     hidden, blocks, mode = w.shape[1], w.shape[0] // w.shape[1], getattr(cell, "mode", None)
     if mode in nn.rnn.STEPS:  # a built-in cell: its gates
@@ -434,7 +439,7 @@ def _eigenvalues(cell):
         gates = ("h",) if blocks == 1 else tuple(str(k) for k in range(blocks))
     found = {}
     for k, gate in enumerate(gates):
-        values = np.linalg.eigvals(w.data[k * hidden:(k + 1) * hidden].astype(np.float64))
+        values = np.linalg.eigvals(w[k * hidden:(k + 1) * hidden].astype(np.float64))
         found[gate] = values[np.argsort(-np.abs(values), kind="stable")]
     return found
 
