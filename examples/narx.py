@@ -112,8 +112,8 @@ def train(name, data, args, rng):
             losses.append(loss.item())
             return loss
 
-        while len(losses) < args.steps:  # a step evaluates up to 25 times; the last one what is left
-            opt.param_groups[0]["max_eval"] = min(25, args.steps - len(losses))
+        while args.steps - len(losses) >= 2:  # a step evaluates up to max_eval + 1 times (the line search)
+            opt.param_groups[0]["max_eval"] = min(25, args.steps - len(losses) - 1)
             opt.step(closure)
         with ts.no_grad():
             return model, losses, mse(u, y).item()  # at the parameters it ends with

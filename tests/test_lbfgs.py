@@ -71,6 +71,30 @@ def test_iterates_equal_torchs_step_by_step(name, options, steps):
     assert len(mine["old_dirs"]) == len(torchs["old_dirs"])
 
 
+def _abs_loss(x, *_):
+    return x.abs().sum()
+
+
+def _inf_outside(x, *_):  # sum(x^2) inside |x| < 3, inf outside: an overflow in the line search
+    inside = bool((abs(x.detach().numpy() if hasattr(x, "detach") else x.data) < 3).all())
+    return (x * x).sum() if inside else (x * x).sum() * float("inf")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("f, x0, options", [
+    (_abs_loss, [3.0, 5.0], dict(line_search_fn="strong_wolfe")),  # linear along d: the cubic divides by 0
+    (_inf_outside, [2.9, -2.5], dict(line_search_fn="strong_wolfe", lr=20, max_iter=3)),  # an inf loss: bisect
+])
+def test_the_line_search_handles_a_linear_or_infinite_loss_as_torchs(f, x0, options):
+    torch = pytest.importorskip("torch")
+    x0 = np.array(x0)
+    ours, _, _ = run(optim.LBFGS, lambda a, **k: ts.tensor(a, dtype=np.float64, **k), x0, f, (), 1, **options)
+    theirs, _, _ = run(torch.optim.LBFGS, lambda a, **k: torch.tensor(a, dtype=torch.float64, **k), x0, f, (), 1,
+                       **options)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+    assert np.abs(ours - x0).max() > 0.1  # it moved
+
+
 class Fit(nn.Module):
     def __init__(self):
         self.lstm = nn.LSTM(1, 5, dtype=np.float64, backend="graph")
@@ -161,6 +185,7 @@ def test_a_state_dict_is_a_snapshot():
     (lambda s: s["state"][0].update(ro=s["state"][0]["ro"][:-1]), ValueError, "the history lists differ in length"),
     (lambda s: s["state"][0].update(n_iter=-1), ValueError, "n_iter"),
     (lambda s: s["state"].update({1: {}}), ValueError, "under parameter 0"),
+    (lambda s: s["state"].update({0: {"func_evals": 3, "n_iter": 2}}), ValueError, "must have n_iter 0"),
     (lambda s: s["param_groups"][0].pop("history_size"), ValueError, "history_size"),
 ])
 def test_a_bad_state_dict_is_refused_and_changes_nothing(mutate, error, match):
@@ -186,6 +211,8 @@ def test_arguments_are_checked():
         optim.LBFGS([{"params": [p]}, {"params": [ts.tensor(np.zeros(2), requires_grad=True)]}])
     with pytest.raises(TypeError, match="needs a closure"):
         optim.LBFGS([p]).step()
+    with pytest.raises(TypeError, match="the closure returned None; it must return the loss"):
+        optim.LBFGS([p]).step(lambda: None)
     assert optim.LBFGS([p]).param_groups[0]["max_eval"] == 25  # max_iter * 5 // 4, as PyTorch
 
 

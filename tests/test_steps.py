@@ -122,6 +122,32 @@ def test_inside_unroll_a_parameters_slice_is_made_once_with_the_same_gradients()
     assert ops._leaf_slices is None  # only inside unroll
 
 
+def test_a_slice_taken_without_grad_inside_a_step_is_not_handed_back_with_grad():
+    """A step that reads a parameter's slice under no_grad (a scale, say) and then uses the
+    same slice in its graph gets the gradient a step by hand gets."""
+    class Cell(nn.Cell):
+        def __init__(self):
+            self.state_size = 2
+            self.w = nn.Parameter(np.random.default_rng(0).standard_normal((4, 2)))
+
+        def forward(self, x, h):
+            with ts.no_grad():
+                scale = float(np.abs(self.w[:2].data).max())
+            h = (h @ self.w[:2].T + x).tanh() / scale
+            return h, h
+
+    cell, x = Cell(), np.random.default_rng(1).standard_normal((3, 1, 2))
+    out, _ = nn.recurrent.unroll(cell, Tensor(x), Tensor(np.zeros((1, 2))))
+    out.sum().backward()
+    unrolled, cell.w.grad = cell.w.grad.data.copy(), None
+    h, outs = Tensor(np.zeros((1, 2))), []
+    for t in range(3):
+        y, h = cell(Tensor(x[t]), h)
+        outs.append(y)
+    ts.stack(outs, axis=0).sum().backward()
+    np.testing.assert_allclose(unrolled, cell.w.grad.data, rtol=1e-12)
+
+
 def test_unrolling_projects_only_x_t_itself():
     """A product of something else than the step's x_t is computed as written."""
     seen = []

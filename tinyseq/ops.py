@@ -1177,13 +1177,14 @@ _leaf_slices = None  # inside ``leaf_slices_once``: (id(leaf), index) -> (leaf, 
 
 @contextlib.contextmanager
 def leaf_slices_once():
-    """Inside it, a basic slice of a leaf tensor that takes a gradient (a parameter:
-    ``weight_hh[:2 * H]``) is made once and the same node returned each time after: a
-    recurrence's step that slices its weights (``nn.GRUStep(reset_after=False)``) then costs
-    one slice per sequence, and backward adds the steps' gradients before one scatter into the
-    parameter's, not one (T, ...) zeros-and-scatter per step. ``nn.functional.unrolling``
-    (so ``nn.recurrent.unroll``) runs the steps inside it; the leaves must not change in place
-    meanwhile."""
+    """Inside it, a basic ``[]`` slice of a leaf tensor that takes a gradient (a parameter:
+    ``weight_hh[:2 * H]``), taken with grad enabled, is made once and the same node returned
+    each time the same index is written again (``chunk``, ``split`` and ``narrow`` are not
+    cached): a recurrence's step that slices its weights (``nn.GRUStep(reset_after=False)``)
+    then costs one slice per sequence, and backward adds the steps' gradients before one
+    scatter into the parameter's, not one (T, ...) zeros-and-scatter per step.
+    ``nn.functional.unrolling`` (so ``nn.recurrent.unroll``) runs the steps inside it; the
+    leaves must not change in place meanwhile."""
     global _leaf_slices
     outer, _leaf_slices = _leaf_slices, {}
     try:
@@ -1208,7 +1209,8 @@ def getitem(a, index):
     """``a[index]`` with slices, ints, None, Ellipsis and integer (or bool) index arrays."""
     a = _tensor(a)
     index = index if isinstance(index, tuple) else (index,)
-    if _leaf_slices is not None and a._ctx is None and a.requires_grad and _is_basic(index):
+    if (_leaf_slices is not None and a._ctx is None and a.requires_grad and _tensor_module._grad_enabled
+            and _is_basic(index)):
         key = (id(a), tuple((x.start, x.stop, x.step) if x.__class__ is slice else x for x in index))
         if key not in _leaf_slices:  # the leaf kept with it: its id stays its own
             _leaf_slices[key] = (a, GetItem.apply(a, index=index))

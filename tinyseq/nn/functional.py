@@ -92,7 +92,7 @@ def unrolling(xs):
     ``x_t``, the tensor step t gets, on what it yields) ``linear`` does what the fused kernels
     do before their time loop: ``linear(x_t, W, b)`` reads step t of ``xs W^T + b``, one
     product for all T steps, and every weight is transposed once per sequence, not once per
-    step; a slice of a parameter is taken once per sequence too (``ops.leaf_slices_once``).
+    step; a ``[]`` slice of a parameter is taken once per sequence too (``ops.leaf_slices_once``).
     The numbers are the same and so are the gradients (the engine sums the steps' gradients
     before the one product's, or slice's, backward)."""
     global _unrolled

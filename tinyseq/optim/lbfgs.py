@@ -8,8 +8,6 @@ flat vector; the curvature pairs (s, y) of the last ``history_size`` iterations 
 direction by the two-loop recursion.
 """
 
-import math
-
 import numpy as np
 
 from .._checks import check_int
@@ -23,7 +21,7 @@ _STATE = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_dia
 class LBFGS(Optimizer):
     """L-BFGS with PyTorch's arguments and defaults: ``lr`` (the step length, 1), ``max_iter``
     (iterations per ``step``, 20), ``max_eval`` (closure calls per ``step``, default
-    ``max_iter * 5 // 4``), ``tolerance_grad`` (stop when max |g| is at most this, 1e-7),
+    ``max_iter * 5 // 4``; the line search may make one more, as PyTorch's), ``tolerance_grad`` (stop when max |g| is at most this, 1e-7),
     ``tolerance_change`` (stop when the step or the loss changes by less, 1e-9),
     ``history_size`` (curvature pairs kept, 100), ``line_search_fn`` (None: step ``lr`` along
     the direction, the first iteration scaled by min(1, 1 / sum |g|); "strong_wolfe": a line
@@ -181,6 +179,8 @@ class LBFGS(Optimizer):
 
 def _scalar_loss(loss):
     """The closure's loss as a 0-d array (a Tensor's data, or a number)."""
+    if loss is None:
+        raise TypeError("LBFGS.step: the closure returned None; it must return the loss")
     data = np.asarray(getattr(loss, "data", loss))
     if data.size != 1:
         raise ValueError(f"LBFGS.step: the closure must return the loss, one number; got shape {data.shape}")
@@ -204,16 +204,18 @@ def _cubic_minimum(x1, f1, g1, x2, f2, g2, bounds=None):
     """The minimiser of the cubic through (x1, f1, slope g1) and (x2, f2, g2), kept in
     ``bounds`` (default: between x1 and x2); their middle if the cubic has none."""
     low, high = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
-    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
-    d2_square = d1 * d1 - g1 * g2
-    if d2_square < 0:
-        return (low + high) / 2.0
-    d2 = math.sqrt(d2_square)
-    if x1 <= x2:
-        at = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
-    else:
-        at = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
-    return min(max(at, low), high)
+    x1, f1, g1, x2, f2, g2 = (np.float64(v) for v in (x1, f1, g1, x2, f2, g2))
+    with np.errstate(all="ignore"):  # as PyTorch's tensors: a loss linear along d divides by 0 (to +-inf)
+        d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+        d2_square = d1 * d1 - g1 * g2
+        if not d2_square >= 0:  # no minimum, or a nan (an inf loss): the middle
+            return (low + high) / 2.0
+        d2 = np.sqrt(d2_square)
+        if x1 <= x2:
+            at = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            at = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    return float(min(max(at, low), high))
 
 
 def _strong_wolfe(at, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
@@ -283,8 +285,12 @@ def _checked_state(owner, entry, size):
     """LBFGS's saved state, checked: counters, flat vectors of ``size``, history lists."""
     _check_entries(owner, "the state of parameter 0", entry, _STATE[:2], optional=(*_STATE[2:], "al"))
     keys = set(entry)
-    if keys & set(_STATE[2:]) and not set(_STATE[2:]) <= keys:
+    counters_only = not keys & set(_STATE[2:])
+    if not counters_only and not set(_STATE[2:]) <= keys:
         raise ValueError(f"{owner}: the state holds {sorted(keys)}, expected all of {list(_STATE)} or only the counters")
+    if counters_only and _scalar(entry["n_iter"]) != 0:
+        raise ValueError(f"{owner}: a state of only the counters must have n_iter 0 (no iteration ran), got "
+                         f"n_iter={entry['n_iter']!r}; a state after iterations holds all of {list(_STATE)}")
     out = {}
     for name, value in entry.items():
         value = _scalar(value)
