@@ -87,9 +87,11 @@ def test_a_projected_lstm_on_cuda_equals_the_graph():
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
 
 
-def test_state_jacobians_refuses_a_projected_layer():
-    with pytest.raises(ValueError, match="state_jacobians: expected a layer without proj_size"):
-        state_jacobians(nn.LSTM(2, 3, proj_size=1), np.ones((3, 1, 2), np.float32))
+def test_state_jacobians_study_a_projected_layer_over_h_and_c():
+    """(The finite-difference check is tests/test_bptt_study.py's.) The state is h (P) and c (H)."""
+    spectra = state_jacobians(nn.LSTM(2, 3, proj_size=1), np.ones((3, 1, 2), np.float32))
+    assert spectra.jacobians.shape == (3, 1, 4, 4)
+    assert [len(v) for v in spectra.eigenvalues.values()] == [3, 3, 3, 3]  # W_hh's blocks times W_hr: 3 x 3
 
 
 # ---------------------------------------------------------------- the kernels' contract
