@@ -185,6 +185,9 @@ def main(argv=None):
     models = common.names(args.models, MODELS, "--models")
     if min(args.steps, args.hidden, args.batch_size, args.delay) < 1 or not args.delay < args.window:
         raise common.UsageError("need --steps, --hidden, --batch-size, --delay >= 1 and --delay < --window")
+    if args.optimizer == "lbfgs" and args.steps < 2:  # a step may evaluate twice: one is no budget
+        raise common.UsageError(f"--optimizer lbfgs needs --steps >= 2 (evaluations of loss and gradient), "
+                                f"got {args.steps}")
     rng = common.start(args)
     u_train = rng.uniform(-2, 2, size=20_000)
     data = u_train, plant(u_train)

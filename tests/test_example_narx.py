@@ -42,6 +42,8 @@ def test_the_plant_and_bad_flags():
         example.main(["--models", "arx"])
     with pytest.raises(UsageError, match="--delay < --window"):
         example.main(["--quick", "--delay", "40"])
+    with pytest.raises(UsageError, match="--optimizer lbfgs needs --steps >= 2"):
+        example.main(["--quick", "--optimizer", "lbfgs", "--steps", "1"])
     with pytest.raises(SystemExit) as stop:  # argparse: one line naming the choices, exit status 2
         example.main(["--quick", "--optimizer", "sgd"])
     assert stop.value.code == 2

@@ -15,7 +15,8 @@ from ..tensor import enable_grad, mark_changed
 from . import Optimizer, _check_entries, _check_number, _scalar
 
 #: what a parameter group's state holds after a step (``al`` once a second iteration ran)
-_STATE = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss")
+_STATE = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad",
+          "prev_loss")
 
 
 class LBFGS(Optimizer):
