@@ -46,8 +46,10 @@ tunes glibc's malloc for the whole process).
      environment changes of one EXTRA_ENVS entry (None: the variable removed); the OpenBLAS
      thread variables for lstm only. This machine's image sets OPENBLAS_CORETYPE=Haswell (and
      OPENBLAS_L2_SIZE) on some processors, for older OpenBLAS builds; the row without both shows
-     what a stock install runs there. Each tinyseq child records the kernel set SciPy's
-     OpenBLAS runs (``tinyseq_jit.cpu._gemm.blas_core``). ``--no-extras`` skips the rows.
+     what a stock install runs there. The first row pins ``TINYSEQ_BLAS=openblas``: where the
+     mkl extra is installed and chosen, it is OpenBLAS beside MKL. Each tinyseq child records
+     the BLAS provider that ran (``tinyseq_jit.status()``) and the kernel set SciPy's OpenBLAS
+     runs (``tinyseq_jit.cpu._gemm.blas_core``). ``--no-extras`` skips the rows.
   5. with ``--profile``: cProfile of --steps numba and graph steps per model in its own child,
      the PROFILE_TOP functions with the most own time (tottime).
 
@@ -106,6 +108,7 @@ LOSS_RTOL = 1e-5  # first-step losses, float32 mean over B*T positions
 # One extra numba row per entry and model (the models named, else all), with these changes to
 # the child's environment: a value is set, None removes the variable.
 EXTRA_ENVS = (
+    ({"TINYSEQ_BLAS": "openblas"}, None),  # where MKL is installed and chosen: OpenBLAS beside it
     ({"OPENBLAS_NUM_THREADS": "1"}, ("lstm",)),
     ({"OPENBLAS_THREAD_TIMEOUT": "4"}, ("lstm",)),
     ({"OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}, None),
@@ -263,6 +266,12 @@ def speed_worker(args):
             from tinyseq_jit import _jit
             blas_core = getattr(_jit, "blas_core", lambda: None)
         blas = blas_core()
+        try:
+            from tinyseq_jit import status
+        except ImportError:  # older tinyseq: OpenBLAS only
+            pass
+        else:
+            blas = f"{status()['provider']}, OpenBLAS core {blas}"
     print(json.dumps({"times": times, "blas_core": blas}))
 
 

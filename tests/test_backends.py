@@ -244,8 +244,8 @@ def test_planned_product_equals_numpy(limit, max_chunks, chunks, transposed):
         mp.setattr(_gemm, "SMALL_GEMM_MNK", limit)
         mp.setattr(_gemm, "MAX_CHUNKS", max_chunks)
         mp.setattr(_gemm, "TINY_GEMM_MNK", 0)
-        plan = plan_product(w, len(a))
-    assert (plan[0].shape[0], plan[1]) == (chunks, transposed)
+        plan = plan_product(w, len(a), _gemm.available()["openblas"])
+    assert (plan[0].shape[0], plan[1], plan[2]) == (chunks, transposed, 0)
     out = np.full((3, 7), np.nan)
     product_into(a, plan, product_scratch(len(a), plan), out)
     np.testing.assert_allclose(out, a @ w, rtol=1e-13)
@@ -261,6 +261,7 @@ def test_product_plan_follows_the_blas_kernels(core, limit):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_gemm, "blas_core", lambda: core)
+        mp.setattr(_gemm, "_chosen", (_gemm.available()["openblas"], "this test"))
         assert _gemm.small_gemm_mnk() == limit
         w = np.zeros((256, 1024), dtype=np.float32)
         chunks, transposed = plan_product(w, 4)[0].shape[0], plan_product(w, 4)[1]
@@ -304,7 +305,14 @@ def test_chunked_and_transposed_products_equal_graph(max_chunks, config):
         mp.setattr("tinyseq_jit.cpu._gemm.SMALL_GEMM_MNK", 1)
         mp.setattr("tinyseq_jit.cpu._gemm.MAX_CHUNKS", max_chunks)
         mp.setattr("tinyseq_jit.cpu._gemm.TINY_GEMM_MNK", 0)
+        mp.setattr("tinyseq_jit.cpu._gemm._chosen", (_openblas(), "this test"))  # whatever the default
         compare(config)
+
+
+def _openblas():
+    from tinyseq_jit.cpu import _gemm
+
+    return _gemm.available()["openblas"]
 
 
 def _apply(fn):

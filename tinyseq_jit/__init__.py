@@ -9,8 +9,11 @@ time loop's helpers; the tiled GEMM and launches on the GPU) and the built-in ce
 pairs as functions on arrays (``lstm_forward`` ...), speaking the contract in
 ``_contract.py``. The kernels take and return arrays and know nothing of
 ``tinyseq.Tensor``; ``tinyseq.nn._fused`` wraps a pair as a single graph node.
+
+``status()`` says which BLAS makes the CPU kernels' (and the graph's) matrix products, and why.
 """
 
 from . import cpu
+from .cpu._gemm import status
 
-__all__ = ["cpu"]
+__all__ = ["cpu", "status"]
