@@ -7,6 +7,7 @@ is installed (a CI job installs it).
 """
 
 import ctypes
+import functools
 import importlib.util
 import json
 import os
@@ -83,10 +84,45 @@ def test_gemm_into_empty_sum_is_zeros_and_empty_output_untouched():
 
 
 @needs_cblas
-def test_gemm_into_refuses_a_strided_operand():
-    a = np.ones((4, 6))[:, ::2]  # neither stride one element
+@pytest.mark.parametrize("view", ["rows of a wider array", "columns of a taller array", "transposed rows"])
+def test_gemm_into_passes_views_with_their_leading_dimension(view):
+    rng = np.random.default_rng(4)
+    big = rng.standard_normal((9, 12))
+    a = {"rows of a wider array": big[2:6, 1:6], "columns of a taller array": np.asfortranarray(big)[1:6, 2:6],
+         "transposed rows": big[1:6, 2:6].T}[view]
+    b = rng.standard_normal((a.shape[1], 3))
+    out = np.full((a.shape[0], 3), np.nan)
+    _gemm.gemm_into(CBLAS.gemm[np.dtype(np.float64)], a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+    wide = np.full((a.shape[0], 7), np.nan)  # out may be rows of a wider array too
+    _gemm.gemm_into(CBLAS.gemm[np.dtype(np.float64)], a, b, wide[:, 2:5])
+    np.testing.assert_allclose(wide[:, 2:5], a @ b, rtol=1e-12)
+    assert np.isnan(wide[:, :2]).all() and np.isnan(wide[:, 5:]).all()
+
+
+@needs_cblas
+@pytest.mark.parametrize("case", ["neither stride one", "reversed rows", "reversed columns", "broadcast rows",
+                                  "F-ordered out"])
+def test_gemm_into_refuses_what_a_cblas_cannot_read(case):
+    gemm = CBLAS.gemm[np.dtype(np.float64)]
+    a, b, out = np.ones((4, 3)), np.ones((3, 2)), np.empty((4, 2))
+    a = {"neither stride one": np.ones((4, 6))[:, ::2], "reversed rows": np.arange(12.0).reshape(4, 3)[::-1],
+         "reversed columns": np.arange(12.0).reshape(4, 3)[:, ::-1],
+         "broadcast rows": np.broadcast_to(np.ones(3), (4, 3))}.get(case, a)
+    out = np.empty((2, 4)).T if case == "F-ordered out" else out
     with pytest.raises(ValueError, match="unit stride"):
-        _gemm.gemm_into(CBLAS.gemm[np.dtype(np.float64)], a, np.ones((3, 2)), np.empty((4, 2)))
+        _gemm.gemm_into(gemm, a, b, out)
+
+
+@needs_cblas
+def test_cblas_plan_of_a_non_contiguous_weight_is_a_copy():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((20, 30))[::2, ::3]
+    plan = _gemm.plan_product(w, 4, CBLAS)
+    assert plan[0].shape == (1, 10, 10) and not plan[1] and not np.shares_memory(plan[0], w)
+    a, out = rng.standard_normal((4, 10)), np.empty((4, 10))
+    _gemm.product_into(a, plan, _gemm.product_scratch(4, plan), out)
+    np.testing.assert_allclose(out, a @ w, rtol=1e-12)
 
 
 @needs_cblas
@@ -107,7 +143,7 @@ def test_cblas_plan_keeps_the_weight_as_stored(rows):
 
 
 @needs_cblas
-def test_dot_through_a_provider_and_mixed_dtypes_through_numba():
+def test_dot_through_a_provider_copies_what_it_cannot_pass():
     rng = np.random.default_rng(1)
     a, b = _operands(np.float32, 40, 30, 20, "F", "C", rng)
     np.testing.assert_allclose(_gemm.dot(a, b, CBLAS), a @ b, rtol=1e-5, atol=1e-5)
@@ -177,6 +213,16 @@ def test_the_measured_choice_is_kept_per_machine(fresh_choice, monkeypatch, rati
     assert _gemm.provider().name == expected and "measured on this machine" in _gemm.status()["why"]
 
 
+@pytest.mark.parametrize("ratios,expected", [((0.25, 3.0), "mkl"),  # geometric mean 0.87; arithmetic 1.6
+                                             ((0.95, 0.95), "mkl"), ((0.951, 0.951), "openblas")])  # MARGIN
+def test_the_choice_takes_the_geometric_mean_within_the_margin(fresh_choice, monkeypatch, ratios, expected):
+    found = {"openblas": _fake("openblas"), "mkl": _fake("mkl")}
+    monkeypatch.setattr(_gemm, "available", lambda: found)
+    times = {"openblas": {"a": 1e-3, "b": 1e-3}, "mkl": {"a": ratios[0] * 1e-3, "b": ratios[1] * 1e-3}}
+    monkeypatch.setattr(_gemm, "measure", lambda providers: times)
+    assert _gemm.provider().name == expected
+
+
 def test_a_measurement_on_a_busy_machine_is_used_but_not_kept(fresh_choice, monkeypatch):
     found = {"openblas": _fake("openblas"), "mkl": _fake("mkl")}
     monkeypatch.setattr(_gemm, "available", lambda: found)
@@ -231,32 +277,29 @@ def test_only_openblas_needs_no_measurement(fresh_choice, monkeypatch):
 @pytest.mark.parametrize("value,message", [("blis", "not a provider"), ("MKL", "must be one of"), ("1", "must be one of"),
                                            ("mkl", "pip install tinyseq\\[mkl\\]")])
 def test_tinyseq_blas_refuses_what_cannot_run(fresh_choice, monkeypatch, value, message):
-    monkeypatch.setattr(_gemm, "available", lambda: {"openblas": _fake("openblas")})
-    monkeypatch.setitem(_gemm._missing, "mkl", "not installed (pip install tinyseq[mkl])")
+    monkeypatch.setattr(_gemm, "_mkl_path", lambda: None)
+    monkeypatch.setattr(_gemm, "_load", functools.cache(_gemm._load.__wrapped__))  # forgets a loaded MKL
     monkeypatch.setenv("TINYSEQ_BLAS", value)
     with pytest.raises(ValueError, match=f"TINYSEQ_BLAS.*{message}"):
         _gemm.provider()
 
 
-def test_tinyseq_blas_overrides_the_measurement(fresh_choice, monkeypatch):
-    found = {"openblas": _fake("openblas"), "mkl": _fake("mkl")}
-    monkeypatch.setattr(_gemm, "available", lambda: found)
+def test_tinyseq_blas_overrides_the_measurement_and_loads_only_its_library(fresh_choice, monkeypatch):
+    monkeypatch.setattr(_gemm, "available", lambda: pytest.fail("loaded every provider"))
+    monkeypatch.setattr(_gemm, "_mkl", lambda path: pytest.fail("loaded MKL"))
+    monkeypatch.setattr(_gemm, "_load", functools.cache(_gemm._load.__wrapped__))
     monkeypatch.setattr(_gemm, "measure", lambda providers: pytest.fail("measured"))
     monkeypatch.setenv("TINYSEQ_BLAS", "openblas")
     assert _gemm.provider().name == "openblas" and _gemm.status()["why"] == "TINYSEQ_BLAS"
 
 
 def test_status_says_what_runs_and_why():
-    status = ts_jit_status()
+    import tinyseq_jit
+
+    status = tinyseq_jit.status()
     assert status["provider"] in _gemm.PROVIDERS and status["provider"] in status["installed"]
     assert status["why"] and status["version"] and status["path"]
     assert set(status["missing"]) == set(_gemm.PROVIDERS) - set(status["installed"])
-
-
-def ts_jit_status():
-    import tinyseq_jit
-
-    return tinyseq_jit.status()
 
 
 def test_measure_times_every_shape_of_each_provider():

@@ -32,21 +32,21 @@ _gemm = None  # {dtype: matmul(a, b) for that dtype}, filled on first use
 
 
 def _load_gemm():
-    """The products above ``THREADED_MNK``: the kernels' BLAS provider's (``tinyseq_jit.cpu._gemm``,
-    imported here so the graph and the kernels share one library) if it is not OpenBLAS, else
-    SciPy's OpenBLAS, else nothing (``np.dot``)."""
+    """The products above ``THREADED_MNK``: without SciPy, ``np.dot`` (no kernels either: they
+    need SciPy's BLAS); else the kernels' BLAS provider's (``tinyseq_jit.cpu._gemm``, imported
+    here so the graph and the kernels share one library) if it is not OpenBLAS; else SciPy's."""
     global _gemm
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        _gemm = {}
+        return _gemm
     try:
         from tinyseq_jit.cpu import _gemm as kernels
     except ImportError:  # numba missing or broken: the graph runs on its own
         kernels = None
     if kernels is not None and kernels.provider().gemm:
         _gemm = {np.dtype(np.float32): kernels.dot, np.dtype(np.float64): kernels.dot}
-        return _gemm
-    try:
-        from scipy.linalg import blas
-    except ImportError:
-        _gemm = {}
     else:
         _gemm = {np.dtype(np.float32): functools.partial(_scipy_matmul, blas.sgemm),
                  np.dtype(np.float64): functools.partial(_scipy_matmul, blas.dgemm)}

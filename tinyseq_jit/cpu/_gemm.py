@@ -15,6 +15,7 @@ the same ``provider()``, so the graph's products and the kernels' share one libr
 thread pool.
 """
 
+import contextlib
 import ctypes
 import datetime
 import functools
@@ -26,6 +27,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -144,9 +146,12 @@ def _mkl_path():
 def _mkl(path):
     library = ctypes.CDLL(path)
     # NOTE: the interface layer must be set before any other call: 0 is LP64 (32-bit ints),
-    # what _call_gemm passes.
+    # what _call_gemm passes. It returns the layer in force: another one means the library
+    # was already set up otherwise in this process (ILP64), and 32-bit calls would corrupt it.
     library.MKL_Set_Interface_Layer.argtypes = [ctypes.c_int]
-    library.MKL_Set_Interface_Layer(0)
+    library.MKL_Set_Interface_Layer.restype = ctypes.c_int
+    if library.MKL_Set_Interface_Layer(0) != 0:
+        raise OSError("it is already set to 64-bit integers (ILP64) in this process")
     text = ctypes.create_string_buffer(200)
     library.MKL_Get_Version_String(text, len(text))
     library.MKL_Set_Num_Threads.argtypes = [ctypes.c_int]
@@ -160,50 +165,70 @@ def _mkl(path):
     return Provider("mkl", path, text.value.decode(errors="replace").strip(), gemm, library)
 
 
-_missing = {}  # provider name -> why it is not available
-
-
 @functools.cache
-def available():
-    """{name: Provider} of the installed providers, "openblas" first."""
-    found = {"openblas": _openblas()}
+def _load(name):
+    """The Provider ``name``, loaded once; a LookupError saying why it cannot be."""
+    if name == "openblas":
+        return _openblas()
     path = _mkl_path()
     if path is None:
-        _missing["mkl"] = "not installed (pip install tinyseq[mkl])"
-    else:
+        raise LookupError("not installed (pip install tinyseq[mkl])")
+    try:
+        return _mkl(path)
+    except (OSError, AttributeError) as error:
+        _failed[name] = f"{path} did not load: {error}"
+        raise LookupError(_failed[name]) from None
+
+
+_failed = {}  # provider name -> why its library, though there, did not load
+
+
+def available():
+    """{name: Provider} of the installed providers, "openblas" first (loads them all)."""
+    found = {}
+    for name in PROVIDERS:
         try:
-            found["mkl"] = _mkl(path)
-        except (OSError, AttributeError) as error:
-            _missing["mkl"] = f"{path} did not load: {error}"
+            found[name] = _load(name)
+        except LookupError:
+            pass
     return found
 
 
 _chosen = None  # (Provider, why), once per process
+_choosing = threading.Lock()
 
 
 def provider():
     """The provider the kernels and ``tinyseq._blas`` use in this process (chosen on first use)."""
-    return (_chosen or _choose())[0]
+    return _choice()[0]
+
+
+def _choice():
+    global _chosen
+    with _choosing:
+        if _chosen is None:
+            _chosen = _choose()
+    return _chosen
 
 
 def _choose():
-    global _chosen
-    found = available()
+    """(Provider, why): TINYSEQ_BLAS (only that one loaded), else the one installed, else the
+    measured choice."""
     asked = os.environ.get("TINYSEQ_BLAS")
+    if asked == "blis":
+        raise ValueError("TINYSEQ_BLAS=blis: BLIS is not a provider: the blis wheel measured slower than "
+                         "OpenBLAS on every product the kernels make (docs/backends.md); use openblas or mkl")
+    if asked and asked not in PROVIDERS:
+        raise ValueError(f"TINYSEQ_BLAS must be one of {PROVIDERS}, got {asked!r}")
     if asked:
-        if asked == "blis":
-            raise ValueError("TINYSEQ_BLAS=blis: BLIS is not a provider: the blis wheel measured slower than "
-                             "OpenBLAS on every product the kernels make (docs/backends.md); use openblas or mkl")
-        if asked not in PROVIDERS:
-            raise ValueError(f"TINYSEQ_BLAS must be one of {PROVIDERS}, got {asked!r}")
-        if asked not in found:
-            raise ValueError(f"TINYSEQ_BLAS={asked}: {_missing.get(asked, 'not available')}")
-        _chosen = found[asked], "TINYSEQ_BLAS"
-    elif len(found) == 1:
-        _chosen = found["openblas"], "the only provider installed"
-    else:
-        _chosen = _measured_choice(found)
-    return _chosen
+        try:
+            return _load(asked), "TINYSEQ_BLAS"
+        except LookupError as why:
+            raise ValueError(f"TINYSEQ_BLAS={asked}: {why}") from None
+    found = available()
+    if len(found) == 1:
+        return found["openblas"], "the only provider installed"
+    return _measured_choice(found)
 
 
 def _cache_key(found):
@@ -242,34 +267,66 @@ def _read_cache():
 
 def _write_cache(entries):
     path = cache_path()
+    folder = os.path.dirname(path) or "."
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".blas-")
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".blas-")
+    except OSError:  # a read-only home: the choice is measured again next time
+        return
+    try:
         with os.fdopen(fd, "w") as f:
             json.dump(entries, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
-    except OSError:  # a read-only home: the choice is measured again next time
-        pass
+    except OSError:
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _cache_lock():
+    """Holds the cache's lock file (POSIX): processes starting together measure one at a time,
+    and the later ones read the first one's choice instead of measuring beside it."""
+    try:
+        import fcntl
+
+        os.makedirs(os.path.dirname(cache_path()) or ".", exist_ok=True)
+        lock = open(cache_path() + ".lock", "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _score(times):
+    """{provider: geometric mean over the shapes of its time / OpenBLAS's}."""
+    return {name: math.exp(sum(math.log(t / times["openblas"][shape]) for shape, t in row.items()) / len(row))
+            for name, row in times.items()}
 
 
 def _measured_choice(found):
     key = _cache_key(found)
-    entries = _read_cache()
-    entry = entries.get(key)
-    if isinstance(entry, dict) and entry.get("provider") in found:
-        return found[entry["provider"]], f"measured on this machine {entry.get('when', '')} ({cache_path()})"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    times = measure(found.values())
-    score = {name: math.exp(sum(math.log(t / times["openblas"][shape]) for shape, t in row.items()) / len(row))
-             for name, row in times.items()}
-    best = min(score, key=score.get)
-    name = best if score[best] <= MARGIN else "openblas"
-    if load > BUSY_LOAD * _cores():
-        return found[name], f"measured now on a busy machine (load {load:.1f}, {_cores()} cores): not kept"
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    entries[key] = {"provider": name, "when": when, "load": load, "relative_time": score, "seconds": times}
-    _write_cache(entries)
+    with _cache_lock():
+        entries = _read_cache()
+        entry = entries.get(key)
+        if isinstance(entry, dict) and entry.get("provider") in found:
+            return found[entry["provider"]], f"measured on this machine {entry.get('when', '')} ({cache_path()})"
+        load = max(_load_average(), 0.0)
+        times = measure(found.values())
+        load = max(load, _load_average())  # before and after: a job started meanwhile counts too
+        score = _score(times)
+        best = min(score, key=score.get)
+        name = best if score[best] <= MARGIN else "openblas"
+        if load > BUSY_LOAD * _cores():
+            return found[name], f"measured now on a busy machine (load {load:.1f}, {_cores()} cores): not kept"
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        entries[key] = {"provider": name, "when": when, "load": load, "relative_time": score, "seconds": times}
+        _write_cache(entries)
     return found[name], f"measured now ({cache_path()})"
+
+
+def _load_average():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 #: what ``measure`` times: the per-step product (B, K) @ (K, N) at B = 1, 32, 64 forward and at
@@ -334,18 +391,22 @@ def measure(providers, seconds=0.02, rounds=2, pause=0.3):
 
 def status():
     """What runs the CPU kernels' and the graph's matrix products in this process, and why:
-    {"provider", "version", "path", "why", "installed", "missing", "threads"}."""
-    chosen, why = _chosen or _choose()
+    {"provider", "version", "path", "why", "installed", "missing", "threads"} ("installed": the
+    providers whose library is there; with TINYSEQ_BLAS only that one is loaded)."""
+    chosen, why = _choice()
     try:
         from threadpoolctl import threadpool_info
 
-        threads = {i["internal_api"]: i["num_threads"] for i in threadpool_info()
-                   if os.path.realpath(i["filepath"]) == os.path.realpath(chosen.path)}
+        threads = [i["num_threads"] for i in threadpool_info()
+                   if os.path.realpath(i["filepath"]) == os.path.realpath(chosen.path)]
     except ImportError:
-        threads = {}
+        threads = []
+    missing = dict(_failed)
+    if _mkl_path() is None:
+        missing["mkl"] = "not installed (pip install tinyseq[mkl])"
     return {"provider": chosen.name, "version": chosen.version, "path": chosen.path, "why": why,
-            "installed": list(available()), "missing": dict(_missing),
-            "threads": next(iter(threads.values()), None)}
+            "installed": [name for name in PROVIDERS if name not in missing], "missing": missing,
+            "threads": threads[0] if threads else None}
 
 
 # --- the products ----------------------------------------------------------------------------
@@ -356,7 +417,8 @@ def plan_product(w, rows, blas=None):
     ``blas`` (default: ``provider()``): returns (w3, transposed, gemm) with ``gemm`` the provider's
     ``cblas_?gemm`` address, or 0 for OpenBLAS through numba. For OpenBLAS, per the rules above,
     w3 is one of (1, K, N) (one call), (C, K, width) column chunks (the last one zero-padded) or
-    (1, N, K) = W^T with ``transposed`` True; a CBLAS takes W or W^T as it is stored."""
+    (1, N, K) = W^T with ``transposed`` True; a CBLAS takes W or W^T as it is stored if either
+    is contiguous (else a copy of W)."""
     gemm = (blas or provider()).gemm.get(w.dtype, 0)
     inner, cols = w.shape
     if gemm:
@@ -433,6 +495,10 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS's enums
 def _call_gemm(typingctx, gemm, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
     """cblas_?gemm at address ``gemm`` (an integer): c = a @ b, row-major, 32-bit integers.
     A compiled call names no symbol, so it caches whatever library the address is in."""
+    arrays, ints = (a, b, c), (gemm, trans_a, trans_b, m, n, k, lda, ldb, ldc)
+    if not (all(isinstance(x, types.Array) and x.ndim == 2 and x.dtype == c.dtype for x in arrays)
+            and c.dtype in (types.float32, types.float64) and all(isinstance(i, types.Integer) for i in ints)):
+        return None  # numba reports a typing error naming the arguments
     sig = types.void(gemm, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
 
     def codegen(context, builder, signature, args):
@@ -456,21 +522,27 @@ def _call_gemm(typingctx, gemm, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ld
 
 @jit
 def _layout(x):
-    """(CBLAS transpose flag, leading dimension) of 2-D ``x`` for a row-major call, or (0, 0)
-    if neither of its strides is one element."""
+    """(CBLAS transpose flag, leading dimension) passing 2-D ``x`` to a row-major call: rows of
+    unit-stride elements (NO_TRANS) or columns of them (TRANS), the other stride at least the
+    row's (column's) length so none overlap; an axis of length 1 takes any stride. (0, 0) if
+    ``x`` is laid out otherwise (a negative, zero or overlapping stride)."""
     rows, cols = x.shape
     size = x.itemsize
-    if cols == 1 or x.strides[1] == size:
-        return NO_TRANS, max(x.strides[0] // size if rows > 1 else cols, cols, 1)
-    if rows == 1 or x.strides[0] == size:
-        return TRANS, max(x.strides[1] // size if cols > 1 else rows, rows, 1)
+    row_step, col_step = x.strides[0] // size, x.strides[1] // size
+    if x.strides[0] % size or x.strides[1] % size:
+        return 0, 0
+    if (cols == 1 or col_step == 1) and (rows == 1 or row_step >= cols):
+        return NO_TRANS, row_step if rows > 1 else cols
+    if (rows == 1 or row_step == 1) and (cols == 1 or col_step >= rows):
+        return TRANS, col_step if cols > 1 else rows
     return 0, 0
 
 
 @jit
 def gemm_into(gemm, a, b, out):
     """out = a @ b through the ``cblas_?gemm`` at address ``gemm``; a and b may each be C- or
-    F-ordered (a transpose is passed as one, not copied), out is C-ordered."""
+    F-ordered or a view of rows or columns of one (a transpose is passed as one, not copied),
+    out is C-ordered."""
     m, k = a.shape
     n = b.shape[1]
     if m == 0 or n == 0:
@@ -483,6 +555,8 @@ def gemm_into(gemm, a, b, out):
     trans_c, ldc = _layout(out)
     if trans_a == 0 or trans_b == 0 or trans_c != NO_TRANS:
         raise ValueError("gemm_into: a, b need one unit stride and out a C layout")
+    if max(m, n, k, lda, ldb, ldc) >= 2**31:
+        raise ValueError("gemm_into: a size beyond 32-bit integers (the LP64 interface)")
     _call_gemm(gemm, trans_a, trans_b, m, n, k, a, lda, b, ldb, out, ldc)
 
 
