@@ -106,8 +106,8 @@ PROVIDERS = ("openblas", "mkl")
 #: a provider replaces OpenBLAS only if its products take at most this share of OpenBLAS's
 #: time (geometric mean over ``MEASURED``): a closer result is noise on a shared machine
 MARGIN = 0.95
-#: a measurement is kept only if the 1-minute load average before it was at most this share
-#: of the cores: MKL's spinning threads lose most when other work holds the cores (its
+#: a measurement is kept only if the 1-minute load average before and after it was at most
+#: this share of the cores: MKL's spinning threads lose most when other work holds the cores (its
 #: per-step backward product measured 4.5x OpenBLAS's time while a test suite ran, 0.72x idle)
 BUSY_LOAD = 0.5
 
@@ -311,7 +311,7 @@ def _measured_choice(found):
         entry = entries.get(key)
         if isinstance(entry, dict) and entry.get("provider") in found:
             return found[entry["provider"]], f"measured on this machine {entry.get('when', '')} ({cache_path()})"
-        load = max(_load_average(), 0.0)
+        load = _load_average()
         times = measure(found.values())
         load = max(load, _load_average())  # before and after: a job started meanwhile counts too
         score = _score(times)
