@@ -170,6 +170,7 @@ CLAIMS = {
     "nn.md": {
         "class Classifier(nn.Module):": classifier,
         "packed = pack_padded_sequence(": prints("(6, 3, 16) [4, 6, 2] True True True"),
+        "attention = nn.Attention(32, 32)": prints("(2, 32) (2, 7) [0. 0. 0.] [1. 1.]"),
     },
     "backends.md": {
         'with backend.use_backend("graph"):': backends,
