@@ -119,15 +119,77 @@ def test_bad_construction_is_refused(kwargs, message):
 
 @pytest.mark.parametrize("call,error,message", [
     (lambda a, q, k: a(q[:, :3], k), ValueError, r"query of shape \(B, 4\)"),
-    (lambda a, q, k: a(q, k[..., :5]), ValueError, r"keys of shape \(S, B, key_size\) with key_size 6"),
-    (lambda a, q, k: a(q[:2], k), ValueError, "query has 2 rows but keys a batch of 3"),
-    (lambda a, q, k: a(q, k, np.zeros((4, 3, 2))), ValueError, r"values must have the keys' batch and steps \(3, 5\)"),
+    (lambda a, q, k: a(q, k[..., :5]), ValueError, r"keys of shape \(S, B, 6\) with B = 3 \(the query's\), got \(5, 3, 5\)"),
+    (lambda a, q, k: a(q[:2], k), ValueError, r"keys of shape \(S, B, 6\) with B = 2 \(the query's\), got \(5, 3, 6\)"),
+    (lambda a, q, k: a(q, k, np.zeros((4, 3, 2))), ValueError,
+     r"values of shape \(S, B, V\) with B = 3 \(the query's\), S = 5 \(the keys'\), got \(4, 3, 2\)"),
+    (lambda a, q, k: a(q, k, np.zeros((5, 3))), ValueError, r"values of shape \(S, B, V\)"),
+    (lambda a, q, k: a(q, k[:0]), ValueError, "keys has no steps"),
     (lambda a, q, k: a(q, k, lengths=[5, 6, 1]), ValueError, r"lengths must lie in \[1, 5\]"),
     (lambda a, q, k: a(q, k, lengths=[5, 0, 1]), ValueError, r"lengths must lie in \[1, 5\]"),
     (lambda a, q, k: a(q, k, lengths=[5, 1]), ValueError, "lengths must be 3 integers"),
     (lambda a, q, k: a(q.astype(np.float32), k), TypeError, "query has dtype float32"),
+    (lambda a, q, k: a(q, k, np.zeros((5, 3, 2), np.float32)), TypeError, "values has dtype float32"),
 ])
 def test_bad_calls_are_refused(call, error, message):
     query, keys, _ = _inputs(np.random.default_rng(5))
     with pytest.raises(error, match=message):
         call(nn.Attention(4, 6, dtype=np.float64), query, keys)
+
+
+def test_batch_first_errors_name_its_layout():
+    query, keys, _ = _inputs(np.random.default_rng(6))
+    with pytest.raises(ValueError, match=r"keys of shape \(B, S, 6\)"):
+        nn.Attention(4, 6, batch_first=True, dtype=np.float64)(query, keys)  # (S, B, K) given
+
+
+def test_dot_attention_names_the_query_when_dtypes_differ():
+    query, keys, _ = _inputs(np.random.default_rng(7), q=6)
+    with pytest.raises(TypeError, match=r"keys has dtype float32 but the query is float64 \(for kind='dot'"):
+        nn.Attention(6, 6, kind="dot")(query, keys.astype(np.float32))
+
+
+@pytest.mark.parametrize("pad", [np.inf, np.nan])
+@pytest.mark.parametrize("kind,q", [("additive", 4), ("dot", 6)])
+def test_non_finite_padding_reaches_neither_output_nor_gradients(pad, kind, q):
+    """pad_packed_sequence(padding_value=inf) or NaN past a length changes nothing."""
+    rng = np.random.default_rng(8)
+    attention = nn.Attention(q, 6, kind=kind, dtype=np.float64)
+    query, keys, values = _inputs(rng, q=q, v=2)
+    lengths = [5, 2, 1]
+    clean = attention(query, keys, values, lengths=lengths)
+    keys[2:, 1], values[2:, 1], keys[1:, 2], values[1:, 2] = pad, pad, pad, pad
+    query_t = ts.tensor(query, requires_grad=True)
+    context, weights = attention(query_t, keys, values, lengths=lengths)
+    np.testing.assert_allclose(context.data, clean[0].data, rtol=1e-14)
+    np.testing.assert_allclose(weights.data, clean[1].data, rtol=1e-14)
+    (context.sum() + weights.sum()).backward()
+    assert np.isfinite(query_t.grad.data).all()
+    assert all(np.isfinite(p.grad.data).all() for p in attention.parameters())
+
+
+@pytest.mark.parametrize("kind,q", [("additive", 4), ("multiplicative", 4), ("dot", 6)])
+def test_float32_and_to_float64(kind, q):
+    rng = np.random.default_rng(9)
+    attention = nn.Attention(q, 6, kind=kind)
+    query, keys, values = _inputs(rng, q=q, v=2, dtype=np.float32)
+    context, weights = attention(query, keys, values, lengths=np.array([5, 2, 1]))
+    assert context.dtype == weights.dtype == np.float32
+    attention.to(np.float64)
+    wide = attention(query.astype(np.float64), keys.astype(np.float64), values.astype(np.float64),
+                     lengths=ts.tensor(np.array([5, 2, 1])))
+    assert wide[0].dtype == np.float64
+    np.testing.assert_allclose(wide[0].data, context.data, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_first_without_values_and_repr():
+    rng = np.random.default_rng(10)
+    query, keys, _ = _inputs(rng)
+    ts.manual_seed(0)
+    a = nn.Attention(4, 6, batch_first=True, dtype=np.float64)(query, keys.transpose(1, 0, 2), lengths=[3, 5, 1])
+    ts.manual_seed(0)
+    b = nn.Attention(4, 6, dtype=np.float64)(query, keys, lengths=[3, 5, 1])
+    np.testing.assert_array_equal(a[0].data, b[0].data)
+    assert repr(nn.Attention(4, 6, hidden_size=3)).startswith(
+        "Attention(query_size=4, key_size=6, kind='additive', hidden_size=3, batch_first=False\n  (query): Linear(")
+    assert repr(nn.Attention(6, 6, kind="dot")) == "Attention(query_size=6, key_size=6, kind='dot', batch_first=False)"

@@ -21,6 +21,17 @@ def _floating(x):
     return dtype
 
 
+def _matching(name, x, dtype, what):
+    """``x`` as a Tensor of ``dtype``; ``what`` says where that dtype comes from if not."""
+    try:
+        return as_input("Attention", x, dtype, name)
+    except TypeError:
+        if not what:
+            raise
+        got = np.asarray(x.data if hasattr(x, "data") else x).dtype
+        raise TypeError(f"Attention: {name} has dtype {got} but the query is {dtype}{what}; convert one of them") from None
+
+
 class Attention(Module):
     """Scores ``keys`` against ``query``, softmax over the steps, the weighted sum of ``values``.
 
@@ -44,7 +55,7 @@ class Attention(Module):
 
     Call ``attention(query, keys, values=None, lengths=None)``: query (B, query_size), keys
     (S, B, key_size), values (S, B, V) (default: the keys), ``lengths`` (B,) ints in [1, S]:
-    steps at or past a sequence's length get weight 0. Returns ``(context, weights)``: context
+    steps at or past a sequence's length get weight 0, and what they hold is read as zeros. Returns ``(context, weights)``: context
     (B, V) and weights (B, S), each row summing to 1.
     """
 
@@ -70,35 +81,51 @@ class Attention(Module):
             self.key = Linear(key_size, query_size, bias=False, dtype=dtype)
 
     def forward(self, query, keys, values=None, lengths=None):
-        weights = next(iter(self.parameters()), None)
-        dtype = weights.dtype if weights is not None else _floating(query)
-        query = as_input("Attention", query, dtype, "query")
-        keys = as_input("Attention", keys, dtype, "keys")
-        if query.ndim != 2 or query.shape[1] != self.query_size:
-            raise ValueError(f"Attention: expected query of shape (B, {self.query_size}), got {query.shape}")
-        layout = "(B, S, key_size)" if self.batch_first else "(S, B, key_size)"
-        if keys.ndim != 3 or keys.shape[2] != self.key_size:
-            raise ValueError(f"Attention: expected keys of shape {layout} with key_size {self.key_size}, "
-                             f"got {keys.shape}")
-        keys = keys if self.batch_first else ops.transpose(keys, 0, 1)  # (B, S, K)
+        query, keys, values = self._inputs(query, keys, values)
         batch, steps = keys.shape[0], keys.shape[1]
-        if query.shape[0] != batch:
-            raise ValueError(f"Attention: query has {query.shape[0]} rows but keys a batch of {batch}")
-        if values is None:
-            values = keys
-        else:
-            values = as_input("Attention", values, dtype, "values")
-            values = values if self.batch_first or values.ndim != 3 else ops.transpose(values, 0, 1)
-            if values.ndim != 3 or values.shape[:2] != (batch, steps):
-                raise ValueError(f"Attention: values must have the keys' batch and steps ({batch}, {steps}) and "
-                                 f"one more axis, got shape {values.shape} (batch_first={self.batch_first})")
-        scores = self._scores(query, keys)  # (B, S)
         if lengths is not None:
             lengths = valid_lengths("Attention", lengths, steps, batch)
-            scores = ops.masked_fill(scores, np.arange(steps)[None, :] >= lengths[:, None], -np.inf)
+            padding = np.arange(steps)[None, :] >= lengths[:, None]  # (B, S)
+            # NOTE: zeroed, not only weighted 0: 0 * inf is NaN, and a NaN key's tanh' would
+            # reach the weights' gradients (padding_value may be inf or NaN)
+            keys = ops.masked_fill(keys, padding[:, :, None], 0.0)
+            values = None if values is None else ops.masked_fill(values, padding[:, :, None], 0.0)
+        values = keys if values is None else values
+        scores = self._scores(query, keys)  # (B, S)
+        if lengths is not None:
+            scores = ops.masked_fill(scores, padding, -np.inf)
         weights = ops.softmax(scores, axis=-1)
         context = ops.sum(ops.unsqueeze(weights, -1) * values, axis=1)
         return context, weights
+
+    def _inputs(self, query, keys, values):
+        """query (B, Q), keys (B, S, K) and values (B, S, V) or None, checked, as Tensors of
+        the parameters' dtype (for "dot": the query's)."""
+        first_parameter = next(iter(self.parameters()), None)
+        dtype = first_parameter.dtype if first_parameter is not None else _floating(query)
+        what = "" if first_parameter is not None else " (for kind='dot': the query's dtype)"
+        query = as_input("Attention", query, dtype, "query")
+        if query.ndim != 2 or query.shape[1] != self.query_size:
+            raise ValueError(f"Attention: expected query of shape (B, {self.query_size}), got {query.shape}")
+        batch = query.shape[0]
+        order = "(B, S, {})" if self.batch_first else "(S, B, {})"
+        tensors = []
+        for name, x, width in (("keys", keys, self.key_size), ("values", values, None)):
+            if x is None:
+                tensors.append(None)
+                continue
+            x = _matching(name, x, dtype, what)
+            steps_axis, batch_axis = (1, 0) if self.batch_first else (0, 1)
+            expected = order.format(self.key_size if width else "V")
+            if (x.ndim != 3 or x.shape[batch_axis] != batch or (width and x.shape[2] != width)
+                    or (tensors and x.shape[steps_axis] != tensors[0].shape[1])):
+                steps = f", S = {tensors[0].shape[1]} (the keys')" if tensors else ""
+                raise ValueError(f"Attention: expected {name} of shape {expected} with B = {batch} (the query's)"
+                                 f"{steps}, got {x.shape}")
+            if x.shape[steps_axis] == 0:
+                raise ValueError(f"Attention: {name} has no steps (shape {x.shape}); attention needs at least one")
+            tensors.append(x if self.batch_first else ops.transpose(x, 0, 1))
+        return query, tensors[0], tensors[1]
 
     def _scores(self, query, keys):
         """(B, S) scores of each step of keys (B, S, K) against query (B, Q)."""
