@@ -38,6 +38,7 @@ def run(main):
     stderr and exit status 2 (its traceback only with ``TINYSEQ_DEBUG=1``); any other
     exception is a bug and propagates with its traceback."""
     try:
+        check_environment()
         main()
     except UsageError as e:
         if os.environ.get("TINYSEQ_DEBUG") == "1":
@@ -45,6 +46,18 @@ def run(main):
         prog = pathlib.Path(sys.argv[0]).name
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_environment():
+    """A ``TINYSEQ_BLAS`` that cannot run here is the user's mistake too: said before any work."""
+    blas = os.environ.get("TINYSEQ_BLAS")
+    if blas and importlib.util.find_spec("numba") is not None:
+        from tinyseq_jit.cpu._gemm import check_choice
+
+        try:
+            check_choice(blas)
+        except ValueError as e:
+            raise UsageError(f"{e} (or unset TINYSEQ_BLAS: the fastest installed is then measured)") from None
 
 
 def require(module, extra, what):

@@ -101,6 +101,14 @@ OTHER_CASES = {
 }
 
 
+@pytest.mark.parametrize("value,words", [("bogus", ["TINYSEQ_BLAS must be one of", "unset TINYSEQ_BLAS"]),
+                                         ("blis", ["TINYSEQ_BLAS=blis", "use openblas or mkl"])])
+def test_a_bad_tinyseq_blas_is_one_line_and_exit_2(tmp_path, value, words):
+    assert_usage_error(script(["char_lm.py", "--quick", "--out", str(tmp_path / "run")], tmp_path,
+                              env={"TINYSEQ_BLAS": value}), *words)
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_example_with_a_main_is_covered_here():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if "def main(" in p.read_text()}
     assert scripts == set(OTHER_CASES) | {"char_lm.py"}

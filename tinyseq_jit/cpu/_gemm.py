@@ -211,16 +211,24 @@ def _choice():
     return _chosen
 
 
+def check_choice(asked):
+    """Refuse a ``TINYSEQ_BLAS`` value that cannot run here with a ValueError that says why and
+    what to do, without loading a library (what the examples check before any work)."""
+    if asked == "blis":
+        raise ValueError("TINYSEQ_BLAS=blis: BLIS is not a provider: the blis wheel measured slower than "
+                         "OpenBLAS on every product the kernels make (docs/backends.md); use openblas or mkl")
+    if asked not in PROVIDERS:
+        raise ValueError(f"TINYSEQ_BLAS must be one of {PROVIDERS}, got {asked!r}")
+    if asked == "mkl" and _mkl_path() is None:
+        raise ValueError("TINYSEQ_BLAS=mkl: not installed (pip install tinyseq[mkl])")
+
+
 def _choose():
     """(Provider, why): TINYSEQ_BLAS (only that one loaded), else the one installed, else the
     measured choice."""
     asked = os.environ.get("TINYSEQ_BLAS")
-    if asked == "blis":
-        raise ValueError("TINYSEQ_BLAS=blis: BLIS is not a provider: the blis wheel measured slower than "
-                         "OpenBLAS on every product the kernels make (docs/backends.md); use openblas or mkl")
-    if asked and asked not in PROVIDERS:
-        raise ValueError(f"TINYSEQ_BLAS must be one of {PROVIDERS}, got {asked!r}")
     if asked:
+        check_choice(asked)
         try:
             return _load(asked), "TINYSEQ_BLAS"
         except LookupError as why:
