@@ -185,7 +185,9 @@ def main(argv=None):
     print_rows(["goal", "provider", "value", "bar", "ok"],
                [[g, v["provider"], f"{v.get('gflops', v.get('share_of_peak')):.2f}", str(v["goal"]), verdict(v["ok"])]
                 for g, v in goals.items()])
-    meta = {"machine": platform.processor() or platform.machine(), "cpu": _cpu(), "argv": sys.argv[1:],
+    from tinyseq_jit.cpu._gemm import cpu_model
+
+    meta = {"machine": platform.processor() or platform.machine(), "cpu": cpu_model(), "argv": sys.argv[1:],
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "peak": args.peak}
     write_json(args.out, meta, {"gflops": table, "goals": goals, "measured_peak": measured_peak, "status": infos})
     return 0
@@ -219,14 +221,6 @@ def _installed(provider):
     from tinyseq_jit.cpu import _gemm
 
     return provider in _gemm.available()
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as lines:
-            return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 if __name__ == "__main__":

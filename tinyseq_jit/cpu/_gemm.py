@@ -239,15 +239,20 @@ def _choose():
     return _measured_choice(found)
 
 
-def _cache_key(found):
+def cpu_model():
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` tells."""
     cpu = platform.processor() or platform.machine()
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as lines:
             cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
+    return cpu
+
+
+def _cache_key(found):
     threads = ",".join(f"{v}={os.environ[v]}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                         "MKL_NUM_THREADS", "MKL_THREADING_LAYER") if v in os.environ)
     libraries = " ".join(f"{p.name} {p.version}" for p in found.values())
-    return f"{cpu} | {_cores()} cores {threads} | {libraries}"
+    return f"{cpu_model()} | {_cores()} cores {threads} | {libraries}"
 
 
 def _cores():
