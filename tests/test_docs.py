@@ -176,7 +176,7 @@ CLAIMS = {
         'with backend.use_backend("graph"):': backends,
         "grads = cpu.lstm_backward(": kernel_contract,
     },
-    "bptt.md": {"flow = bptt.grad_norms_through_time(": study},
+    "bptt.md": {"flow = bptt.grad_norms_through_time(": study, "bptt.rtrl(cell, xs, loss_fn": prints("True")},
     "tutorials/own_cell.md": {
         "class MinimalGatedUnit(nn.Cell):": own_cell,
         "flow = bptt.grad_norms_through_time(cell, x64)": own_cell_flow,

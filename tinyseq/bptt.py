@@ -24,6 +24,9 @@ The instruments (see the README's "Studying BPTT"):
 - ``state_jacobians``: dh_t/dh_{t-1} along a trajectory, the singular values of their
   products (how the last state responds to an earlier one), and the eigenvalues of W_hh.
 - ``truncation_bias``: how far truncated BPTT's gradient is from the full one, per k.
+
+And BPTT's counterpart: ``rtrl`` and ``RTRL``, real-time recurrent learning, the same
+gradient carried forward in time (no stored history; online updates at every step).
 """
 
 import contextlib
@@ -501,6 +504,215 @@ def _truncated_gradient(model, params, loss_fn, x, y, k, steps, batch_first, sta
         (loss * ((stop - start) / steps)).backward()
         state = detach_state(state)
     return np.concatenate([(np.zeros(p.shape) if p.grad is None else p.grad.data).ravel() for p in params])
+
+
+# ---------------------------------------------------------------- real-time recurrent learning
+
+
+class RTRL:
+    """Real-time recurrent learning (Williams & Zipser 1989): the exact gradient of a loss
+    summed over time steps, carried forward with the state instead of backward through a
+    stored history.
+
+    A cell's step s_t = f(s_{t-1}, x_t; theta) (s: every state tensor, flattened and joined,
+    N entries per sequence). Each sequence carries its sensitivity P_t = ds_t/dtheta, (N, P)
+    for the P entries of the cell's parameters, from P = 0 at the initial state:
+
+        P_t = J_t P_{t-1} + ds_t/dtheta (this step alone),   J_t = ds_t/ds_{t-1}
+
+    A loss l_t read at step t (from y_t, which the step computed from s_{t-1}, x_t and theta)
+    adds to the gradient its part from this step, dl_t/dtheta, and its part through every
+    earlier step, (dl_t/ds_{t-1}) P_{t-1}. Both come from reverse mode over the one step:
+    one backward of l_t, and one per state entry of each sequence (B * N) for the rows of
+    J_t and ds_t/dtheta (a parameter's gradient sums over the batch, so each sequence's row
+    needs its own). Nothing of earlier steps is kept: memory is the sensitivities, B * N * P
+    numbers, whatever the length; time per step is those backwards and the product
+    J_t P_{t-1}, B * N^2 * P multiply-adds. BPTT's memory grows with T instead, and its
+    time per step does not grow with N^2 * P.
+
+    ``cell``: what ``nn.Recurrent`` runs (an ``nn.Cell``, or your own Module with
+    ``forward(x_t, state) -> (y_t, new_state)``; an ``nn.RNNCell``, ``LSTMCell`` or
+    ``GRUCell``), an ``nn.Recurrent`` running forward in time, or a one-layer, one-direction
+    ``nn.RNN``/``LSTM``/``GRU``. ``batch``: B; ``state``: the initial state (the cell's
+    ``initial_state(B)`` if None), a constant: its own gradient is not computed.
+
+    Online (the weights may change between steps; the sensitivities carried on were then
+    computed with the old weights, the approximation RTRL always made online)::
+
+        learner = bptt.RTRL(cell, batch=1)
+        for x_t, target in stream:
+            loss = learner.step(x_t, lambda y: mse(readout(y), target))  # .grad: d loss / d weights
+            optimizer.step()
+            optimizer.zero_grad()
+
+    ``rtrl(cell, x, loss_fn)`` runs it over a whole sequence.
+    """
+
+    def __init__(self, cell, batch, state=None):
+        self.cell = _rtrl_step("RTRL", cell)
+        self.batch = check_int("RTRL", "batch", batch, 1)
+        self.reset(state)
+
+    def reset(self, state=None):
+        """Start again from ``state`` (the cell's ``initial_state`` if None), with P = 0."""
+        if state is None:
+            if getattr(self.cell, "initial_state", None) is None:
+                raise TypeError(f"RTRL: the cell {type(self.cell).__name__} has no initial_state(batch); pass state=")
+            state = self.cell.initial_state(self.batch)
+        self._many = isinstance(state, (tuple, list))
+        self._state = tuple(np.array(as_array(s)) for s in (state if self._many else (state,)))
+        for s in self._state:
+            if s.ndim == 0 or s.shape[0] != self.batch:
+                raise ValueError(f"RTRL: each state tensor must be (B, ...) with B = {self.batch}, got shape {s.shape}")
+        self.params = [p for p in self.cell.parameters() if p.requires_grad]
+        sizes = [s[0].size for s in self._state]
+        self._offsets = np.cumsum([0] + sizes)
+        dtype = self._state[0].dtype
+        self.sensitivity = np.zeros((self.batch, self._offsets[-1], sum(p.data.size for p in self.params)), dtype)
+        self.t, self._y_shape = 0, None
+
+    @property
+    def state(self):
+        """The state after the last step (Tensors that record no graph), as the cell keeps it."""
+        parts = tuple(Tensor(s) for s in self._state)
+        return parts if self._many else parts[0]
+
+    def step(self, x_t, loss_fn=None, keep=None):
+        """Advance one step on x_t (B, ...) and, if ``loss_fn(y_t)`` is given and returns a
+        one-element Tensor (None: no loss at this step), add the gradient of that loss with
+        respect to the cell's parameters, through every step so far, into their ``.grad``
+        (and any other parameter the loss reads, e.g. a readout's, gets its gradient as
+        ``backward`` gives it). ``keep``: None, or B booleans, False for a sequence that has
+        ended (its state and sensitivity stay, its y_t reads 0, as ``nn.Recurrent`` pads).
+        Returns the loss as a float (None without one)."""
+        owner = f"RTRL({type(self.cell).__name__})"
+        x_t = np.asarray(as_array(x_t), dtype=self._state[0].dtype)
+        if x_t.ndim == 0 or x_t.shape[0] != self.batch:
+            raise ValueError(f"{owner}: x_t must be (B, ...) with B = {self.batch}, got shape {x_t.shape}")
+        if keep is not None:
+            keep = np.asarray(keep)
+            if keep.shape != (self.batch,) or keep.dtype != bool:
+                raise ValueError(f"{owner}: keep must be {self.batch} booleans (one per sequence), got "
+                                 f"{keep.dtype} of shape {keep.shape}")
+            x_t = np.where(keep.reshape((-1,) + (1,) * (x_t.ndim - 1)), x_t, 0)
+        before = self.sensitivity
+        kept_grads = [p.grad for p in self.params]
+        try:
+            with enable_grad():
+                leaves = tuple(Tensor(s, requires_grad=True) for s in self._state)
+                y, new = nn.recurrent._checked_step(owner, self.cell, Tensor(x_t), leaves if self._many else leaves[0],
+                                                    self.t, self._y_shape)
+                new = new if self._many else (new,)
+                if keep is not None:
+                    new = tuple(ops.where(keep.reshape((-1,) + (1,) * (n.ndim - 1)), n, s) for n, s in zip(new, leaves))
+                    y = ops.where(keep.reshape((-1,) + (1,) * (y.ndim - 1)), y, 0.0)
+                loss = None if loss_fn is None else loss_fn(y)
+                gradient = None
+                if loss is not None:
+                    loss = _scalar_loss(owner, loss)
+                    direct, through = self._backward(loss, None, leaves)
+                    gradient = direct + np.einsum("bn,bnp->p", through, before)
+                self._advance(new, leaves, keep)
+        finally:
+            for p, g in zip(self.params, kept_grads):
+                p.grad = g
+        if gradient is not None:
+            self._add_grads(gradient)
+        self._state, self._y_shape, self.t = tuple(np.array(n.data) for n in new), y.shape, self.t + 1
+        return None if loss is None else loss.item()
+
+    def _advance(self, new, leaves, keep):
+        """P_t = J_t P_{t-1} + ds_t/dtheta, a row of each per backward seeded at one state entry."""
+        batch, n = self.sensitivity.shape[:2]
+        jacobian = np.zeros((batch, n, n), self.sensitivity.dtype)
+        local = np.zeros_like(self.sensitivity)
+        for k, state in enumerate(new):
+            if not state.requires_grad:  # depends on neither theta nor the state: its rows stay 0
+                continue
+            for b in range(batch):
+                if keep is not None and not keep[b]:  # ended: the state kept as it was
+                    rows = slice(self._offsets[k], self._offsets[k + 1])
+                    jacobian[b, rows, rows] = np.eye(rows.stop - rows.start)
+                    continue
+                for i in range(self._offsets[k + 1] - self._offsets[k]):
+                    seed = np.zeros(state.shape, state.dtype)
+                    seed.reshape(batch, -1)[b, i] = 1
+                    direct, through = self._backward(state, seed, leaves)
+                    local[b, self._offsets[k] + i], jacobian[b, self._offsets[k] + i] = direct, through[b]
+        self.sensitivity = jacobian @ self.sensitivity + local
+
+    def _backward(self, out, seed, leaves):
+        """One backward from ``out``: (the parameters' gradient, flattened, (P,); the
+        gradient for each sequence's incoming state, (B, N)). The graph is kept for the next."""
+        for p in self.params:
+            p.grad = None
+        for leaf in leaves:
+            leaf.grad = None
+        out.backward(seed, retain_graph=True)
+        direct = np.concatenate([np.zeros(p.data.size) if p.grad is None else p.grad.data.ravel() for p in self.params])
+        through = np.concatenate([np.zeros((self.batch, s[0].size)) if s.grad is None
+                                  else s.grad.data.reshape(self.batch, -1) for s in leaves], axis=1)
+        return direct, through
+
+    def _add_grads(self, gradient):
+        """Accumulate the flat ``gradient`` into the parameters' ``.grad``, as ``backward`` does."""
+        start = 0
+        for p in self.params:
+            g = gradient[start:start + p.data.size].reshape(p.shape).astype(p.dtype)
+            p.grad = g if p.grad is None else p.grad.data + g
+            start += p.data.size
+
+
+class RTRLResult(NamedTuple):
+    """What ``rtrl`` returns."""
+
+    loss: float  # the sum over steps of loss_fn's values
+    state: object  # the final state (Tensors that record no graph), as the cell keeps it
+
+
+def rtrl(cell, x, loss_fn, hx=None, lengths=None):
+    """The gradient of L = sum_t loss_fn(y_t, t) by real-time recurrent learning (see ``RTRL``):
+    forward in time, no stored history. It accumulates into ``.grad`` what
+
+        output, _ = nn.Recurrent(cell)(x, hx, lengths)
+        sum(loss_fn(output[t], t) for t in range(T)).backward()
+
+    would, to rounding: the cell's parameters' and any other the loss reads. ``x``: (T, B, ...)
+    (a layer's ``batch_first`` honoured); ``loss_fn(y_t, t)``: a one-element Tensor, or None
+    for no loss at step t; ``lengths``: B ints in [1, T] as the layers take them (a sequence
+    that has ended keeps its state, and its y_t reads 0). Returns ``RTRLResult(loss, state)``.
+    """
+    owner = "rtrl"
+    x = as_array(x)
+    layout = cell.batch_first if isinstance(cell, (nn.Recurrent, nn.rnn.RNNBase)) else False
+    if x.ndim < 3:
+        raise ValueError(f"{owner}: expected x of ({'B, T' if layout else 'T, B'}, ...), got shape {x.shape}")
+    if layout:
+        x = x.swapaxes(0, 1)
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner}: x has no time steps (shape {x.shape})")
+    _, mask = nn.recurrent.check_lengths(owner, lengths, x.shape[0], x.shape[1])
+    learner = RTRL(cell, x.shape[1], _state_values(hx))
+    total = 0.0
+    for t in range(x.shape[0]):
+        loss = learner.step(x[t], lambda y: loss_fn(y, t), None if mask is None else mask[t])
+        total += 0.0 if loss is None else loss
+    return RTRLResult(total, learner.state)
+
+
+def _rtrl_step(owner, cell):
+    """The ``nn.Cell`` (``forward(x_t, state) -> (y_t, new_state)``) that ``cell`` runs."""
+    _check_module(owner, cell)
+    if isinstance(cell, nn.Recurrent):
+        if cell.reverse:
+            raise ValueError(f"{owner}: expected a layer that runs forward in time, got a reverse one; pass its cell")
+        cell = cell.cell
+    if isinstance(cell, nn.rnn.RNNBase):
+        if cell.num_layers != 1 or cell.bidirectional:
+            raise ValueError(f"{owner}: expected a one-layer, one-direction layer, got num_layers={cell.num_layers}, "
+                             f"bidirectional={cell.bidirectional}; pass a cell")
+        return cell.step()
+    return nn.recurrent._step_of(cell)
 
 
 # ---------------------------------------------------------------- helpers
