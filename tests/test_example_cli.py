@@ -98,6 +98,8 @@ OTHER_CASES = {
     "rnn_from_ops.py": (["--steps", "0"], "--steps"),
     "continue_in_torch.py": (["nothere.pt"], "nothere.pt"),
     "custom_cells.py": (["--length", "1"], "--length"),
+    "sentiment.py": (["--pooling", "max"], "--pooling"),
+    "rtrl_vs_bptt.py": (["--delay", "0"], "--delay"),
 }
 
 

@@ -1,0 +1,96 @@
+"""examples/sentiment.py: word-level RNNs and a bag of words on a negation grammar."""
+
+import json
+
+import numpy as np
+import pytest
+
+import tinyseq as ts
+from helpers import load_example as load
+
+UsageError = load("common").UsageError
+
+example = load("sentiment")
+
+
+def test_quick_run_learns_the_plain_sentences(tmp_path):
+    summary = example.main(["--quick", "--out", str(tmp_path)])
+    run = summary["models"]["lstm last"]
+    assert np.mean(run["loss"][-50:]) < 0.5 * np.mean(run["loss"][:20])
+    assert run["accuracy"]["plain"] > 0.8  # chance is 0.5
+    assert 0 <= summary["bag_of_words"]["negated A"] <= 1
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert set(written["test_sentences"]) == set(example.GROUPS) and len(written["saliency"]) == 6
+    assert (tmp_path / "sentiment.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("sentence, positive", [
+    ("the movie was bad", False),
+    ("the movie was not bad", True),
+    ("the plot is not very good", False),
+    ("the acting was never boring", True),
+    ("it was not at all dull", True),
+    ("overall the plot is really excellent", True),
+    ("it is false that the film was good", False),
+    ("it is not true that the film was not good", True),
+    ("i do not think that the ending was hardly awful", False),
+])
+def test_the_grammar_labels_by_negations(sentence, positive):
+    assert example.label(sentence) == (example.POSITIVE_LABEL if positive else example.NEGATIVE_LABEL)
+
+
+def negations(sentence):
+    return sum(word in example.NEGATION_WORDS for word in sentence.split())
+
+
+def test_held_out_combinations_are_absent_from_training():
+    rng = np.random.default_rng(0)
+    sentence = example.make_sentence(rng, "dull", 2)
+    assert sentence.split()[-1] == "dull" and negations(sentence) == 2
+    train, test = example.make_data(rng, 3000, 50)
+    counts = {(s.split()[-1], negations(s)) for s in train}
+    assert {adjective for adjective, n in counts if n == 0} == set(example.POSITIVE + example.NEGATIVE)
+    assert not {(a, n) for a, n in counts if a in example.PLAIN_ONLY and n > 0}
+    assert not {(a, n) for a, n in counts if a in example.NO_DOUBLE and n == 2}
+    assert {(a, 2) for a in example.ALL_FORMS} <= counts
+    for group, (adjectives, n) in example.GROUPS.items():
+        assert len(test[group]) == 50 and not set(test[group]) & set(train)
+        assert all(s.split()[-1] in adjectives and negations(s) == n for s in test[group])
+    tokens, lengths = example.encode(test["double P"][:3])
+    assert tokens.shape == (3, lengths.max()) and (tokens[np.arange(3), lengths - 1] != example.PAD).all()
+
+
+@pytest.mark.parametrize("cell, pooling", [("lstm", "last"), ("gru", "attention")])
+def test_saliency_is_the_gradient_of_the_predicted_logit(cell, pooling):
+    ts.manual_seed(1)
+    model = example.Sentiment(cell, pooling, embed=3, hidden=4, dtype=np.float64)
+    if pooling == "attention":
+        model.query.data[:] = np.random.default_rng(1).normal(size=4)  # a query that is not zero
+    sentence = "it is not true that the plot was not good"
+    predicted, gradient, scores = example.saliency(model, sentence)
+    tokens, lengths = example.encode([sentence])
+    vectors = model.embed.weight.data[tokens][0]
+
+    def logit(v):
+        with ts.no_grad():
+            return model.classify(v[None], lengths).data[0, predicted]
+
+    eps, numeric = 1e-6, np.zeros_like(vectors)
+    for index in np.ndindex(vectors.shape):
+        step = np.zeros_like(vectors)
+        step[index] = eps
+        numeric[index] = (logit(vectors + step) - logit(vectors - step)) / (2 * eps)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(scores, (numeric * vectors).sum(-1), rtol=1e-5, atol=1e-8)
+    assert all(p.grad is None for p in model.parameters())  # saliency leaves the model as it found it
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--cell", "rnn"], "--cell from lstm, gru"),
+    (["--pooling", "max"], "--pooling from last, attention"),
+    (["--hidden", "0"], "--hidden must be at least 1"),
+    (["--lr", "0"], "--lr must be positive"),
+])
+def test_bad_flags_are_refused(flags, words, tmp_path):
+    with pytest.raises(UsageError, match=words):
+        example.main([*flags, "--out", str(tmp_path)])
