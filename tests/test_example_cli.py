@@ -100,6 +100,7 @@ OTHER_CASES = {
     "custom_cells.py": (["--length", "1"], "--length"),
     "sentiment.py": (["--pooling", "max"], "--pooling"),
     "rtrl_vs_bptt.py": (["--delay", "0"], "--delay"),
+    "music.py": (["--temperature", "0"], "--temperature"),
 }
 
 

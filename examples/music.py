@@ -1,0 +1,549 @@
+"""An LSTM learns the melodies of Bach's chorales and writes new ones (MIDI, WAV, piano roll).
+
+The data are the four-part chorales that ship inside the ``music21`` package (no download:
+its 371 numbered chorales are 350 distinct files). Only the soprano voice, the tune, is
+used. Each chorale is transposed to one key, C major or A minor by its mode (music21's key
+analysis of the whole score gives the mode and the tonic; the shift is the nearest one, at
+most a tritone), so that the model learns one key's melodies, not twelve copies of them.
+
+A melody is encoded one token per note: the note's pitch (MIDI number, or R for a rest)
+and its duration in quarter notes joined into one symbol, "67:1" for a quarter-note G4,
+"R:1/2" for an eighth rest, tied notes merged into one. A piece reads <major> or <minor>,
+then its notes, then <end>. One token per note keeps the sequences short (50 notes a
+chorale on average) and makes every token a musical decision; a 16th-note grid with "hold"
+tokens would be four times longer and mostly predictable holds. The vocabulary is the set
+of symbols in the chorales used.
+
+An embedding feeds an LSTM (or ``--cell gru``) whose outputs a linear layer turns into
+next-token logits. Training is whole-sequence BPTT on padded batches of chorales
+(``lengths=``, padding ignored by the loss), Adam and gradient-norm clipping. Chorales are
+split into training and validation sets whole, and by tune: Bach harmonized many hymn
+tunes more than once, and chorales that open with the same 12 pitches stay on one side.
+Validation loss is in bits per token (<end> counted), next to two baselines computed here
+on the same tokens: a unigram (add-one smoothing) and a bigram (smoothed toward the
+unigram, see ``bigram``). The weights of the epoch with the best validation loss write the new pieces:
+each starts from a mode token (major and minor in turn) and is drawn token by token at
+``--temperature`` until <end> or ``--sample-length`` notes.
+
+Are the samples music-like? Two measures, for the model's samples, the training chorales
+and pieces drawn from the two baselines: the share of notes in the key (after
+transposition the white keys: the C major scale, which is also A natural minor), and the
+distribution of melodic intervals in semitones between successive notes (its share of
+steps of at most a whole tone, and its total-variation distance from the training
+chorales').
+
+    python examples/music.py                          # all 350 chorales, under 3 minutes here
+    python examples/music.py --quick                  # 30 chorales, a smoke run
+    python examples/music.py --cell gru --temperature 0.8 --samples 6
+
+The first run parses the chorales (half a minute) and keeps their tokens in
+<out>/chorales.json, which later runs into the same --out read instead. Writes
+<out>/sample_<i>.mid and .wav (16-bit mono, a simple additive synthesis, to listen to
+without a synthesizer), <out>/results.json and <out>/music.png (a training chorale and a
+new piece as piano rolls, the interval distributions, the loss curves).
+"""
+
+import json
+import math
+import os
+import pathlib
+import wave
+from fractions import Fraction
+
+import numpy as np
+
+import common
+import tinyseq as ts
+from tinyseq import nn
+from tinyseq.nn import functional as F
+
+CACHE_VERSION = "music-1"  # change it when the encoding changes: older caches are then re-parsed
+SPECIALS = ["<pad>", "<major>", "<minor>", "<end>"]
+PAD, MAJOR, MINOR, END = range(4)
+SCALE = {0, 2, 4, 5, 7, 9, 11}  # pitch classes of C major = A natural minor
+TONIC = {"major": 0, "minor": 9}  # C, A
+MAX_INTERVAL = 12  # intervals are counted up to an octave, larger ones with the octave
+RATE, BPM = 22050, 100  # the WAV's sample rate and tempo (quarter notes a minute)
+STAT_PIECES = 100  # pieces drawn from each generator for the statistics
+BIGRAM_ALPHA = 10.0  # the bigram's smoothing: about the best for the default run's validation set
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode(melody, shift=0):
+    """The tokens of a music21 stream's notes and rests, in order: "pitch:duration", the pitch
+    a MIDI number moved by ``shift`` semitones (or R for a rest), the duration in quarter notes
+    as an exact fraction ("1", "1/2", "3/2"). Tied notes are merged; a chord gives its top
+    note; grace notes (no duration) are left out."""
+    tokens = []
+    for n in melody.stripTies().flatten().notesAndRests:
+        duration = Fraction(n.quarterLength).limit_denominator(48)
+        if duration == 0:
+            continue
+        pitch = "R" if n.isRest else str(max(p.midi for p in n.pitches) + shift)
+        tokens.append(f"{pitch}:{duration}")
+    return tokens
+
+
+def parse_token(token):
+    """(MIDI pitch or None for a rest, duration in quarter notes as a Fraction)."""
+    pitch, duration = token.split(":")
+    return (None if pitch == "R" else int(pitch)), Fraction(duration)
+
+
+def decode(tokens):
+    """A music21 stream of the notes and rests ``tokens`` spell (specials skipped)."""
+    from music21 import note, stream
+
+    melody = stream.Stream()
+    for token in tokens:
+        if token in SPECIALS:
+            continue
+        pitch, duration = parse_token(token)
+        melody.append(note.Rest(quarterLength=duration) if pitch is None
+                      else note.Note(pitch, quarterLength=duration))
+    return melody
+
+
+def encode_chorale(path):
+    """One chorale's soprano as {"name", "mode", "shift", "tokens"}, moved to C major or A minor."""
+    from music21 import corpus
+
+    score = corpus.parse(path)
+    parts = {part.partName: part for part in score.parts}
+    soprano = parts.get("Soprano", score.parts[0])
+    key = score.analyze("key")
+    mode = "minor" if key.mode == "minor" else "major"
+    shift = (TONIC[mode] - key.tonic.pitchClass + 6) % 12 - 6  # the nearest: -6 .. +5 semitones
+    return {"name": str(path), "mode": mode, "shift": shift, "tokens": encode(soprano, shift)}
+
+
+def load_chorales(count, cache_path):
+    """The first ``count`` chorales of music21's corpus, encoded. Those found in the JSON cache
+    (written by an earlier run, same CACHE_VERSION) are read from it; the others are parsed and
+    added to it (written atomically)."""
+    from music21 import corpus
+
+    paths = list(dict.fromkeys(str(p) for p in corpus.chorales.Iterator(returnType="filename")))[:count]
+    cache_path = pathlib.Path(cache_path)
+    cache = {}
+    if cache_path.is_file():
+        try:
+            stored = json.loads(cache_path.read_text())
+            if stored.get("version") == CACHE_VERSION:
+                cache = {c["name"]: c for c in stored["chorales"]}
+        except (ValueError, KeyError, TypeError):
+            print(f"{cache_path} is unreadable: parsing again")
+    missing = [p for p in paths if p not in cache]
+    if missing:
+        print(f"parsing {len(missing)} chorales with music21 (once: kept in {cache_path}) ...")
+        with common.Timer() as timer:
+            cache.update((p, encode_chorale(p)) for p in missing)
+        print(f"  {timer.seconds:.1f} s")
+        common.write_json(cache_path, {"version": CACHE_VERSION, "chorales": list(cache.values())})
+    return [cache[p] for p in paths]
+
+
+def split(chorales, fraction, rng):
+    """(training, validation) chorales, about ``fraction`` of the tunes held out. Chorales that
+    open with the same 12 pitches (one hymn tune, harmonized more than once) stay together."""
+    tune = [tuple(t.split(":")[0] for t in c["tokens"] if not t.startswith("R"))[:12] for c in chorales]
+    tunes = sorted(set(tune))
+    held = {tunes[i] for i in rng.permutation(len(tunes))[:max(1, round(len(tunes) * fraction))]}
+    return ([c for c, t in zip(chorales, tune) if t not in held], [c for c, t in zip(chorales, tune) if t in held])
+
+
+class Vocab:
+    """Token strings <-> ids: the specials first, then every symbol of ``chorales`` sorted."""
+
+    def __init__(self, chorales):
+        symbols = sorted({t for c in chorales for t in c["tokens"]}, key=lambda t: (parse_token(t)[0] or 0, t))
+        self.tokens = SPECIALS + symbols
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def ids(self, chorale):
+        """A chorale as ids: its mode token, its notes, <end>."""
+        start = MINOR if chorale["mode"] == "minor" else MAJOR
+        return [start] + [self.index[t] for t in chorale["tokens"]] + [END]
+
+    def words(self, ids):
+        """The token strings of ``ids``."""
+        return [self.tokens[i] for i in ids]
+
+
+def pad_batch(sequences):
+    """Padded (T, B) inputs and targets (the inputs shifted by one; <pad> beyond each end) and
+    the input lengths."""
+    lengths = np.array([len(s) - 1 for s in sequences])
+    x = np.full((lengths.max(), len(sequences)), PAD, dtype=np.int64)
+    y = np.full_like(x, PAD)
+    for b, s in enumerate(sequences):
+        x[:len(s) - 1, b], y[:len(s) - 1, b] = s[:-1], s[1:]
+    return x, y, lengths
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def pairs(sequences):
+    """Every (previous token, next token) of the sequences, as two arrays."""
+    prev = np.concatenate([s[:-1] for s in sequences])
+    nxt = np.concatenate([s[1:] for s in sequences])
+    return prev, nxt
+
+
+def unigram(sequences, size):
+    """P(token) from the predicted tokens (all but each sequence's first), add-one smoothing."""
+    counts = np.bincount(pairs(sequences)[1], minlength=size) + 1.0
+    return counts / counts.sum()
+
+
+def bigram(sequences, size, alpha=1.0):
+    """P(next | previous) as a (size, size) matrix, smoothed toward the unigram:
+    (count(prev, next) + alpha * P(next)) / (count(prev) + alpha)."""
+    prev, nxt = pairs(sequences)
+    counts = np.zeros((size, size))
+    np.add.at(counts, (prev, nxt), 1.0)
+    return (counts + alpha * unigram(sequences, size)) / (counts.sum(1, keepdims=True) + alpha)
+
+
+def bits_per_token(probabilities):
+    """The mean of -log2 of the probabilities given to the tokens that came."""
+    return float(-np.log2(probabilities).mean())
+
+
+# ---------------------------------------------------------------- model
+
+
+class MelodyModel(nn.Module):
+    """Embedding -> recurrent layers -> linear: next-token logits, (T, B) ids in, (T, B, V) out."""
+
+    def __init__(self, vocab_size, cell, embed, hidden, layers, dropout):
+        self.embed = nn.Embedding(vocab_size, embed)
+        self.rnn = common.CELLS[cell](embed, hidden, num_layers=layers, dropout=dropout)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, vocab_size)
+
+    def forward(self, x, state=None, lengths=None):
+        out, state = self.rnn(self.drop(self.embed(x)), state, lengths=lengths)
+        return self.head(self.drop(out)), state
+
+
+def validation_bits(model, sequences, batch_size=64):
+    """Bits per predicted token over ``sequences`` (each sequence's tokens after its first)."""
+    model.eval()
+    total, count = 0.0, 0
+    with ts.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            x, y, lengths = pad_batch(sequences[start:start + batch_size])
+            logits, _ = model(x, lengths=lengths)
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                     ignore_index=PAD, reduction="sum").item()
+            count += int(lengths.sum())
+    model.train()
+    return total / count / math.log(2)
+
+
+def train(model, train_seqs, val_seqs, args, rng):
+    """Epochs of shuffled padded batches; returns the per-epoch curves and the best epoch's weights."""
+    optimizer = ts.optim.Adam(model.parameters(), lr=args.lr)
+    history = {"train_bits": [], "val_bits": []}
+    best = (math.inf, None)
+    for epoch in range(args.epochs):
+        order, losses = rng.permutation(len(train_seqs)), []
+        for start in range(0, len(order), args.batch_size):
+            x, y, lengths = pad_batch([train_seqs[i] for i in order[start:start + args.batch_size]])
+            logits, _ = model(x, lengths=lengths)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=PAD)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            losses.append(loss.item() / math.log(2))
+        history["train_bits"].append(float(np.mean(losses)))
+        history["val_bits"].append(validation_bits(model, val_seqs))
+        if history["val_bits"][-1] < best[0]:
+            best = (history["val_bits"][-1], model.state_dict())
+        if epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs - 1:
+            print(f"  epoch {epoch + 1:3d}  train {history['train_bits'][-1]:.3f}  "
+                  f"validation {history['val_bits'][-1]:.3f} bits/token")
+    return history, best[1]
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def sample_model(model, modes, length, temperature, rng):
+    """One piece per mode token in ``modes``, drawn together: lists of ids after the mode token,
+    each up to its <end> (left out) or ``length`` notes. <pad> and the mode tokens are never drawn."""
+    model.eval()
+    pieces, done = [[] for _ in modes], np.zeros(len(modes), dtype=bool)
+    x, state = np.array([modes]), None
+    with ts.no_grad():
+        for _ in range(length):
+            logits, state = model(x, state)
+            z = logits.data[-1].astype(np.float64) / temperature
+            z[:, [PAD, MAJOR, MINOR]] = -np.inf
+            p = np.exp(z - z.max(1, keepdims=True))
+            drawn = [rng.choice(len(row), p=row / row.sum()) for row in p]
+            for piece, token, finished in zip(pieces, drawn, done):
+                if not finished and token != END:
+                    piece.append(token)
+            done |= np.array(drawn) == END
+            if done.all():
+                break
+            x = np.array([drawn])
+    model.train()
+    return pieces
+
+
+def sample_bigram(probs, modes, length, rng):
+    """Pieces drawn from a bigram matrix (or, with a 1-D unigram, token by token), as ``sample_model``."""
+    pieces = []
+    for mode in modes:
+        piece, token = [], mode
+        for _ in range(length):
+            p = (probs[token] if probs.ndim == 2 else probs).copy()
+            p[[PAD, MAJOR, MINOR]] = 0
+            token = rng.choice(len(p), p=p / p.sum())
+            if token == END:
+                break
+            piece.append(token)
+        pieces.append(piece)
+    return pieces
+
+
+# ---------------------------------------------------------------- is it music?
+
+
+def notes_of(tokens):
+    """The (pitch or None, duration) of every note and rest token (specials skipped)."""
+    return [parse_token(t) for t in tokens if t not in SPECIALS]
+
+
+def in_key_share(pieces):
+    """The share of notes (rests aside) whose pitch class is in C major / A natural minor."""
+    pitches = [p for piece in pieces for p, _ in notes_of(piece) if p is not None]
+    return float(np.mean([p % 12 in SCALE for p in pitches])) if pitches else 0.0
+
+
+def interval_histogram(pieces):
+    """The distribution of melodic intervals between successive notes (rests skipped), in
+    semitones from -MAX_INTERVAL to +MAX_INTERVAL (larger ones counted at the ends)."""
+    counts = np.zeros(2 * MAX_INTERVAL + 1)
+    for piece in pieces:
+        pitches = [p for p, _ in notes_of(piece) if p is not None]
+        steps = np.clip(np.diff(pitches), -MAX_INTERVAL, MAX_INTERVAL).astype(int)
+        np.add.at(counts, steps + MAX_INTERVAL, 1)
+    return counts / max(counts.sum(), 1)
+
+
+def music_stats(pieces, reference):
+    """In-key share, share of steps (|interval| <= 2 semitones, repeats included), the
+    total-variation distance of the interval distribution from ``reference``'s, notes a piece."""
+    hist = interval_histogram(pieces)
+    return {"in_key": in_key_share(pieces),
+            "steps": float(hist[MAX_INTERVAL - 2:MAX_INTERVAL + 3].sum()),
+            "interval_tv": float(0.5 * np.abs(hist - interval_histogram(reference)).sum()),
+            "notes_per_piece": float(np.mean([sum(p is not None for p, _ in notes_of(piece)) for piece in pieces]))}
+
+
+# ---------------------------------------------------------------- output
+
+
+def write_wav(path, notes, rate=RATE, bpm=BPM):
+    """Render (MIDI pitch or None, quarter notes) as a 16-bit mono WAV: each note a few harmonics
+    with a short attack and release and a gentle decay; rests are silence. Returns the frame count,
+    round(total quarter notes * 60 / bpm * rate). Written to a temporary file, then renamed."""
+    seconds_per_quarter = 60.0 / bpm
+    onsets = np.cumsum([0.0] + [float(d) for _, d in notes]) * seconds_per_quarter
+    frames = np.round(onsets * rate).astype(int)  # from the onsets, so the rounding never drifts
+    audio = np.zeros(frames[-1])
+    for (pitch, _), a, b in zip(notes, frames[:-1], frames[1:]):
+        if pitch is None or b <= a:
+            continue
+        t = np.arange(b - a) / rate
+        freq = 440.0 * 2 ** ((pitch - 69) / 12)
+        tone = sum(amp * np.sin(2 * np.pi * k * freq * t) for k, amp in ((1, 1.0), (2, 0.4), (3, 0.2)))
+        envelope = np.minimum(1.0, np.minimum(t / 0.01, (t[-1] - t) / 0.03 + 1e-9)) * np.exp(-1.5 * t)
+        audio[a:b] = tone * envelope
+    peak = np.abs(audio).max() if len(audio) else 0
+    pcm = (audio / peak * 0.8 * 32767 if peak > 0 else audio).astype("<i2")
+    tmp = pathlib.Path(path).with_name(f".{pathlib.Path(path).name}.{os.getpid()}.tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    os.replace(tmp, path)
+    return len(pcm)
+
+
+def write_midi(path, tokens):
+    """The tokens' melody as a MIDI file (music21, at BPM)."""
+    from music21 import tempo
+
+    melody = decode(tokens)
+    melody.insert(0, tempo.MetronomeMark(number=BPM))
+    melody.write("midi", fp=str(path))
+
+
+def piano_roll(ax, tokens, title):
+    """Notes as horizontal bars: pitch against time in quarter notes."""
+    time = 0.0
+    for pitch, duration in notes_of(tokens):
+        if pitch is not None:
+            ax.broken_barh([(time, float(duration))], (pitch - 0.4, 0.8), color="tab:blue", edgecolor="black",
+                           linewidth=0.5)
+        time += float(duration)
+    pitches = [p for p, _ in notes_of(tokens) if p is not None] or [60]
+    ax.set(xlim=(0, max(time, 1)), ylim=(min(pitches) - 2, max(pitches) + 2), title=title,
+           yticks=range(min(pitches) // 2 * 2 - 2, max(pitches) + 3, 2),
+           xlabel="time (quarter notes)", ylabel="MIDI pitch (60 = middle C)")
+    for p in range(min(pitches) - 1, max(pitches) + 2):
+        if p % 12 not in SCALE:
+            ax.axhspan(p - 0.5, p + 0.5, color="0.92", zorder=0)  # the black keys, shaded
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot(example, sample, histograms, history, baselines, args, path):
+    """Two piano rolls, the interval distributions and the loss curves, in one figure."""
+    plt = common.pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    fig.subplots_adjust(hspace=0.35, wspace=0.2)
+    piano_roll(axes[0, 0], example["tokens"], f"a training chorale ({example['name']}, {example['mode']}; "
+               "black keys shaded)")
+    piano_roll(axes[0, 1], sample["tokens"], f"a new one: {sample['midi']} by the {args.cell} "
+               f"({sample['mode']}, T = {args.temperature})")
+    ax = axes[1, 0]
+    semitones = np.arange(-MAX_INTERVAL, MAX_INTERVAL + 1)
+    width = 0.8 / len(histograms)
+    for i, (label, hist) in enumerate(histograms.items()):
+        ax.bar(semitones + (i - (len(histograms) - 1) / 2) * width, hist, width, label=label)
+    ax.set_xticks(semitones[::2])
+    ax.set(xlabel="melodic interval (semitones; the ends count all larger)", ylabel="share of intervals",
+           title="intervals between successive notes")
+    ax.legend()
+    ax = axes[1, 1]
+    epochs = np.arange(1, len(history["val_bits"]) + 1)
+    ax.plot(epochs, history["train_bits"], label=f"{args.cell}, training")
+    ax.plot(epochs, history["val_bits"], label=f"{args.cell}, validation")
+    for (name, bits), style in zip(baselines.items(), (":", "--")):
+        ax.axhline(bits, color="gray", linestyle=style, label=f"{name}, validation")
+    ax.set(xlabel="epoch", ylabel="bits per token", title="loss (cross-entropy per note token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.suptitle("Bach chorale melodies: a recurrent network learns them and writes new ones")
+    common.save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def arguments(argv):
+    p = common.parser(__doc__.splitlines()[0], out="runs/music")
+    p.add_argument("--chorales", type=int, default=None, help="how many of the 350 chorales to use "
+                   "(default all, 30 with --quick)")
+    p.add_argument("--val-fraction", type=float, default=0.15, help="the share of chorales held out")
+    p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    p.add_argument("--embed", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=None, help="default 128, 64 with --quick")
+    p.add_argument("--layers", type=int, default=None, help="default 2, 1 with --quick")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--epochs", type=int, default=None, help="default 60, 30 with --quick")
+    p.add_argument("--batch-size", type=int, default=16, help="chorales per update")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, > 0 (below 1: safer)")
+    p.add_argument("--samples", type=int, default=4, help="new pieces to write (MIDI and WAV each)")
+    p.add_argument("--sample-length", type=int, default=80, help="at most this many notes a piece")
+    args = p.parse_args(argv)
+    common.defaults(args, chorales=(350, 30), hidden=(128, 64), layers=(2, 1), epochs=(60, 30))
+    for name in ("chorales", "embed", "hidden", "layers", "epochs", "batch_size", "samples", "sample_length"):
+        if getattr(args, name) < 1:
+            raise common.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not args.chorales >= 10:
+        raise common.UsageError(f"--chorales must be at least 10 (to hold some out), got {args.chorales}")
+    if not 0 < args.val_fraction < 0.5:
+        raise common.UsageError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+    if not 0 <= args.dropout < 1:
+        raise common.UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    for name in ("lr", "clip", "temperature"):
+        if not getattr(args, name) > 0:
+            raise common.UsageError(f"--{name} must be > 0, got {getattr(args, name)}")
+    return args
+
+
+def main(argv=None):
+    """Parse (or read) the chorales, train, compare with the baselines, write the new pieces;
+    returns the results dict also written as JSON."""
+    args = arguments(argv)
+    common.require("music21", "examples", "examples/music.py (the Bach chorales)")
+    rng = common.start(args)
+    chorales = load_chorales(args.chorales, pathlib.Path(args.out) / "chorales.json")
+    vocab = Vocab(chorales)
+    train_set, val_set = split(chorales, args.val_fraction, rng)
+    train_seqs, val_seqs = [vocab.ids(c) for c in train_set], [vocab.ids(c) for c in val_set]
+    minor = sum(c["mode"] == "minor" for c in chorales)
+    print(f"{len(train_set)} training and {len(val_set)} validation chorales ({minor} minor in all), "
+          f"{sum(map(len, train_seqs))} training tokens, vocabulary {len(vocab)}")
+
+    uni, bi = unigram(train_seqs, len(vocab)), bigram(train_seqs, len(vocab), BIGRAM_ALPHA)
+    prev, nxt = pairs(val_seqs)
+    baselines = {"unigram": bits_per_token(uni[nxt]), "bigram": bits_per_token(bi[prev, nxt])}
+
+    model = MelodyModel(len(vocab), args.cell, args.embed, args.hidden, args.layers, args.dropout)
+    with common.Timer() as timer:
+        history, best_weights = train(model, train_seqs, val_seqs, args, rng)
+    best_epoch = int(np.argmin(history["val_bits"])) + 1
+    model.load_state_dict(best_weights)
+
+    # The statistics take STAT_PIECES pieces of each generator; the first --samples of the model's are written.
+    modes = [(MAJOR, MINOR)[i % 2] for i in range(max(args.samples, STAT_PIECES))]
+    drawn = {"unigram": sample_bigram(uni, modes, args.sample_length, rng),
+             "bigram": sample_bigram(bi, modes, args.sample_length, rng),
+             "model": sample_model(model, modes, args.sample_length, args.temperature, rng)}
+    drawn = {name: [vocab.words(piece) for piece in pieces] for name, pieces in drawn.items()}
+    reference = [c["tokens"] for c in train_set]
+    stats = {"bach": music_stats(reference, reference)}
+    stats.update((name, music_stats(pieces, reference)) for name, pieces in drawn.items())
+
+    files = []
+    for i, piece in enumerate(drawn["model"][:args.samples]):
+        write_midi(pathlib.Path(args.out) / f"sample_{i}.mid", piece)
+        frames = write_wav(pathlib.Path(args.out) / f"sample_{i}.wav", notes_of(piece))
+        files.append({"midi": f"sample_{i}.mid", "wav": f"sample_{i}.wav", "mode": ("major", "minor")[i % 2],
+                      "notes": len(piece), "seconds": frames / RATE, "tokens": piece})
+    print(f"wrote {len(files)} pieces to {args.out}/sample_<i>.mid and .wav")
+
+    val_bits = min(history["val_bits"])
+    names = {"bach": "Bach (training chorales)", "unigram": "unigram (add-one)",
+             "bigram": "bigram (smoothed)", "model": f"{args.cell} (best epoch {best_epoch})"}
+    bits = {"bach": "-", "unigram": baselines["unigram"], "bigram": baselines["bigram"], "model": val_bits}
+    rows = [[names[k], bits[k], s["in_key"], s["steps"], s["interval_tv"], s["notes_per_piece"]]
+            for k, s in stats.items()]
+    common.summary(args, ["source", "validation bits/token", "notes in key", "steps (<= 2 semitones)",
+                          "interval TV to Bach", "notes a piece"], rows)
+    print(f"first piece by the {args.cell}: {' '.join(drawn['model'][0][:24])} ...")
+
+    histograms = {"Bach (training)": interval_histogram(reference),
+                  f"{args.cell} samples": interval_histogram(drawn["model"]),
+                  "bigram samples": interval_histogram(drawn["bigram"]),
+                  "unigram samples": interval_histogram(drawn["unigram"])}
+    example = min(train_set, key=lambda c: abs(len(c["tokens"]) - 40))  # about 10 bars: readable as a roll
+    shown = min(range(len(files)), key=lambda i: abs(len(files[i]["tokens"]) - 40))
+    plot(example, files[shown], histograms, history, baselines, args, f"{args.out}/music.png")
+    summary = {"config": vars(args), "history": history, "best_epoch": best_epoch, "val_bits": val_bits,
+               "baselines_bits": baselines, "music": stats, "vocab_size": len(vocab),
+               "chorales": {"train": len(train_set), "validation": len(val_set), "minor": minor},
+               "train_seconds": timer.seconds, "samples": files}
+    common.write_json(f"{args.out}/results.json", summary)
+    return summary
+
+
+if __name__ == "__main__":
+    common.run(main)
