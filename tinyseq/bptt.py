@@ -528,7 +528,8 @@ class RTRL:
     needs its own). Nothing of earlier steps is kept: memory is the sensitivities, B * N * P
     numbers, whatever the length; time per step is those backwards and the product
     J_t P_{t-1}, B * N^2 * P multiply-adds. BPTT's memory grows with T instead, and its
-    time per step does not grow with N^2 * P.
+    time per step does not grow with N^2 * P. The step runs on the graph (whatever the
+    layer's backend), one step at a time.
 
     ``cell``: what ``nn.Recurrent`` runs (an ``nn.Cell``, or your own Module with
     ``forward(x_t, state) -> (y_t, new_state)``; an ``nn.RNNCell``, ``LSTMCell`` or
