@@ -1,13 +1,14 @@
 """Real-time recurrent learning beside backpropagation through time: the same gradient, two ways.
 
-BPTT (``loss.backward()``) runs the sequence forward, keeps every step's graph, then walks it
-back: memory grows with the length T, and no gradient exists before the sequence ends. RTRL
-(``tinyseq.bptt.rtrl``; Williams & Zipser 1989, how the first LSTM was trained) carries each
-sequence's sensitivity P_t = ds_t/dtheta forward with the state, P_t = J_t P_{t-1} + ds_t/dtheta:
-nothing of the past is kept, and the gradient of every step's loss is there at that step,
-so the weights can change at every step of a stream that never ends. The price is P: N x P
-numbers per sequence (N state entries, P parameters: about H^3 for a tanh RNN) and the
-product J_t P_{t-1}, N^2 x P multiply-adds a step (about H^4).
+BPTT (``loss.backward()``) runs the sequence forward, keeps every step's graph, then walks
+it back: memory grows with the length T, and no gradient exists before the sequence ends.
+RTRL (``tinyseq.bptt.rtrl``; Williams & Zipser 1989; the first LSTM was trained with a
+truncated mix of it and BPTT) carries each sequence's sensitivity P_t = ds_t/dtheta forward
+with the state, P_t = J_t P_{t-1} + ds_t/dtheta: nothing of the past is kept, and the
+gradient of every step's loss is there at that step, so the weights can change at every step
+of a stream that never ends. The price is P: N x P numbers per sequence (N state entries, P
+parameters: about H^3 for a tanh RNN) and the product J_t P_{t-1}, N^2 x P multiply-adds a
+step (about H^4).
 
 The script shows, in three parts:
 
@@ -75,11 +76,11 @@ def parse_args(argv):
                     stream=(3000, 300), delay=(4, 2))
     args.hidden_sizes = sizes(args.hidden_sizes, "--hidden-sizes")
     args.lengths = sizes(args.lengths, "--lengths")
+    if args.delay < 1:
+        raise common.UsageError(f"--delay {args.delay}: the learner must recall a step back; give --delay >= 1")
     if args.stream < 2 * args.delay + 2:
         raise common.UsageError(f"--stream {args.stream}: too short for --delay {args.delay}; give at least "
                                 f"{2 * args.delay + 2} steps")
-    if args.delay < 1:
-        raise common.UsageError(f"--delay {args.delay}: the learner must recall a step back; give --delay >= 1")
     if not args.lr > 0:
         raise common.UsageError(f"--lr {args.lr}: give a learning rate > 0")
     return args
@@ -164,10 +165,13 @@ def slope(xs, ys):
 # ---------------------------------------------------------------- 3. online learning
 
 
-def online(stream, delay, hidden, lr, rng, truncate):
+def online(stream, delay, hidden, lr, seed, truncate):
     """A GRU learns online to output the bit it read ``delay`` steps before; the weights change
     after every step. ``truncate``: clear the sensitivities at every step (a one-step
-    gradient). Returns each step's hit (the sign of the output is the bit), from step ``delay``."""
+    gradient). The same ``seed``, the same weights and stream. Returns each step's hit (the
+    sign of the output is the bit), from step ``delay``."""
+    ts.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     cell, readout = nn.GRUCell(1, hidden, dtype=F64), nn.Linear(hidden, 1, dtype=F64)
     optimizer = optim.Adam(list(cell.parameters()) + list(readout.parameters()), lr=lr)
     learner = bptt.RTRL(cell, batch=1)
@@ -244,7 +248,7 @@ def main(argv=None):
     runs = {}
     for name, truncate in (("RTRL", False), ("one-step gradient", True)):
         with common.Timer() as timer:
-            hits = online(args.stream, args.delay, 8, args.lr, np.random.default_rng(args.seed), truncate)
+            hits = online(args.stream, args.delay, 8, args.lr, args.seed, truncate)
         runs[name] = {"hits": hits, "seconds": timer.seconds}
     window = min(500, len(runs["RTRL"]["hits"]) // 2)
     online_rows = []
@@ -299,7 +303,7 @@ def plot(args, cost, slopes, runs, window):
     ax = fig.add_subplot(grid[:, 2])
     for (name, run), color in zip(runs.items(), ("tab:red", "tab:gray")):
         curve = windowed(run["hits"], window)
-        ax.plot(np.arange(len(curve)) + window + args.delay, curve, color=color, label=name)
+        ax.plot(np.arange(len(curve)) + window - 1 + args.delay, curve, color=color, label=name)  # the window's last step
     ax.axhline(0.5, color="k", lw=0.8, ls=":", label="chance")
     ax.set(title=f"Online: recall the bit {args.delay} steps back", xlabel="step of the stream",
            ylabel=f"accuracy over the last {window} steps", ylim=(0.3, 1.02))

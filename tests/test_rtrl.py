@@ -144,7 +144,7 @@ def test_losses_at_some_steps_and_grads_accumulate_as_backward_does():
     assert result.loss == pytest.approx(loss_fn(output[last], last).item(), rel=1e-12)
 
 
-def test_memory_is_constant_in_time_and_online_steps_follow_the_changing_weights():
+def test_memory_is_constant_in_time_over_an_online_run_with_updates():
     cell = nn.GRUCell(2, 3, dtype=F64)
     learner = bptt.RTRL(cell, batch=1)
     n_params = sum(p.data.size for p in cell.parameters())
@@ -188,8 +188,18 @@ def test_bad_arguments_are_refused():
         bptt.RTRL(cell, batch=2).step(np.zeros((2, 2)), keep=[1, 0])
     with pytest.raises(ValueError, match="batch"):
         bptt.RTRL(cell, batch=0)
-    with pytest.raises(ValueError, match=r"each state tensor must be \(B, \.\.\.\) with B = 2"):
+    with pytest.raises(ValueError, match=r"RTRL\(GRUStep\): state= must fit the cell's state_size 3"):
         bptt.RTRL(cell, batch=2, state=np.zeros((3, 3)))
+    with pytest.raises(TypeError, match=r"RTRL\(GRUStep\): state has dtype int64 but the parameters are float64"):
+        bptt.RTRL(cell, batch=2, state=np.zeros((2, 3), np.int64))
+    with pytest.raises(TypeError, match=r"RTRL\(GRUStep\): x_t has dtype float32 but the parameters are float64"):
+        bptt.rtrl(cell, x.astype(np.float32), lambda y, t: y.sum())
+
+    def fails_at_3(y, t):
+        return y if t == 3 else y.sum()
+
+    with pytest.raises(ValueError, match="one-element Tensor"):  # after three steps' gradients
+        bptt.rtrl(cell, x, fails_at_3)
     grads = [p.grad for p in cell.parameters()]
     assert grads == [None] * len(grads)  # a refused call leaves no gradient behind
 
@@ -212,3 +222,31 @@ def test_sensitivity_is_the_final_states_jacobian(kind):
                 want = np.concatenate([p.grad.data.ravel() for p in params])
                 cell.zero_grad()
                 np.testing.assert_allclose(learner.sensitivity[b, 2 * k + i], want, rtol=1e-10, atol=1e-12)
+
+
+def test_hooks_see_the_whole_gradient_once_and_float32_and_layer_states_are_taken():
+    cell, readout, x, loss_fn, lengths = problem("gru")
+    calls = []
+
+    def clip(g):
+        calls.append(1)
+        return np.clip(np.asarray(g), -0.05, 0.05)
+
+    handle = cell.weight_hh.register_hook(clip)
+    _, _, want = bptt_grads(cell, readout, x, loss_fn, lengths=lengths)
+    bptt.rtrl(cell, x, loss_fn, lengths=lengths)
+    assert len(calls) == 2  # once for BPTT's backward, once for RTRL's whole gradient
+    assert_equal_grads(grads_of(cell, readout), want)
+    handle.remove()
+
+    layer = nn.LSTM(3, 4)  # float32, its state given as the layer takes it, (1, B, H)
+    x32 = x.astype(np.float32)
+    hx = tuple(np.random.default_rng(5).standard_normal((1, 3, 4)).astype(np.float32) for _ in range(2))
+    output, _ = layer(x32, hx)
+    (output ** 2).sum().backward()
+    want = grads_of(layer)
+    bptt.rtrl(layer, x32, lambda y, t: (y ** 2).sum(), hx=hx)
+    got = grads_of(layer)
+    for name in want:
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-4, atol=2e-5, err_msg=name)

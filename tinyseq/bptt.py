@@ -38,7 +38,7 @@ import numpy as np
 from . import config, nn, ops
 from ._checks import check_int
 from .gates import gate_names
-from .tensor import Tensor, as_array, enable_grad, no_grad
+from .tensor import Tensor, _run_hooks, as_array, enable_grad, no_grad
 
 
 def detach_state(state):
@@ -550,27 +550,38 @@ class RTRL:
     """
 
     def __init__(self, cell, batch, state=None):
+        self._layer = isinstance(cell, nn.rnn.RNNBase)  # its state may come with the (1, B, H) layer axis
         self.cell = _rtrl_step("RTRL", cell)
         self.batch = check_int("RTRL", "batch", batch, 1)
+        self.dtype = nn.recurrent.param_dtype(self.cell)
         self.reset(state)
 
     def reset(self, state=None):
         """Start again from ``state`` (the cell's ``initial_state`` if None), with P = 0."""
+        owner = f"RTRL({type(self.cell).__name__})"
         if state is None:
             if getattr(self.cell, "initial_state", None) is None:
-                raise TypeError(f"RTRL: the cell {type(self.cell).__name__} has no initial_state(batch); pass state=")
+                raise TypeError(f"{owner}: the cell has no initial_state(batch); pass state=")
             state = self.cell.initial_state(self.batch)
-        self._many = isinstance(state, (tuple, list))
-        self._state = tuple(np.array(as_array(s)) for s in (state if self._many else (state,)))
+        else:
+            state = (tuple(self._state_part(owner, s) for s in state) if isinstance(state, (tuple, list))
+                     else self._state_part(owner, state))
+            nn.recurrent._check_state_size(owner, getattr(self.cell, "state_size", None), state, self.batch)
+        self._many = isinstance(state, tuple)
+        self._state = tuple(np.array(s.data) for s in (state if self._many else (state,)))
         for s in self._state:
             if s.ndim == 0 or s.shape[0] != self.batch:
-                raise ValueError(f"RTRL: each state tensor must be (B, ...) with B = {self.batch}, got shape {s.shape}")
+                raise ValueError(f"{owner}: each state tensor must be (B, ...) with B = {self.batch}, got shape {s.shape}")
         self.params = [p for p in self.cell.parameters() if p.requires_grad]
-        sizes = [s[0].size for s in self._state]
-        self._offsets = np.cumsum([0] + sizes)
-        dtype = self._state[0].dtype
-        self.sensitivity = np.zeros((self.batch, self._offsets[-1], sum(p.data.size for p in self.params)), dtype)
+        self._offsets = np.cumsum([0] + [s[0].size for s in self._state])
+        self.sensitivity = np.zeros((self.batch, self._offsets[-1], sum(p.data.size for p in self.params)), self.dtype)
         self.t, self._y_shape = 0, None
+
+    def _state_part(self, owner, s):
+        s = nn.module.as_input(owner, s, self.dtype, "state")
+        if self._layer and s.ndim == 3 and s.shape[0] == 1:  # a one-layer layer's (1, B, H)
+            s = s[0]
+        return s
 
     @property
     def state(self):
@@ -582,12 +593,22 @@ class RTRL:
         """Advance one step on x_t (B, ...) and, if ``loss_fn(y_t)`` is given and returns a
         one-element Tensor (None: no loss at this step), add the gradient of that loss with
         respect to the cell's parameters, through every step so far, into their ``.grad``
-        (and any other parameter the loss reads, e.g. a readout's, gets its gradient as
-        ``backward`` gives it). ``keep``: None, or B booleans, False for a sequence that has
-        ended (its state and sensitivity stay, its y_t reads 0, as ``nn.Recurrent`` pads).
+        (through their hooks, once, as ``backward`` does); any other parameter the loss
+        reads, e.g. a readout's, gets its gradient from the loss's ``backward``. ``keep``:
+        None, or B booleans, False for a sequence that has ended (its state and sensitivity
+        stay, its y_t reads 0, as ``nn.Recurrent`` pads). x_t and the state are read as values
+        (no gradient for them); only the cell's parameters get sensitivities, so a tensor
+        inside the cell that requires grad but is not a parameter gets no meaningful gradient.
         Returns the loss as a float (None without one)."""
+        loss, gradient = self._step(x_t, loss_fn, keep)
+        if gradient is not None:
+            self._add_grads(gradient)
+        return loss
+
+    def _step(self, x_t, loss_fn, keep):
+        """``step`` without touching the cell's ``.grad``: (the loss, the flat gradient or None)."""
         owner = f"RTRL({type(self.cell).__name__})"
-        x_t = np.asarray(as_array(x_t), dtype=self._state[0].dtype)
+        x_t = nn.module.as_input(owner, x_t, self.dtype, "x_t")
         if x_t.ndim == 0 or x_t.shape[0] != self.batch:
             raise ValueError(f"{owner}: x_t must be (B, ...) with B = {self.batch}, got shape {x_t.shape}")
         if keep is not None:
@@ -595,13 +616,15 @@ class RTRL:
             if keep.shape != (self.batch,) or keep.dtype != bool:
                 raise ValueError(f"{owner}: keep must be {self.batch} booleans (one per sequence), got "
                                  f"{keep.dtype} of shape {keep.shape}")
-            x_t = np.where(keep.reshape((-1,) + (1,) * (x_t.ndim - 1)), x_t, 0)
+            x_t = Tensor(np.where(keep.reshape((-1,) + (1,) * (x_t.ndim - 1)), x_t.data, 0))
         before = self.sensitivity
-        kept_grads = [p.grad for p in self.params]
+        kept = [(p.grad, p._hooks) for p in self.params]
         try:
+            for p in self.params:  # the hooks see the step's whole gradient once, in _add_grads
+                p._hooks = None
             with enable_grad():
                 leaves = tuple(Tensor(s, requires_grad=True) for s in self._state)
-                y, new = nn.recurrent._checked_step(owner, self.cell, Tensor(x_t), leaves if self._many else leaves[0],
+                y, new = nn.recurrent._checked_step(owner, self.cell, x_t, leaves if self._many else leaves[0],
                                                     self.t, self._y_shape)
                 new = new if self._many else (new,)
                 if keep is not None:
@@ -615,12 +638,10 @@ class RTRL:
                     gradient = direct + np.einsum("bn,bnp->p", through, before)
                 self._advance(new, leaves, keep)
         finally:
-            for p, g in zip(self.params, kept_grads):
-                p.grad = g
-        if gradient is not None:
-            self._add_grads(gradient)
+            for p, (g, hooks) in zip(self.params, kept):
+                p.grad, p._hooks = g, hooks
         self._state, self._y_shape, self.t = tuple(np.array(n.data) for n in new), y.shape, self.t + 1
-        return None if loss is None else loss.item()
+        return (None if loss is None else loss.item()), gradient
 
     def _advance(self, new, leaves, keep):
         """P_t = J_t P_{t-1} + ds_t/dtheta, a row of each per backward seeded at one state entry."""
@@ -656,10 +677,13 @@ class RTRL:
         return direct, through
 
     def _add_grads(self, gradient):
-        """Accumulate the flat ``gradient`` into the parameters' ``.grad``, as ``backward`` does."""
+        """Accumulate the flat ``gradient`` into the parameters' ``.grad`` through their hooks,
+        as ``backward`` does."""
         start = 0
         for p in self.params:
             g = gradient[start:start + p.data.size].reshape(p.shape).astype(p.dtype)
+            if p._hooks:
+                g = _run_hooks(p, g)
             p.grad = g if p.grad is None else p.grad.data + g
             start += p.data.size
 
@@ -681,7 +705,10 @@ def rtrl(cell, x, loss_fn, hx=None, lengths=None):
     would, to rounding: the cell's parameters' and any other the loss reads. ``x``: (T, B, ...)
     (a layer's ``batch_first`` honoured); ``loss_fn(y_t, t)``: a one-element Tensor, or None
     for no loss at step t; ``lengths``: B ints in [1, T] as the layers take them (a sequence
-    that has ended keeps its state, and its y_t reads 0). Returns ``RTRLResult(loss, state)``.
+    that has ended keeps its state, and its y_t reads 0). The cell's parameters get their
+    gradient once, at the end, through their hooks (none if a step raises); a parameter only
+    the loss reads (a readout's) gets each step's from that step's ``backward``. Returns
+    ``RTRLResult(loss, state)``.
     """
     owner = "rtrl"
     x = as_array(x)
@@ -693,11 +720,14 @@ def rtrl(cell, x, loss_fn, hx=None, lengths=None):
     if x.shape[0] == 0:
         raise ValueError(f"{owner}: x has no time steps (shape {x.shape})")
     _, mask = nn.recurrent.check_lengths(owner, lengths, x.shape[0], x.shape[1])
-    learner = RTRL(cell, x.shape[1], _state_values(hx))
-    total = 0.0
-    for t in range(x.shape[0]):
-        loss = learner.step(x[t], lambda y: loss_fn(y, t), None if mask is None else mask[t])
-        total += 0.0 if loss is None else loss
+    learner = RTRL(cell, x.shape[1], hx)
+    total, gradient = 0.0, None
+    for t in range(x.shape[0]):  # the cell's gradient summed here and added once: none if a step fails
+        loss, g = learner._step(x[t], lambda y: loss_fn(y, t), None if mask is None else mask[t])
+        if loss is not None:
+            total, gradient = total + loss, g if gradient is None else gradient + g
+    if gradient is not None:
+        learner._add_grads(gradient)
     return RTRLResult(total, learner.state)
 
 
