@@ -26,8 +26,9 @@ linear head. The attention kinds are ``nn.Attention``'s: ``additive`` (Bahdanau'
 v . tanh(W_q h + W_k k)), ``dot`` (h . k) and ``multiplicative`` (h . W k). Why on top and
 not inside (Bahdanau's decoder reads c_{t-1} as an input)? Because then the decoder's
 recurrence does not depend on the attention: under teacher forcing it stays one fused layer
-call over the whole target, and the attention of every target step is one call too (the
-target steps join the batch). Bahdanau's way would make the decoder a Python loop of steps.
+call over the whole target, and the attention of every target step is one call too (T
+queries (T, B, H) against the same keys, projected once). Bahdanau's way would make the
+decoder a Python loop of steps.
 
 Training uses teacher forcing (the decoder reads the true previous character); with
 ``--teacher-forcing`` below 1, or ``--tf-schedule linear`` (from ``--teacher-forcing`` to
@@ -184,15 +185,9 @@ class Seq2Seq(nn.Module):
         if self.kind == "none":
             return self.head(out), state, None
         keys, lengths = memory  # (S, B, H) and (B,)
-        steps, batch, hidden = out.shape
-        # every target step attends at once: the steps join the batch, each with its own copy of the keys
-        queries = ts.reshape(out, (steps * batch, hidden))
-        keys = ts.reshape(ts.expand(ts.unsqueeze(keys, 1), (keys.shape[0], steps, batch, hidden)),
-                          (keys.shape[0], steps * batch, hidden))
-        context, weights = self.attention(queries, keys, lengths=np.tile(lengths, steps))
-        context = ts.reshape(context, (steps, batch, hidden))
+        context, weights = self.attention(out, keys, lengths=lengths)  # every target step's query at once
         mixed = ts.tanh(self.combine(ts.cat([out, context], axis=-1)))
-        return self.head(mixed), state, ts.reshape(weights, (steps, batch, -1))
+        return self.head(mixed), state, ts.transpose(weights, 0, 1)
 
     def forward(self, source, lengths, decoder_in, tf_ratio=1.0, rng=None):
         """Logits (T, B, C) for every target step.

@@ -193,3 +193,49 @@ def test_batch_first_without_values_and_repr():
     assert repr(nn.Attention(4, 6, hidden_size=3)).startswith(
         "Attention(query_size=4, key_size=6, kind='additive', hidden_size=3, batch_first=False\n  (query): Linear(")
     assert repr(nn.Attention(6, 6, kind="dot")) == "Attention(query_size=6, key_size=6, kind='dot', batch_first=False)"
+
+
+@pytest.mark.parametrize("kind,q", [("additive", 4), ("multiplicative", 4), ("dot", 6)])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_many_queries_equal_one_call_each_and_project_the_keys_once(kind, q, batch_first):
+    rng = np.random.default_rng(7)
+    attention = nn.Attention(q, 6, kind=kind, batch_first=batch_first, dtype=np.float64)
+    queries = rng.standard_normal((4, 3, q))  # (T, B, Q): four queries per sequence
+    _, keys, values = _inputs(rng, q=q, v=2)
+    if batch_first:
+        queries, keys, values = (a.swapaxes(0, 1) for a in (queries, keys, values))
+    calls = []
+    if kind != "dot":  # count the key projections
+        project = attention.key.forward
+        attention.key.forward = lambda x: calls.append(x.shape) or project(x)
+    context, weights = attention(queries, keys, values, lengths=[5, 2, 4])
+    assert len(calls) == (0 if kind == "dot" else 1)
+    assert context.shape == ((3, 4, 2) if batch_first else (4, 3, 2)) and weights.shape == (3, 4, 5)
+    for t in range(4):
+        one_context, one_weights = attention(queries[:, t] if batch_first else queries[t], keys, values,
+                                             lengths=[5, 2, 4])
+        np.testing.assert_allclose(weights.data[:, t], one_weights.data, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(context.data[:, t] if batch_first else context.data[t], one_context.data,
+                                   rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind,q", [("additive", 4), ("multiplicative", 4), ("dot", 6)])
+def test_many_queries_gradients_match_finite_differences(kind, q):
+    rng = np.random.default_rng(8)
+    attention = nn.Attention(q, 6, kind=kind, hidden_size=5 if kind == "additive" else None, dtype=np.float64)
+    queries = ts.tensor(rng.standard_normal((2, 3, q)), requires_grad=True)
+    _, keys, values = (None, *(ts.tensor(a, requires_grad=True) for a in _inputs(rng, q=q, v=3)[1:]))
+
+    def loss(queries, keys, values, *_):
+        context, weights = attention(queries, keys, values, lengths=[5, 3, 1])
+        return (context * ts.tensor(np.arange(18.0).reshape(2, 3, 3))).sum() + (weights * weights).sum()
+
+    assert gradcheck(loss, (queries, keys, values, *attention.parameters()), mode="full")
+
+
+def test_a_query_of_four_axes_is_refused_naming_both_forms():
+    attention = nn.Attention(4, 6, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"query of shape \(B, 4\), or \(T, B, 4\) for many queries, got \(1, 2, 3, 4\)"):
+        attention(np.zeros((1, 2, 3, 4)), np.zeros((5, 3, 6)))
+    with pytest.raises(ValueError, match=r"keys of shape \(S, B, 6\) with B = 2 \(the query's\)"):
+        attention(np.zeros((7, 2, 4)), np.zeros((5, 3, 6)))

@@ -55,8 +55,13 @@ class Attention(Module):
 
     Call ``attention(query, keys, values=None, lengths=None)``: query (B, query_size), keys
     (S, B, key_size), values (S, B, V) (default: the keys), ``lengths`` (B,) ints in [1, S]:
-    steps at or past a sequence's length get weight 0, and what they hold is read as zeros. Returns ``(context, weights)``: context
-    (B, V) and weights (B, S), each row summing to 1.
+    steps at or past a sequence's length get weight 0, and what they hold is read as zeros.
+    Returns ``(context, weights)``: context (B, V) and weights (B, S), each row summing to 1.
+
+    Many queries against the same keys (a decoder's outputs at every target step, T of them):
+    query (T, B, query_size), or (B, T, query_size) with ``batch_first``; then context is
+    (T, B, V) (or (B, T, V)) and weights (B, T, S), as ``torch.nn.MultiheadAttention`` lays
+    out its weights. The keys are projected once for all T queries.
     """
 
     def __init__(self, query_size, key_size, kind="additive", hidden_size=None, batch_first=False,
@@ -81,7 +86,8 @@ class Attention(Module):
             self.key = Linear(key_size, query_size, bias=False, dtype=dtype)
 
     def forward(self, query, keys, values=None, lengths=None):
-        query, keys, values = self._inputs(query, keys, values)
+        many = getattr(query, "ndim", np.ndim(query)) == 3
+        query, keys, values = self._inputs(query, keys, values)  # (B, T, Q), (B, S, K), (B, S, V)
         batch, steps = keys.shape[0], keys.shape[1]
         if lengths is not None:
             lengths = valid_lengths("Attention", lengths, steps, batch)
@@ -91,22 +97,30 @@ class Attention(Module):
             keys = ops.masked_fill(keys, padding[:, :, None], 0.0)
             values = None if values is None else ops.masked_fill(values, padding[:, :, None], 0.0)
         values = keys if values is None else values
-        scores = self._scores(query, keys)  # (B, S)
+        scores = self._scores(query, keys)  # (B, T, S)
         if lengths is not None:
-            scores = ops.masked_fill(scores, padding, -np.inf)
+            scores = ops.masked_fill(scores, padding[:, None, :], -np.inf)
         weights = ops.softmax(scores, axis=-1)
-        context = ops.sum(ops.unsqueeze(weights, -1) * values, axis=1)
-        return context, weights
+        context = ops.matmul(weights, values)  # (B, T, V)
+        if not many:
+            return context[:, 0], weights[:, 0]
+        return (context if self.batch_first else ops.transpose(context, 0, 1)), weights
 
     def _inputs(self, query, keys, values):
-        """query (B, Q), keys (B, S, K) and values (B, S, V) or None, checked, as Tensors of
-        the parameters' dtype (for "dot": the query's)."""
+        """query (B, T, Q) (T = 1 for one query (B, Q)), keys (B, S, K) and values (B, S, V) or
+        None, checked, as Tensors of the parameters' dtype (for "dot": the query's)."""
         first_parameter = next(iter(self.parameters()), None)
         dtype = first_parameter.dtype if first_parameter is not None else _floating(query)
         what = "" if first_parameter is not None else " (for kind='dot': the query's dtype)"
         query = as_input("Attention", query, dtype, "query")
-        if query.ndim != 2 or query.shape[1] != self.query_size:
-            raise ValueError(f"Attention: expected query of shape (B, {self.query_size}), got {query.shape}")
+        if query.ndim not in (2, 3) or query.shape[-1] != self.query_size:
+            many = f"(B, T, {self.query_size})" if self.batch_first else f"(T, B, {self.query_size})"
+            raise ValueError(f"Attention: expected query of shape (B, {self.query_size}), or {many} for many "
+                             f"queries, got {query.shape}")
+        if query.ndim == 2:
+            query = ops.unsqueeze(query, 1)
+        elif not self.batch_first:
+            query = ops.transpose(query, 0, 1)
         batch = query.shape[0]
         order = "(B, S, {})" if self.batch_first else "(S, B, {})"
         tensors = []
@@ -128,12 +142,13 @@ class Attention(Module):
         return query, tensors[0], tensors[1]
 
     def _scores(self, query, keys):
-        """(B, S) scores of each step of keys (B, S, K) against query (B, Q)."""
+        """(B, T, S) scores of each step of keys (B, S, K) against each query (B, T, Q); the
+        keys projected once."""
         if self.kind == "additive":
-            hidden = ops.tanh(self.key(keys) + ops.unsqueeze(self.query(query), 1))  # (B, S, H)
-            return ops.reshape(self.score(hidden), keys.shape[:2])
+            hidden = ops.tanh(ops.unsqueeze(self.key(keys), 1) + ops.unsqueeze(self.query(query), 2))  # (B, T, S, H)
+            return ops.reshape(self.score(hidden), hidden.shape[:3])
         projected = self.key(keys) if self.kind == "multiplicative" else keys  # (B, S, Q)
-        return ops.sum(projected * ops.unsqueeze(query, 1), axis=-1)
+        return ops.matmul(query, ops.transpose(projected, 1, 2))
 
     def extra_repr(self):
         hidden = f", hidden_size={self.hidden_size}" if self.kind == "additive" else ""
