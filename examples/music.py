@@ -12,18 +12,25 @@ and its duration in quarter notes joined into one symbol, "67:1" for a quarter-n
 then its notes, then <end>. One token per note keeps the sequences short (50 notes a
 chorale on average) and makes every token a musical decision; a 16th-note grid with "hold"
 tokens would be four times longer and mostly predictable holds. The vocabulary is the set
-of symbols in the chorales used.
+of symbols in the training chorales, plus <unk>: a validation or test note never seen in training
+becomes <unk> (the run prints how many), so nothing from the held-out chorales leaks into the
+model's output layer.
 
 An embedding feeds an LSTM (or ``--cell gru``) whose outputs a linear layer turns into
 next-token logits. Training is whole-sequence BPTT on padded batches of chorales
-(``lengths=``, padding ignored by the loss), Adam and gradient-norm clipping. Chorales are
-split into training and validation sets whole, and by tune: Bach harmonized many hymn
-tunes more than once, and chorales that open with the same 12 pitches stay on one side.
-Validation loss is in bits per token (<end> counted), next to two baselines computed here
-on the same tokens: a unigram (add-one smoothing) and a bigram (smoothed toward the
-unigram, see ``bigram``). The weights of the epoch with the best validation loss write the new pieces:
-each starts from a mode token (major and minor in turn) and is drawn token by token at
-``--temperature`` until <end> or ``--sample-length`` notes.
+(``lengths=``, padding ignored by the loss), Adam and gradient-norm clipping.
+
+Chorales are split three ways, whole and by tune: Bach harmonized many hymn tunes more than
+once, in other keys, octaves and rhythms and with other passing notes, so the settings of one
+tune are found first (``tune_groups``: the same opening intervals, or melodies that are mostly
+the same pitch classes counted from their last note) and each group goes to one side only:
+training (about 70%), validation (15%: picks the epoch and the bigram's smoothing) and test
+(15%: touched once, at the end, for the reported losses). Losses are in bits per token
+(<end> counted), next to two baselines computed here on the same tokens: a unigram (add-one
+smoothing) and a bigram (smoothed toward the unigram, see ``bigram``). The weights of the
+epoch with the best validation loss write the new pieces: each starts from a mode token
+(major and minor in turn) and is drawn token by token at ``--temperature`` until <end> or
+``--sample-length`` notes.
 
 Are the samples music-like? Two measures, for the model's samples, the training chorales
 and pieces drawn from the two baselines: the share of notes in the key (after
@@ -43,6 +50,7 @@ without a synthesizer), <out>/results.json and <out>/music.png (a training chora
 new piece as piano rolls, the interval distributions, the loss curves).
 """
 
+import difflib
 import json
 import math
 import os
@@ -58,14 +66,17 @@ from tinyseq import nn
 from tinyseq.nn import functional as F
 
 CACHE_VERSION = "music-1"  # change it when the encoding changes: older caches are then re-parsed
-SPECIALS = ["<pad>", "<major>", "<minor>", "<end>"]
-PAD, MAJOR, MINOR, END = range(4)
+SPECIALS = ["<pad>", "<major>", "<minor>", "<end>", "<unk>"]
+PAD, MAJOR, MINOR, END, UNK = range(5)
+NEVER_DRAWN = [PAD, MAJOR, MINOR, UNK]  # tokens a generator is not allowed to write
 SCALE = {0, 2, 4, 5, 7, 9, 11}  # pitch classes of C major = A natural minor
 TONIC = {"major": 0, "minor": 9}  # C, A
 MAX_INTERVAL = 12  # intervals are counted up to an octave, larger ones with the octave
 RATE, BPM = 22050, 100  # the WAV's sample rate and tempo (quarter notes a minute)
 STAT_PIECES = 100  # pieces drawn from each generator for the statistics
-BIGRAM_ALPHA = 10.0  # the bigram's smoothing: about the best for the default run's validation set
+BIGRAM_ALPHAS = (1.0, 3.0, 10.0, 30.0, 100.0)  # the bigram's smoothing: the best on validation is used
+OPENING = 8  # chorales whose first OPENING melodic intervals agree are settings of one tune
+SAME_TUNE = 0.8  # ... and so are those whose outlines are at least this similar (difflib's ratio)
 
 
 # ---------------------------------------------------------------- encoding
@@ -119,22 +130,30 @@ def encode_chorale(path):
     return {"name": str(path), "mode": mode, "shift": shift, "tokens": encode(soprano, shift)}
 
 
-def load_chorales(count, cache_path):
-    """The first ``count`` chorales of music21's corpus, encoded. Those found in the JSON cache
-    (written by an earlier run, same CACHE_VERSION) are read from it; the others are parsed and
-    added to it (written atomically)."""
+def chorale_paths():
+    """The distinct chorale files of music21's corpus, in its order (its iterator names 21 of
+    them twice, under two numbers: kept once, or one file could be on both sides of the split)."""
     from music21 import corpus
 
-    paths = list(dict.fromkeys(str(p) for p in corpus.chorales.Iterator(returnType="filename")))[:count]
+    return list(dict.fromkeys(str(p) for p in corpus.chorales.Iterator(returnType="filename")))
+
+
+def load_chorales(paths, cache_path):
+    """The chorales at ``paths``, encoded. Those found in the JSON cache (written by an earlier
+    run, same CACHE_VERSION) are read from it; the others are parsed and added to it (written
+    atomically). A cache that is not what this function writes is parsed again."""
     cache_path = pathlib.Path(cache_path)
     cache = {}
     if cache_path.is_file():
         try:
             stored = json.loads(cache_path.read_text())
+            if not isinstance(stored, dict):
+                raise TypeError("not a JSON object")
             if stored.get("version") == CACHE_VERSION:
                 cache = {c["name"]: c for c in stored["chorales"]}
         except (ValueError, KeyError, TypeError):
             print(f"{cache_path} is unreadable: parsing again")
+            cache = {}
     missing = [p for p in paths if p not in cache]
     if missing:
         print(f"parsing {len(missing)} chorales with music21 (once: kept in {cache_path}) ...")
@@ -145,17 +164,79 @@ def load_chorales(count, cache_path):
     return [cache[p] for p in paths]
 
 
-def split(chorales, fraction, rng):
-    """(training, validation) chorales, about ``fraction`` of the tunes held out. Chorales that
-    open with the same 12 pitches (one hymn tune, harmonized more than once) stay together."""
-    tune = [tuple(t.split(":")[0] for t in c["tokens"] if not t.startswith("R"))[:12] for c in chorales]
-    tunes = sorted(set(tune))
-    held = {tunes[i] for i in rng.permutation(len(tunes))[:max(1, round(len(tunes) * fraction))]}
-    return ([c for c, t in zip(chorales, tune) if t not in held], [c for c, t in zip(chorales, tune) if t in held])
+def pitches(chorale):
+    """The MIDI pitches of a chorale's notes, rests left out."""
+    return [p for p, _ in map(parse_token, chorale["tokens"]) if p is not None]
+
+
+def outline(chorale):
+    """The tune as pitch classes counted from its last note (0-11): the same in any key or octave;
+    a passing note added changes one symbol of it, not two; and a tune ends on its final, the
+    same note in every setting, where its first note may be an upbeat one setting leaves out."""
+    notes = pitches(chorale)
+    return [(p - notes[-1]) % 12 for p in notes]
+
+
+def opening(chorale):
+    """The first OPENING melodic intervals in semitones: the same in any key or octave."""
+    return tuple(np.diff(pitches(chorale)[:OPENING + 1]).tolist())
+
+
+def similarity(a, b):
+    """How alike two outlines are: difflib's ratio, 2 * (symbols matched in order) / (both lengths)."""
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def alike(a, b):
+    """Whether two outlines are at least SAME_TUNE similar (difflib's cheap upper bounds first:
+    most pairs stop there)."""
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return all(bound() >= SAME_TUNE for bound in (matcher.real_quick_ratio, matcher.quick_ratio, matcher.ratio))
+
+
+def same_tune(a, b):
+    """Whether two chorales are taken for settings of one tune: the same opening, or alike outlines."""
+    return opening(a) == opening(b) or alike(outline(a), outline(b))
+
+
+def tune_groups(chorales):
+    """A group number for each chorale; the settings of one hymn tune share it. Every pair is
+    checked as ``same_tune`` does, and the groups are the linked clusters (union-find), so a
+    chain of versions, each like the next, ends up in one group."""
+    group = list(range(len(chorales)))
+
+    def root(i):
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    openings, outlines = [opening(c) for c in chorales], [outline(c) for c in chorales]
+    for i in range(len(chorales)):
+        for j in range(i):
+            if root(i) != root(j) and (openings[i] == openings[j] or alike(outlines[i], outlines[j])):
+                group[root(j)] = root(i)
+    return [root(i) for i in range(len(chorales))]
+
+
+def split(chorales, val_fraction, test_fraction, rng):
+    """(training, validation, test) chorales, whole tune groups each: the groups in a random
+    order fill the test set to about ``test_fraction`` of the chorales, then the validation set
+    to ``val_fraction``; the rest is for training. Also returns the number of groups."""
+    members = {}
+    for chorale, group in zip(chorales, tune_groups(chorales)):
+        members.setdefault(group, []).append(chorale)
+    wanted = [max(1, round(test_fraction * len(chorales))), max(1, round(val_fraction * len(chorales)))]
+    test, val, train = sets = [], [], []
+    for g in rng.permutation(sorted(members)):
+        k = next((k for k in (0, 1) if len(sets[k]) < wanted[k]), 2)
+        sets[k].extend(members[g])
+    return train, val, test, len(members)
 
 
 class Vocab:
-    """Token strings <-> ids: the specials first, then every symbol of ``chorales`` sorted."""
+    """Token strings <-> ids: the specials first, then every symbol of the (training) ``chorales``
+    sorted. A symbol not among them (in a validation or test chorale) becomes <unk>."""
 
     def __init__(self, chorales):
         symbols = sorted({t for c in chorales for t in c["tokens"]}, key=lambda t: (parse_token(t)[0] or 0, t))
@@ -166,9 +247,9 @@ class Vocab:
         return len(self.tokens)
 
     def ids(self, chorale):
-        """A chorale as ids: its mode token, its notes, <end>."""
+        """A chorale as ids: its mode token, its notes (<unk> for one not in the vocabulary), <end>."""
         start = MINOR if chorale["mode"] == "minor" else MAJOR
-        return [start] + [self.index[t] for t in chorale["tokens"]] + [END]
+        return [start] + [self.index.get(t, UNK) for t in chorale["tokens"]] + [END]
 
     def words(self, ids):
         """The token strings of ``ids``."""
@@ -233,7 +314,7 @@ class MelodyModel(nn.Module):
         return self.head(self.drop(out)), state
 
 
-def validation_bits(model, sequences, batch_size=64):
+def mean_bits(model, sequences, batch_size=64):
     """Bits per predicted token over ``sequences`` (each sequence's tokens after its first)."""
     model.eval()
     total, count = 0.0, 0
@@ -265,7 +346,7 @@ def train(model, train_seqs, val_seqs, args, rng):
             optimizer.step()
             losses.append(loss.item() / math.log(2))
         history["train_bits"].append(float(np.mean(losses)))
-        history["val_bits"].append(validation_bits(model, val_seqs))
+        history["val_bits"].append(mean_bits(model, val_seqs))
         if history["val_bits"][-1] < best[0]:
             best = (history["val_bits"][-1], model.state_dict())
         if epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs - 1:
@@ -279,7 +360,7 @@ def train(model, train_seqs, val_seqs, args, rng):
 
 def sample_model(model, modes, length, temperature, rng):
     """One piece per mode token in ``modes``, drawn together: lists of ids after the mode token,
-    each up to its <end> (left out) or ``length`` notes. <pad> and the mode tokens are never drawn."""
+    each up to its <end> (left out) or ``length`` notes. The NEVER_DRAWN tokens are never drawn."""
     model.eval()
     pieces, done = [[] for _ in modes], np.zeros(len(modes), dtype=bool)
     x, state = np.array([modes]), None
@@ -287,7 +368,7 @@ def sample_model(model, modes, length, temperature, rng):
         for _ in range(length):
             logits, state = model(x, state)
             z = logits.data[-1].astype(np.float64) / temperature
-            z[:, [PAD, MAJOR, MINOR]] = -np.inf
+            z[:, NEVER_DRAWN] = -np.inf
             p = np.exp(z - z.max(1, keepdims=True))
             drawn = [rng.choice(len(row), p=row / row.sum()) for row in p]
             for piece, token, finished in zip(pieces, drawn, done):
@@ -308,7 +389,7 @@ def sample_bigram(probs, modes, length, rng):
         piece, token = [], mode
         for _ in range(length):
             p = (probs[token] if probs.ndim == 2 else probs).copy()
-            p[[PAD, MAJOR, MINOR]] = 0
+            p[NEVER_DRAWN] = 0
             token = rng.choice(len(p), p=p / p.sum())
             if token == END:
                 break
@@ -433,7 +514,7 @@ def plot(example, sample, histograms, history, baselines, args, path):
     ax.plot(epochs, history["train_bits"], label=f"{args.cell}, training")
     ax.plot(epochs, history["val_bits"], label=f"{args.cell}, validation")
     for (name, bits), style in zip(baselines.items(), (":", "--")):
-        ax.axhline(bits, color="gray", linestyle=style, label=f"{name}, validation")
+        ax.axhline(bits["validation"], color="gray", linestyle=style, label=f"{name}, validation")
     ax.set(xlabel="epoch", ylabel="bits per token", title="loss (cross-entropy per note token)")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -448,7 +529,10 @@ def arguments(argv):
     p = common.parser(__doc__.splitlines()[0], out="runs/music")
     p.add_argument("--chorales", type=int, default=None, help="how many of the 350 chorales to use "
                    "(default all, 30 with --quick)")
-    p.add_argument("--val-fraction", type=float, default=0.15, help="the share of chorales held out")
+    p.add_argument("--val-fraction", type=float, default=0.15,
+                   help="the share of chorales for validation (picks the epoch and the bigram's smoothing)")
+    p.add_argument("--test-fraction", type=float, default=0.15,
+                   help="the share of chorales for the test (the reported losses)")
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--embed", type=int, default=32)
     p.add_argument("--hidden", type=int, default=None, help="default 128, 64 with --quick")
@@ -468,8 +552,12 @@ def arguments(argv):
             raise common.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not args.chorales >= 10:
         raise common.UsageError(f"--chorales must be at least 10 (to hold some out), got {args.chorales}")
-    if not 0 < args.val_fraction < 0.5:
-        raise common.UsageError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(args, name) < 0.5:
+            raise common.UsageError(f"--{name.replace('_', '-')} must be in (0, 0.5), got {getattr(args, name)}")
+    if args.val_fraction + args.test_fraction > 0.5:
+        raise common.UsageError(f"--val-fraction plus --test-fraction must be at most 0.5 (half the chorales "
+                                f"to train on), got {args.val_fraction} + {args.test_fraction}")
     if not 0 <= args.dropout < 1:
         raise common.UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
     for name in ("lr", "clip", "temperature"):
@@ -483,24 +571,37 @@ def main(argv=None):
     returns the results dict also written as JSON."""
     args = arguments(argv)
     common.require("music21", "examples", "examples/music.py (the Bach chorales)")
+    paths = chorale_paths()
+    if args.chorales > len(paths):
+        raise common.UsageError(f"--chorales {args.chorales}: music21's corpus has {len(paths)} distinct "
+                                f"chorales; choose at most {len(paths)}")
     rng = common.start(args)
-    chorales = load_chorales(args.chorales, pathlib.Path(args.out) / "chorales.json")
-    vocab = Vocab(chorales)
-    train_set, val_set = split(chorales, args.val_fraction, rng)
-    train_seqs, val_seqs = [vocab.ids(c) for c in train_set], [vocab.ids(c) for c in val_set]
+    chorales = load_chorales(paths[:args.chorales], pathlib.Path(args.out) / "chorales.json")
+    train_set, val_set, test_set, groups = split(chorales, args.val_fraction, args.test_fraction, rng)
+    vocab = Vocab(train_set)
+    train_seqs, val_seqs, test_seqs = ([vocab.ids(c) for c in part] for part in (train_set, val_set, test_set))
+    unknown = {name: sum(t == UNK for s in seqs for t in s) for name, seqs in (("validation", val_seqs),
+                                                                              ("test", test_seqs))}
     minor = sum(c["mode"] == "minor" for c in chorales)
-    print(f"{len(train_set)} training and {len(val_set)} validation chorales ({minor} minor in all), "
-          f"{sum(map(len, train_seqs))} training tokens, vocabulary {len(vocab)}")
+    print(f"{len(chorales)} chorales ({minor} minor) in {groups} tune groups: {len(train_set)} training, "
+          f"{len(val_set)} validation, {len(test_set)} test chorales; {sum(map(len, train_seqs))} training "
+          f"tokens, vocabulary {len(vocab)} (from training; <unk> for {unknown['validation']} validation "
+          f"and {unknown['test']} test tokens)")
 
-    uni, bi = unigram(train_seqs, len(vocab)), bigram(train_seqs, len(vocab), BIGRAM_ALPHA)
-    prev, nxt = pairs(val_seqs)
-    baselines = {"unigram": bits_per_token(uni[nxt]), "bigram": bits_per_token(bi[prev, nxt])}
+    # Baselines: the bigram's smoothing is picked on validation, like the network's epoch; test is for reporting.
+    uni = unigram(train_seqs, len(vocab))
+    held_out = {"validation": pairs(val_seqs), "test": pairs(test_seqs)}
+    alpha = min(BIGRAM_ALPHAS, key=lambda a: bits_per_token(bigram(train_seqs, len(vocab), a)[held_out["validation"]]))
+    bi = bigram(train_seqs, len(vocab), alpha)
+    baselines = {"unigram": {part: bits_per_token(uni[nxt]) for part, (_, nxt) in held_out.items()},
+                 "bigram": {part: bits_per_token(bi[prev, nxt]) for part, (prev, nxt) in held_out.items()}}
 
     model = MelodyModel(len(vocab), args.cell, args.embed, args.hidden, args.layers, args.dropout)
     with common.Timer() as timer:
         history, best_weights = train(model, train_seqs, val_seqs, args, rng)
     best_epoch = int(np.argmin(history["val_bits"])) + 1
     model.load_state_dict(best_weights)
+    model_bits = {"validation": min(history["val_bits"]), "test": mean_bits(model, test_seqs)}
 
     # The statistics take STAT_PIECES pieces of each generator; the first --samples of the model's are written.
     modes = [(MAJOR, MINOR)[i % 2] for i in range(max(args.samples, STAT_PIECES))]
@@ -520,14 +621,14 @@ def main(argv=None):
                       "notes": len(piece), "seconds": frames / RATE, "tokens": piece})
     print(f"wrote {len(files)} pieces to {args.out}/sample_<i>.mid and .wav")
 
-    val_bits = min(history["val_bits"])
     names = {"bach": "Bach (training chorales)", "unigram": "unigram (add-one)",
-             "bigram": "bigram (smoothed)", "model": f"{args.cell} (best epoch {best_epoch})"}
-    bits = {"bach": "-", "unigram": baselines["unigram"], "bigram": baselines["bigram"], "model": val_bits}
-    rows = [[names[k], bits[k], s["in_key"], s["steps"], s["interval_tv"], s["notes_per_piece"]]
-            for k, s in stats.items()]
-    common.summary(args, ["source", "validation bits/token", "notes in key", "steps (<= 2 semitones)",
-                          "interval TV to Bach", "notes a piece"], rows)
+             "bigram": f"bigram (alpha {alpha:g}, picked on validation)",
+             "model": f"{args.cell} (epoch {best_epoch}, picked on validation)"}
+    bits = {"bach": {"validation": "-", "test": "-"}, "model": model_bits, **baselines}
+    rows = [[names[k], bits[k]["validation"], bits[k]["test"], s["in_key"], s["steps"], s["interval_tv"],
+             s["notes_per_piece"]] for k, s in stats.items()]
+    common.summary(args, ["source", "validation bits/token", "test bits/token", "notes in key",
+                          "steps (<= 2 semitones)", "interval TV to Bach", "notes a piece"], rows)
     print(f"first piece by the {args.cell}: {' '.join(drawn['model'][0][:24])} ...")
 
     histograms = {"Bach (training)": interval_histogram(reference),
@@ -537,9 +638,13 @@ def main(argv=None):
     example = min(train_set, key=lambda c: abs(len(c["tokens"]) - 40))  # about 10 bars: readable as a roll
     shown = min(range(len(files)), key=lambda i: abs(len(files[i]["tokens"]) - 40))
     plot(example, files[shown], histograms, history, baselines, args, f"{args.out}/music.png")
-    summary = {"config": vars(args), "history": history, "best_epoch": best_epoch, "val_bits": val_bits,
-               "baselines_bits": baselines, "music": stats, "vocab_size": len(vocab),
-               "chorales": {"train": len(train_set), "validation": len(val_set), "minor": minor},
+    summary = {"config": vars(args), "history": history, "best_epoch": best_epoch, "model_bits": model_bits,
+               "baselines_bits": baselines, "bigram_alpha": alpha, "music": stats, "vocab_size": len(vocab),
+               "unknown_tokens": unknown, "tune_groups": groups,
+               "chorales": {"train": len(train_set), "validation": len(val_set), "test": len(test_set),
+                            "minor": minor},
+               "split": {part: [c["name"] for c in chorales_of]
+                         for part, chorales_of in (("train", train_set), ("validation", val_set), ("test", test_set))},
                "train_seconds": timer.seconds, "samples": files}
     common.write_json(f"{args.out}/results.json", summary)
     return summary
