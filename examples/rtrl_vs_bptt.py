@@ -294,6 +294,9 @@ def plot(args, cost, slopes, runs, window):
                 counts = np.array([count(r) for r in rows], dtype=float)
                 ax.loglog(xs, counts / counts[-1] * ys[-1], "--", color=color, alpha=0.5,
                           label=f"{name} (slope {slope(xs, counts):.2f})")
+                if (quantity, method, axis) == ("seconds_per_step", "rtrl", "H"):
+                    # at small H the N backward passes a step dominate, each costing about the same
+                    ax.loglog(xs, xs / xs[0] * ys[0], ":", color=color, alpha=0.7, label="N backward passes (slope 1)")
             other = "H" if axis == "T" else "T"
             what = "Peak memory" if quantity == "bytes" else "Time per step"
             ax.set(title=f"{what} against {axis} ({other} = {rows[0][other]})", xlabel=axis, ylabel=unit)

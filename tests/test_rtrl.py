@@ -201,7 +201,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="one-element Tensor"):  # after three steps' gradients
         bptt.rtrl(cell, x, fails_at_3)
     grads = [p.grad for p in cell.parameters()]
-    assert grads == [None] * len(grads)  # a refused call leaves no gradient behind
+    assert grads == [None] * len(grads)  # a refused call leaves the cell no gradient (fails_at_3 too)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "user"])
@@ -238,6 +238,15 @@ def test_hooks_see_the_whole_gradient_once_and_float32_and_layer_states_are_take
     assert len(calls) == 2  # once for BPTT's backward, once for RTRL's whole gradient
     assert_equal_grads(grads_of(cell, readout), want)
     handle.remove()
+    fixed = np.ones(cell.weight_hh.shape)  # a hook's array is copied into .grad, as backward does
+    handle = cell.weight_hh.register_hook(lambda g: fixed)
+    bptt.rtrl(cell, x, loss_fn, lengths=lengths)
+    first = cell.weight_hh.grad
+    assert not np.shares_memory(first.data, fixed)
+    bptt.rtrl(cell, x, loss_fn, lengths=lengths)
+    assert cell.weight_hh.grad is first and (first.data == 2).all() and (fixed == 1).all()
+    handle.remove()
+    grads_of(cell, readout)
 
     layer = nn.LSTM(3, 4)  # float32, its state given as the layer takes it, (1, B, H)
     x32 = x.astype(np.float32)

@@ -35,10 +35,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import config, nn, ops
+from . import _blas, config, nn, ops
 from ._checks import check_int
 from .gates import gate_names
-from .tensor import Tensor, _run_hooks, as_array, enable_grad, no_grad
+from .tensor import Tensor, _keep_grad, _run_hooks, as_array, enable_grad, no_grad
 
 
 def detach_state(state):
@@ -635,7 +635,7 @@ class RTRL:
                 if loss is not None:
                     loss = _scalar_loss(owner, loss)
                     direct, through = self._backward(loss, None, leaves)
-                    gradient = direct + np.einsum("bn,bnp->p", through, before)
+                    gradient = direct + _blas.matmul(through.reshape(1, -1), before.reshape(-1, before.shape[2]))[0]
                 self._advance(new, leaves, keep)
         finally:
             for p, (g, hooks) in zip(self.params, kept):
@@ -661,7 +661,9 @@ class RTRL:
                     seed.reshape(batch, -1)[b, i] = 1
                     direct, through = self._backward(state, seed, leaves)
                     local[b, self._offsets[k] + i], jacobian[b, self._offsets[k] + i] = direct, through[b]
-        self.sensitivity = jacobian @ self.sensitivity + local
+        for b in range(batch):  # NOTE: through tinyseq's BLAS, not NumPy's: one thread pool (see _blas)
+            local[b] += _blas.matmul(jacobian[b], self.sensitivity[b])
+        self.sensitivity = local
 
     def _backward(self, out, seed, leaves):
         """One backward from ``out``: (the parameters' gradient, flattened, (P,); the
@@ -672,7 +674,7 @@ class RTRL:
             leaf.grad = None
         out.backward(seed, retain_graph=True)
         direct = np.concatenate([np.zeros(p.data.size) if p.grad is None else p.grad.data.ravel() for p in self.params])
-        through = np.concatenate([np.zeros((self.batch, s[0].size)) if s.grad is None
+        through = np.concatenate([np.zeros((self.batch, s.data[0].size)) if s.grad is None
                                   else s.grad.data.reshape(self.batch, -1) for s in leaves], axis=1)
         return direct, through
 
@@ -682,9 +684,7 @@ class RTRL:
         start = 0
         for p in self.params:
             g = gradient[start:start + p.data.size].reshape(p.shape).astype(p.dtype)
-            if p._hooks:
-                g = _run_hooks(p, g)
-            p.grad = g if p.grad is None else p.grad.data + g
+            _keep_grad(p, _run_hooks(p, g) if p._hooks else g)
             start += p.data.size
 
 
@@ -707,7 +707,8 @@ def rtrl(cell, x, loss_fn, hx=None, lengths=None):
     for no loss at step t; ``lengths``: B ints in [1, T] as the layers take them (a sequence
     that has ended keeps its state, and its y_t reads 0). The cell's parameters get their
     gradient once, at the end, through their hooks (none if a step raises); a parameter only
-    the loss reads (a readout's) gets each step's from that step's ``backward``. Returns
+    the loss reads (a readout's) gets each step's from that step's ``backward``, its hooks
+    called at every step (and what the steps before a failing one gave stays). Returns
     ``RTRLResult(loss, state)``.
     """
     owner = "rtrl"

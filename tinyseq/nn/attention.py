@@ -61,7 +61,9 @@ class Attention(Module):
     Many queries against the same keys (a decoder's outputs at every target step, T of them):
     query (T, B, query_size), or (B, T, query_size) with ``batch_first``; then context is
     (T, B, V) (or (B, T, V)) and weights (B, T, S), as ``torch.nn.MultiheadAttention`` lays
-    out its weights. The keys are projected once for all T queries.
+    out its weights. The keys are projected once for all T queries. (A 2-D query is always
+    one query per sequence, (B, Q): not PyTorch's unbatched (L, E) form, which has 2-D keys,
+    refused here.)
     """
 
     def __init__(self, query_size, key_size, kind="additive", hidden_size=None, batch_first=False,
