@@ -109,6 +109,19 @@ def make_pairs(rng, days, n):
     return pairs
 
 
+def held_out_reversals(rng, span, per_length):
+    """``per_length`` different strings of each length in ``span`` (reversal triples, shortest
+    first): the held-out set, which training never draws (``check_args`` keeps it at most half
+    of the strings of the shortest length, so training has some)."""
+    pairs = []
+    for n in span:
+        chosen = {}  # a dict keeps the drawing order
+        while len(chosen) < per_length:
+            chosen["".join(map(str, rng.integers(10, size=n)))] = None
+        pairs += [(digits, digits[::-1], int(n)) for digits in chosen]
+    return pairs
+
+
 def make_reversals(rng, lengths, exclude=frozenset()):
     """(digits, reversed digits, length) triples, one per length in ``lengths``; a string
     in ``exclude`` (the held-out ones) is drawn again."""
@@ -260,7 +273,7 @@ def beam_search(model, source, lengths, beam, max_len, length_penalty=0.0):
     After ``max_len`` steps unfinished hypotheses stop where they are. The winner has the
     highest score / length ** ``length_penalty``, length counting <end>: 0 (the default)
     compares plain sums of log-probabilities, 1 their means per character. With beam 1 it
-    writes exactly what ``greedy`` writes.
+    writes exactly what ``greedy`` writes, up to its first <end>.
     """
     batch, vocab = source.shape[1], len(TARGET_CHARS)
     state, (keys, lengths) = model.encode(source, lengths)
@@ -303,6 +316,7 @@ def decode_length(task, source):
 def evaluate(model, pairs, task, beam=1, batch=500):
     """Decode ``pairs`` greedily (and with ``beam`` > 1 by beam search): exact match and
     per-character accuracy, overall and per group (format or length), and the strings."""
+    was_training = model.training
     model.eval()
     greedy_out, beam_out, weights = [], [], []
     for i in range(0, len(pairs), batch):
@@ -313,7 +327,7 @@ def evaluate(model, pairs, task, beam=1, batch=500):
         if beam > 1:
             rows, _ = beam_search(model, source, lengths, beam, decode_length(task, source))
             beam_out += [decode_tokens(row) for row in rows]
-    model.train()
+    model.train(was_training)
     targets, groups = [t for _, t, _ in pairs], np.array([g for _, _, g in pairs])
     # a group's name: the format's, or the length itself
     names = dict(enumerate(FORMATS)) if task == "dates" else {n: n for n in sorted(set(groups.tolist()))}
@@ -404,10 +418,13 @@ def label(args, attention, schedule):
 
 
 def key(args, attention, schedule):
-    """A model's key in results.json: what varies between the models of the run."""
+    """A model's key in results.json: what varies between the models of the run (on the
+    reversal task its attention kind, even when it alone runs)."""
+    if len(args.tf_schedule) == 1 and (len(args.attention) > 1 or args.task == "reverse"):
+        return attention
     if len(args.attention) == 1:
         return schedule
-    return attention if len(args.tf_schedule) == 1 else f"{attention}+{schedule}"
+    return f"{attention}+{schedule}"
 
 
 def plot_dates(runs, args, path):
@@ -543,6 +560,11 @@ def check_args(args):
         raise common.UsageError(f"--eval-size {args.eval_size} gives no held-out string to some of the "
                                 f"{args.max_length - args.min_length + 1} lengths; raise --eval-size or narrow "
                                 "--min-length..--max-length")
+    per_length = args.eval_size // (args.max_length - args.min_length + 1)
+    if args.task == "reverse" and per_length > 10 ** args.min_length // 2:
+        raise common.UsageError(f"--eval-size {args.eval_size} holds out {per_length} strings of each length, more "
+                                f"than half of the {10 ** args.min_length} {args.min_length}-digit strings; "
+                                "raise --min-length or lower --eval-size")
     if not 0.0 < args.test_fraction < 1.0:
         raise common.UsageError(f"--test-fraction must lie in (0, 1), got {args.test_fraction}")
     if args.lr <= 0 or args.clip <= 0:
@@ -612,7 +634,7 @@ def main(argv=None):
               f"{args.cell.upper()} encoder-decoder, hidden {args.hidden}, {args.steps} steps of {args.batch}")
     else:
         train_days, span = None, np.arange(args.min_length, args.max_length + 1)
-        test_pairs = make_reversals(np.random.default_rng([args.seed, 3]), np.repeat(span, args.eval_size // len(span)))
+        test_pairs = held_out_reversals(np.random.default_rng([args.seed, 3]), span, args.eval_size // len(span))
         print(f"reversing digit strings of {args.min_length}-{args.max_length} digits: {len(test_pairs)} held-out "
               f"strings; {args.cell.upper()} encoder-decoder, hidden {args.hidden}, {args.steps} steps of {args.batch}")
     # the heatmaps' held-out sources: one of the middle length and one of the longest

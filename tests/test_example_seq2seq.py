@@ -134,3 +134,13 @@ def test_bad_flags_are_refused_before_any_work(tmp_path, args, flag):
     with pytest.raises(UsageError, match=flag):
         example.main([*args, "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_held_out_strings_are_distinct_and_training_never_draws_them():
+    held = example.held_out_reversals(np.random.default_rng(0), [1, 2], 5)
+    assert [len(s) for s, _, _ in held] == [1] * 5 + [2] * 5 and len({s for s, _, _ in held}) == 10
+    exclude = {s for s, _, _ in held}
+    drawn = example.make_reversals(np.random.default_rng(1), [1] * 200, exclude)
+    assert {s for s, _, _ in drawn} == set("0123456789") - exclude  # the other five, all of them
+    with pytest.raises(UsageError, match="--eval-size 520 holds out 260 strings of each length, more than half"):
+        example.main(["--min-length", "1", "--max-length", "2"])
