@@ -13,7 +13,8 @@ step (about H^4).
 The script shows, in three parts:
 
 1. Equal gradients: RTRL against BPTT in float64 on a tanh RNN, an LSTM, a GRU and a cell
-   written from ops, with sequences of different lengths (the largest difference printed).
+   written from ops (``cell_gallery.LSTM`` with peepholes), with sequences of different
+   lengths (the largest difference printed).
 2. Cost against T (H fixed) and against H (T fixed), each a tanh RNN (``nn.RNNCell``), B = 1:
    peak memory (NumPy's allocations, ``tracemalloc``) and time per step of one gradient,
    BPTT on the graph against RTRL, beside the slopes the counts above predict.
@@ -33,34 +34,20 @@ import tracemalloc
 
 import numpy as np
 
+import cell_gallery
 import common
 import tinyseq as ts
-from tinyseq import bptt, nn, ops, optim
+from tinyseq import bptt, nn, optim
 
 F64 = np.float64
 INPUTS = 4
-
-
-class Leaky(nn.Cell):
-    """A cell written from ops with two state tensors (its own, not a built-in's)."""
-
-    def __init__(self, inputs, hidden):
-        self.state_size = (hidden, hidden)
-        self.xh = nn.Linear(inputs + hidden, hidden, dtype=F64)
-        self.mix = nn.Linear(hidden, hidden, bias=False, dtype=F64)
-
-    def forward(self, x, state):
-        h, m = state
-        h = (self.xh(ops.concatenate([x, h], axis=1)) + m).tanh()
-        m = 0.5 * m + self.mix(h).sigmoid()
-        return h * m, (h, m)
 
 
 CELLS = {
     "rnn": lambda h: nn.RNNCell(INPUTS, h, dtype=F64),
     "lstm": lambda h: nn.LSTMCell(INPUTS, h, dtype=F64),
     "gru": lambda h: nn.GRUCell(INPUTS, h, dtype=F64),
-    "user cell": lambda h: Leaky(INPUTS, h),
+    "user cell": lambda h: cell_gallery.LSTM(INPUTS, h, peephole=True, dtype=F64),  # from ops, with peepholes
 }
 
 
