@@ -64,6 +64,7 @@ import common
 import tinyseq as ts
 from tinyseq import nn
 from tinyseq.nn import functional as F
+from tinyseq.nn.utils.rnn import pad_sequence
 
 CACHE_VERSION = "music-1"  # change it when the encoding changes: older caches are then re-parsed
 SPECIALS = ["<pad>", "<major>", "<minor>", "<end>", "<unk>"]
@@ -259,12 +260,9 @@ class Vocab:
 def pad_batch(sequences):
     """Padded (T, B) inputs and targets (the inputs shifted by one; <pad> beyond each end) and
     the input lengths."""
-    lengths = np.array([len(s) - 1 for s in sequences])
-    x = np.full((lengths.max(), len(sequences)), PAD, dtype=np.int64)
-    y = np.full_like(x, PAD)
-    for b, s in enumerate(sequences):
-        x[:len(s) - 1, b], y[:len(s) - 1, b] = s[:-1], s[1:]
-    return x, y, lengths
+    x, lengths = pad_sequence([np.asarray(s[:-1]) for s in sequences], padding_value=PAD, return_lengths=True)
+    y = pad_sequence([np.asarray(s[1:]) for s in sequences], padding_value=PAD)
+    return x.data, y.data, lengths
 
 
 # ---------------------------------------------------------------- baselines

@@ -88,7 +88,7 @@ class Attention(Module):
             self.key = Linear(key_size, query_size, bias=False, dtype=dtype)
 
     def forward(self, query, keys, values=None, lengths=None):
-        many = getattr(query, "ndim", np.ndim(query)) == 3
+        many = np.ndim(query) == 3
         query, keys, values = self._inputs(query, keys, values)  # (B, T, Q), (B, S, K), (B, S, V)
         batch, steps = keys.shape[0], keys.shape[1]
         if lengths is not None:
