@@ -56,6 +56,7 @@ import numpy as np
 import common
 import tinyseq as ts
 from tinyseq import nn
+from tinyseq.nn.utils.rnn import pad_sequence
 
 # ---------------------------------------------------------------- the grammar
 
@@ -131,12 +132,9 @@ def make_data(rng, n_train, n_test):
 
 def encode(sentences):
     """Word indices (B, T), padded with PAD to the longest sentence, and the lengths (B,)."""
-    rows = [[INDEX[w] for w in s.split()] for s in sentences]
-    lengths = np.array([len(r) for r in rows])
-    tokens = np.full((len(rows), lengths.max()), PAD, dtype=np.int64)
-    for i, row in enumerate(rows):
-        tokens[i, :len(row)] = row
-    return tokens, lengths
+    rows = [np.array([INDEX[w] for w in s.split()], dtype=np.int64) for s in sentences]
+    tokens, lengths = pad_sequence(rows, batch_first=True, padding_value=PAD, return_lengths=True)
+    return tokens.data, lengths
 
 
 def labels(sentences):
